@@ -1,0 +1,79 @@
+"""Every NATS subject, stream and bucket name Swarm uses, built in one place."""
+
+from __future__ import annotations
+
+import re
+
+from schemas.errors import Invalid
+
+EVENTS_STREAM = "SWARM_EVENTS"
+CHAT_STREAM = "SWARM_CHAT"
+LOGS_STREAM = "SWARM_LOGS"
+DISPATCH_STREAM = "SWARM_DISPATCH"
+
+PRESENCE_BUCKET = "swarm_presence"  # agent presence keys (leases)
+SERVICES_BUCKET = "swarm_services"  # service readiness heartbeats
+SNAPSHOTS_BUCKET = "swarm_snapshots"  # snapshots of the fold
+LEADER_BUCKET = "swarm_leader"  # the scheduler's leader lease
+INBOX_BUCKET = "swarm_inbox"  # per-agent unread mentions
+OUTPUT_STORE = "swarm_outputs"  # full task outputs (object store)
+
+EVENTS_ALL = "swarm.evt.>"
+CHAT_ALL = "swarm.chat.>"
+LOGS_ALL = "swarm.log.>"
+DISPATCH_ALL = "swarm.dispatch.>"
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def check_token(value: str, what: str = "id") -> str:
+    """A subject token: letters, digits, ``-`` and ``_`` only (no dots, spaces or wildcards)."""
+    if not isinstance(value, str) or not _TOKEN.match(value):
+        raise Invalid(what, f"{what} {value!r} must be 1-128 letters, digits, '-' or '_'")
+    return value
+
+
+def event(swarm: str, aggregate: str, aggregate_id: str, verb: str) -> str:
+    """``swarm.evt.<swarm>.<aggregate>.<id>.<verb>``, e.g. ``swarm.evt.dev.task.t-7f3a.claimed``."""
+    return f"swarm.evt.{swarm}.{aggregate}.{aggregate_id}.{verb}"
+
+
+def aggregate_filter(swarm: str, aggregate: str, aggregate_id: str) -> str:
+    """All events of one aggregate: the scope of an expected-sequence check."""
+    return f"swarm.evt.{swarm}.{aggregate}.{aggregate_id}.*"
+
+
+def swarm_events(swarm: str) -> str:
+    return f"swarm.evt.{swarm}.>"
+
+
+def chat(swarm: str, channel: str = "general") -> str:
+    return f"swarm.chat.{swarm}.{channel}"
+
+
+def chat_all(swarm: str) -> str:
+    return f"swarm.chat.{swarm}.>"
+
+
+def log(swarm: str, task: str) -> str:
+    return f"swarm.log.{swarm}.{task}"
+
+
+def dispatch(swarm: str, agent: str) -> str:
+    return f"swarm.dispatch.{swarm}.{agent}"
+
+
+def command(swarm: str, verb: str) -> str:
+    return f"swarm.cmd.{swarm}.{verb}"
+
+
+def presence_key(swarm: str, agent: str) -> str:
+    return f"{swarm}.{agent}"
+
+
+def service_key(service: str, instance: str) -> str:
+    return f"{service}.{instance}"
+
+
+def output_name(swarm: str, task: str, attempt: int) -> str:
+    return f"{swarm}/{task}/{attempt}"

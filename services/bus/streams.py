@@ -1,0 +1,177 @@
+"""Provisioning: the streams, KV buckets and object store Swarm needs. Idempotent and safe when
+several processes start at once (each create that loses the race finds the winner's)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import structlog
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+
+from schemas import subjects
+
+log = structlog.get_logger("bus.streams")
+
+DAY = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Sizes and replicas. ``replicas`` is 1 on one node, 3 on a cluster (``SWARM_REPLICAS``)."""
+
+    replicas: int = 1
+    duplicate_window: float = 2 * 60.0
+    logs_max_age: float = 7 * DAY
+    logs_max_bytes: int = 1 << 30
+    chat_max_age: float = 0.0  # keep chat forever
+    presence_ttl: float = 60.0
+    services_ttl: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> Layout:
+        return cls(replicas=int(os.environ.get("SWARM_REPLICAS", "1")))
+
+
+def stream_configs(layout: Layout) -> list[api.StreamConfig]:
+    file = api.StorageType.FILE
+    return [
+        api.StreamConfig(
+            name=subjects.EVENTS_STREAM,
+            description="Swarm's event log: append-only, every state change.",
+            subjects=[subjects.EVENTS_ALL],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=file,
+            num_replicas=layout.replicas,
+            duplicate_window=layout.duplicate_window,
+            deny_delete=True,
+            deny_purge=True,
+            allow_direct=True,
+        ),
+        api.StreamConfig(
+            name=subjects.CHAT_STREAM,
+            description="Swarm chat messages.",
+            subjects=[subjects.CHAT_ALL],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=file,
+            num_replicas=layout.replicas,
+            duplicate_window=layout.duplicate_window,
+            max_age=layout.chat_max_age,
+            allow_direct=True,
+        ),
+        api.StreamConfig(
+            name=subjects.LOGS_STREAM,
+            description="Live task output chunks (bounded).",
+            subjects=[subjects.LOGS_ALL],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=file,
+            num_replicas=layout.replicas,
+            max_age=layout.logs_max_age,
+            max_bytes=layout.logs_max_bytes,
+            discard=api.DiscardPolicy.OLD,
+        ),
+        api.StreamConfig(
+            name=subjects.DISPATCH_STREAM,
+            description="Claimed tasks on their way to the executor hosting the agent.",
+            subjects=[subjects.DISPATCH_ALL],
+            retention=api.RetentionPolicy.WORK_QUEUE,
+            storage=file,
+            num_replicas=layout.replicas,
+            duplicate_window=layout.duplicate_window,
+        ),
+    ]
+
+
+def bucket_configs(layout: Layout) -> list[api.KeyValueConfig]:
+    file = api.StorageType.FILE
+    return [
+        api.KeyValueConfig(
+            bucket=subjects.PRESENCE_BUCKET,
+            description="Agent presence: refreshed by executors, read by the scheduler.",
+            ttl=layout.presence_ttl,
+            storage=file,
+            replicas=layout.replicas,
+        ),
+        api.KeyValueConfig(
+            bucket=subjects.SERVICES_BUCKET,
+            description="Service readiness heartbeats, read by /health.",
+            ttl=layout.services_ttl,
+            storage=file,
+            replicas=layout.replicas,
+        ),
+        api.KeyValueConfig(
+            bucket=subjects.SNAPSHOTS_BUCKET,
+            description="Snapshots of the fold, tagged with the last sequence they include.",
+            history=1,
+            storage=file,
+            replicas=layout.replicas,
+            max_value_size=64 << 20,
+        ),
+        api.KeyValueConfig(
+            bucket=subjects.LEADER_BUCKET,
+            description="The scheduler's leader lease.",
+            history=1,
+            storage=file,
+            replicas=layout.replicas,
+        ),
+        api.KeyValueConfig(
+            bucket=subjects.INBOX_BUCKET,
+            description="Per-agent unread chat mentions.",
+            history=1,
+            storage=file,
+            replicas=layout.replicas,
+        ),
+    ]
+
+
+async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
+    try:
+        await js.stream_info(config.name)
+        await js.update_stream(config)
+        return
+    except NotFoundError:
+        pass
+    try:
+        await js.add_stream(config)
+    except BadRequestError as error:
+        if error.err_code != 10058:  # stream name already in use: another process won the race
+            raise
+
+
+async def _ensure_bucket(js: JetStreamContext, config: api.KeyValueConfig) -> None:
+    try:
+        await js.key_value(config.bucket)
+        return
+    except BucketNotFoundError:
+        pass
+    try:
+        await js.create_key_value(config)
+    except BadRequestError as error:
+        if error.err_code != 10058:
+            raise
+
+
+async def provision(js: JetStreamContext, layout: Layout | None = None) -> None:
+    """Create or update every stream and bucket; safe to call from every process at start."""
+    layout = layout or Layout.from_env()
+    for config in stream_configs(layout):
+        await _ensure_stream(js, config)
+    for bucket in bucket_configs(layout):
+        await _ensure_bucket(js, bucket)
+    try:
+        await js.object_store(subjects.OUTPUT_STORE)
+    except (NotFoundError, BucketNotFoundError):
+        try:
+            await js.create_object_store(
+                subjects.OUTPUT_STORE,
+                config=api.ObjectStoreConfig(
+                    description="Full task outputs.",
+                    storage=api.StorageType.FILE,
+                    replicas=layout.replicas,
+                ),
+            )
+        except BadRequestError as error:
+            if error.err_code != 10058:
+                raise
+    log.debug("bus.provisioned", replicas=layout.replicas)

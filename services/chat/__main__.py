@@ -1,0 +1,5 @@
+import sys
+
+from services.chat.service import Chat
+
+sys.exit(Chat.main())

@@ -1,0 +1,5 @@
+import sys
+
+from services.gateway.service import Gateway
+
+sys.exit(Gateway.main())

@@ -1,0 +1,126 @@
+"""The gateway process: Swarm's HTTP API (aiohttp) and its NATS micro endpoints."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import time
+
+from aiohttp import web
+
+from schemas.errors import Invalid, Unavailable
+from services.bus.connection import NatsOptions
+from services.bus.service import Readiness, Service, read_readiness
+
+SERVICES = ("gateway", "scheduler", "executor", "chat")
+STALE_AFTER = 10.0  # seconds without a heartbeat before a service counts as gone
+DEFAULT_PORT = 7700
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def health_report(beats: list[Readiness], now: float) -> dict:
+    """Pure: which services are up and ready, from their last heartbeats."""
+    report: dict[str, dict] = {}
+    for name in SERVICES:
+        fresh = [b for b in beats if b.service == name and now - b.time <= STALE_AFTER]
+        report[name] = {
+            "ready": any(b.ready for b in fresh),
+            "instances": [
+                {
+                    "instance": b.instance,
+                    "ready": b.ready,
+                    "seq": b.seq,
+                    "host": b.host,
+                    "pid": b.pid,
+                    "last_heard_s": round(now - b.time, 3),
+                }
+                for b in sorted(fresh, key=lambda b: b.instance)
+            ],
+        }
+    return {"ok": all(s["ready"] for s in report.values()), "services": report}
+
+
+class Gateway(Service):
+    """Swarm gateway: the HTTP API and NATS command endpoints."""
+
+    name = "gateway"
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        token: str | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not token and not is_loopback(host):
+            raise Invalid(
+                "SWARM_API_TOKEN",
+                f"refusing to listen on non-loopback address {host} without SWARM_API_TOKEN",
+            )
+        self.host = host
+        self.port = port
+        self.token = token
+        self.app = web.Application()
+        self.app.router.add_get("/health", self.health)
+        self.runner: web.AppRunner | None = None
+
+    async def on_start(self) -> None:
+        self.runner = web.AppRunner(self.app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError as error:
+            raise Unavailable(
+                f"gateway port {self.port} on {self.host} is taken ({error.strerror}); "
+                "choose another with --port (swarm up: --gateway-port)"
+            ) from error
+        self.log.info("gateway.listening", host=self.host, port=self.port)
+
+    async def on_stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def health(self, request: web.Request) -> web.Response:
+        assert self.bus is not None
+        nats_ok = self.bus.nc.is_connected
+        beats: list[Readiness] = []
+        if nats_ok:
+            try:
+                beats = await read_readiness(self.bus)
+            except Exception:
+                nats_ok = False
+        report = health_report(beats, time.time())
+        # This process answers, so its own readiness is known first-hand.
+        report["services"]["gateway"]["ready"] = self.ready
+        report["ok"] = nats_ok and all(s["ready"] for s in report["services"].values())
+        report["nats"] = "connected" if nats_ok else "unreachable"
+        report["seq"] = self.projection.seq if self.projection else 0
+        return web.json_response(report, status=200 if report["ok"] else 503)
+
+    @classmethod
+    def arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("SWARM_GATEWAY_HOST", "127.0.0.1"))
+        parser.add_argument(
+            "--port", type=int, default=int(os.environ.get("SWARM_GATEWAY_PORT", DEFAULT_PORT))
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Gateway:
+        return cls(
+            nats=NatsOptions.from_env(args.nats_url),
+            host=args.host,
+            port=args.port,
+            token=os.environ.get("SWARM_API_TOKEN") or None,
+        )

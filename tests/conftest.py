@@ -1,0 +1,72 @@
+"""Test fixtures: a real nats-server per test session (from the wheel, free port, temp store).
+
+- ``NATS_URL`` set in the environment: use that server instead (it must have JetStream).
+- ``SWARM_TEST_DOCKER=1`` and a Docker engine: a testcontainers NATS container instead.
+- ``nats_factory``: a private server a test may kill -9 and restart on the same store.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from services.bus.connection import NatsOptions
+from services.bus.embedded import EmbeddedNats
+from services.bus.service import Bus
+
+
+def _docker_nats() -> Iterator[str]:
+    from testcontainers.nats import NatsContainer
+
+    with NatsContainer(image="nats:2.11", jetstream=True) as container:
+        yield container.nats_uri()
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("NATS_URL"):
+        yield os.environ["NATS_URL"]
+        return
+    if os.environ.get("SWARM_TEST_DOCKER") == "1":
+        yield from _docker_nats()
+        return
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats-session")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nats_factory(tmp_path: Path) -> Iterator[type]:
+    """Start private servers: ``nats_factory()`` -> a started ``EmbeddedNats``."""
+    started: list[EmbeddedNats] = []
+
+    def start(**kwargs) -> EmbeddedNats:
+        server = EmbeddedNats(tmp_path / f"nats-{len(started)}", **kwargs).start()
+        started.append(server)
+        return server
+
+    yield start  # type: ignore[misc]
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture
+async def bus(nats_url: str) -> AsyncIterator[Bus]:
+    connected = await Bus.connect(NatsOptions.from_env(nats_url), name="test")
+    await connected.provision()
+    try:
+        yield connected
+    finally:
+        await connected.close()
+
+
+@pytest.fixture
+def swarm_id() -> str:
+    """A swarm of this test's own, so tests sharing the session server never meet."""
+    return f"test-{uuid.uuid4().hex[:10]}"
