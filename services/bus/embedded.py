@@ -41,7 +41,10 @@ def server_binary() -> str:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether nobody listens there. SO_REUSEADDR as servers use it: connections lingering in
+    TIME_WAIT from a previous life of our own server do not make the port taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
@@ -135,7 +138,7 @@ class EmbeddedNats:
                 cluster=self.cluster,
             )
         )
-        log_file = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        log_file = open(self.log_path, "ab")
         try:
             self.process = subprocess.Popen(
                 [server_binary(), "-c", str(self.config_path)],

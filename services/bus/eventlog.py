@@ -97,8 +97,7 @@ class EventLog:
             ) as error:
                 if loop.time() >= deadline:
                     raise Unavailable(
-                        f"NATS did not acknowledge the append to {subject}: "
-                        f"{type(error).__name__}"
+                        f"NATS did not acknowledge the append to {subject}: {type(error).__name__}"
                     ) from error
                 await asyncio.sleep(0.2)
 

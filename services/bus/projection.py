@@ -86,14 +86,16 @@ class Projection:
             ordered_consumer=True,
             config=config,
             pending_msgs_limit=1 << 20,
+            idle_heartbeat=1.0,
         )
         info = await self._sub.consumer_info()
         if info.num_pending == 0:
-            target = info.delivered.stream_seq if info.delivered else 0
-            if self.board.seq >= (target or 0):
+            delivered = info.delivered.consumer_seq if info.delivered else 0
+            target = info.delivered.stream_seq if delivered else 0
+            if not delivered or self.board.seq >= target:
                 self._ready.set()
             else:
-                self._catch_up_to = target
+                self._catch_up_to = target  # delivered already, still in our queue
         log.debug("projection.started", scope=self.scope, from_seq=self.board.seq)
 
     async def stop(self) -> None:

@@ -217,9 +217,7 @@ class Service:
         if self.bus is not None:
             try:
                 kv = await self.bus.kv(subjects.SERVICES_BUCKET)
-                await asyncio.wait_for(
-                    kv.delete(subjects.service_key(self.name, self.instance)), 2
-                )
+                await asyncio.wait_for(kv.delete(subjects.service_key(self.name, self.instance)), 2)
             except Exception:
                 pass
             if self.projection is not None:

@@ -1,0 +1,106 @@
+"""The event log on a real nats-server: optimistic concurrency and idempotent appends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from schemas import events as ev
+from schemas import subjects
+from schemas.errors import Conflict
+from services.bus.eventlog import AppendConflict
+from services.bus.service import Bus
+
+
+def created(swarm: str, task: str, title: str = "Create Button") -> ev.TaskCreated:
+    return ev.TaskCreated(swarm=swarm, id=task, time=time.time(), title=title)
+
+
+async def history(bus: Bus, swarm: str, aggregate: str, aggregate_id: str) -> list[ev.Event]:
+    """Every event of one aggregate, read back from the stream."""
+    sub = await bus.js.subscribe(
+        subjects.aggregate_filter(swarm, aggregate, aggregate_id),
+        stream=subjects.EVENTS_STREAM,
+        ordered_consumer=True,
+    )
+    info = await sub.consumer_info()
+    found: list[ev.Event] = []
+    if info.num_pending or info.delivered.consumer_seq:
+        while True:
+            msg = await sub.next_msg(timeout=5)
+            found.append(ev.decode(msg.data))
+            if msg.metadata.num_pending == 0:
+                break
+    await sub.unsubscribe()
+    return found
+
+
+async def test_two_writers_racing_on_one_task_exactly_one_wins(bus: Bus, swarm_id: str) -> None:
+    await bus.events.append(
+        ev.SwarmCreated(swarm=swarm_id, id=swarm_id, time=time.time(), name="race"), 0
+    )
+    base = await bus.events.append(created(swarm_id, "t-race"), expected_seq=0)
+
+    async def claim(agent: str) -> int | Exception:
+        event = ev.TaskClaimed(
+            swarm=swarm_id, id="t-race", time=time.time(), agent=agent, attempt=1
+        )
+        try:
+            return await bus.events.append(event, expected_seq=base)
+        except AppendConflict as error:
+            return error
+
+    results = await asyncio.gather(claim("a1"), claim("a2"))
+    wins = [r for r in results if isinstance(r, int)]
+    losses = [r for r in results if isinstance(r, Exception)]
+    assert len(wins) == 1
+    assert len(losses) == 1 and isinstance(losses[0], Conflict)
+    claims = [e for e in await history(bus, swarm_id, "task", "t-race") if e.verb == "claimed"]
+    assert len(claims) == 1
+
+
+async def test_first_event_of_an_aggregate_is_refused_when_it_already_exists(
+    bus: Bus, swarm_id: str
+) -> None:
+    await bus.events.append(created(swarm_id, "t-once"), expected_seq=0)
+    with pytest.raises(AppendConflict):
+        await bus.events.append(created(swarm_id, "t-once", "another"), expected_seq=0)
+
+
+async def test_same_msg_id_appended_twice_yields_one_event(bus: Bus, swarm_id: str) -> None:
+    event = created(swarm_id, "t-dup")
+    first = await bus.events.append(event, expected_seq=0, msg_id="key-123")
+    again = await bus.events.append(event, expected_seq=0, msg_id="key-123")
+    unchecked = await bus.events.append(event, expected_seq=None, msg_id="key-123")
+    assert first == again == unchecked
+    assert len(await history(bus, swarm_id, "task", "t-dup")) == 1
+
+
+async def test_expected_sequence_is_scoped_to_one_aggregate(bus: Bus, swarm_id: str) -> None:
+    """Appends to other tasks in between do not disturb a task's expected sequence."""
+    seq_a = await bus.events.append(created(swarm_id, "t-a"), expected_seq=0)
+    await bus.events.append(created(swarm_id, "t-b"), expected_seq=0)
+    seq = await bus.events.append(
+        ev.TaskCancelled(swarm=swarm_id, id="t-a", time=time.time()), expected_seq=seq_a
+    )
+    assert seq > seq_a
+
+
+async def test_event_subject_names_swarm_aggregate_id_and_type(bus: Bus, swarm_id: str) -> None:
+    seq = await bus.events.append(created(swarm_id, "t-subj"), expected_seq=0)
+    msg = await bus.js.get_msg(subjects.EVENTS_STREAM, seq)
+    assert msg.subject == f"swarm.evt.{swarm_id}.task.t-subj.created"
+    assert ev.decode(msg.data).type == "task.created"
+
+
+async def test_event_log_refuses_delete_and_purge(bus: Bus, swarm_id: str) -> None:
+    seq = await bus.events.append(created(swarm_id, "t-keep"), expected_seq=0)
+    with pytest.raises(Exception, match=r"(?i)delete"):
+        await bus.js.delete_msg(subjects.EVENTS_STREAM, seq)
+    with pytest.raises(Exception, match=r"(?i)purge"):
+        await bus.js.purge_stream(subjects.EVENTS_STREAM)
+    info = await bus.js.stream_info(subjects.EVENTS_STREAM)
+    assert info.config.deny_delete and info.config.deny_purge
+    assert info.config.duplicate_window and info.config.duplicate_window > 0

@@ -1,0 +1,117 @@
+"""Replay then follow, read-your-writes, and snapshots, on a real nats-server."""
+
+from __future__ import annotations
+
+import time
+
+from schemas import events as ev
+from schemas.board import Board
+from services.bus.projection import Projection
+from services.bus.service import Bus
+
+
+async def seed(bus: Bus, swarm: str, tasks: int) -> int:
+    """A small swarm life: agents, tasks, claims and completions. Returns the last sequence."""
+    now = time.time()
+    seq = await bus.events.append(ev.SwarmCreated(swarm=swarm, id=swarm, time=now, name=swarm), 0)
+    for agent in ("a1", "a2"):
+        seq = await bus.events.append(
+            ev.AgentRegistered(swarm=swarm, id=agent, time=now, name=agent, skills=["ui"]), 0
+        )
+    for i in range(tasks):
+        task = f"t{i}"
+        depends = [f"t{i - 1}"] if i % 3 == 2 else []
+        last = await bus.events.append(
+            ev.TaskCreated(swarm=swarm, id=task, time=now + i, title=task, depends=depends), 0
+        )
+        seq = last
+        if depends:
+            continue
+        agent = "a1" if i % 2 else "a2"
+        for event in (
+            ev.TaskClaimed(swarm=swarm, id=task, time=now + i, agent=agent, attempt=1),
+            ev.TaskRunning(swarm=swarm, id=task, time=now + i, agent=agent, attempt=1),
+            ev.TaskCompleted(swarm=swarm, id=task, time=now + i, agent=agent, attempt=1),
+        ):
+            last = await bus.events.append(event, last)
+        seq = last
+    return seq
+
+
+async def replayed(bus: Bus, swarm: str, **kwargs) -> Projection:
+    projection = Projection(bus.js, swarm=swarm, **kwargs)
+    await projection.start()
+    await projection.wait_ready(10)
+    return projection
+
+
+async def test_live_projection_equals_fresh_replay_at_same_sequence(
+    bus: Bus, swarm_id: str
+) -> None:
+    live = await replayed(bus, swarm_id)
+    last = await seed(bus, swarm_id, 12)
+    await live.wait_for(last)
+    fresh = await replayed(bus, swarm_id)
+    assert fresh.seq == live.seq == last
+    assert fresh.board == live.board
+    assert len(live.board.swarms[swarm_id].tasks) == 12
+    await live.stop()
+    await fresh.stop()
+
+
+async def test_write_then_wait_for_sees_the_write(bus: Bus, swarm_id: str) -> None:
+    projection = await replayed(bus, swarm_id)
+    seq = await bus.events.append(
+        ev.SwarmCreated(swarm=swarm_id, id=swarm_id, time=time.time(), name="ryw"), 0
+    )
+    await projection.wait_for(seq)
+    assert swarm_id in projection.board.swarms
+    await projection.stop()
+
+
+async def test_empty_log_is_ready_at_once(bus: Bus, swarm_id: str) -> None:
+    projection = await replayed(bus, swarm_id)
+    assert projection.ready and projection.board == Board()
+    await projection.stop()
+
+
+async def test_snapshot_plus_tail_equals_full_replay(bus: Bus, swarm_id: str) -> None:
+    await seed(bus, swarm_id, 9)
+    first = await replayed(bus, swarm_id, snapshots=bus.snapshots)
+    assert await first.save_snapshot()
+    snapshot_seq = first.seq
+    await first.stop()
+
+    now = time.time()
+    last = await bus.events.append(
+        ev.TaskCreated(swarm=swarm_id, id="tail-1", time=now, title="after the snapshot"), 0
+    )
+    last = await bus.events.append(
+        ev.TaskCancelled(swarm=swarm_id, id="t2", time=now, reason="tail"),
+        bus_version(first.board, swarm_id, "t2"),
+    )
+
+    from_snapshot = await replayed(bus, swarm_id, snapshots=bus.snapshots)
+    full = await replayed(bus, swarm_id)
+    await from_snapshot.wait_for(last)
+    await full.wait_for(last)
+    assert from_snapshot.started_from == snapshot_seq
+    assert from_snapshot.board == full.board
+    assert from_snapshot.board.task(swarm_id, "t2").status == "cancelled"
+    await from_snapshot.stop()
+    await full.stop()
+
+
+async def test_older_snapshot_never_replaces_a_newer_one(bus: Bus, swarm_id: str) -> None:
+    await seed(bus, swarm_id, 3)
+    projection = await replayed(bus, swarm_id, snapshots=bus.snapshots)
+    assert await projection.save_snapshot()
+    older = Board(seq=1)
+    assert not await bus.snapshots.save(projection.scope, older)
+    loaded = await bus.snapshots.load(projection.scope)
+    assert loaded == projection.board
+    await projection.stop()
+
+
+def bus_version(board: Board, swarm: str, task: str) -> int:
+    return board.version(swarm, "task", task)
