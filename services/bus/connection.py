@@ -76,7 +76,11 @@ class NatsOptions:
 
 
 async def connect(
-    options: NatsOptions | None = None, *, name: str = "swarm", connect_timeout: float = 2.0
+    options: NatsOptions | None = None,
+    *,
+    name: str = "swarm",
+    connect_timeout: float = 2.0,
+    initial_attempts: int = 3,
 ) -> NATS:
     """Connect once (a clear ``Unavailable`` naming the URL if nobody answers), then reconnect
     forever: a service outlives a NATS restart without restarting itself."""
@@ -95,7 +99,7 @@ async def connect(
         servers=options.servers,
         name=name,
         allow_reconnect=True,
-        max_reconnect_attempts=-1,
+        max_reconnect_attempts=initial_attempts,
         reconnect_time_wait=0.25,
         connect_timeout=connect_timeout,
         ping_interval=5,
@@ -115,9 +119,13 @@ async def connect(
     if tls is not None:
         kwargs["tls"] = tls
     try:
-        return await nats.connect(**kwargs)
+        nc = await nats.connect(**kwargs)
     except Exception as error:  # NoServersError, OSError, auth errors...
         raise Unavailable(
             f"cannot reach NATS at {options.display}: {type(error).__name__}: {error}. "
             "Start it (swarm up starts one) or set NATS_URL to a running server."
         ) from error
+    # nats-py keeps retrying the first connect forever when told to reconnect forever, so the
+    # first connect gets a few attempts and only an established connection never gives up.
+    nc.options["max_reconnect_attempts"] = -1
+    return nc
