@@ -61,6 +61,7 @@ class AgentView(msgspec.Struct, kw_only=True):
     backend: str = "local"
     status: AgentStatus = "idle"
     task: str | None = None
+    read_through: int = 0  # chat sequence of the last mention put in one of its prompts
     registered_at: float = 0.0
     updated_at: float = 0.0
 

@@ -128,9 +128,14 @@ class TaskClaimed(TaskEvent, tag="task.claimed", kw_only=True):
 
 
 class TaskRunning(TaskEvent, tag="task.running", kw_only=True):
+    """The agent started the attempt. ``inbox_read_through``: the chat sequence up to which the
+    agent's unread mentions went into this prompt (they count as read exactly when this event
+    is in the log)."""
+
     agent: str
     attempt: int
     executor: str = ""
+    inbox_read_through: int = 0
 
 
 class Usage(msgspec.Struct, kw_only=True):

@@ -208,6 +208,9 @@ def _task_running(board: Board, e: ev.TaskRunning, seq: int) -> bool:
     task.status = "running"
     task.started_at = e.time
     task.updated_at = e.time
+    agent = found[0].agents.get(e.agent)
+    if agent is not None and e.inbox_read_through > agent.read_through:
+        agent.read_through = e.inbox_read_through
     return True
 
 

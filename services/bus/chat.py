@@ -1,0 +1,100 @@
+"""Chat on NATS: posting to ``SWARM_CHAT``, reading history, and the per-agent inboxes
+(``swarm_inbox`` bucket, key ``<swarm>.<agent>``, updated with compare-and-set)."""
+
+from __future__ import annotations
+
+import msgspec
+from nats.js import JetStreamContext, api
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from schemas import subjects
+from schemas.chat import ChatMessage, Inbox, InboxEntry, add_to_inbox
+from services.bus.history import Feed, reachable
+
+_decode_message = msgspec.json.Decoder(ChatMessage).decode
+_decode_inbox = msgspec.json.Decoder(Inbox).decode
+
+
+async def post(js: JetStreamContext, message: ChatMessage, msg_id: str | None = None) -> int:
+    """Publish ``message``; returns its stream sequence (the original one for a duplicate)."""
+    with reachable("posting to chat"):
+        ack = await js.publish(
+            subjects.chat(message.swarm, message.channel),
+            msgspec.json.encode(message),
+            stream=subjects.CHAT_STREAM,
+            headers={"Nats-Msg-Id": msg_id or f"{message.swarm}:{message.id}"},
+        )
+    return ack.seq
+
+
+def decode(data: bytes, seq: int = 0) -> ChatMessage | None:
+    try:
+        message = _decode_message(data)
+    except msgspec.DecodeError:
+        return None
+    message.seq = seq
+    return message
+
+
+async def history(
+    js: JetStreamContext, swarm: str, *, since: int = 0, limit: int = 100
+) -> list[ChatMessage]:
+    """Messages of ``swarm`` after sequence ``since``: the newest ``limit`` of them, in order."""
+    async with Feed(js, subjects.CHAT_STREAM, subjects.chat_all(swarm), after=since) as feed:
+        records = await feed.backlog()
+    messages = [m for r in records if (m := decode(r.data, r.seq)) is not None]
+    return messages[-limit:] if limit else messages
+
+
+def inbox_key(swarm: str, agent: str) -> str:
+    return f"{swarm}.{agent}"
+
+
+async def read_inbox(kv: KeyValue, swarm: str, agent: str) -> tuple[Inbox, int | None]:
+    """An agent's inbox and its KV revision (``None``: no inbox yet)."""
+    with reachable("reading an inbox"):
+        try:
+            entry = await kv.get(inbox_key(swarm, agent))
+        except KeyNotFoundError:
+            return Inbox(), None
+    if not entry.value:
+        return Inbox(), entry.revision
+    return _decode_inbox(entry.value), entry.revision
+
+
+async def deliver(
+    kv: KeyValue, swarm: str, agent: str, entry: InboxEntry, read_through: int = 0
+) -> bool:
+    """Put ``entry`` in the agent's inbox exactly once (compare-and-set; safe with replicas and
+    redeliveries). Returns whether it was new."""
+    key = inbox_key(swarm, agent)
+    while True:
+        inbox, revision = await read_inbox(kv, swarm, agent)
+        if not add_to_inbox(inbox, entry, read_through):
+            return False
+        data = msgspec.json.encode(inbox)
+        try:
+            with reachable("writing an inbox"):
+                if revision is None:
+                    await kv.create(key, data)
+                else:
+                    await kv.update(key, data, last=revision)
+            return True
+        except KeyWrongLastSequenceError:
+            continue  # someone else wrote it meanwhile: read again
+        except Exception as error:  # create() of an existing key
+            if "wrong last sequence" in str(error).lower() or "exists" in str(error).lower():
+                continue
+            raise
+
+
+async def inbox_consumer(js: JetStreamContext, durable: str):
+    """The durable pull consumer every chat replica shares: each message goes to one of them,
+    and comes again if it was not acked (a replica died mid-way)."""
+    return await js.pull_subscribe(
+        subjects.CHAT_ALL,
+        durable=durable,
+        stream=subjects.CHAT_STREAM,
+        config=api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30, max_deliver=-1),
+    )
