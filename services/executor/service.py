@@ -1,12 +1,601 @@
-"""The executor process: hosts agents and runs their tasks in sandboxes (filled by the lifecycle
-issue)."""
+"""The executor process: hosts agents and runs their claimed tasks in their sandboxes.
+
+At start (after replaying its swarm's log): makes sure its swarm exists, requeues the tasks a
+previous life of this executor left running, registers its configured agents, and hosts them
+(plus agents it took up earlier). Per hosted agent: a sandbox, a presence key refreshed every
+two seconds, and a durable pull consumer on the agent's dispatch subject.
+
+Serving a dispatch: the fold must show the task claimed by that agent at that attempt (else the
+message is dropped); ``task.running`` is appended with the claim's sequence as expected sequence
+(a task cancelled or requeued meanwhile makes it conflict: dropped); the message is kept in
+progress while the agent works; the result is appended only while the fold still shows this
+attempt running (a cancelled or requeued attempt's result is refused, zombie fencing); then the
+message is acked. A ``task.cancelled`` (or ``requeued``) for a task running here kills its
+process group at once.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import copy
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from schemas import dispatch as wire
+from schemas import events as ev
+from schemas import subjects
+from schemas.board import Board
+from schemas.errors import Unavailable
+from services.bus.connection import NatsOptions
+from services.bus.dispatch import (
+    agent_consumer,
+    delete_agent_consumer,
+    next_dispatches,
+)
+from services.bus.eventlog import AppendConflict
+from services.bus.logs import known_secrets
+from services.bus.presence import Presence, put_presence
 from services.bus.service import Service
+from services.executor import config as executor_config
+from services.executor import decisions, runs, sandboxes
+from services.executor.config import AgentConfig, ExecutorConfig
+from services.executor.decisions import Append
+from services.executor.output import OutputSink
+from services.executor.runtimes import Verdict
+from services.executor.sandboxes import Sandbox
+
+PRESENCE_EVERY = 2.0
+SETTLE_SECONDS = 5.0
+
+
+@dataclass
+class ActiveRun:
+    """An attempt running here. ``why``: what ended it early. If the fold still shows the attempt
+    running when it has ended (this executor is stopping, the agent left it), the attempt is
+    given back (``task.requeued``); else (cancelled, requeued elsewhere) nothing is appended."""
+
+    swarm: str
+    task: str
+    attempt: int
+    agent: str
+    running_seq: int
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    why: str | None = None
+
+    def stop(self, why: str) -> None:
+        if self.why is None:
+            self.why = why
+        self.cancel.set()
+
+
+@dataclass
+class HostedAgent:
+    id: str
+    sandbox: Sandbox
+    sub: Any = None  # the pull subscription on its dispatch subject
+    loop: asyncio.Task | None = None
+    run: ActiveRun | None = None
+    active: bool = True
+    serving: bool = False  # between taking a dispatch and acking it
 
 
 class Executor(Service):
-    """Swarm executor: runs claimed tasks in agents' sandboxes."""
+    """Swarm executor: hosts agents and runs their claimed tasks in sandboxes."""
 
     name = "executor"
+
+    def __init__(
+        self,
+        config: ExecutorConfig | None = None,
+        *,
+        nats: NatsOptions | None = None,
+        instance: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config or ExecutorConfig()
+        super().__init__(
+            nats=nats,
+            instance=instance or os.environ.get("SWARM_INSTANCE") or self.config.executor_id,
+            swarm=self.config.swarm,
+        )
+        self.me = self.config.executor_id
+        self.swarm = self.config.swarm
+        self.env = dict(os.environ if env is None else env)
+        self.settings = runs.RunSettings(
+            claude=self.config.claude,
+            default_timeout=self.config.task_timeout,
+            source_env=self.env,
+            pass_env=self.config.pass_env,
+        )
+        self.backend = sandboxes.backend(
+            self.config.backend, root=self.config.agents_root, source_env=self.env
+        )
+        self.hosted: dict[str, HostedAgent] = {}
+        self.runs: dict[str, ActiveRun] = {}
+        self._agents_changed = asyncio.Event()
+        self._background: set[asyncio.Task] = set()
+        self._secrets = known_secrets(self.env)
+        self._presence_task: asyncio.Task | None = None
+        self.log = self.log.bind(swarm=self.swarm, executor=self.me)
+
+    # --- command line -----------------------------------------------------------------------
+
+    @classmethod
+    def arguments(cls, parser: argparse.ArgumentParser) -> None:
+        executor_config.add_arguments(parser)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Executor:
+        return cls(executor_config.load(args), nats=NatsOptions.from_env(args.nats_url))
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            "executor": self.me,
+            "swarm": self.swarm,
+            "agents": sorted(self.hosted),
+            "running": sorted(self.runs),
+        }
+
+    # --- start and stop ---------------------------------------------------------------------
+
+    @property
+    def board(self) -> Board:
+        assert self.projection is not None
+        return self.projection.board
+
+    async def on_start(self) -> None:
+        assert self.projection is not None
+        self.projection.listen(self._on_event)
+
+    async def on_ready(self) -> None:
+        if not await self._ensure_swarm():
+            return
+        for append in decisions.orphaned_runs(self.board, self.swarm, self.me):
+            if await self._append(append) is not None:
+                self.log.info("executor.orphan_requeued", task=append.event.id)
+        for agent in self.config.agents:
+            await self._host_configured(agent)
+        for view in decisions.hosted_here(self.board, self.swarm, self.me):
+            if view.id not in self.hosted:
+                await self._host(view.id, view.sandbox_id)
+        self._presence_task = self.spawn(self._presence_loop(), "presence")
+        self.spawn(self._take_up_loop(), "take-up")
+        self.log.info("executor.serving", agents=sorted(self.hosted))
+
+    async def on_stop(self) -> None:
+        """Kill what runs (each attempt goes back to the queue), let the agents' loops end (one
+        serving a dispatch finishes it: requeue, ack), then withdraw the agents' presence."""
+        for run in list(self.runs.values()):
+            run.stop(f"executor {self.me} stopped while attempt {run.attempt} was running")
+        loops = [h.loop for h in self.hosted.values() if h.loop is not None]
+        for hosted in self.hosted.values():
+            if hosted.loop is not None and not hosted.serving:
+                hosted.loop.cancel()  # only waiting for a dispatch
+        if loops:
+            await asyncio.wait(loops, timeout=15.0)
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._presence_task is not None:
+            self._presence_task.cancel()
+            await asyncio.gather(self._presence_task, return_exceptions=True)
+        if self.bus is not None and self.hosted:
+            try:
+                kv = await self.bus.kv(subjects.PRESENCE_BUCKET)
+                for agent in self.hosted:
+                    await asyncio.wait_for(kv.delete(subjects.presence_key(self.swarm, agent)), 2)
+            except Exception as error:
+                self.log.debug("executor.presence_not_removed", error=str(error))
+
+    # --- appending ---------------------------------------------------------------------------
+
+    async def _append(self, append: Append, *, retry_for: float = 5.0) -> int | None:
+        """Append and wait until the fold holds it; None when the aggregate moved on."""
+        assert self.bus is not None and self.projection is not None
+        try:
+            seq = await self.bus.events.append(
+                append.event, expected_seq=append.expected_seq, retry_for=retry_for
+            )
+        except AppendConflict:
+            self.log.info("executor.append_conflict", type=append.event.type, id=append.event.id)
+            return None
+        await self.projection.wait_for(seq)
+        return seq
+
+    async def _settled(self, aggregate: str, aggregate_id: str, seen: int) -> None:
+        """After a conflict: wait (a little) until the fold shows the event that beat us."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while self.board.version(self.swarm, aggregate, aggregate_id) == seen:
+            if time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.02)
+
+    async def _ensure_swarm(self) -> bool:
+        if self.swarm in self.board.swarms:
+            return True
+        created = ev.SwarmCreated(
+            swarm=self.swarm,
+            id=self.swarm,
+            time=time.time(),
+            actor=decisions.actor(self.me),
+            name=self.config.swarm_name or self.swarm,
+        )
+        if await self._append(Append(created, 0)) is None:
+            await self._settled("swarm", self.swarm, 0)
+        if self.swarm not in self.board.swarms:
+            self.log.error(
+                "executor.swarm_deleted",
+                error=f"swarm {self.swarm} was deleted; serve another swarm (--swarm)",
+            )
+            return False
+        return True
+
+    # --- hosting agents ----------------------------------------------------------------------
+
+    async def _present_elsewhere(self, agent: str) -> str | None:
+        """The other executor whose fresh presence holds ``agent``, if any."""
+        assert self.bus is not None
+        try:
+            kv = await self.bus.kv(subjects.PRESENCE_BUCKET)
+            entry = await kv.get(subjects.presence_key(self.swarm, agent))
+            presence = msgspec.json.decode(entry.value or b"", type=Presence)
+        except Exception:  # no key (or unreadable): nobody holds it
+            return None
+        if presence.executor != self.me and time.time() - presence.time < self.config.lease:
+            return presence.executor
+        return None
+
+    async def _host_configured(self, agent: AgentConfig) -> None:
+        view = self.board.agent(self.swarm, agent.id)
+        if view is not None and view.executor not in (None, self.me):
+            other = await self._present_elsewhere(agent.id)
+            if other is not None:
+                self.log.warning(
+                    "executor.agent_hosted_elsewhere",
+                    agent=agent.id,
+                    error=f"agent {agent.id} is hosted by executor {other}; not hosting it here",
+                )
+                return
+        for _ in range(3):
+            append = decisions.registration(
+                self.board, self.swarm, agent, self.me, self.backend.name, time.time()
+            )
+            if append is None or await self._append(append) is not None:
+                break
+            await self._settled("agent", agent.id, append.expected_seq)
+        await self._host(agent.id, agent.sandbox_id)
+
+    async def _host(self, agent: str, sandbox_id: str | None) -> None:
+        """Start serving an agent the fold says this executor hosts."""
+        assert self.bus is not None
+        if agent in self.hosted:
+            return
+        back = decisions.comeback(self.board, self.swarm, agent, self.me, time.time())
+        if back is not None:
+            await self._append(back)
+        sandbox = await self.backend.create(self.swarm, agent, sandbox_id)
+        sub = await agent_consumer(self.bus.js, self.swarm, agent, ack_wait=self.config.ack_wait)
+        hosted = HostedAgent(id=agent, sandbox=sandbox, sub=sub)
+        self.hosted[agent] = hosted
+        await self._put_presence(hosted)
+        hosted.loop = asyncio.create_task(self._serve_agent(hosted), name=f"agent-{agent}")
+        self.log.info("executor.hosting", agent=agent, sandbox=sandbox.id)
+
+    async def _unhost(self, agent: str, *, gone: bool) -> None:
+        hosted = self.hosted.pop(agent, None)
+        if hosted is None:
+            return
+        hosted.active = False
+        if hosted.run is not None:
+            hosted.run.stop(
+                f"agent {agent} left executor {self.me} while attempt {hosted.run.attempt} "
+                "was running"
+            )
+        elif hosted.loop is not None:
+            hosted.loop.cancel()
+        assert self.bus is not None
+        try:
+            if hosted.sub is not None:
+                await hosted.sub.unsubscribe()
+            kv = await self.bus.kv(subjects.PRESENCE_BUCKET)
+            await kv.delete(subjects.presence_key(self.swarm, agent))
+            if gone:
+                await delete_agent_consumer(self.bus.js, self.swarm, agent)
+        except Exception as error:
+            self.log.warning("executor.unhost_incomplete", agent=agent, error=str(error))
+        self.log.info("executor.unhosted", agent=agent, gone=gone)
+
+    async def _put_presence(self, hosted: HostedAgent) -> None:
+        assert self.bus is not None
+        kv = await self.bus.kv(subjects.PRESENCE_BUCKET)
+        presence = Presence(
+            executor=self.me,
+            time=time.time(),
+            task=hosted.run.task if hosted.run is not None else None,
+        )
+        await put_presence(kv, self.swarm, hosted.id, presence)
+
+    async def _presence_loop(self) -> None:
+        while not self.stopping.is_set():
+            for hosted in list(self.hosted.values()):
+                try:
+                    await self._put_presence(hosted)
+                except Exception as error:  # NATS away: next round
+                    self.log.debug("executor.presence_failed", agent=hosted.id, error=str(error))
+            await asyncio.sleep(PRESENCE_EVERY)
+
+    async def _take_up_loop(self) -> None:
+        """On agent events (and every two seconds): bring back hosted agents the fold shows lost
+        (their presence lapsed while NATS was away), and take up agents registered through the
+        API (no executor) while there is room."""
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self._agents_changed.wait(), PRESENCE_EVERY)
+            except TimeoutError:
+                pass
+            self._agents_changed.clear()
+            for agent in list(self.hosted):
+                back = decisions.comeback(self.board, self.swarm, agent, self.me, time.time())
+                if back is not None and await self._append(back) is not None:
+                    self.log.info("executor.agent_back", agent=agent)
+            for view in decisions.hosted_here(self.board, self.swarm, self.me):
+                if view.id not in self.hosted:  # taken up, but hosting it failed: again
+                    try:
+                        await self._host(view.id, view.sandbox_id)
+                    except Exception as error:
+                        self.log.warning("executor.host_failed", agent=view.id, error=str(error))
+            free = self.config.max_agents - len(self.hosted)
+            for append in decisions.take_ups(self.board, self.swarm, self.me, free, time.time()):
+                try:
+                    if await self._append(append) is None:
+                        continue
+                    view = self.board.agent(self.swarm, append.event.id)
+                    if view is not None and view.executor == self.me:
+                        self.log.info("executor.took_up", agent=view.id)
+                        await self._host(view.id, view.sandbox_id)
+                except Exception:
+                    self.log.exception("executor.take_up_failed", agent=append.event.id)
+
+    def _later(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _on_event(self, seq: int, event: ev.Event, board: Board) -> None:
+        """Every folded event: stop runs the log moved past, follow agents coming and going."""
+        if event.swarm != self.swarm:
+            return
+        if isinstance(event, ev.TaskEvent):
+            run = self.runs.get(event.id)
+            if (
+                run is not None
+                and seq > run.running_seq
+                and not decisions.is_current(board, run.swarm, run.task, run.attempt, run.agent)
+            ):
+                task = board.task(run.swarm, run.task)
+                run.stop(task.status if task is not None else "deleted")
+        elif isinstance(event, ev.AgentEvent):
+            self._agents_changed.set()
+            if event.id not in self.hosted or not self.ready:
+                return
+            gone = board.agent(self.swarm, event.id) is None
+            if isinstance(event, ev.AgentDeregistered) and gone:
+                self._later(self._unhost(event.id, gone=True))
+            elif isinstance(event, ev.AgentUpdated | ev.AgentRegistered):
+                view = board.agent(self.swarm, event.id)
+                if view is not None and view.executor not in (None, self.me):
+                    self._later(self._unhost(event.id, gone=False))
+        elif isinstance(event, ev.SwarmDeleted):
+            for run in self.runs.values():
+                run.stop("swarm deleted")
+
+    # --- serving dispatches ------------------------------------------------------------------
+
+    async def _serve_agent(self, hosted: HostedAgent) -> None:
+        while hosted.active and not self.stopping.is_set():
+            try:
+                messages = await next_dispatches(hosted.sub, timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # NATS away, consumer gone: try again shortly
+                self.log.warning("executor.fetch_failed", agent=hosted.id, error=str(error))
+                await asyncio.sleep(0.5)
+                continue
+            for msg in messages:
+                hosted.serving = True
+                try:
+                    await self._serve(hosted, msg)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.log.exception("executor.serve_failed", agent=hosted.id)
+                finally:
+                    hosted.serving = False
+
+    async def _serve(self, hosted: HostedAgent, msg: Any) -> None:
+        assert self.bus is not None and self.projection is not None
+        try:
+            dispatch = wire.decode(msg.data)
+        except msgspec.DecodeError as error:
+            self.log.error("executor.dispatch_undecodable", agent=hosted.id, error=str(error))
+            await msg.term()
+            return
+        log = self.log.bind(task=dispatch.task, agent=dispatch.agent, attempt=dispatch.attempt)
+        if dispatch.task in self.runs:
+            return  # redelivered while it runs here: the run acks it when it ends
+        if self.stopping.is_set():
+            await msg.nak()
+            return
+        try:
+            await self.projection.wait_for(dispatch.claim_seq)
+        except Unavailable:
+            await msg.nak(delay=1.0)
+            return
+        refusal = (
+            "for another swarm"
+            if dispatch.swarm != self.swarm
+            else decisions.dispatch_refusal(self.board, dispatch, [hosted.id])
+        )
+        if refusal is not None:
+            log.info("executor.dispatch_dropped", reason=refusal)
+            await msg.ack()
+            return
+        running = ev.TaskRunning(
+            swarm=self.swarm,
+            id=dispatch.task,
+            time=time.time(),
+            actor=decisions.actor(self.me),
+            agent=dispatch.agent,
+            attempt=dispatch.attempt,
+            executor=self.me,
+        )
+        try:
+            seq = await self.bus.events.append(
+                running, expected_seq=dispatch.claim_seq, retry_for=5.0
+            )
+        except AppendConflict:
+            log.info("executor.dispatch_dropped", reason="the task moved on since its claim")
+            await msg.ack()
+            return
+        except Unavailable:
+            await msg.nak(delay=1.0)
+            return
+        run = ActiveRun(self.swarm, dispatch.task, dispatch.attempt, dispatch.agent, seq)
+        self.runs[run.task] = run
+        hosted.run = run
+        log = log.bind(seq=seq)
+        try:
+            try:
+                await self.projection.wait_for(seq)
+            except Unavailable:
+                pass  # the fold lags: the result append checks again
+            view = self.board.task(self.swarm, dispatch.task)
+            if view is None or (
+                self.board.seq >= seq
+                and not decisions.is_current(
+                    self.board, run.swarm, run.task, run.attempt, run.agent
+                )
+            ):
+                return  # cancelled (or more) the moment it started: nothing to run or say
+            task = copy.copy(view)
+            task.attempt = dispatch.attempt
+            log.info("task.running", runtime=task.runtime)
+            verdict = await self._run(hosted, task, run, msg)
+            await self._finish(run, verdict, log)
+        finally:
+            self.runs.pop(run.task, None)
+            hosted.run = None
+            try:
+                await msg.ack()
+            except Exception as error:
+                log.warning("executor.ack_failed", error=str(error))
+
+    async def _keep_in_progress(self, msg: Any) -> None:
+        while True:
+            await asyncio.sleep(self.config.ack_wait / 3)
+            try:
+                await msg.in_progress()
+            except Exception:  # NATS away: the next one may pass
+                pass
+
+    async def _run(self, hosted: HostedAgent, task: Any, run: ActiveRun, msg: Any) -> Verdict:
+        assert self.bus is not None
+        keepalive = asyncio.create_task(self._keep_in_progress(msg))
+        sink = None
+        if task.runtime != "instant":
+            sink = OutputSink(
+                self.bus,
+                swarm=self.swarm,
+                task=task.id,
+                attempt=run.attempt,
+                agent=hosted.id,
+                spool_dir=self.config.spool_dir,
+                secrets=self._secrets,
+            )
+        try:
+            verdict = await runs.execute(
+                task,
+                hosted.id,
+                hosted.sandbox,
+                sink.write if sink is not None else (lambda text: None),
+                self.settings,
+                run.cancel,
+                tail=(lambda: sink.tail) if sink is not None else (lambda: ""),
+            )
+        except Exception as error:
+            self.log.exception("executor.run_crashed", task=task.id)
+            reason = f"executor error while running the task: {type(error).__name__}: {error}"
+            verdict = Verdict(False, ev.RunOutcome(result=reason, is_error=True), reason)
+        finally:
+            keepalive.cancel()
+        if sink is not None:
+            verdict.outcome.output = await sink.close()
+        return verdict
+
+    async def _finish(self, run: ActiveRun, verdict: Verdict, log: Any) -> None:
+        """Append the result (or, when this executor is stopping, give the attempt back)."""
+        assert self.bus is not None
+        now = time.time()
+        if run.why is not None:
+            event: ev.Event = ev.TaskRequeued(
+                swarm=run.swarm,
+                id=run.task,
+                time=now,
+                actor=decisions.actor(self.me),
+                attempt=run.attempt + 1,
+                reason=run.why,
+                retry_at=now,
+            )
+        elif verdict.completed:
+            event = ev.TaskCompleted(
+                swarm=run.swarm,
+                id=run.task,
+                time=now,
+                actor=decisions.actor(self.me),
+                attempt=run.attempt,
+                agent=run.agent,
+                outcome=verdict.outcome,
+            )
+        else:
+            event = ev.TaskFailed(
+                swarm=run.swarm,
+                id=run.task,
+                time=now,
+                actor=decisions.actor(self.me),
+                reason=verdict.reason or "failed",
+                attempt=run.attempt,
+                agent=run.agent,
+                outcome=verdict.outcome,
+            )
+        expected = run.running_seq
+        while True:
+            if not decisions.is_current(self.board, run.swarm, run.task, run.attempt, run.agent):
+                task = self.board.task(run.swarm, run.task)
+                log.info(
+                    "executor.result_refused",
+                    why=run.why or (task.status if task else "deleted"),
+                    result=event.verb,
+                )
+                return
+            try:
+                seq = await self.bus.events.append(event, expected_seq=expected, retry_for=30.0)
+            except AppendConflict:
+                await self._settled("task", run.task, expected)
+                expected = self.board.version(run.swarm, "task", run.task)
+                continue
+            except Unavailable as error:
+                if self.stopping.is_set():
+                    log.error("executor.result_lost", error=error.message)
+                    return
+                continue  # NATS away: keep trying (the msg id keeps it single)
+            log.info(f"task.{event.verb}", result_seq=seq, reason=getattr(event, "reason", None))
+            return

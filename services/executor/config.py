@@ -1,0 +1,283 @@
+"""The executor's configuration: ``swarm.toml``, then environment, then flags (each overriding the
+one before), else defaults.
+
+```toml
+[swarm]
+id = "default"                  # the swarm this executor serves (env SWARM_DEFAULT_ID)
+name = "default"
+
+[executor]
+id = "local"                    # stable per executor process (env SWARM_EXECUTOR_ID)
+max_agents = 10                 # agents it hosts at most, counting API-registered ones it takes up
+backend = "local"               # sandbox backend
+data_dir = ".swarm"             # agents' working directories live in <data_dir>/agents/<agent>
+timeout = 600                   # seconds a task may run unless the task says otherwise
+pass_env = ["HTTPS_PROXY"]      # extra variables of the executor's environment agents get
+
+[claude]
+bin = "claude"                  # env SWARM_CLAUDE_BIN
+model = "sonnet"
+max_turns = 30
+permission_mode = "acceptEdits"
+allowed_tools = ["Read", "Edit", "Bash(git:*)"]
+append_system_prompt = "You are one agent of a team..."
+skip_permissions = false        # --dangerously-skip-permissions: only in isolated sandboxes
+
+[[agents]]                      # none given: the three default agents
+id = "frontend-agent"
+name = "Frontend Agent"
+role = "frontend"
+skills = ["frontend", "ui"]
+executor = "local"              # optional: only the executor with this id hosts it
+```
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from schemas import subjects
+from schemas.errors import Invalid
+from services.executor.runtimes import ClaudeOptions
+
+DEFAULT_TIMEOUT = 600.0
+DEFAULT_MAX_AGENTS = 10
+DEFAULT_LEASE = 10.0
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    id: str
+    name: str
+    role: str = ""
+    skills: tuple[str, ...] = ()
+    sandbox_id: str | None = None
+
+
+DEFAULT_AGENTS: tuple[AgentConfig, ...] = (
+    AgentConfig("frontend-agent", "Frontend Agent", "frontend", ("frontend", "ui")),
+    AgentConfig("backend-agent", "Backend Agent", "backend", ("backend", "api")),
+    AgentConfig("qa-agent", "QA Agent", "qa", ("qa", "test")),
+)
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    swarm: str = "default"
+    swarm_name: str = ""  # the name given when this executor creates the swarm (default: its id)
+    executor_id: str = "local"
+    data_dir: Path = Path(".swarm")
+    agents: tuple[AgentConfig, ...] = DEFAULT_AGENTS
+    max_agents: int = DEFAULT_MAX_AGENTS
+    backend: str = "local"
+    task_timeout: float = DEFAULT_TIMEOUT
+    claude: ClaudeOptions = field(default_factory=ClaudeOptions)
+    pass_env: tuple[str, ...] = ()
+    lease: float = DEFAULT_LEASE  # presence older than this: the agent's host is gone
+    ack_wait: float = 30.0  # a dispatch in progress is redelivered after this long without news
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        subjects.check_token(self.swarm, "swarm")
+        subjects.check_token(self.executor_id, "executor_id")
+        seen = set()
+        for agent in self.agents:
+            subjects.check_token(agent.id, "agents.id")
+            if agent.id in seen:
+                raise Invalid("agents.id", f"agent {agent.id!r} is configured twice")
+            seen.add(agent.id)
+        if self.max_agents < 0:
+            raise Invalid("max_agents", f"max_agents must be 0 or more, not {self.max_agents}")
+        if not self.task_timeout > 0:
+            raise Invalid("timeout", f"timeout must be over 0 seconds, not {self.task_timeout}")
+
+    @property
+    def agents_root(self) -> Path:
+        return self.data_dir / "agents"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where a running task's full output is kept until it is in the object store."""
+        return self.data_dir / "outputs"
+
+
+def agent_name(agent_id: str) -> str:
+    """``frontend-agent`` -> ``Frontend Agent``."""
+    return " ".join(word.capitalize() for word in agent_id.replace("_", "-").split("-") if word)
+
+
+def parse_agent(spec: str) -> AgentConfig:
+    """``--agent ID[:ROLE[:SKILL,SKILL]]``, e.g. ``docs-agent:docs:docs,writing``."""
+    agent_id, _, rest = spec.partition(":")
+    role, _, skills = rest.partition(":")
+    subjects.check_token(agent_id, "agent")
+    return AgentConfig(
+        id=agent_id,
+        name=agent_name(agent_id),
+        role=role,
+        skills=tuple(s.strip() for s in skills.split(",") if s.strip()),
+    )
+
+
+def _strings(value: Any, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(s.strip() for s in value.split(",") if s.strip())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise Invalid(what, f"{what} must be a list of strings")
+
+
+def _agents_from_toml(raw: Any, executor_id: str) -> tuple[AgentConfig, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise Invalid("agents", "agents must be an array of tables ([[agents]])")
+    found = []
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise Invalid(f"agents[{index}].id", f"agents[{index}] needs an id")
+        if entry.get("executor") not in (None, executor_id):
+            continue
+        found.append(
+            AgentConfig(
+                id=entry["id"],
+                name=str(entry.get("name") or agent_name(entry["id"])),
+                role=str(entry.get("role") or ""),
+                skills=_strings(entry.get("skills", []), f"agents[{index}].skills"),
+                sandbox_id=entry.get("sandbox_id"),
+            )
+        )
+    return tuple(found)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise Invalid("config", f"{path}: {error}") from error
+
+
+def _number(value: Any, what: str, kind: type = float) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as error:
+        raise Invalid(what, f"{what} must be a number, not {value!r}") from error
+
+
+def load(
+    args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None
+) -> ExecutorConfig:
+    """Build the configuration from ``swarm.toml`` (``--config``, ``SWARM_CONFIG``, or
+    ``./swarm.toml`` when it exists), the environment and the flags."""
+    env = os.environ if env is None else env
+    flags = vars(args) if args is not None else {}
+
+    def flag(name: str) -> Any:
+        return flags.get(name)
+
+    config_path = flag("config") or env.get("SWARM_CONFIG")
+    if config_path:
+        if not Path(config_path).is_file():
+            raise Invalid("config", f"config file {config_path} does not exist")
+        toml = read_toml(Path(config_path))
+    elif Path("swarm.toml").is_file():
+        toml = read_toml(Path("swarm.toml"))
+    else:
+        toml = {}
+    swarm_t = toml.get("swarm", {}) or {}
+    executor_t = toml.get("executor", {}) or {}
+    claude_t = toml.get("claude", {}) or {}
+
+    def pick(flag_name: str, env_name: str | None, table: dict, key: str, default: Any) -> Any:
+        for value in (flag(flag_name), env.get(env_name) if env_name else None, table.get(key)):
+            if value is not None and value != "":
+                return value
+        return default
+
+    executor_id = str(pick("executor_id", "SWARM_EXECUTOR_ID", executor_t, "id", "local"))
+    swarm = str(pick("swarm", "SWARM_DEFAULT_ID", swarm_t, "id", "default"))
+
+    agents: tuple[AgentConfig, ...] | None = None
+    if flag("agent"):
+        agents = tuple(parse_agent(spec) for spec in flag("agent"))
+    else:
+        agents = _agents_from_toml(toml.get("agents"), executor_id)
+    max_turns = pick("max_turns", None, claude_t, "max_turns", None)
+    claude = ClaudeOptions(
+        bin=str(pick("claude_bin", "SWARM_CLAUDE_BIN", claude_t, "bin", "claude")),
+        model=pick("model", "SWARM_CLAUDE_MODEL", claude_t, "model", None),
+        max_turns=_number(max_turns, "max_turns", int) if max_turns is not None else None,
+        permission_mode=pick("permission_mode", None, claude_t, "permission_mode", None),
+        allowed_tools=_strings(
+            pick("allowed_tools", None, claude_t, "allowed_tools", []), "allowed_tools"
+        ),
+        append_system_prompt=pick(
+            "append_system_prompt", None, claude_t, "append_system_prompt", None
+        ),
+        skip_permissions=bool(
+            flag("dangerously_skip_permissions") or claude_t.get("skip_permissions", False)
+        ),
+    )
+    pass_env = list(_strings(executor_t.get("pass_env", []), "pass_env"))
+    pass_env += _strings(env.get("SWARM_PASS_ENV", ""), "SWARM_PASS_ENV")
+    for entry in flag("pass_env") or []:
+        pass_env += _strings(entry, "pass_env")
+    config = ExecutorConfig(
+        swarm=swarm,
+        swarm_name=str(swarm_t.get("name") or swarm),
+        executor_id=executor_id,
+        data_dir=Path(pick("data_dir", "SWARM_DATA_DIR", executor_t, "data_dir", ".swarm")),
+        max_agents=_number(
+            pick("max_agents", "SWARM_MAX_AGENTS", executor_t, "max_agents", DEFAULT_MAX_AGENTS),
+            "max_agents",
+            int,
+        ),
+        backend=str(pick("backend", "SWARM_BACKEND", executor_t, "backend", "local")),
+        task_timeout=_number(
+            pick("timeout", "SWARM_TASK_TIMEOUT", executor_t, "timeout", DEFAULT_TIMEOUT),
+            "timeout",
+        ),
+        claude=claude,
+        pass_env=tuple(dict.fromkeys(pass_env)),
+        lease=_number(env.get("SWARM_LEASE_SECONDS") or DEFAULT_LEASE, "SWARM_LEASE_SECONDS"),
+    )
+    if agents is not None:
+        config = replace(config, agents=agents)
+    return config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--config", help="swarm.toml to read (env SWARM_CONFIG; default ./swarm.toml if present)")
+    add("--swarm", help="the swarm id to serve (env SWARM_DEFAULT_ID; default 'default')")
+    add("--executor-id", help="this executor's stable id (env SWARM_EXECUTOR_ID; default 'local')")
+    add("--data-dir", help="data directory (env SWARM_DATA_DIR; default .swarm)")
+    add("--max-agents", type=int, help="agents to host at most (env SWARM_MAX_AGENTS; default 10)")
+    add("--backend", help="sandbox backend (default local)")
+    add("--timeout", type=float, help="default task timeout in seconds (default 600)")
+    add(
+        "--agent",
+        action="append",
+        metavar="ID[:ROLE[:SKILL,SKILL]]",
+        help="host this agent (repeat; replaces the configured agents)",
+    )
+    add("--pass-env", action="append", metavar="NAME", help="pass this variable to agents (repeat)")
+    add("--claude-bin", help="the claude CLI (env SWARM_CLAUDE_BIN; default claude on PATH)")
+    add("--model", help="claude --model")
+    add("--max-turns", type=int, help="claude --max-turns")
+    add("--permission-mode", help="claude --permission-mode (e.g. acceptEdits)")
+    add("--allowed-tools", help="claude --allowedTools, comma separated")
+    add("--append-system-prompt", help="claude --append-system-prompt")
+    add(
+        "--dangerously-skip-permissions",
+        action="store_true",
+        default=None,
+        help="claude --dangerously-skip-permissions (only in isolated sandboxes)",
+    )

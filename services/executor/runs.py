@@ -1,0 +1,103 @@
+"""One attempt of one task in an agent's sandbox: build the runtime's command, run it with the
+task's timeout and the run's cancel, stream what it prints, and say how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from schemas.board import TaskView
+from schemas.events import RunOutcome
+from services.executor import runtimes
+from services.executor.runtimes import ClaudeOptions, ClaudeOutput, ShellOutput, Verdict
+from services.executor.sandboxes import Sandbox
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every run of this executor shares. ``source_env``: the executor's environment, from
+    which only credentials (claude runtime) and the ``pass_env`` names reach the sandbox."""
+
+    claude: ClaudeOptions = field(default_factory=ClaudeOptions)
+    default_timeout: float = 600.0
+    source_env: Mapping[str, str] = field(default_factory=dict)
+    pass_env: tuple[str, ...] = ()
+
+
+def sandbox_env(
+    settings: RunSettings, task: TaskView, agent: str, *, with_credentials: bool
+) -> dict[str, str]:
+    """What the command gets beyond the sandbox's basics: ids, passed-through variables and,
+    for the claude runtime only, the credentials."""
+    env = {
+        name: settings.source_env[name] for name in settings.pass_env if name in settings.source_env
+    }
+    env.update(
+        SWARM_SWARM_ID=task.swarm,
+        SWARM_TASK_ID=task.id,
+        SWARM_AGENT_ID=agent,
+        SWARM_ATTEMPT=str(task.attempt),
+    )
+    if with_credentials:
+        env.update(runtimes.credentials(settings.source_env))
+    return env
+
+
+async def execute(
+    task: TaskView,
+    agent: str,
+    sandbox: Sandbox,
+    write: Callable[[str], None],
+    settings: RunSettings,
+    cancel: asyncio.Event,
+    *,
+    tail: Callable[[], str] = lambda: "",
+    mentions: Sequence[str] = (),
+) -> Verdict:
+    """Run the task once; ``write`` gets readable output as it comes, ``tail`` returns the last
+    of it. A run stopped through ``cancel`` still gets a verdict; its caller knows why it stopped
+    and decides what it means."""
+    if task.runtime == "instant":
+        return runtimes.instant()
+    output: ShellOutput | ClaudeOutput
+    if task.runtime == "shell":
+        command = runtimes.shell_command(task.prompt)
+        output = ShellOutput()
+        env = sandbox_env(settings, task, agent, with_credentials=False)
+    else:
+        binary = runtimes.find_claude(settings.claude.bin, settings.source_env.get("PATH"))
+        if binary is None:
+            verdict = runtimes.missing_claude(settings.claude.bin)
+            write(verdict.reason + "\n" if verdict.reason else "")
+            return verdict
+        prompt = runtimes.task_prompt(task, mentions)
+        command = runtimes.claude_command(settings.claude, binary, prompt)
+        env = sandbox_env(settings, task, agent, with_credentials=True)
+        output = ClaudeOutput(credentials_given=bool(runtimes.credentials(settings.source_env)))
+    timeout = task.timeout or settings.default_timeout
+
+    def on_output(stream: str, data: bytes) -> None:
+        write(output.feed(stream, data))
+
+    try:
+        result = await sandbox.exec(
+            command.argv,
+            on_output=on_output,
+            env=env,
+            stdin=command.stdin,
+            timeout=timeout,
+            cancel=cancel,
+            merge_stderr=command.merge_stderr,
+        )
+    except OSError as error:  # could not start the command at all
+        reason = f"could not start {command.argv[0]!r} in the sandbox: {error}"
+        write(reason + "\n")
+        verdict = Verdict(False, RunOutcome(result=reason, is_error=True), reason)
+        return verdict
+    write(output.flush())
+    verdict = output.verdict(result.exit_code, tail())
+    verdict.outcome.duration_s = round(result.duration_s, 3)
+    if result.timed_out:
+        verdict = runtimes.timed_out(verdict, timeout, from_task=task.timeout is not None)
+    return verdict

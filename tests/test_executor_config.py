@@ -1,0 +1,154 @@
+"""The executor's configuration: defaults, swarm.toml, environment, flags (in that order)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from schemas.errors import Invalid
+from services.executor import config as executor_config
+from services.executor.config import DEFAULT_AGENTS, AgentConfig, ExecutorConfig, load
+
+TOML = """
+[swarm]
+id = "dev"
+name = "Dev swarm"
+
+[executor]
+id = "box-1"
+max_agents = 4
+timeout = 120
+pass_env = ["HTTPS_PROXY"]
+
+[claude]
+bin = "/opt/claude"
+model = "sonnet"
+max_turns = 12
+permission_mode = "acceptEdits"
+allowed_tools = ["Read", "Edit"]
+append_system_prompt = "Be brief."
+
+[[agents]]
+id = "docs-agent"
+role = "docs"
+skills = ["docs", "writing"]
+
+[[agents]]
+id = "ops-agent"
+name = "Ops"
+executor = "box-2"
+"""
+
+
+def flags(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    executor_config.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.fixture(autouse=True)
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in an empty directory: no stray ./swarm.toml."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_no_configuration_hosts_the_three_default_agents() -> None:
+    config = load(flags(), env={})
+    assert config.swarm == "default" and config.executor_id == "local"
+    assert [a.id for a in config.agents] == ["frontend-agent", "backend-agent", "qa-agent"]
+    assert config.agents[0] == AgentConfig(
+        "frontend-agent", "Frontend Agent", "frontend", ("frontend", "ui")
+    )
+    assert config.agents == DEFAULT_AGENTS
+    assert config.task_timeout == 600 and config.backend == "local"
+    assert config.claude.bin == "claude" and config.data_dir == Path(".swarm")
+
+
+def test_swarm_toml_sets_swarm_executor_claude_and_this_executors_agents(tmp_path: Path) -> None:
+    (tmp_path / "swarm.toml").write_text(TOML)
+    config = load(flags(), env={})
+    assert (config.swarm, config.swarm_name, config.executor_id) == ("dev", "Dev swarm", "box-1")
+    assert config.max_agents == 4 and config.task_timeout == 120
+    assert config.pass_env == ("HTTPS_PROXY",)
+    assert config.claude.bin == "/opt/claude" and config.claude.model == "sonnet"
+    assert config.claude.max_turns == 12 and config.claude.permission_mode == "acceptEdits"
+    assert config.claude.allowed_tools == ("Read", "Edit")
+    assert config.claude.append_system_prompt == "Be brief."
+    assert config.agents == (AgentConfig("docs-agent", "Docs Agent", "docs", ("docs", "writing")),)
+
+
+def test_an_agent_pinned_to_another_executor_is_left_to_it(tmp_path: Path) -> None:
+    (tmp_path / "swarm.toml").write_text(TOML)
+    config = load(flags("--executor-id", "box-2"), env={})
+    assert [a.id for a in config.agents] == ["docs-agent", "ops-agent"]
+
+
+def test_environment_overrides_the_file_and_flags_override_both(tmp_path: Path) -> None:
+    path = tmp_path / "other.toml"
+    path.write_text(TOML)
+    env = {
+        "SWARM_CONFIG": str(path),
+        "SWARM_EXECUTOR_ID": "from-env",
+        "SWARM_CLAUDE_BIN": "/env/claude",
+        "SWARM_DEFAULT_ID": "env-swarm",
+        "SWARM_PASS_ENV": "FOO,BAR",
+        "SWARM_DATA_DIR": "/var/swarm",
+    }
+    config = load(flags(), env=env)
+    assert (config.executor_id, config.claude.bin, config.swarm) == (
+        "from-env",
+        "/env/claude",
+        "env-swarm",
+    )
+    assert config.pass_env == ("HTTPS_PROXY", "FOO", "BAR")
+    assert config.agents_root == Path("/var/swarm/agents")
+    config = load(
+        flags(
+            "--executor-id",
+            "from-flag",
+            "--claude-bin",
+            "/flag/claude",
+            "--agent",
+            "docs-agent:docs:docs,writing",
+            "--agent",
+            "x-agent",
+            "--allowed-tools",
+            "Read,Bash(git log:*)",
+            "--dangerously-skip-permissions",
+        ),
+        env=env,
+    )
+    assert (config.executor_id, config.claude.bin) == ("from-flag", "/flag/claude")
+    assert config.agents == (
+        AgentConfig("docs-agent", "Docs Agent", "docs", ("docs", "writing")),
+        AgentConfig("x-agent", "X Agent"),
+    )
+    assert config.claude.allowed_tools == ("Read", "Bash(git log:*)")
+    assert config.claude.skip_permissions
+
+
+def test_bad_configuration_is_refused_naming_the_field(tmp_path: Path) -> None:
+    with pytest.raises(Invalid) as error:
+        load(flags("--agent", "bad agent"), env={})
+    assert error.value.field == "agent"
+    with pytest.raises(Invalid) as error:
+        load(flags("--config", str(tmp_path / "missing.toml")), env={})
+    assert error.value.field == "config"
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    (tmp_path / "swarm.toml").write_text("[executor\n")
+    with pytest.raises(Invalid) as error:
+        load(flags(), env={})
+    assert error.value.field == "config"
+    with pytest.raises(Invalid) as error:
+        load(flags("--config", str(empty), "--timeout", "0"), env={})
+    assert error.value.field == "timeout"
+    with pytest.raises(Invalid) as error:
+        ExecutorConfig(agents=(AgentConfig("a", "A"), AgentConfig("a", "A")))
+    assert error.value.field == "agents.id"
+    with pytest.raises(Invalid) as error:
+        load(flags("--config", str(empty)), env={"SWARM_MAX_AGENTS": "many"})
+    assert error.value.field == "max_agents"

@@ -1,0 +1,184 @@
+"""The executor's pure decisions, given a folded log: no NATS, no processes."""
+
+from __future__ import annotations
+
+from schemas import events as ev
+from schemas.board import Board
+from schemas.dispatch import Dispatch
+from schemas.fold import fold
+from services.executor import decisions
+from services.executor.config import AgentConfig
+
+S = "s1"
+QA = AgentConfig("qa-agent", "QA Agent", "qa", ("qa", "test"))
+
+
+def log(*events: ev.Event) -> Board:
+    return fold(list(enumerate(events, start=1)))
+
+
+def swarm() -> ev.Event:
+    return ev.SwarmCreated(swarm=S, id=S, time=1.0, name="s1")
+
+
+def agent(agent_id: str = "qa-agent", executor: str | None = "ex1", at: float = 2.0) -> ev.Event:
+    return ev.AgentRegistered(
+        swarm=S,
+        id=agent_id,
+        time=at,
+        name="QA Agent",
+        role="qa",
+        skills=["qa", "test"],
+        executor=executor,
+    )
+
+
+def created(task: str = "t1") -> ev.Event:
+    return ev.TaskCreated(swarm=S, id=task, time=3.0, title="Check", runtime="shell")
+
+
+def claimed(task: str = "t1", agent_id: str = "qa-agent", attempt: int = 1) -> ev.Event:
+    return ev.TaskClaimed(swarm=S, id=task, time=4.0, agent=agent_id, attempt=attempt)
+
+
+def running(task: str = "t1", agent_id: str = "qa-agent", attempt: int = 1) -> ev.Event:
+    return ev.TaskRunning(swarm=S, id=task, time=5.0, agent=agent_id, attempt=attempt)
+
+
+def dispatch(task: str = "t1", agent_id: str = "qa-agent", attempt: int = 1) -> Dispatch:
+    return Dispatch(swarm=S, task=task, agent=agent_id, attempt=attempt, claim_seq=4)
+
+
+# --- dispatches -------------------------------------------------------------------------------
+
+
+def test_a_dispatch_matching_the_claim_in_the_fold_is_run() -> None:
+    board = log(swarm(), agent(), created(), claimed())
+    assert decisions.dispatch_refusal(board, dispatch(), ["qa-agent"]) is None
+
+
+def test_a_dispatch_for_a_cancelled_task_is_dropped() -> None:
+    board = log(swarm(), agent(), created(), claimed(), ev.TaskCancelled(swarm=S, id="t1", time=5))
+    assert decisions.dispatch_refusal(board, dispatch(), ["qa-agent"]) == (
+        "the task is cancelled, not claimed"
+    )
+
+
+def test_a_dispatch_for_an_old_attempt_is_dropped() -> None:
+    board = log(
+        swarm(),
+        agent(),
+        created(),
+        claimed(),
+        ev.TaskRequeued(swarm=S, id="t1", time=5, attempt=2, reason="lost"),
+    )
+    refusal = decisions.dispatch_refusal(board, dispatch(attempt=1), ["qa-agent"])
+    assert refusal == "attempt 1 is not current (the task is at attempt 2)"
+
+
+def test_a_dispatch_already_running_is_not_run_twice() -> None:
+    board = log(swarm(), agent(), created(), claimed(), running())
+    assert decisions.dispatch_refusal(board, dispatch(), ["qa-agent"]) == (
+        "the task is running, not claimed"
+    )
+
+
+def test_a_dispatch_for_another_agent_or_an_agent_not_hosted_is_dropped() -> None:
+    board = log(swarm(), agent(), agent("ui-agent"), created(), claimed())
+    assert decisions.dispatch_refusal(board, dispatch(agent_id="ui-agent"), ["ui-agent"]) == (
+        "the task is claimed by qa-agent, not ui-agent"
+    )
+    assert decisions.dispatch_refusal(board, dispatch(), ["ui-agent"]) == (
+        "agent qa-agent is not hosted by this executor"
+    )
+    assert decisions.dispatch_refusal(board, dispatch(task="t9"), ["qa-agent"]) is not None
+
+
+def test_an_attempt_is_current_only_while_it_runs_on_its_agent() -> None:
+    board = log(swarm(), agent(), created(), claimed(), running())
+    assert decisions.is_current(board, S, "t1", 1, "qa-agent")
+    assert not decisions.is_current(board, S, "t1", 2, "qa-agent")
+    assert not decisions.is_current(board, S, "t1", 1, "ui-agent")
+    cancelled = fold([(7, ev.TaskCancelled(swarm=S, id="t1", time=6))], board)
+    assert not decisions.is_current(cancelled, S, "t1", 1, "qa-agent")
+
+
+# --- restarts ---------------------------------------------------------------------------------
+
+
+def test_a_task_left_running_on_this_executor_goes_back_with_the_next_attempt() -> None:
+    board = log(swarm(), agent(), created(), claimed(), running())
+    [append] = decisions.orphaned_runs(board, S, "ex1", now=10.0)
+    assert isinstance(append.event, ev.TaskRequeued)
+    assert append.event.attempt == 2 and append.event.retry_at == 10.0
+    assert "ex1 restarted" in append.event.reason
+    assert append.expected_seq == 5
+
+
+def test_tasks_of_other_executors_and_claimed_tasks_are_not_requeued_at_start() -> None:
+    board = log(
+        swarm(),
+        agent(),
+        agent("other-agent", executor="ex2"),
+        created(),
+        created("t2"),
+        claimed(),
+        claimed("t2", "other-agent"),
+        running("t2", "other-agent"),
+    )
+    assert decisions.orphaned_runs(board, S, "ex1") == []
+
+
+# --- agents -----------------------------------------------------------------------------------
+
+
+def test_a_new_agent_is_registered_with_this_executor() -> None:
+    board = log(swarm())
+    append = decisions.registration(board, S, QA, "ex1", "local", now=5.0)
+    assert append is not None and append.expected_seq == 0
+    event = append.event
+    assert isinstance(event, ev.AgentRegistered)
+    assert (event.name, event.role, event.skills) == ("QA Agent", "qa", ["qa", "test"])
+    assert event.executor == "ex1" and event.backend == "local"
+
+
+def test_an_agent_registered_just_so_is_not_registered_again() -> None:
+    board = log(swarm(), agent())
+    assert decisions.registration(board, S, QA, "ex1", "local", now=5.0) is None
+
+
+def test_an_agent_that_changed_was_lost_or_moved_is_registered_again() -> None:
+    changed = AgentConfig("qa-agent", "QA Agent", "qa", ("qa",))
+    assert decisions.registration(log(swarm(), agent()), S, changed, "ex1", "local", 5) is not None
+    lost = log(swarm(), agent(), ev.AgentLost(swarm=S, id="qa-agent", time=3))
+    again = decisions.registration(lost, S, QA, "ex1", "local", 5)
+    assert again is not None and again.expected_seq == 3
+    moved = log(swarm(), agent(executor="ex2"))
+    assert decisions.registration(moved, S, QA, "ex1", "local", 5) is not None
+
+
+def test_a_lost_agent_hosted_here_comes_back() -> None:
+    board = log(swarm(), agent(), ev.AgentLost(swarm=S, id="qa-agent", time=3))
+    back = decisions.comeback(board, S, "qa-agent", "ex1", now=4)
+    assert back is not None and isinstance(back.event, ev.AgentRegistered)
+    assert back.event.executor == "ex1" and back.expected_seq == 3
+    assert decisions.comeback(log(swarm(), agent()), S, "qa-agent", "ex1", now=4) is None
+
+
+def test_agents_nobody_hosts_are_taken_up_oldest_first_while_there_is_room() -> None:
+    board = log(
+        swarm(),
+        agent("late-agent", executor=None, at=9.0),
+        agent("early-agent", executor=None, at=3.0),
+        agent("hosted-agent", executor="ex2", at=1.0),
+    )
+    ups = decisions.take_ups(board, S, "ex1", free=1, now=10)
+    assert [(u.event.id, u.expected_seq) for u in ups] == [("early-agent", 3)]
+    assert isinstance(ups[0].event, ev.AgentUpdated) and ups[0].event.executor == "ex1"
+    assert len(decisions.take_ups(board, S, "ex1", free=5, now=10)) == 2
+    assert decisions.take_ups(board, S, "ex1", free=0, now=10) == []
+
+
+def test_agents_hosted_here_are_found_after_a_restart() -> None:
+    board = log(swarm(), agent("b-agent", at=5), agent("a-agent", at=4), agent("x", "ex2"))
+    assert [a.id for a in decisions.hosted_here(board, S, "ex1")] == ["a-agent", "b-agent"]

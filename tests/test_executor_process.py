@@ -1,0 +1,443 @@
+"""The executor service on a real NATS, in this process, with real sandboxes (child processes).
+
+The scheduler is played by hand: the test appends ``task.created`` and ``task.claimed`` with the
+expected sequences from its own projection, then publishes the ``Dispatch`` the scheduler would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from schemas import events as ev
+from schemas import subjects
+from schemas.board import FINISHED, TaskView
+from schemas.dispatch import Dispatch
+from services.bus.connection import NatsOptions
+from services.bus.dispatch import consumer_name, publish_dispatch
+from services.bus.history import aggregate_events, log_chunks, read_output
+from services.bus.presence import Presence
+from services.bus.projection import Projection
+from services.bus.service import Bus
+from services.executor.config import AgentConfig, ExecutorConfig
+from services.executor.runtimes import ClaudeOptions
+from services.executor.service import Executor
+
+FAKE_CLAUDE = Path(__file__).parent / "fake_claude.py"
+QA = AgentConfig("qa-agent", "QA Agent", "qa", ("qa", "test"))
+API_KEY = "sk-ant-test-0123456789abcdef"
+
+
+async def until(condition: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def watch(bus: Bus, swarm_id: str) -> AsyncIterator[Projection]:
+    """The test's own fold of the swarm (what the scheduler would see)."""
+    projection = bus.projection(swarm=swarm_id)
+    await projection.start()
+    await projection.wait_ready(10)
+    yield projection
+    await projection.stop()
+
+
+StartExecutor = Callable[..., Awaitable[Executor]]
+
+
+@pytest.fixture
+async def start_executor(
+    nats_url: str, swarm_id: str, tmp_path: Path
+) -> AsyncIterator[StartExecutor]:
+    started: list[Executor] = []
+
+    async def start(env: dict[str, str] | None = None, **overrides: object) -> Executor:
+        fields: dict = dict(
+            swarm=swarm_id,
+            executor_id="ex-test",
+            data_dir=tmp_path / "data",
+            agents=(QA,),
+            claude=ClaudeOptions(bin=str(FAKE_CLAUDE)),
+            pass_env=("FAKE_CLAUDE_MODE", "FAKE_CLAUDE_SLEEP"),
+        )
+        fields.update(overrides)
+        executor = Executor(
+            ExecutorConfig(**fields),
+            nats=NatsOptions.from_env(nats_url),
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})},
+        )
+        await executor.start()
+        started.append(executor)
+        return executor
+
+    yield start
+    for executor in started:
+        if not executor.stopping.is_set():
+            await executor.stop()
+
+
+async def create_and_claim(
+    bus: Bus, watch: Projection, swarm: str, agent: str = "qa-agent", **task: object
+) -> tuple[str, int]:
+    """Play the scheduler: a new task, claimed by ``agent``, dispatched. Returns (id, claim seq)."""
+    task_id = f"t-{uuid.uuid4().hex[:8]}"
+    fields: dict = {"title": "Run the checks", "runtime": "shell"}
+    fields.update(task)
+    created = ev.TaskCreated(swarm=swarm, id=task_id, time=time.time(), **fields)
+    seq = await bus.events.append(created, expected_seq=0)
+    await watch.wait_for(seq)
+    claimed = ev.TaskClaimed(swarm=swarm, id=task_id, time=time.time(), agent=agent, attempt=1)
+    claim_seq = await bus.events.append(
+        claimed, expected_seq=watch.board.version(swarm, "task", task_id)
+    )
+    await watch.wait_for(claim_seq)
+    assert watch.board.task(swarm, task_id).status == "claimed"  # type: ignore[union-attr]
+    dispatch = Dispatch(swarm=swarm, task=task_id, agent=agent, attempt=1, claim_seq=claim_seq)
+    await publish_dispatch(bus.js, dispatch)
+    return task_id, claim_seq
+
+
+async def finished(watch: Projection, swarm: str, task_id: str) -> TaskView:
+    def done() -> bool:
+        task = watch.board.task(swarm, task_id)
+        return task is not None and task.status in FINISHED
+
+    await until(done, what=f"task {task_id} to finish")
+    task = watch.board.task(swarm, task_id)
+    assert task is not None
+    return task
+
+
+async def verbs(bus: Bus, swarm: str, task_id: str) -> list[str]:
+    return [event.verb for _, event in await aggregate_events(bus.js, swarm, "task", task_id)]
+
+
+async def idle(executor: Executor, task_id: str) -> None:
+    """The executor is done with the task (result appended or refused, dispatch acked)."""
+    await until(lambda: task_id not in executor.runs, what=f"executor done with {task_id}")
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+
+async def test_shell_task_runs_to_completed_with_output_stored_and_streamed(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    executor = await start_executor()
+    script = "echo hello; echo oops >&2; printf 'pwd=%s\\n' \"$PWD\""
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt=script)
+    task = await finished(watch, swarm_id, task_id)
+
+    assert task.status == "completed", task.reason
+    assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "running", "completed"]
+    workdir = (executor.config.agents_root / "qa-agent").resolve()
+    expected = f"hello\noops\npwd={workdir}\n"
+    assert task.outcome is not None
+    assert task.outcome.result == expected and task.outcome.exit_code == 0
+    assert task.outcome.output == subjects.output_name(swarm_id, task_id, 1)
+    assert await read_output(bus.js, task.outcome.output) == expected.encode()
+    chunks = await log_chunks(bus.js, swarm_id, task_id)
+    assert b"".join(c.data for c in chunks) == expected.encode()
+    assert {c.headers.get("Swarm-Attempt") for c in chunks} == {"1"}
+    history = await aggregate_events(bus.js, swarm_id, "task", task_id)
+    running = history[2][1]
+    assert isinstance(running, ev.TaskRunning) and running.executor == "ex-test"
+
+
+async def test_credentials_never_reach_output_logs_or_events(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    await start_executor(env={"ANTHROPIC_API_KEY": API_KEY})
+    script = f"echo key=${{ANTHROPIC_API_KEY:-absent}}; echo leaked={API_KEY}"
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt=script)
+    task = await finished(watch, swarm_id, task_id)
+    assert task.status == "completed" and task.outcome is not None
+    assert task.outcome.result == "key=absent\nleaked=***\n"
+    assert task.outcome.output is not None
+    assert await read_output(bus.js, task.outcome.output) == b"key=absent\nleaked=***\n"
+    chunks = await log_chunks(bus.js, swarm_id, task_id)
+    assert API_KEY.encode() not in b"".join(c.data for c in chunks)
+    written = await aggregate_events(bus.js, swarm_id, "task", task_id)
+    assert all(API_KEY not in ev.encode(e).decode() for _, e in written[1:])
+
+
+async def test_failing_shell_script_fails_with_its_exit_code_and_tail(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    await start_executor()
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo broken; exit 3")
+    task = await finished(watch, swarm_id, task_id)
+    assert task.status == "failed"
+    assert task.reason == "shell script exited with code 3"
+    assert task.outcome is not None and task.outcome.exit_code == 3
+    assert task.outcome.result == "broken\n"
+    assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "running", "failed"]
+
+
+async def test_claude_task_records_result_cost_turns_tokens_and_session(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    await start_executor(env={"ANTHROPIC_API_KEY": API_KEY})
+    task_id, _ = await create_and_claim(
+        bus, watch, swarm_id, title="Create Button", runtime="claude", description="In src/ui."
+    )
+    task = await finished(watch, swarm_id, task_id)
+    assert task.status == "completed", task.reason
+    outcome = task.outcome
+    assert outcome is not None
+    assert outcome.result == f"Done: Task {task_id}: Create Button"
+    assert outcome.is_error is False and outcome.exit_code == 0
+    assert outcome.cost_usd and outcome.cost_usd > 0
+    assert outcome.turns == 2
+    assert outcome.usage is not None and outcome.usage.input_tokens > 0
+    assert outcome.session_id
+    streamed = b"".join(c.data for c in await log_chunks(bus.js, swarm_id, task_id)).decode()
+    assert streamed.splitlines() == [
+        f"Working on: Task {task_id}: Create Button",
+        "→ Bash: pwd",
+        f"Done: Task {task_id}: Create Button",
+    ]
+    for _, event in await aggregate_events(bus.js, swarm_id, "task", task_id):
+        assert API_KEY not in ev.encode(event).decode()
+
+
+async def test_claude_without_credentials_fails_with_the_not_logged_in_message(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    await start_executor()
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, runtime="claude")
+    task = await finished(watch, swarm_id, task_id)
+    assert task.status == "failed"
+    assert task.reason is not None
+    assert task.reason.startswith("Not logged in · Please run /login")
+    assert "ANTHROPIC_API_KEY" in task.reason and "CLAUDE_CODE_OAUTH_TOKEN" in task.reason
+    assert task.outcome is not None and task.outcome.is_error and task.outcome.session_id
+    assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "running", "failed"]
+
+
+async def test_missing_claude_binary_fails_saying_how_to_install_it(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor, tmp_path: Path
+) -> None:
+    await start_executor(claude=ClaudeOptions(bin=str(tmp_path / "no-claude-here")))
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, runtime="claude")
+    task = await finished(watch, swarm_id, task_id)
+    assert task.status == "failed"
+    assert task.reason is not None
+    assert "npm install -g @anthropic-ai/claude-code" in task.reason
+    assert "SWARM_CLAUDE_BIN" in task.reason
+
+
+async def test_cancelled_running_task_is_killed_and_ends_cancelled(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    executor = await start_executor()
+    script = "echo $$ > task.pid; echo started; sleep 300; echo finished"
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt=script)
+    pid_file = executor.config.agents_root / "qa-agent" / "task.pid"
+    await until(lambda: pid_file.exists() and pid_file.read_text().strip() != "", what="pid")
+    await until(lambda: watch.board.task(swarm_id, task_id).status == "running")  # type: ignore[union-attr]
+    pid = int(pid_file.read_text())
+
+    cancelled = ev.TaskCancelled(swarm=swarm_id, id=task_id, time=time.time(), reason="by test")
+    await bus.events.append(cancelled, expected_seq=watch.board.version(swarm_id, "task", task_id))
+    await until(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), what="killed")
+    await idle(executor, task_id)
+
+    assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "running", "cancelled"]
+    task = watch.board.task(swarm_id, task_id)
+    assert task is not None and task.status == "cancelled"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+async def test_timeout_fails_the_task_with_a_reason_naming_the_timeout(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    await start_executor()
+    task_id, _ = await create_and_claim(
+        bus, watch, swarm_id, prompt="echo begun; sleep 300", timeout=1.0
+    )
+    task = await finished(watch, swarm_id, task_id)
+    assert task.status == "failed"
+    assert task.reason == "timeout: killed after 1 s (the task's timeout)"
+    assert task.outcome is not None and task.outcome.result == "begun\n"
+
+
+async def test_slow_claude_is_killed_at_the_timeout(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    await start_executor(
+        env={"ANTHROPIC_API_KEY": API_KEY, "FAKE_CLAUDE_MODE": "slow"}, task_timeout=1.0
+    )
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, runtime="claude")
+    task = await finished(watch, swarm_id, task_id)
+    assert task.status == "failed"
+    assert task.reason == "timeout: killed after 1 s (the executor's default timeout)"
+    assert task.outcome is not None and task.outcome.session_id  # it had started
+
+
+async def test_instant_task_completes_without_a_process_or_output(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    await start_executor()
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, runtime="instant")
+    task = await finished(watch, swarm_id, task_id)
+    assert task.status == "completed"
+    assert task.outcome is not None and task.outcome.output is None
+
+
+async def test_dispatch_of_a_task_that_moved_on_is_dropped_without_running(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    await start_executor()
+    task_id = f"t-{uuid.uuid4().hex[:8]}"
+    seq = await bus.events.append(
+        ev.TaskCreated(swarm=swarm_id, id=task_id, time=time.time(), title="x", runtime="shell"),
+        expected_seq=0,
+    )
+    claim_seq = await bus.events.append(
+        ev.TaskClaimed(swarm=swarm_id, id=task_id, time=time.time(), agent="qa-agent", attempt=1),
+        expected_seq=seq,
+    )
+    await bus.events.append(
+        ev.TaskCancelled(swarm=swarm_id, id=task_id, time=time.time()), expected_seq=claim_seq
+    )
+    dispatch = Dispatch(
+        swarm=swarm_id, task=task_id, agent="qa-agent", attempt=1, claim_seq=claim_seq
+    )
+    await publish_dispatch(bus.js, dispatch)
+
+    async def drained() -> bool:
+        info = await bus.js.consumer_info(
+            subjects.DISPATCH_STREAM, consumer_name(swarm_id, "qa-agent")
+        )
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    deadline = time.monotonic() + 15
+    while not await drained():
+        assert time.monotonic() < deadline, "the dispatch was never taken"
+        await asyncio.sleep(0.02)
+    assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "cancelled"]
+
+
+async def test_agents_are_registered_with_this_executor_and_kept_present(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    await start_executor(agents=(QA, AgentConfig("docs-agent", "Docs Agent", "docs", ("docs",))))
+    await watch.wait_for(await _last_seq(bus))
+    for agent_id in ("qa-agent", "docs-agent"):
+        agent = watch.board.agent(swarm_id, agent_id)
+        assert agent is not None and agent.executor == "ex-test" and agent.status == "idle"
+    assert watch.board.swarms[swarm_id].name == swarm_id
+    kv = await bus.kv(subjects.PRESENCE_BUCKET)
+    entry = await kv.get(subjects.presence_key(swarm_id, "docs-agent"))
+    presence = msgspec.json.decode(entry.value, type=Presence)
+    assert presence.executor == "ex-test" and time.time() - presence.time < 10
+
+
+async def _last_seq(bus: Bus) -> int:
+    info = await bus.js.stream_info(subjects.EVENTS_STREAM)
+    return info.state.last_seq
+
+
+async def test_api_registered_agent_is_taken_up_and_served(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    executor = await start_executor()
+    api_agent = ev.AgentRegistered(
+        swarm=swarm_id, id="api-agent", time=time.time(), name="API Agent", skills=["api"]
+    )
+    await bus.events.append(api_agent, expected_seq=0)
+    await until(lambda: "api-agent" in executor.hosted, what="take-up")
+    agent = watch.board.agent(swarm_id, "api-agent")
+    await until(lambda: watch.board.agent(swarm_id, "api-agent").executor == "ex-test")  # type: ignore[union-attr]
+    assert agent is not None
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, agent="api-agent", prompt="echo ok")
+    task = await finished(watch, swarm_id, task_id)
+    assert task.status == "completed" and task.agent == "api-agent"
+
+
+async def test_an_agent_marked_lost_while_its_executor_lives_comes_back(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    await start_executor()
+    lost = ev.AgentLost(swarm=swarm_id, id="qa-agent", time=time.time(), reason="stale")
+    seq = await bus.events.append(
+        lost, expected_seq=watch.board.version(swarm_id, "agent", "qa-agent")
+    )
+
+    def back() -> bool:
+        agent = watch.board.agent(swarm_id, "qa-agent")
+        later = watch.board.version(swarm_id, "agent", "qa-agent") > seq
+        return agent is not None and agent.status == "idle" and later
+
+    await until(back, what="qa-agent registered again after it was lost")
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="true")
+    assert (await finished(watch, swarm_id, task_id)).status == "completed"
+
+
+async def test_restart_requeues_the_task_a_previous_life_left_running(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    first = await start_executor()
+    await first.stop()
+    # what the previous life had written before it was killed -9: claimed and running
+    task_id = f"t-{uuid.uuid4().hex[:8]}"
+    seq = await bus.events.append(
+        ev.TaskCreated(swarm=swarm_id, id=task_id, time=time.time(), title="x", runtime="shell"),
+        expected_seq=0,
+    )
+    await watch.wait_for(seq)
+    if watch.board.agent(swarm_id, "qa-agent").status != "idle":  # type: ignore[union-attr]
+        pytest.fail("qa-agent should be idle")
+    seq = await bus.events.append(
+        ev.TaskClaimed(swarm=swarm_id, id=task_id, time=time.time(), agent="qa-agent", attempt=1),
+        expected_seq=seq,
+    )
+    seq = await bus.events.append(
+        ev.TaskRunning(
+            swarm=swarm_id,
+            id=task_id,
+            time=time.time(),
+            agent="qa-agent",
+            attempt=1,
+            executor="ex-test",
+        ),
+        expected_seq=seq,
+    )
+    await watch.wait_for(seq)
+
+    await start_executor()
+    await until(lambda: watch.board.task(swarm_id, task_id).status == "requeued")  # type: ignore[union-attr]
+    task = watch.board.task(swarm_id, task_id)
+    assert task is not None and task.attempt == 2
+    assert task.reason is not None and "ex-test restarted" in task.reason
+
+
+async def test_stopping_executor_gives_the_running_attempt_back(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    executor = await start_executor()
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo on; sleep 300")
+    await until(lambda: watch.board.task(swarm_id, task_id).status == "running")  # type: ignore[union-attr]
+    await executor.stop()
+    await until(lambda: watch.board.task(swarm_id, task_id).status == "requeued")  # type: ignore[union-attr]
+    assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "running", "requeued"]
+    task = watch.board.task(swarm_id, task_id)
+    assert task is not None and task.attempt == 2
