@@ -1,4 +1,8 @@
-"""The gateway process: Swarm's HTTP API (aiohttp) and its NATS micro endpoints."""
+"""The gateway process: Swarm's HTTP API (aiohttp) and its NATS micro endpoints.
+
+HTTP listens from the start (``/health`` answers while the log replays; every other route
+answers 503 until the fold has caught up); the micro endpoints start once it has.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,17 @@ import argparse
 import ipaddress
 import os
 import time
+from importlib import metadata
+from typing import Any
 
 from aiohttp import web
 
 from schemas.errors import Invalid, Unavailable
 from services.bus.connection import NatsOptions
 from services.bus.service import Readiness, Service, read_readiness
+from services.gateway import micro
+from services.gateway.commands import Commands
+from services.gateway.http import MAX_BODY, HttpApi
 
 SERVICES = ("gateway", "scheduler", "executor", "chat")
 STALE_AFTER = 10.0  # seconds without a heartbeat before a service counts as gone
@@ -49,6 +58,13 @@ def health_report(beats: list[Readiness], now: float) -> dict:
     return {"ok": all(s["ready"] for s in report.values()), "services": report}
 
 
+def _version() -> str:
+    try:
+        return metadata.version("swarm")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
 class Gateway(Service):
     """Swarm gateway: the HTTP API and NATS command endpoints."""
 
@@ -60,6 +76,7 @@ class Gateway(Service):
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         token: str | None = None,
+        max_body: int = MAX_BODY,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -71,12 +88,17 @@ class Gateway(Service):
         self.host = host
         self.port = port
         self.token = token
-        self.app = web.Application()
-        self.app.router.add_get("/health", self.health)
+        self.version = _version()
+        self.commands: Commands | None = None
+        self.api = HttpApi(self, token=token, max_body=max_body)
+        self.app = self.api.build()
         self.runner: web.AppRunner | None = None
+        self.micro: Any = None
 
     async def on_start(self) -> None:
-        self.runner = web.AppRunner(self.app, access_log=None)
+        assert self.bus is not None and self.projection is not None
+        self.commands = Commands(self.bus, self.projection)
+        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port)
         try:
@@ -88,9 +110,26 @@ class Gateway(Service):
             ) from error
         self.log.info("gateway.listening", host=self.host, port=self.port)
 
+    async def on_ready(self) -> None:
+        assert self.bus is not None and self.commands is not None
+        self.micro = await micro.start(self.bus.nc, self.commands, self.version)
+        self.log.info("gateway.micro_started", service=micro.SERVICE_NAME)
+
     async def on_stop(self) -> None:
+        self.api.closing.set()
+        if self.micro is not None:
+            try:
+                await self.micro.stop()
+            except Exception as error:  # NATS gone: nothing to unsubscribe from
+                self.log.debug("gateway.micro_stop_failed", error=str(error))
+            self.micro = None
         if self.runner is not None:
             await self.runner.cleanup()
+            self.runner = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
     async def health(self, request: web.Request) -> web.Response:
         assert self.bus is not None

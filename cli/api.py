@@ -1,0 +1,164 @@
+"""The gateway's HTTP API as the CLI sees it: JSON requests and server-sent event streams
+(standard library only), with the gateway's error bodies turned back into the typed errors of
+``schemas.errors`` so every command fails with one clear line.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from cli.envfile import Settings, load_settings
+from schemas.errors import (
+    Conflict,
+    Invalid,
+    NotFound,
+    SwarmError,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
+
+TIMEOUT = 30.0  # seconds for one request
+STREAM_TIMEOUT = 60.0  # seconds of silence on a stream (the gateway sends keepalives every 15)
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One server-sent event: ``event`` (its type), ``data`` (text), ``id`` (a log position)."""
+
+    event: str
+    data: str
+    id: int | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.data) if self.data else None
+
+
+def error_from(status: int, body: bytes, url: str) -> SwarmError:
+    """The typed error for a gateway error answer."""
+    try:
+        detail = json.loads(body)["error"]
+        message = str(detail.get("message") or "")
+        field = detail.get("field")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message, field = body.decode("utf-8", "replace").strip()[:300], None
+    message = message or f"HTTP {status} from {url}"
+    if status == 400:
+        return Invalid(field or "body", message)
+    if status == 401:
+        return Unauthorized(
+            f"{message} — set SWARM_API_TOKEN (swarm up keeps it in .swarm/swarm.env)"
+        )
+    if status == 404:
+        return NotFound(message)
+    if status == 409:
+        return Conflict(message)
+    if status == 413:
+        return TooLarge(message)
+    if status in (502, 503, 504):
+        return Unavailable(message)
+    return SwarmError(f"HTTP {status}: {message}")
+
+
+def parse_stream(lines: Iterator[bytes]) -> Iterator[ServerEvent]:
+    """Server-sent events from the lines of a ``text/event-stream`` body."""
+    event, data, ident = "message", [], None
+    for raw in lines:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            if data or event != "message":
+                yield ServerEvent(event=event, data="\n".join(data), id=ident)
+            event, data, ident = "message", [], None
+            continue
+        if line.startswith(":"):
+            continue  # a comment (keepalive)
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            ident = int(value) if value.isdigit() else None
+
+
+class Api:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.base = self.settings.api_url.rstrip("/")
+
+    def url(self, path: str, query: dict[str, Any] | None = None) -> str:
+        url = self.base + path
+        if query:
+            pairs = {k: str(v) for k, v in query.items() if v is not None and v is not False}
+            if pairs:
+                url += "?" + urllib.parse.urlencode(pairs)
+        return url
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = TIMEOUT,
+    ) -> Any:
+        url = self.url(path, query)
+        sent = dict(headers or {})
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
+        if self.settings.api_token:
+            sent["Authorization"] = f"Bearer {self.settings.api_token}"
+        request = urllib.request.Request(url, data=data, method=method, headers=sent)
+        try:
+            return urllib.request.urlopen(request, timeout=timeout)
+        except urllib.error.HTTPError as error:
+            raise error_from(error.code, error.read(), url) from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise Unavailable(
+                f"cannot reach the gateway at {self.base} ({reason}); is `swarm up` running? "
+                "(SWARM_API_URL)"
+            ) from None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """One JSON request; the decoded answer, or a typed error."""
+        with self._open(method, path, body=body, query=query, headers=headers) as response:
+            try:
+                raw = response.read()
+            except (TimeoutError, OSError) as error:
+                raise Unavailable(
+                    f"the gateway at {self.base} stopped answering ({error})"
+                ) from None
+        return json.loads(raw) if raw else None
+
+    def get(self, path: str, **query: Any) -> Any:
+        return self.request("GET", path, query=query)
+
+    def stream(self, path: str, **query: Any) -> Iterator[ServerEvent]:
+        """Follow a server-sent event stream until the server ends it."""
+        response = self._open("GET", path, query=query, timeout=STREAM_TIMEOUT)
+        try:
+            yield from parse_stream(iter(response.readline, b""))
+        except (TimeoutError, OSError) as error:
+            raise Unavailable(f"the stream {path} broke off ({error})") from None
+        finally:
+            response.close()

@@ -1,0 +1,165 @@
+"""``swarm status``, ``swarm agents`` and ``swarm replay``: the board, now or as it was.
+
+``status`` keeps the prototype's layout::
+
+    === SWARM ===
+    Name: dev-swarm
+    Status: active
+    Sandboxes: 3
+    === AGENTS ===
+    [🟢 IDLE] Frontend Agent (frontend)
+    [🔵 WORKING] Backend Agent (backend)
+      └─ Task: t-123
+    === TASKS ===
+    Pending: 3
+    Running: 1
+    Completed: 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from cli.api import Api
+
+AGENT_BADGES = {"idle": "🟢 IDLE", "working": "🔵 WORKING", "lost": "🔴 LOST"}
+ALWAYS_SHOWN = ("pending", "running", "completed")
+STATUS_ORDER = ("blocked", "pending", "requeued", "claimed", "running", "completed", "failed",
+                "cancelled")  # fmt: skip
+
+
+def add_swarm_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--swarm", "-s", help="the swarm (default: SWARM_DEFAULT_ID)")
+    parser.add_argument("--json", action="store_true", help="print the API's JSON answer")
+
+
+def swarm_of(api: Api, args: argparse.Namespace) -> str:
+    return args.swarm or api.settings.swarm
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def agent_lines(agents: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for agent in agents:
+        badge = AGENT_BADGES.get(agent["status"], agent["status"].upper())
+        role = f" ({agent['role']})" if agent.get("role") else ""
+        lines.append(f"[{badge}] {agent['name']}{role}")
+        if agent.get("task"):
+            lines.append(f"  └─ Task: {agent['task']}")
+    return lines
+
+
+def count_lines(counts: dict[str, int]) -> list[str]:
+    if not counts.get("total"):
+        return ["No tasks"]
+    return [
+        f"{status.capitalize()}: {counts.get(status, 0)}"
+        for status in STATUS_ORDER
+        if status in ALWAYS_SHOWN or counts.get(status)
+    ]
+
+
+def render_status(status: dict[str, Any]) -> str:
+    swarm = status["swarm"]
+    lines = [
+        "=== SWARM ===",
+        f"Name: {swarm['name']}",
+        "Status: active",
+        f"Sandboxes: {swarm['agents']}",
+        "",
+        "=== AGENTS ===",
+        *(agent_lines(status["agents"]) or ["No agents"]),
+        "",
+        "=== TASKS ===",
+        *count_lines(status["tasks"]),
+    ]
+    if status.get("chat"):
+        lines += ["", "=== CHAT ==="]
+        lines += [f"{m.get('from', '?')}: {m.get('text', '')}" for m in status["chat"][-5:]]
+    return "\n".join(lines)
+
+
+def task_line(task: dict[str, Any]) -> str:
+    agent = task.get("agent") or "-"
+    status, priority = task["status"], task["priority"]
+    return f"{task['id']:<16} {status:<10} {priority:<8} {agent:<18} {task['title']}"
+
+
+def when(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def status_command(args: argparse.Namespace) -> int:
+    api = Api()
+    status = api.get(f"/swarms/{swarm_of(api, args)}/status")
+    print_json(status) if args.json else print(render_status(status))
+    return 0
+
+
+def agents_command(args: argparse.Namespace) -> int:
+    api = Api()
+    agents = api.get(f"/swarms/{swarm_of(api, args)}/agents")
+    if args.json:
+        print_json(agents)
+        return 0
+    if not agents:
+        print("No agents")
+    for agent in agents:
+        badge = AGENT_BADGES.get(agent["status"], agent["status"].upper())
+        skills = ",".join(agent.get("skills") or []) or "-"
+        host = agent.get("executor") or "(waiting for an executor)"
+        print(f"[{badge}] {agent['name']} ({agent.get('role') or '-'})  id={agent['id']}  "
+              f"skills={skills}  executor={host}")  # fmt: skip
+        if agent.get("task"):
+            print(f"  └─ Task: {agent['task']}")
+    return 0
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    api = Api()
+    board = api.get(f"/swarms/{swarm_of(api, args)}/board", at=args.at)
+    if args.json:
+        print_json(board)
+        return 0
+    print(f"=== BOARD at seq {board['seq']} ({when(board.get('time'))}) ===")
+    swarm = board.get("swarm")
+    if swarm is None:
+        print("The swarm did not exist yet.")
+        return 0
+    print(f"Name: {swarm['name']}")
+    print("")
+    print("=== AGENTS ===")
+    print("\n".join(agent_lines(board["agents"]) or ["No agents"]))
+    print("")
+    print("=== TASKS ===")
+    print("\n".join(count_lines(board["counts"])))
+    for task in board["tasks"]:
+        print("  " + task_line(task))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("status", help="the swarm, its agents and task counts")
+    add_swarm_option(parser)
+    parser.set_defaults(func=status_command)
+
+    parser = subparsers.add_parser("agents", help="the swarm's agents")
+    add_swarm_option(parser)
+    parser.set_defaults(func=agents_command)
+
+    parser = subparsers.add_parser("replay", help="the board as it was at a log position or time")
+    parser.add_argument(
+        "--at",
+        required=True,
+        help="a log position (e.g. 42), epoch seconds, or an ISO time (2025-01-31T12:00:00Z)",
+    )
+    add_swarm_option(parser)
+    parser.set_defaults(func=replay_command)

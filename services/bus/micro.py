@@ -1,0 +1,117 @@
+"""NATS micro services: request/reply endpoints that ``nats service ls`` lists.
+
+A caller hands in plain async callables (``CommandRequest -> JSON-able value``); this module does
+the NATS part: one subscription per endpoint in the micro queue group (replicas share the load),
+JSON in and out, and Swarm's typed errors mapped once to micro error headers
+(``Nats-Service-Error-Code`` is the HTTP-like status, ``Nats-Service-Error`` the message) with
+the same ``{"error": {...}}`` body the HTTP API answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from nats.aio.client import Client as NATS
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import Service as MicroService
+
+from schemas.errors import Invalid, SwarmError
+
+log = structlog.get_logger("bus.micro")
+
+
+@dataclass(frozen=True)
+class CommandRequest:
+    """One request to an endpoint: its subject, its JSON body (``{}`` when empty), headers."""
+
+    subject: str
+    data: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def token(self, index: int) -> str:
+        """A token of the subject: ``token(2)`` of ``swarm.cmd.dev.create_task`` is ``dev``."""
+        parts = self.subject.split(".")
+        return parts[index] if -len(parts) <= index < len(parts) else ""
+
+
+Handler = Callable[[CommandRequest], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str  # what ``nats service info`` shows
+    subject: str  # may hold ``*`` wildcards
+    handler: Handler
+    description: str = ""
+
+
+def error_body(error: SwarmError) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if isinstance(error, Invalid):
+        body["field"] = error.field
+    return {"error": body}
+
+
+def decode_body(data: bytes) -> Any:
+    if not data.strip():
+        return {}
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise Invalid("body", f"the request body is not valid JSON: {error}") from error
+
+
+def _wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[None]]:
+    async def handle(request: Request) -> None:
+        try:
+            command = CommandRequest(
+                subject=request.subject,
+                data=decode_body(request.data),
+                headers=dict(request.headers or {}),
+            )
+            result = await endpoint.handler(command)
+        except SwarmError as error:
+            await request.respond_error(
+                str(error.status), error.message, json.dumps(error_body(error)).encode()
+            )
+            return
+        except Exception as error:  # a bug: say so without details, log the details
+            log.exception("micro.handler_failed", endpoint=endpoint.name, subject=request.subject)
+            body = {
+                "error": {"code": "error", "message": f"internal error ({type(error).__name__})"}
+            }
+            await request.respond_error("500", "internal error", json.dumps(body).encode())
+            return
+        await request.respond(json.dumps(result).encode())
+
+    return handle
+
+
+async def serve(
+    nc: NATS,
+    *,
+    name: str,
+    version: str,
+    description: str,
+    endpoints: list[Endpoint],
+    metadata: dict[str, str] | None = None,
+) -> MicroService:
+    """Start a micro service with ``endpoints``; ``await service.stop()`` ends it."""
+    service = await add_service(
+        nc, name=name, version=version, description=description, metadata=metadata or {}
+    )
+    for endpoint in endpoints:
+        await service.add_endpoint(
+            name=endpoint.name,
+            subject=endpoint.subject,
+            handler=_wrap(endpoint),
+            metadata={"description": endpoint.description} if endpoint.description else None,
+        )
+    await nc.flush()
+    log.debug("micro.started", service=name, endpoints=len(endpoints))
+    return service

@@ -1,0 +1,442 @@
+"""The gateway's command handlers, shared by HTTP and NATS micro.
+
+Each handler takes plain data (a JSON body as a dict, ids, a ``Context``), checks it against the
+gateway's fold, appends at most one event with the aggregate's expected sequence, waits until
+its own fold holds that event (read-your-writes) and answers from the fold. Errors are the typed
+ones in ``schemas.errors``; each transport maps them once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from schemas import events as ev
+from schemas import subjects
+from schemas.board import FINISHED, AgentView, Board, SwarmView, TaskView
+from schemas.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
+from services.bus import history
+from services.bus.projection import Projection
+from services.bus.service import Bus
+from services.gateway import models
+from services.gateway.models import parse
+from services.gateway.validation import (
+    check_cancellable,
+    check_deletable,
+    check_depends,
+    check_editable,
+    check_key,
+    derived_id,
+    find_agent,
+    msg_id,
+    new_id,
+    parse_at,
+    slug,
+    swarm_of,
+    task_of,
+)
+
+STATUSES = (
+    "blocked",
+    "pending",
+    "claimed",
+    "running",
+    "completed",
+    "failed",
+    "requeued",
+    "cancelled",
+)
+MAX_EVENT_BYTES = 768 * 1024  # under NATS's default 1 MiB max payload, headers included
+RESERVED_SWARM = "_"  # the swarm token of swarm-level NATS commands (swarm.cmd._.list_swarms)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who asks, and how to recognise a retry."""
+
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+    actor: str = "gateway"
+
+
+@dataclass(frozen=True)
+class Result:
+    """A handler's answer: the body, and whether this request created something (201)."""
+
+    body: Any
+    created: bool = False
+
+
+# --- views -> JSON ----------------------------------------------------------------------------
+
+
+def task_json(task: TaskView) -> dict[str, Any]:
+    body = msgspec.to_builtins(task)
+    body["result"] = task.outcome.result if task.outcome is not None else None
+    return body
+
+
+def agent_json(agent: AgentView) -> dict[str, Any]:
+    return msgspec.to_builtins(agent)
+
+
+def swarm_json(swarm: SwarmView) -> dict[str, Any]:
+    return {
+        "id": swarm.id,
+        "name": swarm.name,
+        "description": swarm.description,
+        "created_at": swarm.created_at,
+        "project": swarm.project,
+        "tasks": len(swarm.tasks),
+        "agents": len(swarm.agents),
+    }
+
+
+def event_json(seq: int, event: ev.Event) -> dict[str, Any]:
+    return {"seq": seq, **msgspec.to_builtins(event)}
+
+
+def task_counts(swarm: SwarmView) -> dict[str, int]:
+    counts = dict.fromkeys(STATUSES, 0)
+    for task in swarm.tasks.values():
+        counts[task.status] += 1
+    counts["total"] = len(swarm.tasks)
+    return counts
+
+
+def sorted_tasks(swarm: SwarmView) -> list[TaskView]:
+    return sorted(swarm.tasks.values(), key=lambda t: (t.created_seq, t.id))
+
+
+def sorted_agents(swarm: SwarmView) -> list[AgentView]:
+    return sorted(swarm.agents.values(), key=lambda a: (a.registered_at, a.id))
+
+
+def _trigger(trigger: models.TriggerIn) -> ev.Trigger:
+    return ev.Trigger(on=trigger.on, task=ev.TaskSpec(**trigger.task.model_dump()))
+
+
+# --- the handlers -----------------------------------------------------------------------------
+
+
+class Commands:
+    def __init__(
+        self, bus: Bus, projection: Projection, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.bus = bus
+        self.projection = projection
+        self.clock = clock
+        self._graph_lock = asyncio.Lock()  # one dependency change at a time (cycle check)
+
+    def _graph_change(self, depends: list[str] | None) -> AbstractAsyncContextManager[Any]:
+        """Writes that add dependency edges run one at a time, so two of them cannot each pass
+        the cycle check and together close a loop. (Two replicas racing like that could still
+        close one: its tasks would stay blocked until one is cancelled.)"""
+        return self._graph_lock if depends else nullcontext()
+
+    @property
+    def board(self) -> Board:
+        return self.projection.board
+
+    def check_available(self) -> None:
+        """Answer only from a fold that is live: NATS connected and replay caught up."""
+        if not self.bus.nc.is_connected:
+            raise Unavailable("NATS is unreachable; retry when it is back")
+        if not self.projection.ready:
+            raise Unavailable("the gateway is still replaying the event log; retry shortly")
+
+    async def _append(self, event: ev.Event, ctx: Context, verb: str) -> int:
+        """Append with the aggregate's expected sequence; return once our fold holds it."""
+        self.check_available()
+        expected = self.board.version(event.swarm, event.aggregate, event.id)
+        key = check_key(ctx.idempotency_key)
+        size = len(ev.encode(event))
+        if size > MAX_EVENT_BYTES:
+            raise TooLarge(
+                f"the {event.aggregate} is too large ({size} bytes encoded; at most "
+                f"{MAX_EVENT_BYTES})"
+            )
+        try:
+            with history.reachable(f"appending {event.type}"):
+                scoped = msg_id(event.swarm, event.aggregate, event.id, verb, key) if key else None
+                seq = await self.bus.events.append(event, expected, scoped)
+        except Conflict as error:
+            raise Conflict(
+                f"{event.aggregate} {event.id} changed while this request was handled; "
+                "read it again and retry"
+            ) from error
+        await self.projection.wait_for(seq)
+        return seq
+
+    def _envelope(self, swarm: str, aggregate_id: str, ctx: Context) -> dict[str, Any]:
+        return {
+            "swarm": swarm,
+            "id": aggregate_id,
+            "time": self.clock(),
+            "actor": ctx.actor,
+            "correlation_id": ctx.correlation_id,
+        }
+
+    # --- swarms ---------------------------------------------------------------------------
+
+    async def list_swarms(self) -> list[dict[str, Any]]:
+        self.check_available()
+        swarms = sorted(self.board.swarms.values(), key=lambda s: (s.created_at, s.id))
+        return [swarm_json(s) for s in swarms]
+
+    async def get_swarm(self, swarm_id: str) -> dict[str, Any]:
+        self.check_available()
+        return swarm_json(swarm_of(self.board, swarm_id))
+
+    async def create_swarm(self, data: Any, ctx: Context) -> Result:
+        spec = parse(models.CreateSwarm, data)
+        key = check_key(ctx.idempotency_key)
+        self.check_available()
+        swarm_id = spec.id or (
+            derived_id("swarm-", RESERVED_SWARM, key) if key else new_id("swarm-")
+        )
+        if swarm_id == RESERVED_SWARM:
+            raise Invalid("id", f"{RESERVED_SWARM!r} is reserved")
+        existing = self.board.swarms.get(swarm_id)
+        if existing is not None:
+            if key:
+                return Result(swarm_json(existing))
+            raise Conflict(f"swarm {swarm_id} already exists")
+        event = ev.SwarmCreated(
+            **self._envelope(swarm_id, swarm_id, ctx),
+            name=spec.name or swarm_id,
+            description=spec.description,
+        )
+        await self._append(event, ctx, "create_swarm")
+        swarm = self.board.swarms.get(swarm_id)
+        if swarm is None:
+            raise Conflict(f"swarm {swarm_id} was not created (it changed meanwhile)")
+        return Result(swarm_json(swarm), created=True)
+
+    async def delete_swarm(self, swarm_id: str, ctx: Context) -> dict[str, Any]:
+        self.check_available()
+        swarm_of(self.board, swarm_id)
+        await self._append(
+            ev.SwarmDeleted(**self._envelope(swarm_id, swarm_id, ctx)), ctx, "delete_swarm"
+        )
+        return {"id": swarm_id, "deleted": True}
+
+    async def status(self, swarm_id: str) -> dict[str, Any]:
+        self.check_available()
+        swarm = swarm_of(self.board, swarm_id)
+        return {
+            "swarm": swarm_json(swarm),
+            "agents": [agent_json(a) for a in sorted_agents(swarm)],
+            "tasks": task_counts(swarm),
+            "chat": [],
+        }
+
+    async def board_at(self, swarm_id: str, at: str) -> dict[str, Any]:
+        """The swarm as it was at log position or time ``at`` (``swarm replay``)."""
+        seq, until = parse_at(at)
+        self.check_available()
+        board, last_time = await history.board_at(self.bus.js, swarm_id, seq=seq, until=until)
+        swarm = board.swarms.get(swarm_id)
+        if swarm is None and board.seq == 0 and swarm_id not in self.board.swarms:
+            if self.board.version(swarm_id, "swarm", swarm_id) == 0:
+                raise NotFound(f"no swarm {swarm_id}")
+        return {
+            "seq": board.seq,
+            "time": last_time,
+            "swarm": swarm_json(swarm) if swarm else None,
+            "tasks": [task_json(t) for t in sorted_tasks(swarm)] if swarm else [],
+            "agents": [agent_json(a) for a in sorted_agents(swarm)] if swarm else [],
+            "counts": task_counts(swarm) if swarm else {},
+        }
+
+    # --- tasks ----------------------------------------------------------------------------
+
+    async def list_tasks(
+        self,
+        swarm_id: str,
+        *,
+        status: str | None = None,
+        tag: str | None = None,
+        agent: str | None = None,
+    ) -> list[dict[str, Any]]:
+        self.check_available()
+        if status is not None and status not in STATUSES:
+            raise Invalid("status", f"status must be one of {', '.join(STATUSES)}")
+        tasks = sorted_tasks(swarm_of(self.board, swarm_id))
+        return [
+            task_json(t)
+            for t in tasks
+            if (status is None or t.status == status)
+            and (tag is None or tag in t.tags)
+            and (agent is None or t.agent == agent)
+        ]
+
+    async def get_task(self, swarm_id: str, task_id: str) -> dict[str, Any]:
+        self.check_available()
+        task = task_of(self.board, swarm_id, task_id)
+        events = await history.aggregate_events(self.bus.js, swarm_id, "task", task_id)
+        # The history read straight from the stream may run ahead of our fold; the task's
+        # events since its latest ``created`` are its current life (an id can be reused).
+        start = max((i for i, (_, e) in enumerate(events) if e.type == "task.created"), default=0)
+        return {**task_json(task), "events": [event_json(s, e) for s, e in events[start:]]}
+
+    async def create_task(self, swarm_id: str, data: Any, ctx: Context) -> Result:
+        self.check_available()
+        swarm = swarm_of(self.board, swarm_id)
+        spec = parse(models.CreateTask, data)
+        key = check_key(ctx.idempotency_key)
+        task_id = spec.id or (derived_id("t-", swarm_id, key) if key else new_id("t-"))
+        existing = swarm.tasks.get(task_id)
+        if existing is not None:
+            if key:
+                return Result(task_json(existing))
+            raise Conflict(f"task {task_id} already exists in swarm {swarm_id}")
+        event = ev.TaskCreated(
+            **self._envelope(swarm_id, task_id, ctx),
+            title=spec.title,
+            prompt=spec.prompt or spec.title,
+            description=spec.description,
+            tags=spec.tags,
+            priority=spec.priority,
+            depends=spec.depends,
+            runtime=spec.runtime,
+            timeout=spec.timeout,
+            triggers=[_trigger(t) for t in spec.triggers],
+        )
+        async with self._graph_change(spec.depends):
+            check_depends(swarm_of(self.board, swarm_id), task_id, spec.depends)
+            await self._append(event, ctx, "create_task")
+        task = self.board.task(swarm_id, task_id)
+        if task is None:
+            raise Conflict(f"task {task_id} was not created: swarm {swarm_id} changed meanwhile")
+        return Result(task_json(task), created=True)
+
+    async def update_task(
+        self, swarm_id: str, task_id: str, data: Any, ctx: Context
+    ) -> dict[str, Any]:
+        self.check_available()
+        task = task_of(self.board, swarm_id, task_id)
+        spec = parse(models.UpdateTask, data)
+        changes = {k: v for k, v in spec.model_dump(exclude_unset=True).items() if v is not None}
+        if not changes:
+            return task_json(task)
+        check_editable(task)
+        if "triggers" in changes:
+            changes["triggers"] = [_trigger(t) for t in spec.triggers or []]
+        event = ev.TaskUpdated(**self._envelope(swarm_id, task_id, ctx), **changes)
+        async with self._graph_change(spec.depends):
+            if spec.depends is not None:
+                check_depends(swarm_of(self.board, swarm_id), task_id, spec.depends)
+            await self._append(event, ctx, "update_task")
+        return task_json(task_of(self.board, swarm_id, task_id))
+
+    async def cancel_task(
+        self, swarm_id: str, task_id: str, data: Any, ctx: Context
+    ) -> dict[str, Any]:
+        self.check_available()
+        task = task_of(self.board, swarm_id, task_id)
+        spec = parse(models.CancelTask, data)
+        if task.status == "cancelled":
+            return task_json(task)  # cancelling twice is a no-op, not an error
+        check_cancellable(task)
+        reason = spec.reason or f"cancelled by {ctx.actor}"
+        event = ev.TaskCancelled(**self._envelope(swarm_id, task_id, ctx), reason=reason)
+        await self._append(event, ctx, "cancel_task")
+        return task_json(task_of(self.board, swarm_id, task_id))
+
+    async def delete_task(self, swarm_id: str, task_id: str, ctx: Context) -> dict[str, Any]:
+        self.check_available()
+        task = task_of(self.board, swarm_id, task_id)
+        check_deletable(task)
+        event = ev.TaskDeleted(**self._envelope(swarm_id, task_id, ctx))
+        await self._append(event, ctx, "delete_task")
+        return {"id": task_id, "deleted": True}
+
+    async def task_output(
+        self, swarm_id: str, task_id: str, attempt: int | None = None
+    ) -> dict[str, Any]:
+        """The full output from the object store; else the live chunks still in SWARM_LOGS;
+        else the tail kept in the terminal event."""
+        self.check_available()
+        task = task_of(self.board, swarm_id, task_id)
+        if attempt is not None and not 1 <= attempt <= task.attempt:
+            raise Invalid("attempt", f"task {task_id} has attempts 1 to {task.attempt}")
+        attempt = attempt or task.attempt
+        answer = {"task": task_id, "attempt": attempt}
+        name = subjects.output_name(swarm_id, task_id, attempt)
+        if attempt == task.attempt and task.outcome is not None and task.outcome.output:
+            name = task.outcome.output
+        stored = await history.read_output(self.bus.js, name)
+        if stored is not None:
+            text = stored.decode("utf-8", errors="replace")
+            return {**answer, "source": "object_store", "complete": True, "output": text}
+        chunks = await history.log_chunks(self.bus.js, swarm_id, task_id, attempt)
+        if chunks:
+            text = "".join(c.data.decode("utf-8", errors="replace") for c in chunks)
+            finished = task.status in FINISHED
+            return {**answer, "source": "live", "complete": finished, "output": text}
+        if task.outcome is not None and task.outcome.result and attempt == task.attempt:
+            return {**answer, "source": "result", "complete": False, "output": task.outcome.result}
+        return {**answer, "source": "none", "complete": task.status in FINISHED, "output": ""}
+
+    # --- agents ---------------------------------------------------------------------------
+
+    async def list_agents(self, swarm_id: str) -> list[dict[str, Any]]:
+        self.check_available()
+        return [agent_json(a) for a in sorted_agents(swarm_of(self.board, swarm_id))]
+
+    async def register_agent(self, swarm_id: str, data: Any, ctx: Context) -> Result:
+        self.check_available()
+        swarm = swarm_of(self.board, swarm_id)
+        spec = parse(models.RegisterAgent, data)
+        key = check_key(ctx.idempotency_key)
+        base = slug(spec.name) or "agent"
+        if spec.id:
+            agent_id = spec.id
+        elif key:
+            agent_id = derived_id(f"{base}-", swarm_id, key)
+        elif base not in swarm.agents:
+            agent_id = base
+        else:
+            agent_id = new_id(f"{base}-")[: len(base) + 7]
+        existing = swarm.agents.get(agent_id)
+        if existing is not None:
+            if key:
+                return Result(agent_json(existing))
+            raise Conflict(f"agent {agent_id} already exists in swarm {swarm_id}")
+        event = ev.AgentRegistered(
+            **self._envelope(swarm_id, agent_id, ctx),
+            name=spec.name,
+            role=spec.role,
+            skills=spec.skills,
+            sandbox_id=spec.sandbox_id,
+            executor=None,
+            backend=spec.backend,
+        )
+        await self._append(event, ctx, "register_agent")
+        agent = self.board.agent(swarm_id, agent_id)
+        if agent is None:
+            raise Conflict(f"agent {agent_id} was not registered: swarm {swarm_id} changed")
+        return Result(agent_json(agent), created=True)
+
+    async def update_agent(
+        self, ref: str, data: Any, ctx: Context, *, swarm_id: str | None = None
+    ) -> dict[str, Any]:
+        """Update the agent whose sandbox id (or agent id) is ``ref``."""
+        self.check_available()
+        agent = find_agent(self.board, ref, swarm_id)
+        spec = parse(models.UpdateAgent, data)
+        changes = {k: v for k, v in spec.model_dump(exclude_unset=True).items() if v is not None}
+        if changes:
+            event = ev.AgentUpdated(**self._envelope(agent.swarm, agent.id, ctx), **changes)
+            await self._append(event, ctx, "update_agent")
+        updated = self.board.agent(agent.swarm, agent.id)
+        if updated is None:
+            raise NotFound(f"agent {agent.id} is gone")
+        return agent_json(updated)

@@ -1,0 +1,403 @@
+"""The HTTP edge: aiohttp handlers for the route table, the bearer-token check, and the one
+place typed errors become status codes and ``{"error": {"code", "message", "field"}}`` bodies.
+
+Server-sent event streams (``/events``, ``/logs``) read the stream from a position with
+``services.bus.history.Feed`` and keep following it live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from schemas import subjects
+from schemas.board import FINISHED
+from schemas.errors import Invalid, NotFound, SwarmError, TooLarge, Unauthorized, Unavailable
+from services.bus.history import Feed, chunk_attempt
+from services.bus.micro import error_body
+from services.gateway import openapi
+from services.gateway.commands import Commands, Context, Result
+from services.gateway.routes import ROUTES
+from services.gateway.validation import task_of
+
+if TYPE_CHECKING:
+    from services.gateway.service import Gateway
+
+log = structlog.get_logger("gateway.http")
+
+MAX_BODY = 1 << 20  # 1 MiB
+KEEPALIVE = 15.0  # seconds between SSE comments on a quiet stream
+POLL = 0.5  # how often a quiet SSE loop looks at the clock and at shutdown
+OPEN_ROUTES = frozenset({"/health"})
+CORRELATION = web.RequestKey("correlation_id", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(body),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(error: SwarmError) -> web.Response:
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    return json_response(error_body(error), error.status, headers)
+
+
+def sse_message(data: str, *, event: str | None = None, id: int | None = None) -> bytes:
+    lines = []
+    if id is not None:
+        lines.append(f"id: {id}")
+    if event is not None:
+        lines.append(f"event: {event}")
+    lines += [f"data: {line}" for line in data.split("\n")]
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def _int_query(request: web.Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise Invalid(name, f"{name} must be an integer, not {raw!r}") from None
+
+
+def _flag(request: web.Request, name: str, default: bool) -> bool:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.lower() not in ("0", "false", "no", "off")
+
+
+class HttpApi:
+    """The handlers; ``gateway`` provides ``commands``, ``bus``, ``health`` and the token."""
+
+    def __init__(self, gateway: Gateway, *, token: str | None, max_body: int = MAX_BODY) -> None:
+        self.gateway = gateway
+        self.token = token
+        self.max_body = max_body
+        self.closing = asyncio.Event()
+
+    @property
+    def commands(self) -> Commands:
+        if self.gateway.commands is None:
+            raise Unavailable("the gateway is starting; retry shortly")
+        return self.gateway.commands
+
+    def build(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.max_body, middlewares=[self.errors, self.authenticate]
+        )
+        for route in ROUTES:
+            app.router.add_route(route.method, route.path, getattr(self, route.name))
+        return app
+
+    # --- middlewares ----------------------------------------------------------------------
+
+    @web.middleware
+    async def errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        correlation = request.headers.get("X-Correlation-Id") or uuid.uuid4().hex
+        request[CORRELATION] = correlation[:128]
+        try:
+            response = await handler(request)
+        except SwarmError as error:
+            response = error_response(error)
+        except web.HTTPRequestEntityTooLarge:
+            response = error_response(TooLarge(f"the body is larger than {self.max_body} bytes"))
+        except web.HTTPException as error:
+            if error.status < 400:
+                raise
+            code = error.reason.lower().replace(" ", "_")
+            response = json_response(
+                {"error": {"code": code, "message": error.reason}}, error.status
+            )
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as error:
+            bus = self.gateway.bus
+            if bus is None or not bus.nc.is_connected:
+                response = error_response(Unavailable("NATS is unreachable; retry when it is back"))
+            else:
+                log.exception("http.failed", path=request.path, method=request.method)
+                response = json_response(
+                    {
+                        "error": {
+                            "code": "error",
+                            "message": f"internal error ({type(error).__name__})",
+                        }
+                    },
+                    500,
+                )
+        if not response.prepared:
+            response.headers["X-Correlation-Id"] = request[CORRELATION]
+        return response
+
+    @web.middleware
+    async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.token and request.path not in OPEN_ROUTES:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), self.token.encode()
+            ):
+                raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <token>)")
+        return await handler(request)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    async def body(self, request: web.Request) -> Any:
+        if request.content_length is not None and request.content_length > self.max_body:
+            raise TooLarge(f"the body is larger than {self.max_body} bytes")
+        raw = await request.read()
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise Invalid("body", f"the body is not valid JSON: {error}") from None
+
+    def context(self, request: web.Request) -> Context:
+        return Context(
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            correlation_id=request[CORRELATION],
+            actor="gateway",
+        )
+
+    @staticmethod
+    def answer(result: Result) -> web.Response:
+        return json_response(result.body, 201 if result.created else 200)
+
+    # --- system ---------------------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        return await self.gateway.health(request)
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return json_response(openapi.document(self.gateway.version))
+
+    # --- swarms ---------------------------------------------------------------------------
+
+    async def list_swarms(self, request: web.Request) -> web.Response:
+        return json_response(await self.commands.list_swarms())
+
+    async def create_swarm(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        return self.answer(await self.commands.create_swarm(body, self.context(request)))
+
+    async def get_swarm(self, request: web.Request) -> web.Response:
+        return json_response(await self.commands.get_swarm(request.match_info["swarm"]))
+
+    async def delete_swarm(self, request: web.Request) -> web.Response:
+        swarm = request.match_info["swarm"]
+        return json_response(await self.commands.delete_swarm(swarm, self.context(request)))
+
+    async def status(self, request: web.Request) -> web.Response:
+        return json_response(await self.commands.status(request.match_info["swarm"]))
+
+    async def board_at(self, request: web.Request) -> web.Response:
+        at = request.query.get("at")
+        if not at:
+            raise Invalid("at", "at is required: a log position, epoch seconds or an ISO time")
+        return json_response(await self.commands.board_at(request.match_info["swarm"], at))
+
+    # --- tasks ----------------------------------------------------------------------------
+
+    async def list_tasks(self, request: web.Request) -> web.Response:
+        query = request.query
+        tasks = await self.commands.list_tasks(
+            request.match_info["swarm"],
+            status=query.get("status") or None,
+            tag=query.get("tag") or None,
+            agent=query.get("agent") or None,
+        )
+        return json_response(tasks)
+
+    async def create_task(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        swarm = request.match_info["swarm"]
+        return self.answer(await self.commands.create_task(swarm, body, self.context(request)))
+
+    async def get_task(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        return json_response(await self.commands.get_task(info["swarm"], info["task"]))
+
+    async def update_task(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        info = request.match_info
+        task = await self.commands.update_task(
+            info["swarm"], info["task"], body, self.context(request)
+        )
+        return json_response(task)
+
+    async def delete_task(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        answer = await self.commands.delete_task(info["swarm"], info["task"], self.context(request))
+        return json_response(answer)
+
+    async def cancel_task(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        info = request.match_info
+        task = await self.commands.cancel_task(
+            info["swarm"], info["task"], body, self.context(request)
+        )
+        return json_response(task)
+
+    async def task_output(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        attempt = _int_query(request, "attempt")
+        return json_response(await self.commands.task_output(info["swarm"], info["task"], attempt))
+
+    # --- agents ---------------------------------------------------------------------------
+
+    async def list_agents(self, request: web.Request) -> web.Response:
+        return json_response(await self.commands.list_agents(request.match_info["swarm"]))
+
+    async def register_agent(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        swarm = request.match_info["swarm"]
+        return self.answer(await self.commands.register_agent(swarm, body, self.context(request)))
+
+    async def update_agent(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        agent = await self.commands.update_agent(
+            request.match_info["sandbox"],
+            body,
+            self.context(request),
+            swarm_id=request.query.get("swarm") or None,
+        )
+        return json_response(agent)
+
+    # --- server-sent events ---------------------------------------------------------------
+
+    async def _open_stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+                "X-Correlation-Id": request[CORRELATION],
+            }
+        )
+        await response.prepare(request)
+        return response
+
+    async def _quiet(self, response: web.StreamResponse, last_write: float) -> float:
+        """On a quiet stream: a comment every ``KEEPALIVE`` seconds keeps proxies from closing
+        it (and notices a client that went away)."""
+        now = time.monotonic()
+        if now - last_write >= KEEPALIVE:
+            await response.write(b": keepalive\n\n")
+            return now
+        return last_write
+
+    def _since(self, request: web.Request) -> int:
+        since = _int_query(request, "since")
+        if since is None:
+            last = request.headers.get("Last-Event-ID")
+            since = int(last) if last and last.isdigit() else 0
+        if since < 0:
+            raise Invalid("since", "since must not be negative")
+        return since
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """The swarm's events after ``since`` (``id:`` log position, ``event:`` type,
+        ``data:`` the event's JSON); with ``follow=0`` the stream ends (``event: end``) once
+        it has caught up."""
+        swarm = request.match_info["swarm"]
+        since = self._since(request)
+        follow = _flag(request, "follow", True)
+        task = request.query.get("task") or None
+        commands = self.commands
+        commands.check_available()
+        if swarm not in commands.board.swarms:
+            raise NotFound(f"no swarm {swarm}")
+        if task is not None:
+            subjects.check_token(task, "task")
+            subject = subjects.aggregate_filter(swarm, "task", task)
+        else:
+            subject = subjects.swarm_events(swarm)
+        bus = self.gateway.bus
+        assert bus is not None
+        async with Feed(bus.js, subjects.EVENTS_STREAM, subject, after=since) as feed:
+            response = await self._open_stream(request)
+            last_write = time.monotonic()
+            try:
+                while not self.closing.is_set():
+                    if not follow and feed.caught_up:
+                        await response.write(sse_message("{}", event="end"))
+                        break
+                    record = await feed.next(timeout=POLL)
+                    if record is None:
+                        last_write = await self._quiet(response, last_write)
+                        continue
+                    event = record.event()
+                    kind = event.type if event is not None else "undecodable"
+                    data = record.data.decode("utf-8", errors="replace")
+                    await response.write(sse_message(data, event=kind, id=record.seq))
+                    last_write = time.monotonic()
+            except ConnectionResetError:
+                pass
+        return response
+
+    async def task_logs(self, request: web.Request) -> web.StreamResponse:
+        """A task's output chunks (``event: chunk``, ``data: {"attempt", "text"}``); with
+        ``follow=1`` live until the task has ended and every chunk is out; ``event: end``."""
+        info = request.match_info
+        swarm, task_id = info["swarm"], info["task"]
+        since = self._since(request)
+        follow = _flag(request, "follow", False)
+        attempt = _int_query(request, "attempt")
+        commands = self.commands
+        commands.check_available()
+        task_of(commands.board, swarm, task_id)
+        bus = self.gateway.bus
+        assert bus is not None
+        async with Feed(
+            bus.js, subjects.LOGS_STREAM, subjects.log(swarm, task_id), after=since
+        ) as feed:
+            response = await self._open_stream(request)
+            last_write = time.monotonic()
+            until: int | None = None  # once the task ended: the last chunk stored
+            try:
+                while not self.closing.is_set():
+                    if not follow and feed.caught_up:
+                        break
+                    if follow and until is None:
+                        current = commands.board.task(swarm, task_id)
+                        if current is None or current.status in FINISHED:
+                            until = await feed.stored_until()
+                    if until is not None and feed.position >= until and feed.idle:
+                        break
+                    record = await feed.next(timeout=POLL)
+                    if record is None:
+                        last_write = await self._quiet(response, last_write)
+                        continue
+                    chunk_of = chunk_attempt(record)
+                    if attempt is not None and chunk_of not in (attempt, None):
+                        continue
+                    text = record.data.decode("utf-8", errors="replace")
+                    data = json.dumps({"attempt": chunk_of, "text": text})
+                    await response.write(sse_message(data, event="chunk", id=record.seq))
+                    last_write = time.monotonic()
+                current = commands.board.task(swarm, task_id)
+                status = current.status if current is not None else "deleted"
+                await response.write(sse_message(json.dumps({"status": status}), event="end"))
+            except ConnectionResetError:
+                pass
+        return response

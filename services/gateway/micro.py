@@ -1,0 +1,167 @@
+"""The gateway's commands as NATS micro endpoints: ``swarm.cmd.<swarm>.<verb>``, JSON in and out.
+
+``nats service ls`` lists the service ``swarm-gateway``; every replica joins the same queue
+group, so each request is answered once. Swarm-level verbs (``list_swarms``, and
+``create_swarm`` without an id) use the reserved swarm token ``_``: ``swarm.cmd._.list_swarms``.
+A request naming a task or an agent carries it in the body: ``{"task": "t-1"}``,
+``{"agent": "<sandbox id or agent id>"}``. An ``Idempotency-Key`` header works as over HTTP.
+Errors answer with the micro error headers (``Nats-Service-Error-Code``: the HTTP status) and the
+HTTP API's ``{"error": {...}}`` body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from schemas.errors import Invalid
+from services.bus.micro import CommandRequest, Endpoint, serve
+from services.gateway.commands import RESERVED_SWARM, Commands, Context
+
+SERVICE_NAME = "swarm-gateway"
+SWARM_TOKEN = 2  # swarm.cmd.<swarm>.<verb>
+
+
+def _swarm(request: CommandRequest) -> str:
+    swarm = request.token(SWARM_TOKEN)
+    if swarm == RESERVED_SWARM:
+        raise Invalid("swarm", "this command needs a swarm: swarm.cmd.<swarm>.<verb>")
+    return swarm
+
+
+def _body(request: CommandRequest) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise Invalid("body", "the request must be a JSON object")
+    return dict(request.data)
+
+
+def _take(body: dict[str, Any], name: str) -> str:
+    value = body.pop(name, None)
+    if not isinstance(value, str) or not value:
+        raise Invalid(name, f"{name} is required: {{{name!r}: <id>}}".replace("'", '"'))
+    return value
+
+
+def _context(request: CommandRequest) -> Context:
+    headers = request.headers
+    return Context(
+        idempotency_key=headers.get("Idempotency-Key"),
+        correlation_id=headers.get("X-Correlation-Id"),
+        actor="gateway",
+    )
+
+
+def endpoints(commands: Commands) -> list[Endpoint]:
+    """One endpoint per verb, each on ``swarm.cmd.*.<verb>``."""
+
+    async def list_swarms(r: CommandRequest) -> Any:
+        return await commands.list_swarms()
+
+    async def create_swarm(r: CommandRequest) -> Any:
+        body = _body(r)
+        token = r.token(SWARM_TOKEN)
+        if token != RESERVED_SWARM:
+            if body.get("id") not in (None, token):
+                raise Invalid("id", f"the body's id differs from the subject's swarm {token}")
+            body["id"] = token
+        return (await commands.create_swarm(body, _context(r))).body
+
+    async def get_swarm(r: CommandRequest) -> Any:
+        return await commands.get_swarm(_swarm(r))
+
+    async def delete_swarm(r: CommandRequest) -> Any:
+        return await commands.delete_swarm(_swarm(r), _context(r))
+
+    async def status(r: CommandRequest) -> Any:
+        return await commands.status(_swarm(r))
+
+    async def board(r: CommandRequest) -> Any:
+        body = _body(r)
+        at = body.get("at")
+        if at is None:
+            raise Invalid("at", 'at is required: {"at": <seq or time>}')
+        return await commands.board_at(_swarm(r), str(at))
+
+    async def list_tasks(r: CommandRequest) -> Any:
+        body = _body(r)
+        return await commands.list_tasks(
+            _swarm(r), status=body.get("status"), tag=body.get("tag"), agent=body.get("agent")
+        )
+
+    async def create_task(r: CommandRequest) -> Any:
+        return (await commands.create_task(_swarm(r), _body(r), _context(r))).body
+
+    async def get_task(r: CommandRequest) -> Any:
+        return await commands.get_task(_swarm(r), _take(_body(r), "task"))
+
+    async def update_task(r: CommandRequest) -> Any:
+        body = _body(r)
+        task = _take(body, "task")
+        return await commands.update_task(_swarm(r), task, body, _context(r))
+
+    async def cancel_task(r: CommandRequest) -> Any:
+        body = _body(r)
+        task = _take(body, "task")
+        return await commands.cancel_task(_swarm(r), task, body, _context(r))
+
+    async def delete_task(r: CommandRequest) -> Any:
+        body = _body(r)
+        task = _take(body, "task")
+        if body:
+            raise Invalid(next(iter(body)), 'delete_task takes only {"task": <id>}')
+        return await commands.delete_task(_swarm(r), task, _context(r))
+
+    async def task_output(r: CommandRequest) -> Any:
+        body = _body(r)
+        task = _take(body, "task")
+        attempt = body.get("attempt")
+        if attempt is not None and not isinstance(attempt, int):
+            raise Invalid("attempt", "attempt must be an integer")
+        return await commands.task_output(_swarm(r), task, attempt)
+
+    async def list_agents(r: CommandRequest) -> Any:
+        return await commands.list_agents(_swarm(r))
+
+    async def register_agent(r: CommandRequest) -> Any:
+        return (await commands.register_agent(_swarm(r), _body(r), _context(r))).body
+
+    async def update_agent(r: CommandRequest) -> Any:
+        body = _body(r)
+        agent = _take(body, "agent")
+        token = r.token(SWARM_TOKEN)
+        swarm = None if token == RESERVED_SWARM else token
+        return await commands.update_agent(agent, body, _context(r), swarm_id=swarm)
+
+    handlers: dict[str, tuple[Callable[[CommandRequest], Awaitable[Any]], str]] = {
+        "list_swarms": (list_swarms, "list swarms (swarm token: _)"),
+        "create_swarm": (create_swarm, "create the subject's swarm (or _ with an optional id)"),
+        "get_swarm": (get_swarm, "get the swarm"),
+        "delete_swarm": (delete_swarm, "delete the swarm"),
+        "status": (status, "swarm, agents, task counts"),
+        "board": (board, 'the board as it was: {"at": <seq or time>}'),
+        "list_tasks": (list_tasks, 'list tasks: {"status"?, "tag"?, "agent"?}'),
+        "create_task": (create_task, "create a task: the HTTP body"),
+        "get_task": (get_task, 'a task with its history: {"task": <id>}'),
+        "update_task": (update_task, 'update a task: {"task": <id>, ...fields}'),
+        "cancel_task": (cancel_task, 'cancel a task: {"task": <id>, "reason"?}'),
+        "delete_task": (delete_task, 'delete a task: {"task": <id>}'),
+        "task_output": (task_output, 'a task\'s output: {"task": <id>, "attempt"?}'),
+        "list_agents": (list_agents, "list agents"),
+        "register_agent": (register_agent, "register an agent: the HTTP body"),
+        "update_agent": (update_agent, 'update an agent: {"agent": <sandbox or agent id>, ...}'),
+    }
+    return [
+        Endpoint(name=verb, subject=f"swarm.cmd.*.{verb}", handler=handler, description=text)
+        for verb, (handler, text) in handlers.items()
+    ]
+
+
+async def start(nc: Any, commands: Commands, version: str) -> Any:
+    """Serve the endpoints on ``nc``; returns the micro service (``await it.stop()``)."""
+    return await serve(
+        nc,
+        name=SERVICE_NAME,
+        version=version,
+        description="Swarm's commands over NATS: swarm.cmd.<swarm>.<verb>, JSON in and out",
+        endpoints=endpoints(commands),
+    )

@@ -1,0 +1,327 @@
+"""The gateway's request and response bodies (pydantic): validated here, described in
+``/openapi.json`` from the same classes.
+
+Requests reject unknown fields (a typo is a 400 naming it, not a silent no-op). ``tags``,
+``skills`` and ``depends`` take a list or a comma-separated string, like the prototype's CLI.
+Response models describe what the handlers answer (the fold's views, encoded with msgspec); a
+test validates real answers against the schemas ``/openapi.json`` publishes for them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+from schemas.errors import Invalid
+
+M = TypeVar("M", bound="BaseModel")
+
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"  # the same rule as schemas.subjects.check_token
+MAX_TIMEOUT = 7 * 24 * 3600.0
+
+Priority = Literal["critical", "high", "medium", "low"]
+Runtime = Literal["claude", "shell", "instant"]
+TaskStatus = Literal[
+    "blocked", "pending", "claimed", "running", "completed", "failed", "requeued", "cancelled"
+]
+AgentStatus = Literal["idle", "working", "lost"]
+
+Id = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
+Word = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+def _comma_list(value: Any) -> Any:
+    """``"a, b"`` -> ``["a", "b"]``; lists pass through stripped; empties dropped."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if isinstance(value, list):
+        return [v.strip() if isinstance(v, str) else v for v in value if v != "" and v is not None]
+    return value
+
+
+def _unique(value: Any) -> Any:
+    if isinstance(value, list):
+        return list(dict.fromkeys(v for v in value if not (isinstance(v, str) and not v)))
+    return value
+
+
+Words = Annotated[list[Word], BeforeValidator(_unique), BeforeValidator(_comma_list)]
+Ids = Annotated[list[Id], BeforeValidator(_unique), BeforeValidator(_comma_list)]
+Timeout = Annotated[float, Field(gt=0, le=MAX_TIMEOUT)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+class TaskSpecIn(Request):
+    """A task's content: also the body of a trigger's follow-up task."""
+
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    prompt: str = Field("", max_length=200_000, description="defaults to the title")
+    description: str = Field("", max_length=20_000)
+    tags: Words = Field([], description="a list or a comma-separated string")
+    priority: Priority = "medium"
+    depends: Ids = Field([], description="ids of tasks this one waits for")
+    runtime: Runtime = Field("claude", description="`instant` only measures Swarm's overhead")
+    timeout: Timeout | None = Field(None, description="seconds; default: the executor's")
+
+
+class TriggerIn(Request):
+    on: Literal["completed", "failed"]
+    task: TaskSpecIn
+
+
+class CreateTask(TaskSpecIn):
+    id: Id | None = Field(None, description="optional client-chosen id")
+    triggers: list[TriggerIn] = Field([], max_length=20)
+
+
+class UpdateTask(Request):
+    """Only the fields given change; only a task not yet claimed (blocked, pending, requeued)."""
+
+    title: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+        | None
+    ) = None
+    prompt: str | None = Field(None, max_length=200_000)
+    description: str | None = Field(None, max_length=20_000)
+    tags: Words | None = None
+    priority: Priority | None = None
+    depends: Ids | None = None
+    runtime: Runtime | None = None
+    timeout: Timeout | None = None
+    triggers: list[TriggerIn] | None = None
+
+
+class CancelTask(Request):
+    reason: str = Field("", max_length=2000)
+
+
+class CreateSwarm(Request):
+    id: Id | None = Field(None, description="optional; generated when absent")
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(
+        None, description="defaults to the id"
+    )
+    description: str = Field("", max_length=20_000)
+
+
+class RegisterAgent(Request):
+    id: Id | None = Field(None, description="optional; derived from the name when absent")
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    role: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
+    skills: Words = Field([], description="a list or a comma-separated string")
+    sandbox_id: str | None = Field(
+        None,
+        max_length=200,
+        validation_alias=AliasChoices("sandboxId", "sandbox_id"),
+        description="an existing sandbox to attach to (also accepted as `sandbox_id`)",
+    )
+    backend: Literal["local", "daytona"] = "local"
+
+
+class UpdateAgent(Request):
+    name: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
+    role: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
+    skills: Words | None = None
+    sandbox_id: str | None = Field(
+        None, max_length=200, validation_alias=AliasChoices("sandboxId", "sandbox_id")
+    )
+
+
+# --- responses --------------------------------------------------------------------------------
+
+
+class Response(BaseModel):
+    """A response body (documentation and tests; the handlers encode the fold directly)."""
+
+
+class Usage(Response):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+
+class Outcome(Response):
+    result: str = ""
+    output: str | None = Field(None, description="object-store name of the full output")
+    exit_code: int | None = None
+    is_error: bool = False
+    cost_usd: float | None = None
+    turns: int | None = None
+    usage: Usage | None = None
+    session_id: str | None = None
+    duration_s: float | None = None
+
+
+class TaskSpecOut(Response):
+    title: str
+    prompt: str = ""
+    description: str = ""
+    tags: list[str] = []
+    priority: Priority = "medium"
+    depends: list[str] = []
+    runtime: Runtime = "claude"
+    timeout: float | None = None
+
+
+class TriggerOut(Response):
+    on: Literal["completed", "failed"]
+    task: TaskSpecOut
+
+
+class Task(Response):
+    swarm: str
+    id: str
+    title: str
+    prompt: str
+    description: str = ""
+    tags: list[str] = []
+    priority: Priority = "medium"
+    depends: list[str] = []
+    runtime: Runtime = "claude"
+    timeout: float | None = None
+    triggers: list[TriggerOut] = []
+    parent: str | None = None
+    status: TaskStatus
+    attempt: int
+    agent: str | None = None
+    result: str | None = Field(None, description="the final answer or the output's tail")
+    reason: str | None = Field(None, description="why it failed, was cancelled or requeued")
+    outcome: Outcome | None = None
+    retry_at: float = 0.0
+    created_at: float
+    updated_at: float
+    claimed_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    created_seq: int = 0
+
+
+class LoggedEvent(BaseModel):
+    """One event as stored (its fields depend on ``type``), with its log position."""
+
+    model_config = ConfigDict(extra="allow")
+
+    seq: int
+    type: str
+    swarm: str
+    id: str
+    time: float
+    actor: str
+
+
+class TaskDetail(Task):
+    events: list[LoggedEvent] = Field(description="the task's full history, in log order")
+
+
+class Agent(Response):
+    swarm: str
+    id: str
+    name: str
+    role: str = ""
+    skills: list[str] = []
+    sandbox_id: str | None = None
+    executor: str | None = Field(None, description="the executor hosting it (none yet: null)")
+    backend: str = "local"
+    status: AgentStatus
+    task: str | None = Field(None, description="the task it is working on")
+    registered_at: float = 0.0
+    updated_at: float = 0.0
+
+
+class Swarm(Response):
+    id: str
+    name: str
+    description: str = ""
+    created_at: float = 0.0
+    project: str | None = None
+    tasks: int = Field(0, description="how many tasks it holds")
+    agents: int = Field(0, description="how many agents it has")
+
+
+class Status(BaseModel):
+    swarm: Swarm
+    agents: list[Agent]
+    tasks: dict[str, int] = Field(description="task counts by status, and `total`")
+    chat: list[dict[str, Any]] = Field([], description="recent chat messages")
+
+
+class BoardAt(BaseModel):
+    seq: int = Field(description="the last log position folded in (0: nothing yet)")
+    time: float | None = Field(None, description="stream time of that event")
+    swarm: Swarm | None = Field(None, description="null when the swarm did not exist yet")
+    tasks: list[Task] = []
+    agents: list[Agent] = []
+    counts: dict[str, int] = {}
+
+
+class Output(BaseModel):
+    task: str
+    attempt: int
+    source: Literal["object_store", "live", "result", "none"] = Field(
+        description="where the text came from: the stored full output, the live chunks still "
+        "in SWARM_LOGS, or the tail kept in the terminal event"
+    )
+    complete: bool = Field(description="whether this is the whole output")
+    output: str
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: bool = True
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class Error(BaseModel):
+    error: ErrorDetail
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def field_path(location: tuple[int | str, ...]) -> str:
+    """``("triggers", 0, "task", "title")`` -> ``triggers[0].task.title``."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def parse(model: type[M], data: Any) -> M:
+    """Validate ``data`` into ``model``; ``Invalid`` naming the first field at fault."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise Invalid("body", f"the body must be a JSON object, not {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = tuple(p for p in first["loc"] if not (isinstance(p, str) and "[" in p))
+        field = field_path(location)
+        raise Invalid(field, f"{field}: {first['msg']}") from None

@@ -1,0 +1,221 @@
+"""Every HTTP route of the gateway in one table: method, path, handler name, models, codes.
+
+``http.py`` binds each route to its handler; ``openapi.py`` describes the same table, so the
+document cannot list a route the server lacks or miss one it has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from services.gateway import models
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    description: str
+    type: str = "string"  # JSON Schema type
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # aiohttp and OpenAPI share the ``{name}`` placeholder style
+    name: str  # the handler's name, and the OpenAPI operationId
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    response: Any = None  # a model, ``list[model]``, or None
+    status: int = 200
+    query: tuple[Query, ...] = ()
+    stream: bool = False  # text/event-stream
+    auth: bool = True
+    errors: tuple[int, ...] = (404,)
+
+
+_SINCE = Query("since", "replay events after this log position (default 0: all)", "integer")
+_FOLLOW = Query("follow", "1 (default for events): keep the stream open for new ones", "integer")
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/health", "health", "Readiness of every service", "system", auth=False),
+    Route("GET", "/openapi.json", "openapi", "This document", "system", errors=()),
+    # swarms
+    Route("GET", "/swarms", "list_swarms", "List swarms", "swarms", response=list[models.Swarm]),
+    Route(
+        "POST",
+        "/swarms",
+        "create_swarm",
+        "Create a swarm (201; 200 for a retry with the same Idempotency-Key)",
+        "swarms",
+        body=models.CreateSwarm,
+        response=models.Swarm,
+        status=201,
+        errors=(400, 409),
+    ),
+    Route("GET", "/swarms/{swarm}", "get_swarm", "Get a swarm", "swarms", response=models.Swarm),
+    Route(
+        "DELETE",
+        "/swarms/{swarm}",
+        "delete_swarm",
+        "Delete a swarm",
+        "swarms",
+        response=models.Deleted,
+        errors=(404, 409),
+    ),
+    Route(
+        "GET",
+        "/swarms/{swarm}/status",
+        "status",
+        "Swarm, agents (status, current task), task counts by status, recent chat",
+        "swarms",
+        response=models.Status,
+    ),
+    Route(
+        "GET",
+        "/swarms/{swarm}/board",
+        "board_at",
+        "The board as it was at a log position or time (swarm replay)",
+        "swarms",
+        response=models.BoardAt,
+        query=(Query("at", "a log position (integer), epoch seconds, or an ISO 8601 time"),),
+        errors=(400, 404),
+    ),
+    Route(
+        "GET",
+        "/swarms/{swarm}/events",
+        "events",
+        "Server-sent events: the swarm's events from a position, then live "
+        "(id: log position, event: type, data: the event as JSON)",
+        "events",
+        query=(
+            _SINCE,
+            Query("task", "only this task's events"),
+            _FOLLOW,
+        ),
+        stream=True,
+    ),
+    # tasks
+    Route(
+        "GET",
+        "/swarms/{swarm}/tasks",
+        "list_tasks",
+        "List tasks (oldest first)",
+        "tasks",
+        response=list[models.Task],
+        query=(
+            Query("status", "only tasks in this status"),
+            Query("tag", "only tasks with this tag"),
+            Query("agent", "only tasks of this agent"),
+        ),
+        errors=(400, 404),
+    ),
+    Route(
+        "POST",
+        "/swarms/{swarm}/tasks",
+        "create_task",
+        "Create a task (201; 200 for a retry with the same Idempotency-Key)",
+        "tasks",
+        body=models.CreateTask,
+        response=models.Task,
+        status=201,
+        errors=(400, 404, 409),
+    ),
+    Route(
+        "GET",
+        "/swarms/{swarm}/tasks/{task}",
+        "get_task",
+        "A task with its full event history",
+        "tasks",
+        response=models.TaskDetail,
+    ),
+    Route(
+        "PUT",
+        "/swarms/{swarm}/tasks/{task}",
+        "update_task",
+        "Update a task that is not claimed yet",
+        "tasks",
+        body=models.UpdateTask,
+        response=models.Task,
+        errors=(400, 404, 409),
+    ),
+    Route(
+        "DELETE",
+        "/swarms/{swarm}/tasks/{task}",
+        "delete_task",
+        "Delete a task that is not claimed or running",
+        "tasks",
+        response=models.Deleted,
+        errors=(404, 409),
+    ),
+    Route(
+        "POST",
+        "/swarms/{swarm}/tasks/{task}/cancel",
+        "cancel_task",
+        "Cancel a task (a running one is stopped)",
+        "tasks",
+        body=models.CancelTask,
+        response=models.Task,
+        errors=(400, 404, 409),
+    ),
+    Route(
+        "GET",
+        "/swarms/{swarm}/tasks/{task}/output",
+        "task_output",
+        "A task's output: the full stored output, else live chunks, else the kept tail",
+        "tasks",
+        response=models.Output,
+        query=(Query("attempt", "which attempt (default: the current one)", "integer"),),
+        errors=(400, 404),
+    ),
+    Route(
+        "GET",
+        "/swarms/{swarm}/tasks/{task}/logs",
+        "task_logs",
+        "Server-sent events: a task's output chunks (event: chunk, data: {attempt, text}); "
+        "with follow=1 live until the task ends (event: end)",
+        "tasks",
+        query=(
+            Query("follow", "1: keep following until the task ends", "integer"),
+            _SINCE,
+            Query("attempt", "only this attempt's chunks", "integer"),
+        ),
+        stream=True,
+    ),
+    # agents
+    Route(
+        "GET",
+        "/swarms/{swarm}/agents",
+        "list_agents",
+        "List agents",
+        "agents",
+        response=list[models.Agent],
+    ),
+    Route(
+        "POST",
+        "/swarms/{swarm}/agents",
+        "register_agent",
+        "Register an agent; an executor with free capacity takes it up",
+        "agents",
+        body=models.RegisterAgent,
+        response=models.Agent,
+        status=201,
+        errors=(400, 404, 409),
+    ),
+    Route(
+        "PUT",
+        "/agents/{sandbox}",
+        "update_agent",
+        "Update the agent with this sandbox id (or agent id)",
+        "agents",
+        body=models.UpdateAgent,
+        response=models.Agent,
+        query=(Query("swarm", "the swarm, when the id exists in several"),),
+        errors=(400, 404, 409),
+    ),
+)
+
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (models.Error,)
