@@ -1,7 +1,8 @@
 """The dispatch message: a claim on its way to the executor hosting the agent.
 
 Published by the scheduler on ``swarm.dispatch.<swarm>.<agent>`` (stream ``SWARM_DISPATCH``, a
-work queue) with ``Nats-Msg-Id: <task>:<attempt>``, after the claim is in the log. The executor
+work queue) with ``Nats-Msg-Id: <swarm>:<task>:<attempt>`` (the swarm too: the stream and its
+duplicate window are shared by all swarms), after the claim is in the log. The executor
 appends ``running`` with ``expected_seq=claim_seq``: if the task moved on (cancelled, requeued),
 that append conflicts and the dispatch is dropped.
 """
@@ -20,7 +21,7 @@ class Dispatch(msgspec.Struct, kw_only=True):
 
     @property
     def msg_id(self) -> str:
-        return f"{self.task}:{self.attempt}"
+        return f"{self.swarm}:{self.task}:{self.attempt}"
 
 
 def encode(dispatch: Dispatch) -> bytes:

@@ -1,11 +1,324 @@
-"""The scheduler process: claims, unblocks, requeues (filled by the lifecycle issue)."""
+"""The scheduler process: thin I/O around ``decide``.
+
+- Follows the log (the service base's projection) and agent presence (``PresenceWatch``).
+- Holds the leader lease or stands by (``LeaderLease``); only the leader decides and dispatches.
+- Event-driven: every folded event wakes the decide loop, which decides for the swarms that
+  changed and appends the decisions concurrently; a reconcile tick (a fraction of the lease)
+  re-decides every swarm, which also catches ``retry_at`` and presence running out.
+- An aggregate with an append in flight is left out of decisions until that append is folded
+  back; after a lost race (``AppendConflict``), until the event that beat it is folded, and
+  then it is decided again on the newer board.
+- Events it appends say ``actor: scheduler:<instance>``.
+- Each claim that is folded is dispatched (``SWARM_DISPATCH``); a new leader re-dispatches every
+  task still ``claimed`` (the message id keeps each single).
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import dataclasses
+import os
+import time
+from typing import Any
+
+from schemas import dispatch as wire
+from schemas import events as ev
+from schemas import subjects
+from schemas.board import Board
+from services.bus.connection import NatsOptions
+from services.bus.dispatch import publish_dispatch
+from services.bus.eventlog import AppendConflict
+from services.bus.leases import LeaderLease
+from services.bus.presence import PresenceWatch
 from services.bus.service import Service
+from services.scheduler.decide import Config, Decision, decide
+
+# events that can change what the scheduler would decide
+_RELEVANT = (ev.TaskEvent, ev.AgentEvent, ev.SwarmEvent)
+
+
+def _context(event: ev.Event) -> dict[str, Any]:
+    """What a log line about ``event`` carries: swarm, task or agent, and the facts that matter."""
+    context: dict[str, Any] = {"swarm": event.swarm, event.aggregate: event.id}
+    for name in ("agent", "attempt", "reason", "retry_at"):
+        value = getattr(event, name, None)
+        if value is not None:
+            context[name] = value
+    return context
 
 
 class Scheduler(Service):
-    """Swarm scheduler: matches pending tasks to idle agents."""
+    """Swarm scheduler: matches pending tasks to idle agents; unblocks, requeues, follows up."""
 
     name = "scheduler"
+
+    def __init__(
+        self, *, config: Config | None = None, reconcile_every: float | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        base = config or Config()
+        if base.actor == "scheduler":
+            base = dataclasses.replace(base, actor=f"scheduler:{self.instance}")
+        self.config = base
+        self.reconcile_every = reconcile_every or min(1.0, self.config.lease / 4)
+        self.lease: LeaderLease | None = None
+        self.presence: PresenceWatch | None = None
+        self.rounds = 0  # decide rounds run as leader
+        self.appended = 0
+        self._wake = asyncio.Event()
+        self._dirty: set[str] = set()
+        self._all_dirty = True
+        # aggregates left out of decisions: key -> (aggregate whose version to watch, the
+        # version it must reach; 0 while the append is still on its way)
+        self._in_flight: dict[str, tuple[str, int]] = {}
+        self._to_dispatch: set[tuple[str, str]] = set()
+        self._appends: set[asyncio.Task] = set()
+
+    @property
+    def lease_key(self) -> str:
+        """One leader for all swarms, or one per swarm for a scheduler scoped to a swarm."""
+        return "scheduler" if self.swarm_filter is None else f"scheduler.{self.swarm_filter}"
+
+    @property
+    def leader(self) -> bool:
+        return self.lease is not None and self.lease.held
+
+    def detail(self) -> dict[str, Any]:
+        return {"leader": self.leader, "rounds": self.rounds, "appended": self.appended}
+
+    # --- life -------------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        assert self.projection is not None
+        self.projection.listen(self._on_event)
+
+    async def on_ready(self) -> None:
+        assert self.bus is not None
+        self.presence = PresenceWatch(
+            await self.bus.kv(subjects.PRESENCE_BUCKET),
+            swarm=self.swarm_filter,
+            on_change=lambda key: self._wake.set(),
+        )
+        await self.presence.start()
+        self.lease = LeaderLease(
+            await self.bus.kv(subjects.LEADER_BUCKET),
+            self.lease_key,
+            self.instance,
+            self.config.lease,
+        )
+        self.spawn(self._lead(), "leader")
+        self.spawn(self._decide_loop(), "decide")
+        self.spawn(self._reconcile(), "reconcile")
+
+    async def on_stop(self) -> None:
+        for task in list(self._appends):
+            task.cancel()
+        await asyncio.gather(*self._appends, return_exceptions=True)
+        if self.lease is not None:
+            await self.lease.release()
+        if self.presence is not None:
+            await self.presence.stop()
+
+    # --- following the log ------------------------------------------------------------------
+
+    def _on_event(self, seq: int, event: ev.Event, board: Board) -> None:
+        if self.projection is None or not self.projection.ready:
+            return  # replaying: everything is decided once caught up
+        if not isinstance(event, _RELEVANT):
+            return
+        self._dirty.add(event.swarm)
+        if isinstance(event, ev.TaskClaimed) and self.leader:
+            self._to_dispatch.add((event.swarm, event.id))
+        self._wake.set()
+
+    # --- leadership -------------------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        assert self.lease is not None
+        was_leader = False
+        while not self.stopping.is_set():
+            try:
+                await self.lease.hold()
+            except Exception as error:  # NATS away: the lease lapses by itself
+                self.log.warning("scheduler.lease_unreachable", error=str(error))
+            if self.lease.held and not was_leader:
+                self.log.info("scheduler.leading", lease_seconds=self.config.lease)
+                self._take_over()
+            elif was_leader and not self.lease.held:
+                self.log.warning("scheduler.standing_by", holder=self.lease.holder)
+            was_leader = self.lease.held
+            try:
+                await asyncio.wait_for(self.stopping.wait(), self.config.lease / 3)
+            except TimeoutError:
+                pass
+
+    def _take_over(self) -> None:
+        """A new leader: everything gets a fresh look, every claim is dispatched again."""
+        assert self.projection is not None
+        self._in_flight.clear()
+        for swarm in self.projection.board.swarms.values():
+            for task in swarm.tasks.values():
+                if task.status == "claimed":
+                    self._to_dispatch.add((swarm.id, task.id))
+        self._all_dirty = True
+        self._wake.set()
+        self.beat_now()
+
+    async def _reconcile(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.stopping.wait(), self.reconcile_every)
+            except TimeoutError:
+                self._all_dirty = True
+                self._wake.set()
+
+    # --- deciding ---------------------------------------------------------------------------
+
+    async def _decide_loop(self) -> None:
+        while not self.stopping.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            if not self.leader:
+                continue
+            try:
+                self._round()
+            except Exception:
+                self.log.exception("scheduler.round_failed")
+
+    def _round(self) -> None:
+        assert self.projection is not None and self.presence is not None
+        board = self.projection.board
+        versions = board.versions
+        for key, (watched, version) in list(self._in_flight.items()):
+            if version and versions.get(watched, 0) >= version:
+                del self._in_flight[key]
+        swarms = None if self._all_dirty else self._dirty
+        self._all_dirty = False
+        self._dirty = set()
+        decisions = decide(
+            board,
+            time.time(),
+            self.config,
+            self.presence.seen,
+            in_flight=self._in_flight,
+            swarms=swarms,
+        )
+        self.rounds += 1
+        for decision in decisions:
+            for key in decision.keys:
+                self._in_flight[key] = (decision.key, 0)
+            self._start(self._append(decision))
+        while self._to_dispatch:
+            swarm, task = self._to_dispatch.pop()
+            self._start(self._dispatch(swarm, task))
+
+    def _start(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._appends.add(task)
+        task.add_done_callback(self._appends.discard)
+
+    async def _append(self, decision: Decision) -> None:
+        assert self.bus is not None
+        event = decision.event
+        try:
+            seq = await self.bus.events.append(
+                event, decision.expected_seq, decision.msg_id, retry_for=2.0
+            )
+        except AppendConflict:
+            # lost a race: decide again once the board shows what beat us
+            self.log.debug("scheduler.lost_race", type=event.type, **_context(event))
+            self._settle(decision, decision.expected_seq + 1)
+            return
+        except Exception as error:
+            # NATS away or refusing: free the aggregates; the reconcile tick tries again
+            self.log.warning(
+                "scheduler.append_failed", type=event.type, error=str(error), **_context(event)
+            )
+            for key in decision.keys:
+                self._in_flight.pop(key, None)
+            return
+        self.appended += 1
+        self.log.info(event.type, seq=seq, **_context(event))
+        self._settle(decision, seq)
+
+    def _settle(self, decision: Decision, version: int) -> None:
+        """Keep the decision's aggregates out of decisions until the board's version of its
+        aggregate reaches ``version`` (our event, or the one that beat us, is folded)."""
+        assert self.projection is not None
+        if self.projection.board.versions.get(decision.key, 0) >= version:
+            for key in decision.keys:
+                self._in_flight.pop(key, None)
+            self._dirty.add(decision.event.swarm)
+            self._wake.set()
+        else:  # the fold will get there; its event wakes the loop
+            for key in decision.keys:
+                self._in_flight[key] = (decision.key, version)
+
+    async def _dispatch(self, swarm: str, task_id: str) -> None:
+        assert self.bus is not None and self.projection is not None
+        board = self.projection.board
+        task = board.task(swarm, task_id)
+        if task is None or task.status != "claimed" or task.agent is None:
+            return
+        message = wire.Dispatch(
+            swarm=swarm,
+            task=task_id,
+            agent=task.agent,
+            attempt=task.attempt,
+            claim_seq=board.version(swarm, "task", task_id),
+        )
+        try:
+            seq = await publish_dispatch(self.bus.js, message, retry_for=5.0)
+        except Exception as error:
+            self.log.warning(
+                "scheduler.dispatch_failed", swarm=swarm, task=task_id, error=str(error)
+            )
+            return
+        self.log.info(
+            "task.dispatched",
+            swarm=swarm,
+            task=task_id,
+            agent=message.agent,
+            attempt=message.attempt,
+            seq=seq,
+        )
+
+    # --- command line -----------------------------------------------------------------------
+
+    @classmethod
+    def arguments(cls, parser: argparse.ArgumentParser) -> None:
+        # argparse runs a default given as a string (from the environment) through ``type``
+        # too, so a bad variable is reported like a bad flag
+        parser.add_argument(
+            "--lease-seconds",
+            type=float,
+            default=os.environ.get("SWARM_LEASE_SECONDS") or 10.0,
+            help="agent presence and leader lease, seconds (env SWARM_LEASE_SECONDS, default 10)",
+        )
+        parser.add_argument(
+            "--max-attempts",
+            type=int,
+            default=os.environ.get("SWARM_MAX_ATTEMPTS") or 3,
+            help="attempts per task before a lost agent fails it (env SWARM_MAX_ATTEMPTS, 3)",
+        )
+        parser.add_argument(
+            "--retry-backoff",
+            type=float,
+            default=os.environ.get("SWARM_RETRY_BACKOFF") or 2.0,
+            help="seconds before a retry, doubling per attempt up to 60 (env SWARM_RETRY_BACKOFF)",
+        )
+        parser.add_argument(
+            "--swarm",
+            default=None,
+            help="schedule this swarm only (default: every swarm; one leader per scope)",
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Scheduler:
+        config = Config(
+            lease=args.lease_seconds,
+            max_attempts=args.max_attempts,
+            backoff=args.retry_backoff,
+        )
+        return cls(nats=NatsOptions.from_env(args.nats_url), swarm=args.swarm, config=config)

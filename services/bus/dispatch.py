@@ -1,0 +1,101 @@
+"""The dispatch work queue (``SWARM_DISPATCH``): claims on their way to the executors.
+
+The scheduler publishes one ``Dispatch`` per claim, on ``swarm.dispatch.<swarm>.<agent>``, once
+the claim is in the log. The message id (``Dispatch.msg_id``) names swarm, task and attempt, so
+publishing the same claim again (a retry, a new leader re-dispatching after its replay) leaves
+one message in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+
+from schemas import dispatch as wire
+from schemas import subjects
+from schemas.errors import Unavailable
+
+
+async def publish_dispatch(
+    js: JetStreamContext, dispatch: wire.Dispatch, *, timeout: float = 5.0, retry_for: float = 0.0
+) -> int:
+    """Put ``dispatch`` on the agent's dispatch subject; return its stream sequence (the
+    original one for a duplicate). ``retry_for`` seconds: retry while NATS does not answer."""
+    subject = subjects.dispatch(dispatch.swarm, dispatch.agent)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + retry_for
+    while True:
+        try:
+            ack = await js.publish(
+                subject,
+                wire.encode(dispatch),
+                timeout=timeout,
+                stream=subjects.DISPATCH_STREAM,
+                headers={"Nats-Msg-Id": dispatch.msg_id},
+            )
+            return ack.seq
+        except (
+            nats.errors.TimeoutError,
+            nats.errors.NoRespondersError,
+            nats.errors.ConnectionClosedError,
+            nats.errors.ConnectionReconnectingError,
+            nats.errors.OutboundBufferLimitError,
+        ) as error:
+            if loop.time() >= deadline:
+                raise Unavailable(
+                    f"NATS did not acknowledge the dispatch on {subject}: {type(error).__name__}"
+                ) from error
+            await asyncio.sleep(0.2)
+
+
+# --- the executor's side: one durable pull consumer per hosted agent ---------------------------
+
+
+def consumer_name(swarm: str, agent: str) -> str:
+    """The durable consumer serving one agent's dispatches."""
+    return f"agent_{swarm}_{agent}"
+
+
+async def agent_consumer(
+    js: JetStreamContext, swarm: str, agent: str, *, ack_wait: float = 30.0
+) -> JetStreamContext.PullSubscription:
+    """Bind (creating it if missing) the agent's durable pull consumer on ``SWARM_DISPATCH``.
+
+    One message in flight at a time (an agent runs one task at a time); a message neither acked
+    nor kept ``in_progress`` for ``ack_wait`` seconds is delivered again (its executor died)."""
+    subject = subjects.dispatch(swarm, agent)
+    name = consumer_name(swarm, agent)
+    config = api.ConsumerConfig(
+        durable_name=name,
+        filter_subject=subject,
+        deliver_policy=api.DeliverPolicy.ALL,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        max_ack_pending=1,
+        max_deliver=-1,
+    )
+    return await js.pull_subscribe(
+        subject, durable=name, stream=subjects.DISPATCH_STREAM, config=config
+    )
+
+
+async def next_dispatches(
+    sub: JetStreamContext.PullSubscription, *, batch: int = 1, timeout: float = 2.0
+) -> list[Msg]:
+    """Wait up to ``timeout`` seconds for dispatch messages; ``[]`` when none came."""
+    try:
+        return await sub.fetch(batch, timeout=timeout)
+    except nats.errors.TimeoutError:
+        return []
+
+
+async def delete_agent_consumer(js: JetStreamContext, swarm: str, agent: str) -> None:
+    """Drop an agent's consumer (the agent is gone); a missing one is fine."""
+    try:
+        await js.delete_consumer(subjects.DISPATCH_STREAM, consumer_name(swarm, agent))
+    except NotFoundError:
+        pass

@@ -1,0 +1,322 @@
+"""The scheduler's heart: ``decide(board, now, config, presence) -> list[Decision]``.
+
+A pure function of the fold, the clock and the agents' presence; no I/O. Each ``Decision`` is one
+event plus what appending it needs: the expected sequence of its aggregate (from the board the
+decision was made on) and a deterministic message id, so the same decision made twice (a retry,
+a second scheduler) is one event in the log, and a decision made on a stale board loses the
+expected-sequence check instead of doing harm.
+
+What it decides, per swarm:
+
+- **lost agents**: an agent hosted by an executor whose presence is older than the lease (or that
+  has no presence key and registered/updated longer than a lease ago) -> ``agent.lost``;
+- **requeues**: a claimed or running task whose agent is lost (or gone) -> ``task.requeued`` with
+  the next attempt and a backoff (``retry_at``), or ``task.failed`` once ``max_attempts`` are used;
+- **cascades**: a blocked, pending or requeued task whose dependency failed, was cancelled or was
+  deleted -> ``task.failed`` saying which dependency and why (no task waits forever);
+- **unblocks**: a blocked task whose dependencies all completed -> ``task.unblocked``;
+- **triggers**: a finished task's follow-ups for how it ended -> ``task.created`` with the id
+  ``<task>-<on>-<index>``, appended with expected sequence 0 so it exists exactly once;
+- **claims**: claimable tasks (pending, or requeued and past ``retry_at``, dependencies done) to
+  free agents (idle, hosted, present), by ``matching.match``.
+
+An aggregate gets at most one decision per call, and never one that is ``in_flight`` (the
+service's appends not yet folded back), so each decision applies to the board it was made on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+from schemas import events as ev
+from schemas import subjects
+from schemas.board import ACTIVE, FINISHED, AgentView, Board, SwarmView, TaskView
+from schemas.errors import Invalid
+from schemas.fold import deps_done
+from services.scheduler.matching import match
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class Config:
+    """``lease``: seconds without presence before an agent is lost (also the leader lease).
+    ``max_attempts``: attempts a task gets before a lost agent fails it.
+    ``backoff``: seconds before the second attempt, doubling per attempt up to ``backoff_cap``.
+    ``actor``: written into every event the scheduler appends."""
+
+    lease: float = 10.0
+    max_attempts: int = 3
+    backoff: float = 2.0
+    backoff_cap: float = 60.0
+    actor: str = "scheduler"
+
+    def __post_init__(self) -> None:
+        if not self.lease > 0:
+            raise Invalid("lease_seconds", f"lease must be more than 0 seconds, not {self.lease}")
+        if self.max_attempts < 1:
+            raise Invalid(
+                "max_attempts", f"max attempts must be 1 or more, not {self.max_attempts}"
+            )
+        if self.backoff < 0 or self.backoff_cap < 0:
+            raise Invalid("retry_backoff", f"backoff must not be negative, not {self.backoff}")
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds to wait before the attempt after ``attempt`` (1: base, then doubling)."""
+        return min(self.backoff_cap, self.backoff * 2.0 ** max(0, attempt - 1))
+
+
+def aggregate_key(swarm: str, aggregate: str, aggregate_id: str) -> str:
+    """The same key ``Board.versions`` uses."""
+    return f"{swarm}/{aggregate}/{aggregate_id}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One event to append, with the expected sequence of its aggregate and its message id.
+    ``agent``: for a claim, the agent it takes (busy until the claim is folded)."""
+
+    event: ev.Event
+    expected_seq: int
+    agent: str | None = None
+
+    @property
+    def key(self) -> str:
+        return aggregate_key(self.event.swarm, self.event.aggregate, self.event.id)
+
+    @property
+    def msg_id(self) -> str:
+        return self.event.event_id
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The aggregates this decision keeps busy while its append is in flight."""
+        if self.agent is None:
+            return (self.key,)
+        return (self.key, aggregate_key(self.event.swarm, "agent", self.agent))
+
+
+def msg_id(
+    swarm: str, aggregate: str, aggregate_id: str, verb: str, expected: int, *more: object
+) -> str:
+    """Deterministic: the same decision on the same board always gets the same id."""
+    return ":".join([swarm, aggregate, aggregate_id, verb, str(expected), *map(str, more)])
+
+
+def presence_age(agent: AgentView, now: float, presence: Mapping[str, float]) -> float:
+    """Seconds since the agent was last known alive: its presence key, or its (re)registration."""
+    seen = max(agent.registered_at, agent.updated_at)
+    heard = presence.get(subjects.presence_key(agent.swarm, agent.id))
+    if heard is not None and heard > seen:
+        seen = heard
+    return now - seen
+
+
+def is_present(agent: AgentView, now: float, config: Config, presence: Mapping[str, float]) -> bool:
+    return presence_age(agent, now, presence) <= config.lease
+
+
+def decide(
+    board: Board,
+    now: float,
+    config: Config | None = None,
+    presence: Mapping[str, float] | None = None,
+    *,
+    in_flight: Collection[str] = (),
+    swarms: Iterable[str] | None = None,
+) -> list[Decision]:
+    """Everything the scheduler should append now.
+
+    ``presence``: presence key (``<swarm>.<agent>``) -> when it was last refreshed (seconds, same
+    clock as ``now``). ``in_flight``: aggregate keys with an append not yet folded: left alone.
+    ``swarms``: decide for these swarms only (default: all).
+    """
+    config = config or Config()
+    presence = presence or {}
+    names = board.swarms.keys() if swarms is None else swarms
+    decisions: list[Decision] = []
+    for name in names:
+        swarm = board.swarms.get(name)
+        if swarm is not None:
+            decisions += _decide_swarm(board, swarm, now, config, presence, in_flight)
+    return decisions
+
+
+def _decide_swarm(
+    board: Board,
+    swarm: SwarmView,
+    now: float,
+    config: Config,
+    presence: Mapping[str, float],
+    in_flight: Collection[str],
+) -> list[Decision]:
+    out: list[Decision] = []
+    planner = _Planner(board, swarm, now, config, in_flight)
+
+    free: list[AgentView] = []
+    for agent in swarm.agents.values():
+        if planner.busy("agent", agent.id) or agent.status == "lost":
+            continue
+        hosted = agent.executor is not None or agent.task is not None
+        present = is_present(agent, now, config, presence)
+        if hosted and not present:
+            age = presence_age(agent, now, presence)
+            out.append(planner.lost(agent, f"no presence for {age:.1f}s (lease {config.lease:g}s)"))
+        elif agent.status == "idle" and agent.task is None and agent.executor is not None:
+            free.append(agent)
+
+    claimable: list[TaskView] = []
+    for task in swarm.tasks.values():
+        status = task.status
+        if status in FINISHED:  # most of a long-lived swarm: only follow-ups left to write
+            if task.triggers and status != "cancelled":
+                out += planner.follow_ups(task)
+            continue
+        if planner.busy("task", task.id):
+            continue
+        if status in ACTIVE:
+            decision = planner.requeue_if_agent_lost(task)
+        else:  # blocked, pending, requeued
+            decision = planner.cascade(task)
+            if decision is None:
+                if status == "blocked":
+                    if deps_done(swarm, task):
+                        decision = planner.unblock(task)
+                elif task.retry_at <= now and deps_done(swarm, task):
+                    claimable.append(task)
+        if decision is not None:
+            out.append(decision)
+
+    for task, agent in match(claimable, free):
+        out.append(planner.claim(task, agent))
+    return out
+
+
+class _Planner:
+    """Builds the decisions for one swarm: events stamped with time and actor, expected
+    sequences from the board, deterministic message ids."""
+
+    def __init__(
+        self, board: Board, swarm: SwarmView, now: float, config: Config, in_flight: Collection[str]
+    ) -> None:
+        self.board = board
+        self.swarm = swarm
+        self.now = now
+        self.config = config
+        self.in_flight = in_flight
+
+    def busy(self, aggregate: str, aggregate_id: str) -> bool:
+        if not self.in_flight:
+            return False
+        return aggregate_key(self.swarm.id, aggregate, aggregate_id) in self.in_flight
+
+    def _decision(
+        self,
+        cls: type[ev.Event],
+        aggregate_id: str,
+        *more: object,
+        reserve: str | None = None,
+        **fields: object,
+    ) -> Decision:
+        aggregate = cls.aggregate
+        expected = self.board.version(self.swarm.id, aggregate, aggregate_id)
+        verb = cls.__struct_config__.tag.rsplit(".", 1)[1]  # type: ignore[union-attr]
+        event = cls(
+            swarm=self.swarm.id,
+            id=aggregate_id,
+            time=self.now,
+            actor=self.config.actor,
+            event_id=msg_id(self.swarm.id, aggregate, aggregate_id, verb, expected, *more),
+            **fields,
+        )
+        return Decision(event=event, expected_seq=expected, agent=reserve)
+
+    # --- agents ---------------------------------------------------------------------------
+
+    def lost(self, agent: AgentView, reason: str) -> Decision:
+        return self._decision(ev.AgentLost, agent.id, reason=reason)
+
+    # --- tasks ----------------------------------------------------------------------------
+
+    def requeue_if_agent_lost(self, task: TaskView) -> Decision | None:
+        agent = self.swarm.agents.get(task.agent) if task.agent else None
+        if agent is not None and agent.status != "lost":
+            return None
+        who = task.agent or "?"
+        if task.attempt >= self.config.max_attempts:
+            return self._decision(
+                ev.TaskFailed,
+                task.id,
+                reason=(
+                    f"agent {who} lost during attempt {task.attempt}; "
+                    f"all {self.config.max_attempts} attempts used"
+                ),
+                attempt=task.attempt,
+                agent=task.agent,
+            )
+        return self._decision(
+            ev.TaskRequeued,
+            task.id,
+            attempt=task.attempt + 1,
+            reason=f"agent {who} lost during attempt {task.attempt}",
+            retry_at=self.now + self.config.retry_delay(task.attempt),
+        )
+
+    def cascade(self, task: TaskView) -> Decision | None:
+        """Fail a waiting task whose dependency can no longer complete."""
+        for dep in task.depends:
+            other = self.swarm.tasks.get(dep)
+            if other is None:
+                if self.board.version(self.swarm.id, "task", dep) == 0:
+                    continue  # not written yet (a sibling follow-up on its way): wait
+                why = "deleted"
+            elif other.status in ("failed", "cancelled"):
+                why = other.status
+            else:
+                continue
+            return self._decision(ev.TaskFailed, task.id, reason=f"dependency {dep} {why}")
+        return None
+
+    def unblock(self, task: TaskView) -> Decision:
+        return self._decision(ev.TaskUnblocked, task.id)
+
+    def follow_ups(self, task: TaskView) -> list[Decision]:
+        """``task.created`` for each trigger matching how ``task`` ended, not yet written."""
+        out: list[Decision] = []
+        for index, trigger in enumerate(task.triggers):
+            if trigger.on != task.status:
+                continue
+            follow_up = f"{task.id}-{trigger.on}-{index}"
+            if not _TOKEN.match(follow_up) or self.busy("task", follow_up):
+                continue
+            if self.board.version(self.swarm.id, "task", follow_up):
+                continue  # written already (even if deleted since)
+            spec = trigger.task
+            out.append(
+                self._decision(
+                    ev.TaskCreated,
+                    follow_up,
+                    title=spec.title,
+                    prompt=spec.prompt,
+                    description=spec.description,
+                    tags=list(spec.tags),
+                    priority=spec.priority,
+                    depends=list(spec.depends),
+                    runtime=spec.runtime,
+                    timeout=spec.timeout,
+                    parent=task.id,
+                )
+            )
+        return out
+
+    def claim(self, task: TaskView, agent: AgentView) -> Decision:
+        return self._decision(
+            ev.TaskClaimed,
+            task.id,
+            agent.id,
+            reserve=agent.id,
+            agent=agent.id,
+            attempt=task.attempt,
+        )

@@ -1,0 +1,418 @@
+"""The scheduler service on a real nats-server, in-process, one swarm of its own per test.
+
+The tests play the other services by hand: they append what the gateway and the executor would
+(tasks, agents, running/completed/failed), keep agents' presence keys fresh or let them go
+stale, and watch the log through a projection of their own. They wait for conditions on that
+projection (polled, with a deadline), never for a fixed time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from schemas import dispatch as wire
+from schemas import events as ev
+from schemas import subjects
+from schemas.board import Board
+from services.bus.connection import NatsOptions
+from services.bus.presence import Presence, put_presence
+from services.bus.projection import Projection
+from services.bus.service import Bus
+from services.scheduler.decide import Config
+from services.scheduler.service import Scheduler
+
+LEASE = 1.0  # short, so lost agents and leader take-over happen within a test
+
+
+class Log:
+    """The test's own view of the swarm: a live projection plus every event it folded."""
+
+    def __init__(self, bus: Bus, swarm: str) -> None:
+        self.bus = bus
+        self.swarm = swarm
+        self.projection = Projection(bus.js, swarm=swarm)
+        self.events: list[tuple[int, ev.Event]] = []
+        self.projection.listen(lambda seq, event, board: self.events.append((seq, event)))
+
+    @property
+    def board(self) -> Board:
+        return self.projection.board
+
+    def task(self, task: str):  # -> TaskView | None
+        return self.board.task(self.swarm, task)
+
+    def history(self, aggregate_id: str, aggregate: str = "task") -> list[ev.Event]:
+        return [e for _, e in self.events if e.aggregate == aggregate and e.id == aggregate_id]
+
+    def verbs(self, aggregate_id: str, aggregate: str = "task") -> list[str]:
+        return [e.verb for e in self.history(aggregate_id, aggregate)]
+
+    async def until(self, condition: Callable[[], Any], timeout: float = 5.0) -> Any:
+        """Poll ``condition`` until it is truthy; fail the test after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout}s")
+            await asyncio.sleep(0.02)
+
+    async def append(self, event: ev.Event) -> int:
+        """Append as its writer would: expected sequence from the fold, then read our write."""
+        expected = self.board.version(event.swarm, event.aggregate, event.id)
+        seq = await self.bus.events.append(event, expected)
+        await self.projection.wait_for(seq)
+        return seq
+
+
+class Presences:
+    """Plays the executors' presence refresh: ``keep`` agents fresh, ``drop`` one to go stale."""
+
+    def __init__(self, bus: Bus, swarm: str) -> None:
+        self.bus = bus
+        self.swarm = swarm
+        self.loops: dict[str, asyncio.Task] = {}
+
+    async def keep(self, *agents: str) -> None:
+        kv = await self.bus.kv(subjects.PRESENCE_BUCKET)
+        for agent in agents:
+            await put_presence(kv, self.swarm, agent, Presence(executor="test", time=time.time()))
+            self.loops[agent] = asyncio.create_task(self._refresh(kv, agent))
+
+    async def _refresh(self, kv: Any, agent: str) -> None:
+        # the loop checks it is still wanted: Python 3.11's wait_for (inside nats-py) can swallow
+        # a cancel that arrives just as its reply does
+        while agent in self.loops:
+            await asyncio.sleep(LEASE / 5)
+            await put_presence(kv, self.swarm, agent, Presence(executor="test", time=time.time()))
+
+    async def drop(self, agent: str) -> None:
+        task = self.loops.pop(agent)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def close(self) -> None:
+        for agent in list(self.loops):
+            await self.drop(agent)
+
+
+@pytest.fixture
+async def log(bus: Bus, swarm_id: str) -> AsyncIterator[Log]:
+    view = Log(bus, swarm_id)
+    await view.projection.start()
+    await view.projection.wait_ready(10)
+    await view.append(ev.SwarmCreated(swarm=swarm_id, id=swarm_id, time=time.time(), name="t"))
+    yield view
+    await view.projection.stop()
+
+
+@pytest.fixture
+async def presences(bus: Bus, swarm_id: str) -> AsyncIterator[Presences]:
+    keeper = Presences(bus, swarm_id)
+    yield keeper
+    await keeper.close()
+
+
+@pytest.fixture
+async def schedulers(nats_url: str, swarm_id: str) -> AsyncIterator[Callable[..., Any]]:
+    """``await schedulers(instance=..., **config)``: a started scheduler for this swarm."""
+    started: list[Scheduler] = []
+
+    async def start(instance: str = "s1", **config: Any) -> Scheduler:
+        settings = {"lease": LEASE, "backoff": 0.05, **config}
+        scheduler = Scheduler(
+            nats=NatsOptions.from_env(nats_url),
+            swarm=swarm_id,
+            instance=instance,
+            config=Config(**settings),
+            reconcile_every=0.1,
+            snapshot_every=0,
+        )
+        started.append(scheduler)
+        await scheduler.start()
+        return scheduler
+
+    yield start
+    for scheduler in started:
+        await scheduler.stop()
+
+
+async def die(scheduler: Scheduler) -> None:
+    """Stop like a killed process: no lease release, no goodbye, the connection just gone.
+    (``stopping`` only makes its loops end even if a cancel is swallowed; nothing runs on it.)"""
+    scheduler.stopping.set()
+    for task in [*scheduler._tasks, *scheduler._appends]:
+        task.cancel()
+    await asyncio.gather(*scheduler._tasks, *scheduler._appends, return_exceptions=True)
+    assert scheduler.bus is not None
+    await scheduler.bus.nc.close()
+
+
+async def leading(log: Log, scheduler: Scheduler) -> Scheduler:
+    await log.until(lambda: scheduler.leader)
+    return scheduler
+
+
+def agent(swarm: str, agent_id: str, *skills: str) -> ev.AgentRegistered:
+    return ev.AgentRegistered(
+        swarm=swarm,
+        id=agent_id,
+        time=time.time(),
+        name=agent_id,
+        skills=list(skills),
+        executor="test",
+    )
+
+
+def task(swarm: str, task_id: str, *tags: str, **fields: Any) -> ev.TaskCreated:
+    return ev.TaskCreated(
+        swarm=swarm, id=task_id, time=time.time(), title=task_id, tags=list(tags), **fields
+    )
+
+
+async def run_to_end(log: Log, task_id: str, ending: str = "completed") -> None:
+    """Play the executor for a claimed task: running, then completed or failed."""
+    view = log.task(task_id)
+    assert view is not None and view.status == "claimed" and view.agent
+    common = {"swarm": log.swarm, "id": task_id, "time": time.time()}
+    attempt = {"agent": view.agent, "attempt": view.attempt}
+    await log.append(ev.TaskRunning(**common, **attempt))
+    if ending == "completed":
+        await log.append(ev.TaskCompleted(**common, **attempt))
+    else:
+        await log.append(ev.TaskFailed(**common, **attempt, reason="exit 1"))
+
+
+async def dispatches(bus: Bus, swarm: str, agent_id: str) -> int:
+    """How many dispatch messages wait on one agent's subject."""
+    subject = subjects.dispatch(swarm, agent_id)
+    info = await bus.js.stream_info(subjects.DISPATCH_STREAM, subjects_filter=subject)
+    return (info.state.subjects or {}).get(subject, 0)
+
+
+async def eventually(probe: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Await ``probe()`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (value := await probe()):
+        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
+        await asyncio.sleep(0.02)
+    return value
+
+
+async def rounds_pass(log: Log, scheduler: Scheduler, count: int = 5) -> None:
+    """Let the scheduler decide ``count`` more times (reconcile ticks included)."""
+    target = scheduler.rounds + count
+    await log.until(lambda: scheduler.rounds >= target)
+
+
+# --- claiming and dispatching -------------------------------------------------------------
+
+
+async def test_a_pending_task_is_claimed_once_by_the_matching_idle_agent_and_dispatched(
+    bus: Bus, log: Log, presences: Presences, schedulers: Callable[..., Any], swarm_id: str
+) -> None:
+    scheduler = await leading(log, await schedulers())
+    await log.append(agent(swarm_id, "api-agent", "api"))
+    await log.append(agent(swarm_id, "ui-agent", "ui", "frontend"))
+    await presences.keep("api-agent", "ui-agent")
+    await log.append(task(swarm_id, "t1", "ui"))
+
+    claimed = await log.until(lambda: log.task("t1").status == "claimed" and log.task("t1"))
+    assert (claimed.agent, claimed.attempt) == ("ui-agent", 1)
+    subject = subjects.dispatch(swarm_id, "ui-agent")
+    message = await bus.js.get_last_msg(subjects.DISPATCH_STREAM, subject)
+    assert message.headers["Nats-Msg-Id"] == f"{swarm_id}:t1:1"
+    dispatched = wire.decode(message.data)
+    assert dispatched == wire.Dispatch(
+        swarm=swarm_id,
+        task="t1",
+        agent="ui-agent",
+        attempt=1,
+        claim_seq=log.board.version(swarm_id, "task", "t1"),
+    )
+
+    await rounds_pass(log, scheduler)
+    assert log.verbs("t1") == ["created", "claimed"]
+    assert await dispatches(bus, swarm_id, "ui-agent") == 1
+    assert await dispatches(bus, swarm_id, "api-agent") == 0
+
+
+async def test_a_claim_left_undispatched_is_dispatched_by_the_next_scheduler(
+    bus: Bus, log: Log, presences: Presences, schedulers: Callable[..., Any], swarm_id: str
+) -> None:
+    await log.append(agent(swarm_id, "a1"))
+    await presences.keep("a1")
+    await log.append(task(swarm_id, "t1"))
+    await log.append(
+        ev.TaskClaimed(swarm=swarm_id, id="t1", time=time.time(), agent="a1", attempt=1)
+    )
+    assert await dispatches(bus, swarm_id, "a1") == 0
+
+    scheduler = await leading(log, await schedulers())
+    await eventually(lambda: dispatches(bus, swarm_id, "a1"))
+    await rounds_pass(log, scheduler)
+    assert await dispatches(bus, swarm_id, "a1") == 1
+
+
+# --- dependencies and triggers ------------------------------------------------------------
+
+
+async def test_a_completed_dependency_unblocks_its_dependent_which_is_then_claimed(
+    log: Log, presences: Presences, schedulers: Callable[..., Any], swarm_id: str
+) -> None:
+    await leading(log, await schedulers())
+    await log.append(agent(swarm_id, "a1"))
+    await presences.keep("a1")
+    await log.append(task(swarm_id, "t1"))
+    await log.append(task(swarm_id, "t2", depends=["t1"]))
+    await log.until(lambda: log.task("t1").status == "claimed")
+    assert log.task("t2").status == "blocked"
+
+    await run_to_end(log, "t1")
+    await log.until(lambda: log.task("t2").status == "claimed")
+    assert log.verbs("t2") == ["created", "unblocked", "claimed"]
+    assert log.task("t2").agent == "a1"
+
+
+async def test_a_failed_dependency_fails_its_dependent_with_the_reason(
+    log: Log, presences: Presences, schedulers: Callable[..., Any], swarm_id: str
+) -> None:
+    await leading(log, await schedulers())
+    await log.append(agent(swarm_id, "a1"))
+    await presences.keep("a1")
+    await log.append(task(swarm_id, "t1"))
+    await log.append(task(swarm_id, "t2", depends=["t1"]))
+    await log.until(lambda: log.task("t1").status == "claimed")
+
+    await run_to_end(log, "t1", ending="failed")
+    failed = await log.until(lambda: log.task("t2").status == "failed" and log.task("t2"))
+    assert failed.reason == "dependency t1 failed"
+    assert log.verbs("t2") == ["created", "failed"]
+
+
+async def test_a_trigger_creates_its_follow_up_task_exactly_once(
+    log: Log, presences: Presences, schedulers: Callable[..., Any], swarm_id: str
+) -> None:
+    scheduler = await leading(log, await schedulers())
+    await log.append(agent(swarm_id, "a1", "qa"))
+    await presences.keep("a1")
+    then = ev.Trigger(on="completed", task=ev.TaskSpec(title="Test it", tags=["qa"]))
+    await log.append(task(swarm_id, "t1", triggers=[then]))
+    await log.until(lambda: log.task("t1").status == "claimed")
+
+    await run_to_end(log, "t1")
+    follow_up = await log.until(lambda: log.task("t1-completed-0"))
+    assert (follow_up.title, follow_up.parent, follow_up.tags) == ("Test it", "t1", ["qa"])
+    await log.until(lambda: log.task("t1-completed-0").status == "claimed")
+    await rounds_pass(log, scheduler)
+    assert log.verbs("t1-completed-0") == ["created", "claimed"]
+
+
+# --- lost agents --------------------------------------------------------------------------
+
+
+async def test_an_agent_gone_stale_is_lost_and_its_task_requeued_as_attempt_two(
+    log: Log, presences: Presences, schedulers: Callable[..., Any], swarm_id: str
+) -> None:
+    await leading(log, await schedulers())
+    await log.append(agent(swarm_id, "a1"))
+    await log.append(agent(swarm_id, "a2"))
+    await presences.keep("a1", "a2")
+    await log.append(task(swarm_id, "t1"))
+    await log.until(lambda: log.task("t1").status == "claimed")
+    assert log.task("t1").agent == "a1"
+
+    await presences.drop("a1")
+    await log.until(lambda: log.task("t1").status == "claimed" and log.task("t1").attempt == 2)
+    assert log.board.agent(swarm_id, "a1").status == "lost"
+    assert log.task("t1").agent == "a2"
+    requeue = next(e for e in log.history("t1") if isinstance(e, ev.TaskRequeued))
+    assert (requeue.attempt, requeue.reason) == (2, "agent a1 lost during attempt 1")
+    assert log.verbs("t1") == ["created", "claimed", "requeued", "claimed"]
+    assert log.verbs("a1", "agent") == ["registered", "lost"]
+
+
+async def test_a_task_whose_agents_keep_getting_lost_fails_after_max_attempts(
+    log: Log, presences: Presences, schedulers: Callable[..., Any], swarm_id: str
+) -> None:
+    await leading(log, await schedulers(max_attempts=2))
+    await log.append(agent(swarm_id, "a1"))
+    await log.append(agent(swarm_id, "a2"))
+    await presences.keep("a1", "a2")
+    await log.append(task(swarm_id, "t1"))
+    await log.until(lambda: log.task("t1").status == "claimed")
+    await presences.drop("a1")
+    await log.until(lambda: log.task("t1").status == "claimed" and log.task("t1").attempt == 2)
+    await log.append(
+        ev.TaskRunning(swarm=swarm_id, id="t1", time=time.time(), agent="a2", attempt=2)
+    )
+
+    await presences.drop("a2")
+    failed = await log.until(lambda: log.task("t1").status == "failed" and log.task("t1"))
+    assert failed.reason == "agent a2 lost during attempt 2; all 2 attempts used"
+    assert (failed.attempt, failed.agent) == (2, "a2")
+    assert log.verbs("t1") == ["created", "claimed", "requeued", "claimed", "running", "failed"]
+
+
+# --- one leader ---------------------------------------------------------------------------
+
+
+async def test_only_the_leader_claims_and_the_standby_takes_over_when_it_dies(
+    bus: Bus, log: Log, presences: Presences, schedulers: Callable[..., Any], swarm_id: str
+) -> None:
+    first = await leading(log, await schedulers(instance="first"))
+    second = await schedulers(instance="second")
+    await log.until(lambda: second.lease is not None and second.lease.holder == "first")
+    assert not second.leader
+
+    for name in ("a1", "a2"):
+        await log.append(agent(swarm_id, name))
+    await presences.keep("a1", "a2")
+    await log.append(task(swarm_id, "t1"))
+    claim = await log.until(
+        lambda: next((e for e in log.history("t1") if e.verb == "claimed"), None)
+    )
+    assert claim.actor == "scheduler:first"
+
+    await die(first)
+    died = time.monotonic()
+    await log.append(task(swarm_id, "t2"))
+    await log.until(lambda: second.leader, timeout=3 * LEASE)
+    assert time.monotonic() - died < 2 * LEASE
+    await log.until(lambda: log.task("t2").status == "claimed")
+    claim = next(e for e in log.history("t2") if e.verb == "claimed")
+    assert claim.actor == "scheduler:second"
+
+    await rounds_pass(log, second)
+    assert log.verbs("t1") == ["created", "claimed"]
+    assert log.verbs("t2") == ["created", "claimed"]
+    assert await dispatches(bus, swarm_id, "a1") == 1  # re-dispatched by the new leader: one
+    assert await dispatches(bus, swarm_id, "a2") == 1
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+def test_settings_come_from_flags_then_the_environment_then_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def parsed(*argv: str) -> Config:
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--nats-url")
+        Scheduler.arguments(parser)
+        return Scheduler.from_args(parser.parse_args(argv)).config
+
+    assert (parsed().lease, parsed().max_attempts, parsed().backoff) == (10.0, 3, 2.0)
+    monkeypatch.setenv("SWARM_LEASE_SECONDS", "4")
+    monkeypatch.setenv("SWARM_MAX_ATTEMPTS", "5")
+    monkeypatch.setenv("SWARM_RETRY_BACKOFF", "0.5")
+    assert (parsed().lease, parsed().max_attempts, parsed().backoff) == (4.0, 5, 0.5)
+    assert parsed("--lease-seconds", "7", "--max-attempts", "2").lease == 7.0
+    assert parsed("--max-attempts", "2").max_attempts == 2
