@@ -16,6 +16,7 @@ from typing import Any
 from cli.envfile import Settings, load_settings
 from schemas.errors import (
     Conflict,
+    Forbidden,
     Invalid,
     NotFound,
     SwarmError,
@@ -55,6 +56,8 @@ def error_from(status: int, body: bytes, url: str) -> SwarmError:
         return Unauthorized(
             f"{message} — set SWARM_API_TOKEN (swarm up keeps it in .swarm/swarm.env)"
         )
+    if status == 403:
+        return Forbidden(message)
     if status == 404:
         return NotFound(message)
     if status == 409:
@@ -117,8 +120,8 @@ class Api:
         if body is not None:
             data = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
-        if self.settings.api_token:
-            sent["Authorization"] = f"Bearer {self.settings.api_token}"
+        if self.settings.bearer:
+            sent["Authorization"] = f"Bearer {self.settings.bearer}"
         request = urllib.request.Request(url, data=data, method=method, headers=sent)
         try:
             return urllib.request.urlopen(request, timeout=timeout)
@@ -139,9 +142,12 @@ class Api:
         *,
         query: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        timeout: float = TIMEOUT,
     ) -> Any:
         """One JSON request; the decoded answer, or a typed error."""
-        with self._open(method, path, body=body, query=query, headers=headers) as response:
+        with self._open(
+            method, path, body=body, query=query, headers=headers, timeout=timeout
+        ) as response:
             try:
                 raw = response.read()
             except (TimeoutError, OSError) as error:

@@ -81,8 +81,17 @@ def render_status(status: dict[str, Any]) -> str:
     ]
     if status.get("chat"):
         lines += ["", "=== CHAT ==="]
-        lines += [f"{m.get('from', '?')}: {m.get('text', '')}" for m in status["chat"][-5:]]
+        lines += [message_line(m) for m in status["chat"][-5:]]
     return "\n".join(lines)
+
+
+def message_line(message: dict[str, Any]) -> str:
+    """``[12:03:04] backend-agent: Done with the API @qa`` (channel shown when not general)."""
+    moment = datetime.fromtimestamp(message.get("time") or 0).strftime("%H:%M:%S")
+    channel = message.get("channel") or "general"
+    where = "" if channel == "general" else f" #{channel}"
+    author = message.get("author") or message.get("from") or "?"
+    return f"[{moment}]{where} {author}: {message.get('text', '')}"
 
 
 def task_line(task: dict[str, Any]) -> str:

@@ -52,3 +52,22 @@ class Unavailable(SwarmError):
 class Unauthorized(SwarmError):
     status = 401
     code = "unauthorized"
+
+
+class Forbidden(SwarmError):
+    """A valid credential that does not allow this (an agent token outside posting chat)."""
+
+    status = 403
+    code = "forbidden"
+
+
+def from_status(status: int, message: str, field: str | None = None) -> SwarmError:
+    """The typed error an answer with ``status`` stands for (what an edge mapped it from)."""
+    if status == 400:
+        return Invalid(field or "body", message)
+    for kind in (NotFound, Conflict, TooLarge, Unavailable, Unauthorized, Forbidden):
+        if kind.status == status:
+            return kind(message)
+    if status in (502, 504):
+        return Unavailable(message)
+    return SwarmError(message)

@@ -46,7 +46,7 @@ async def inbox_of(bus: Bus, swarm: str, agent: str) -> list[int]:
     return [e.seq for e in inbox.entries]
 
 
-async def eventually(check, timeout: float = 10.0):
+async def eventually(check, timeout: float = 20.0):
     deadline = time.monotonic() + timeout
     while True:
         result = await check()

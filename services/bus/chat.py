@@ -74,27 +74,24 @@ async def deliver(
         if not add_to_inbox(inbox, entry, read_through):
             return False
         data = msgspec.json.encode(inbox)
-        try:
-            with reachable("writing an inbox"):
+        with reachable("writing an inbox"):
+            try:
                 if revision is None:
                     await kv.create(key, data)
                 else:
                     await kv.update(key, data, last=revision)
-            return True
-        except KeyWrongLastSequenceError:
-            continue  # someone else wrote it meanwhile: read again
-        except Exception as error:  # create() of an existing key
-            if "wrong last sequence" in str(error).lower() or "exists" in str(error).lower():
-                continue
-            raise
+                return True
+            except KeyWrongLastSequenceError:  # (before ``reachable`` makes it Unavailable)
+                pass  # someone else wrote it meanwhile (or created it): read again
 
 
 async def inbox_consumer(js: JetStreamContext, durable: str):
     """The durable pull consumer every chat replica shares: each message goes to one of them,
-    and comes again if it was not acked (a replica died mid-way)."""
+    and comes again if it was not acked within ``ack_wait`` (a replica died or stopped while a
+    fetch was outstanding), so a stopped replica delays a mention by at most 5 s."""
     return await js.pull_subscribe(
         subjects.CHAT_ALL,
         durable=durable,
         stream=subjects.CHAT_STREAM,
-        config=api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30, max_deliver=-1),
+        config=api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, ack_wait=5, max_deliver=-1),
     )

@@ -4,7 +4,8 @@ A caller hands in plain async callables (``CommandRequest -> JSON-able value``);
 the NATS part: one subscription per endpoint in the micro queue group (replicas share the load),
 JSON in and out, and Swarm's typed errors mapped once to micro error headers
 (``Nats-Service-Error-Code`` is the HTTP-like status, ``Nats-Service-Error`` the message) with
-the same ``{"error": {...}}`` body the HTTP API answers.
+the same ``{"error": {...}}`` body the HTTP API answers. ``call`` is the other side: a request
+to an endpoint whose error answers come back as the same typed errors.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service as MicroService
 
-from schemas.errors import Invalid, SwarmError
+from schemas.errors import Invalid, SwarmError, Unavailable, from_status
 
 log = structlog.get_logger("bus.micro")
 
@@ -115,3 +117,43 @@ async def serve(
     await nc.flush()
     log.debug("micro.started", service=name, endpoints=len(endpoints))
     return service
+
+
+ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+ERROR_HEADER = "Nats-Service-Error"
+
+
+async def call(
+    nc: NATS,
+    subject: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5.0,
+) -> Any:
+    """Request a micro endpoint: its decoded JSON answer, or the typed error it answered with.
+    Nobody listening, no answer within ``timeout`` or NATS away: ``Unavailable``."""
+    payload = b"" if body is None else json.dumps(body).encode()
+    try:
+        reply = await nc.request(subject, payload, timeout=timeout, headers=headers)
+    except nats.errors.NoRespondersError:
+        raise Unavailable(f"no service answers on {subject}; is it running?") from None
+    except (nats.errors.Error, TimeoutError, OSError) as error:
+        raise Unavailable(
+            f"no answer on {subject} within {timeout}s ({type(error).__name__})"
+        ) from None
+    reply_headers = reply.headers or {}
+    code = reply_headers.get(ERROR_CODE_HEADER)
+    if code is not None:
+        message, field = reply_headers.get(ERROR_HEADER) or f"error {code} on {subject}", None
+        try:
+            detail = json.loads(reply.data)["error"]
+            message, field = detail.get("message") or message, detail.get("field")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass
+        status = int(code) if code.isdigit() else 500
+        raise from_status(status, message, field)
+    try:
+        return json.loads(reply.data) if reply.data else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SwarmError(f"{subject} answered with something that is not JSON: {error}") from None

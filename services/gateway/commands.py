@@ -4,6 +4,9 @@ Each handler takes plain data (a JSON body as a dict, ids, a ``Context``), check
 gateway's fold, appends at most one event with the aggregate's expected sequence, waits until
 its own fold holds that event (read-your-writes) and answers from the fold. Errors are the typed
 ones in ``schemas.errors``; each transport maps them once.
+
+Swarms, tasks and agents are here; ``commands.projects`` (``projects.py``) and ``commands.chat``
+(``chat.py``, a relay to the chat service) hold the rest, on the same ``append``/``envelope``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import asyncio
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -25,7 +27,10 @@ from services.bus import history
 from services.bus.projection import Projection
 from services.bus.service import Bus
 from services.gateway import models
+from services.gateway.chat import ChatRelay
+from services.gateway.context import Context, Result
 from services.gateway.models import parse
+from services.gateway.projects import Projects
 from services.gateway.validation import (
     check_cancellable,
     check_deletable,
@@ -54,23 +59,6 @@ STATUSES = (
 )
 MAX_EVENT_BYTES = 768 * 1024  # under NATS's default 1 MiB max payload, headers included
 RESERVED_SWARM = "_"  # the swarm token of swarm-level NATS commands (swarm.cmd._.list_swarms)
-
-
-@dataclass(frozen=True)
-class Context:
-    """Who asks, and how to recognise a retry."""
-
-    idempotency_key: str | None = None
-    correlation_id: str | None = None
-    actor: str = "gateway"
-
-
-@dataclass(frozen=True)
-class Result:
-    """A handler's answer: the body, and whether this request created something (201)."""
-
-    body: Any
-    created: bool = False
 
 
 # --- views -> JSON ----------------------------------------------------------------------------
@@ -133,6 +121,8 @@ class Commands:
         self.projection = projection
         self.clock = clock
         self._graph_lock = asyncio.Lock()  # one dependency change at a time (cycle check)
+        self.chat = ChatRelay(self)
+        self.projects = Projects(self)
 
     def _graph_change(self, depends: list[str] | None) -> AbstractAsyncContextManager[Any]:
         """Writes that add dependency edges run one at a time, so two of them cannot each pass
@@ -151,7 +141,7 @@ class Commands:
         if not self.projection.ready:
             raise Unavailable("the gateway is still replaying the event log; retry shortly")
 
-    async def _append(self, event: ev.Event, ctx: Context, verb: str) -> int:
+    async def append(self, event: ev.Event, ctx: Context, verb: str) -> int:
         """Append with the aggregate's expected sequence; return once our fold holds it."""
         self.check_available()
         expected = self.board.version(event.swarm, event.aggregate, event.id)
@@ -174,7 +164,7 @@ class Commands:
         await self.projection.wait_for(seq)
         return seq
 
-    def _envelope(self, swarm: str, aggregate_id: str, ctx: Context) -> dict[str, Any]:
+    def envelope(self, swarm: str, aggregate_id: str, ctx: Context) -> dict[str, Any]:
         return {
             "swarm": swarm,
             "id": aggregate_id,
@@ -209,11 +199,11 @@ class Commands:
                 return Result(swarm_json(existing))
             raise Conflict(f"swarm {swarm_id} already exists")
         event = ev.SwarmCreated(
-            **self._envelope(swarm_id, swarm_id, ctx),
+            **self.envelope(swarm_id, swarm_id, ctx),
             name=spec.name or swarm_id,
             description=spec.description,
         )
-        await self._append(event, ctx, "create_swarm")
+        await self.append(event, ctx, "create_swarm")
         swarm = self.board.swarms.get(swarm_id)
         if swarm is None:
             raise Conflict(f"swarm {swarm_id} was not created (it changed meanwhile)")
@@ -222,8 +212,8 @@ class Commands:
     async def delete_swarm(self, swarm_id: str, ctx: Context) -> dict[str, Any]:
         self.check_available()
         swarm_of(self.board, swarm_id)
-        await self._append(
-            ev.SwarmDeleted(**self._envelope(swarm_id, swarm_id, ctx)), ctx, "delete_swarm"
+        await self.append(
+            ev.SwarmDeleted(**self.envelope(swarm_id, swarm_id, ctx)), ctx, "delete_swarm"
         )
         return {"id": swarm_id, "deleted": True}
 
@@ -234,7 +224,7 @@ class Commands:
             "swarm": swarm_json(swarm),
             "agents": [agent_json(a) for a in sorted_agents(swarm)],
             "tasks": task_counts(swarm),
-            "chat": [],
+            "chat": await self.chat.recent(swarm_id),
         }
 
     async def board_at(self, swarm_id: str, at: str) -> dict[str, Any]:
@@ -298,7 +288,7 @@ class Commands:
                 return Result(task_json(existing))
             raise Conflict(f"task {task_id} already exists in swarm {swarm_id}")
         event = ev.TaskCreated(
-            **self._envelope(swarm_id, task_id, ctx),
+            **self.envelope(swarm_id, task_id, ctx),
             title=spec.title,
             prompt=spec.prompt or spec.title,
             description=spec.description,
@@ -311,7 +301,7 @@ class Commands:
         )
         async with self._graph_change(spec.depends):
             check_depends(swarm_of(self.board, swarm_id), task_id, spec.depends)
-            await self._append(event, ctx, "create_task")
+            await self.append(event, ctx, "create_task")
         task = self.board.task(swarm_id, task_id)
         if task is None:
             raise Conflict(f"task {task_id} was not created: swarm {swarm_id} changed meanwhile")
@@ -329,11 +319,11 @@ class Commands:
         check_editable(task)
         if "triggers" in changes:
             changes["triggers"] = [_trigger(t) for t in spec.triggers or []]
-        event = ev.TaskUpdated(**self._envelope(swarm_id, task_id, ctx), **changes)
+        event = ev.TaskUpdated(**self.envelope(swarm_id, task_id, ctx), **changes)
         async with self._graph_change(spec.depends):
             if spec.depends is not None:
                 check_depends(swarm_of(self.board, swarm_id), task_id, spec.depends)
-            await self._append(event, ctx, "update_task")
+            await self.append(event, ctx, "update_task")
         return task_json(task_of(self.board, swarm_id, task_id))
 
     async def cancel_task(
@@ -346,16 +336,16 @@ class Commands:
             return task_json(task)  # cancelling twice is a no-op, not an error
         check_cancellable(task)
         reason = spec.reason or f"cancelled by {ctx.actor}"
-        event = ev.TaskCancelled(**self._envelope(swarm_id, task_id, ctx), reason=reason)
-        await self._append(event, ctx, "cancel_task")
+        event = ev.TaskCancelled(**self.envelope(swarm_id, task_id, ctx), reason=reason)
+        await self.append(event, ctx, "cancel_task")
         return task_json(task_of(self.board, swarm_id, task_id))
 
     async def delete_task(self, swarm_id: str, task_id: str, ctx: Context) -> dict[str, Any]:
         self.check_available()
         task = task_of(self.board, swarm_id, task_id)
         check_deletable(task)
-        event = ev.TaskDeleted(**self._envelope(swarm_id, task_id, ctx))
-        await self._append(event, ctx, "delete_task")
+        event = ev.TaskDeleted(**self.envelope(swarm_id, task_id, ctx))
+        await self.append(event, ctx, "delete_task")
         return {"id": task_id, "deleted": True}
 
     async def task_output(
@@ -411,7 +401,7 @@ class Commands:
                 return Result(agent_json(existing))
             raise Conflict(f"agent {agent_id} already exists in swarm {swarm_id}")
         event = ev.AgentRegistered(
-            **self._envelope(swarm_id, agent_id, ctx),
+            **self.envelope(swarm_id, agent_id, ctx),
             name=spec.name,
             role=spec.role,
             skills=spec.skills,
@@ -419,7 +409,7 @@ class Commands:
             executor=None,
             backend=spec.backend,
         )
-        await self._append(event, ctx, "register_agent")
+        await self.append(event, ctx, "register_agent")
         agent = self.board.agent(swarm_id, agent_id)
         if agent is None:
             raise Conflict(f"agent {agent_id} was not registered: swarm {swarm_id} changed")
@@ -434,8 +424,8 @@ class Commands:
         spec = parse(models.UpdateAgent, data)
         changes = {k: v for k, v in spec.model_dump(exclude_unset=True).items() if v is not None}
         if changes:
-            event = ev.AgentUpdated(**self._envelope(agent.swarm, agent.id, ctx), **changes)
-            await self._append(event, ctx, "update_agent")
+            event = ev.AgentUpdated(**self.envelope(agent.swarm, agent.id, ctx), **changes)
+            await self.append(event, ctx, "update_agent")
         updated = self.board.agent(agent.swarm, agent.id)
         if updated is None:
             raise NotFound(f"agent {agent.id} is gone")

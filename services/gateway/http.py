@@ -1,8 +1,12 @@
 """The HTTP edge: aiohttp handlers for the route table, the bearer-token check, and the one
 place typed errors become status codes and ``{"error": {"code", "message", "field"}}`` bodies.
 
-Server-sent event streams (``/events``, ``/logs``) read the stream from a position with
-``services.bus.history.Feed`` and keep following it live.
+Server-sent event streams (``/events``, ``/logs``, ``/chat/stream``) read the stream from a
+position with ``services.bus.history.Feed`` and keep following it live.
+
+Auth: ``Authorization: Bearer <SWARM_API_TOKEN>`` everywhere but ``/health``; an agent's own
+token (``schemas.agent_tokens``) only on the routes marked ``agent_token`` (posting chat), only
+for that agent's swarm, and the handler then acts as that agent.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -20,13 +25,23 @@ import structlog
 from aiohttp import web
 
 from schemas import subjects
+from schemas.agent_tokens import verify_agent_token
 from schemas.board import FINISHED
-from schemas.errors import Invalid, NotFound, SwarmError, TooLarge, Unauthorized, Unavailable
+from schemas.errors import (
+    Forbidden,
+    Invalid,
+    NotFound,
+    SwarmError,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
+from services.bus.chat import decode as decode_chat
 from services.bus.history import Feed, chunk_attempt
 from services.bus.micro import error_body
 from services.gateway import openapi
 from services.gateway.commands import Commands, Context, Result
-from services.gateway.routes import ROUTES
+from services.gateway.routes import ROUTE_BY_NAME, ROUTES
 from services.gateway.validation import task_of
 
 if TYPE_CHECKING:
@@ -39,6 +54,7 @@ KEEPALIVE = 15.0  # seconds between SSE comments on a quiet stream
 POLL = 0.5  # how often a quiet SSE loop looks at the clock and at shutdown
 OPEN_ROUTES = frozenset({"/health"})
 CORRELATION = web.RequestKey("correlation_id", str)
+AGENT = web.RequestKey("agent", str)  # set when the caller holds an agent token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -106,7 +122,9 @@ class HttpApi:
             client_max_size=self.max_body, middlewares=[self.errors, self.authenticate]
         )
         for route in ROUTES:
-            app.router.add_route(route.method, route.path, getattr(self, route.name))
+            app.router.add_route(
+                route.method, route.path, getattr(self, route.name), name=route.name
+            )
         return app
 
     # --- middlewares ----------------------------------------------------------------------
@@ -153,11 +171,30 @@ class HttpApi:
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.token and request.path not in OPEN_ROUTES:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), self.token.encode()
-            ):
-                raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <token>)")
+            given = given.strip()
+            if scheme.lower() != "bearer" or not given:
+                raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                self.check_agent_token(request, given)
         return await handler(request)
+
+    def check_agent_token(self, request: web.Request, given: str) -> None:
+        """Let an agent's own token through where a route allows it, for its own swarm only;
+        remember which agent it is (``request[AGENT]``)."""
+        assert self.token is not None
+        holder = verify_agent_token(self.token, given)
+        if holder is None:
+            raise Unauthorized("wrong bearer token (Authorization: Bearer <token>)")
+        swarm, agent = holder
+        route = ROUTE_BY_NAME.get(request.match_info.route.name or "")
+        if route is None or not route.agent_token:
+            raise Forbidden(
+                f"an agent token only posts chat (POST /swarms/{swarm}/chat); this needs "
+                "SWARM_API_TOKEN"
+            )
+        if request.match_info.get("swarm") != swarm:
+            raise Forbidden(f"this agent token belongs to swarm {swarm}")
+        request[AGENT] = agent
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -181,7 +218,7 @@ class HttpApi:
 
     @staticmethod
     def answer(result: Result) -> web.Response:
-        return json_response(result.body, 201 if result.created else 200)
+        return json_response(result.body, result.status)
 
     # --- system ---------------------------------------------------------------------------
 
@@ -282,6 +319,62 @@ class HttpApi:
             swarm_id=request.query.get("swarm") or None,
         )
         return json_response(agent)
+
+    # --- chat ---------------------------------------------------------------------------
+
+    async def chat_history(self, request: web.Request) -> web.Response:
+        history = await self.commands.chat.history(
+            request.match_info["swarm"],
+            since=_int_query(request, "since", 0) or 0,
+            limit=_int_query(request, "limit", 100) or 0,
+        )
+        return json_response(history)
+
+    async def post_chat(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        swarm = request.match_info["swarm"]
+        context = self.context(request)
+        agent = request.get(AGENT)
+        if agent is not None:
+            context = replace(context, actor=agent)
+        message = await self.commands.chat.post(swarm, body, context, agent=agent)
+        return json_response(message, 201)
+
+    # --- projects -------------------------------------------------------------------------
+
+    async def list_projects(self, request: web.Request) -> web.Response:
+        swarm = request.query.get("swarm") or None
+        return json_response(await self.commands.projects.list_projects(swarm))
+
+    async def create_project(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        return self.answer(await self.commands.projects.create(body, self.context(request)))
+
+    async def swarm_project(self, request: web.Request) -> web.Response:
+        swarm = request.match_info["swarm"]
+        return json_response(await self.commands.projects.swarm_project(swarm))
+
+    async def _project_request(self, request: web.Request, kind: str) -> web.Response:
+        raw_timeout = request.query.get("timeout")
+        try:
+            timeout = float(raw_timeout) if raw_timeout else None
+        except ValueError:
+            raise Invalid("timeout", f"timeout must be a number, not {raw_timeout!r}") from None
+        result = await self.commands.projects.request(
+            request.match_info["project"],
+            kind,
+            self.context(request),
+            swarm_id=request.query.get("swarm") or None,
+            wait=_flag(request, "wait", False),
+            timeout=timeout,
+        )
+        return self.answer(result)
+
+    async def init_project(self, request: web.Request) -> web.Response:
+        return await self._project_request(request, "init")
+
+    async def sync_project(self, request: web.Request) -> web.Response:
+        return await self._project_request(request, "sync")
 
     # --- server-sent events ---------------------------------------------------------------
 
@@ -398,6 +491,38 @@ class HttpApi:
                 current = commands.board.task(swarm, task_id)
                 status = current.status if current is not None else "deleted"
                 await response.write(sse_message(json.dumps({"status": status}), event="end"))
+            except ConnectionResetError:
+                pass
+        return response
+
+    async def chat_stream(self, request: web.Request) -> web.StreamResponse:
+        """The swarm's chat messages after ``since`` (``id:`` position in SWARM_CHAT,
+        ``event: message``, ``data:`` the message as JSON, with its ``seq``), then live."""
+        swarm = request.match_info["swarm"]
+        since = self._since(request)
+        commands = self.commands
+        commands.check_available()
+        if swarm not in commands.board.swarms:
+            raise NotFound(f"no swarm {swarm}")
+        bus = self.gateway.bus
+        assert bus is not None
+        async with Feed(
+            bus.js, subjects.CHAT_STREAM, subjects.chat_all(swarm), after=since
+        ) as feed:
+            response = await self._open_stream(request)
+            last_write = time.monotonic()
+            try:
+                while not self.closing.is_set():
+                    record = await feed.next(timeout=POLL)
+                    if record is None:
+                        last_write = await self._quiet(response, last_write)
+                        continue
+                    message = decode_chat(record.data, record.seq)
+                    if message is None:
+                        continue
+                    data = msgspec.json.encode(message).decode()
+                    await response.write(sse_message(data, event="message", id=record.seq))
+                    last_write = time.monotonic()
             except ConnectionResetError:
                 pass
         return response

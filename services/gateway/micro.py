@@ -7,6 +7,12 @@ A request naming a task or an agent carries it in the body: ``{"task": "t-1"}``,
 ``{"agent": "<sandbox id or agent id>"}``. An ``Idempotency-Key`` header works as over HTTP.
 Errors answer with the micro error headers (``Nats-Service-Error-Code``: the HTTP status) and the
 HTTP API's ``{"error": {...}}`` body.
+
+Projects: ``create_project`` (the HTTP body; the subject's swarm is the project's swarm, ``_``
+takes the body's ``swarm``), ``list_projects``, ``get_project`` (the swarm's project, or
+``{"project": <id>}``), ``init_project`` / ``sync_project`` (``{"project"?: <id>, "wait"?: true,
+"timeout"?: s}``; default: the swarm's project). Chat verbs (``chat_post``, ``chat_history``)
+belong to the chat service's own micro service, on the same ``swarm.cmd.<swarm>.*`` subjects.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from schemas.errors import Invalid
+from schemas.errors import Invalid, NotFound
 from services.bus.micro import CommandRequest, Endpoint, serve
 from services.gateway.commands import RESERVED_SWARM, Commands, Context
 
@@ -132,6 +138,70 @@ def endpoints(commands: Commands) -> list[Endpoint]:
         swarm = None if token == RESERVED_SWARM else token
         return await commands.update_agent(agent, body, _context(r), swarm_id=swarm)
 
+    projects = commands.projects
+
+    def _swarm_or_any(request: CommandRequest) -> str | None:
+        token = request.token(SWARM_TOKEN)
+        return None if token == RESERVED_SWARM else token
+
+    async def list_projects(r: CommandRequest) -> Any:
+        return await projects.list_projects(_swarm_or_any(r))
+
+    async def create_project(r: CommandRequest) -> Any:
+        body = _body(r)
+        token = _swarm_or_any(r)
+        if token is not None:
+            given = (
+                body.pop("swarm", None) or body.pop("swarmId", None) or body.pop("swarm_id", None)
+            )
+            if given not in (None, token):
+                raise Invalid("swarm", f"the body's swarm differs from the subject's swarm {token}")
+            body["swarm"] = token
+        return (await projects.create(body, _context(r))).body
+
+    def _project_of(r: CommandRequest, body: dict[str, Any]) -> tuple[str, str | None]:
+        """(project id, swarm or None): the body's ``project``, else the swarm's project."""
+        swarm = _swarm_or_any(r)
+        project = body.pop("project", None)
+        if project is not None:
+            if not isinstance(project, str) or not project:
+                raise Invalid("project", 'project must be an id: {"project": <id>}')
+            return project, swarm
+        if swarm is None:
+            raise Invalid("project", 'on swarm "_" name it: {"project": <id>}')
+        view = commands.board.swarms.get(swarm)
+        if view is None:
+            raise NotFound(f"no swarm {swarm}")
+        if view.project is None:
+            raise NotFound(f"swarm {swarm} has no project")
+        return view.project, swarm
+
+    async def get_project(r: CommandRequest) -> Any:
+        body = _body(r)
+        if "project" not in body:
+            swarm = _swarm(r)
+            return await projects.swarm_project(swarm)
+        project, swarm = _project_of(r, body)
+        return await projects.get(project, swarm)
+
+    def _request_project(kind: str) -> Callable[[CommandRequest], Awaitable[Any]]:
+        async def handle(r: CommandRequest) -> Any:
+            body = _body(r)
+            commands.check_available()
+            project, swarm = _project_of(r, body)
+            wait = bool(body.pop("wait", False))
+            timeout = body.pop("timeout", None)
+            if timeout is not None and not isinstance(timeout, int | float):
+                raise Invalid("timeout", "timeout must be a number of seconds")
+            if body:
+                raise Invalid(next(iter(body)), f"{kind}_project takes project, wait, timeout")
+            result = await projects.request(
+                project, kind, _context(r), swarm_id=swarm, wait=wait, timeout=timeout
+            )
+            return result.body
+
+        return handle
+
     handlers: dict[str, tuple[Callable[[CommandRequest], Awaitable[Any]], str]] = {
         "list_swarms": (list_swarms, "list swarms (swarm token: _)"),
         "create_swarm": (create_swarm, "create the subject's swarm (or _ with an optional id)"),
@@ -149,6 +219,17 @@ def endpoints(commands: Commands) -> list[Endpoint]:
         "list_agents": (list_agents, "list agents"),
         "register_agent": (register_agent, "register an agent: the HTTP body"),
         "update_agent": (update_agent, 'update an agent: {"agent": <sandbox or agent id>, ...}'),
+        "list_projects": (list_projects, "the swarm's projects (_: every swarm's)"),
+        "create_project": (create_project, "create and attach a project: the HTTP body"),
+        "get_project": (get_project, 'the swarm\'s project, or {"project": <id>}'),
+        "init_project": (
+            _request_project("init"),
+            'clone it everywhere: {"project"?, "wait"?, "timeout"?}',
+        ),
+        "sync_project": (
+            _request_project("sync"),
+            'pull it everywhere: {"project"?, "wait"?, "timeout"?}',
+        ),
     }
     return [
         Endpoint(name=verb, subject=f"swarm.cmd.*.{verb}", handler=handler, description=text)

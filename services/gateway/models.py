@@ -144,6 +144,65 @@ class UpdateAgent(Request):
     )
 
 
+def _mention_list(value: Any) -> Any:
+    """``"@fe, @be"`` or ``"@fe @be"`` -> ``["@fe", "@be"]``; lists pass through."""
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    return value
+
+
+Mention = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=130)]
+
+
+class PostChat(Request):
+    """A chat message; ``@mentions`` in the text count too. With an agent token the author is
+    that agent, whatever the body says."""
+
+    message: Annotated[str, StringConstraints(min_length=1, max_length=16_000)] = Field(
+        validation_alias=AliasChoices("message", "text"),
+        description="the text (also accepted as `text`)",
+    )
+    mentions: Annotated[list[Mention], BeforeValidator(_mention_list)] = Field(
+        [],
+        max_length=100,
+        description="extra mentions (`@all`, `@<role>`, `@<agent>`): a list or a string",
+    )
+    author: Word | None = Field(None, description="who speaks (default `master`)")
+    channel: Id | None = Field(None, description="default `general`")
+
+
+GitRef = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9._/][A-Za-z0-9._/-]{0,254}$"),
+]
+
+
+class CreateProject(Request):
+    """A git project, attached to ``swarm`` (default: the swarm ``default``)."""
+
+    id: Id | None = Field(None, description="optional; generated (`p-…`) when absent")
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    git_url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] = Field(
+        max_length=2000,
+        validation_alias=AliasChoices("gitUrl", "git_url"),
+        description="https://, ssh://, git://, file://, user@host:path or a path; never with "
+        "a password or token in it (also accepted as `git_url`)",
+    )
+    branch: GitRef = "main"
+    credentials_ref: str | None = Field(
+        None,
+        max_length=128,
+        validation_alias=AliasChoices("credentialsRef", "credentials_ref"),
+        description="the NAME of the environment variable (on the executors) that holds the git "
+        "token, e.g. GITHUB_TOKEN; never the token (also accepted as `credentials_ref`)",
+    )
+    swarm: Id | None = Field(
+        None,
+        validation_alias=AliasChoices("swarmId", "swarm", "swarm_id"),
+        description="the swarm to attach it to (also `swarmId`); default `default`",
+    )
+
+
 # --- responses --------------------------------------------------------------------------------
 
 
@@ -256,11 +315,63 @@ class Swarm(Response):
     agents: int = Field(0, description="how many agents it has")
 
 
+class ChatMessage(Response):
+    swarm: str
+    text: str
+    author: str
+    author_kind: Literal["person", "master", "agent", "system"]
+    channel: str = "general"
+    mentions: list[str] = Field([], description="as written, without the `@`")
+    recipients: list[str] = Field([], description="the agent ids the mentions reached")
+    time: float
+    id: str
+    seq: int = Field(description="its position in SWARM_CHAT: the `since` of the next page")
+
+
+class ChatHistory(Response):
+    messages: list[ChatMessage] = Field(description="oldest first")
+
+
+class Checkout(Response):
+    """One agent's copy of the project, as it last reported."""
+
+    agent: str
+    state: Literal["none", "pending", "synced", "sync_failed"] = Field(
+        description="none: nothing asked yet; pending: asked, not answered for this round"
+    )
+    round: int = Field(0, description="the request round it last answered")
+    commit: str | None = None
+    dirty: bool = False
+    ahead: int = 0
+    behind: int = 0
+    error: str | None = Field(None, description="git's message when the sync failed")
+    at: float | None = None
+
+
+class Project(Response):
+    swarm: str
+    id: str
+    name: str
+    git_url: str
+    branch: str = "main"
+    credentials_ref: str | None = Field(None, description="the NAME of the token's variable")
+    attached: bool = Field(description="whether it is its swarm's project")
+    round: int = Field(0, description="bumped by each init or sync request")
+    request: Literal["none", "init", "sync"] = "none"
+    created_at: float = 0.0
+    checkouts: list[Checkout] = Field(description="one per agent of the swarm")
+    complete: bool = Field(
+        description="every agent that can answer (hosted, not lost) answered this round"
+    )
+
+
 class Status(BaseModel):
     swarm: Swarm
     agents: list[Agent]
     tasks: dict[str, int] = Field(description="task counts by status, and `total`")
-    chat: list[dict[str, Any]] = Field([], description="recent chat messages")
+    chat: list[ChatMessage] = Field(
+        [], description="the last messages (empty when the chat service does not answer)"
+    )
 
 
 class BoardAt(BaseModel):

@@ -19,7 +19,8 @@ REF = "#/components/schemas/{model}"
 _REASONS = {
     400: "Bad input; `error.field` names the field at fault",
     401: "Missing or wrong bearer token",
-    404: "Unknown swarm, task or agent",
+    403: "An agent token used outside posting to its own swarm's chat",
+    404: "Unknown swarm, task, agent or project",
     409: "Not allowed in the current state, or lost a race: read again and retry",
     413: "Body too large",
     503: "NATS unreachable or the gateway still replaying: retry later",
@@ -101,6 +102,11 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.status == 201:
         responses["200"] = {
             "description": "Already done (same Idempotency-Key)",
+            "content": content,
+        }
+    if route.status == 202:
+        responses["200"] = {
+            "description": "With wait=1: every agent answered the round",
             "content": content,
         }
     codes = set(route.errors) | {503}

@@ -34,11 +34,19 @@ class Route:
     query: tuple[Query, ...] = ()
     stream: bool = False  # text/event-stream
     auth: bool = True
+    agent_token: bool = False  # an agent's own token is enough (for that agent's swarm)
     errors: tuple[int, ...] = (404,)
 
 
 _SINCE = Query("since", "replay events after this log position (default 0: all)", "integer")
 _FOLLOW = Query("follow", "1 (default for events): keep the stream open for new ones", "integer")
+_WAIT = (
+    Query(
+        "wait", "1: answer once every agent has answered this round (or at the timeout)", "integer"
+    ),
+    Query("timeout", "seconds to wait with wait=1 (default 60, at most 600)", "number"),
+    Query("swarm", "the swarm, when the project id exists in several"),
+)
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", "health", "Readiness of every service", "system", auth=False),
@@ -216,6 +224,96 @@ ROUTES: tuple[Route, ...] = (
         query=(Query("swarm", "the swarm, when the id exists in several"),),
         errors=(400, 404, 409),
     ),
+    # chat
+    Route(
+        "GET",
+        "/swarms/{swarm}/chat",
+        "chat_history",
+        "Chat history: the newest `limit` messages after position `since`, oldest first",
+        "chat",
+        response=models.ChatHistory,
+        query=(
+            Query("since", "only messages after this position (a message's `seq`)", "integer"),
+            Query("limit", "at most this many, the newest (default 100, at most 1000)", "integer"),
+        ),
+        errors=(400, 404),
+    ),
+    Route(
+        "POST",
+        "/swarms/{swarm}/chat",
+        "post_chat",
+        "Post to the swarm's chat; @mentions reach agents' inboxes (an unknown one: 400). "
+        "Also accepts an agent's own token: it then posts as that agent",
+        "chat",
+        body=models.PostChat,
+        response=models.ChatMessage,
+        status=201,
+        agent_token=True,
+        errors=(400, 403, 404),
+    ),
+    Route(
+        "GET",
+        "/swarms/{swarm}/chat/stream",
+        "chat_stream",
+        "Server-sent events: chat messages after `since`, then live "
+        "(id: position, event: message, data: the message as JSON)",
+        "chat",
+        query=(Query("since", "only messages after this position (default 0: all)", "integer"),),
+        stream=True,
+    ),
+    # projects
+    Route(
+        "GET",
+        "/projects",
+        "list_projects",
+        "Every swarm's projects (or one swarm's) with each agent's checkout",
+        "projects",
+        response=list[models.Project],
+        query=(Query("swarm", "only this swarm's projects"),),
+    ),
+    Route(
+        "POST",
+        "/projects",
+        "create_project",
+        "Create a git project and attach it to its swarm (default: `default`)",
+        "projects",
+        body=models.CreateProject,
+        response=models.Project,
+        status=201,
+        errors=(400, 404, 409),
+    ),
+    Route(
+        "GET",
+        "/swarms/{swarm}/project",
+        "swarm_project",
+        "The swarm's project with each agent's checkout (commit, dirty, ahead, behind, error)",
+        "projects",
+        response=models.Project,
+    ),
+    Route(
+        "POST",
+        "/projects/{project}/init",
+        "init_project",
+        "Clone the project into every agent's sandbox (202: a new round is asked for)",
+        "projects",
+        response=models.Project,
+        status=202,
+        query=_WAIT,
+        errors=(400, 404, 409),
+    ),
+    Route(
+        "POST",
+        "/projects/{project}/sync",
+        "sync_project",
+        "Pull the project in every agent's sandbox (202: a new round is asked for)",
+        "projects",
+        response=models.Project,
+        status=202,
+        query=_WAIT,
+        errors=(400, 404, 409),
+    ),
 )
+
+ROUTE_BY_NAME: dict[str, Route] = {route.name: route for route in ROUTES}
 
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (models.Error,)

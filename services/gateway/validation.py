@@ -4,18 +4,30 @@
 - which transitions a person may ask for (edit, cancel, delete) given a task's status;
 - ids: generated, or derived from an ``Idempotency-Key`` so a retried create names the same
   aggregate;
-- ``parse_at``: ``swarm replay --at`` takes a log position or a time.
+- ``parse_at``: ``swarm replay --at`` takes a log position or a time;
+- projects: a git URL without a secret in it, a credentials reference that is a variable's
+  name (not its value).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from schemas.board import ACTIVE, EDITABLE, FINISHED, AgentView, Board, SwarmView, TaskView
+from schemas.board import (
+    ACTIVE,
+    EDITABLE,
+    FINISHED,
+    AgentView,
+    Board,
+    ProjectView,
+    SwarmView,
+    TaskView,
+)
 from schemas.errors import Conflict, Invalid, NotFound
 
 MAX_KEY_LENGTH = 200
@@ -114,6 +126,19 @@ def find_agent(board: Board, ref: str, swarm_id: str | None = None) -> AgentView
     raise NotFound(f"no agent with sandbox id or id {ref}")
 
 
+def find_project(board: Board, project_id: str, swarm_id: str | None = None) -> ProjectView:
+    """The project ``project_id`` in ``swarm_id``, or in whichever swarm holds it; ``Conflict``
+    when several do and none was named."""
+    swarms = [swarm_of(board, swarm_id)] if swarm_id else list(board.swarms.values())
+    found = [s.projects[project_id] for s in swarms if project_id in s.projects]
+    if len(found) > 1:
+        where = ", ".join(sorted(p.swarm for p in found))
+        raise Conflict(f"project {project_id} exists in several swarms ({where}): add ?swarm=<id>")
+    if not found:
+        raise NotFound(f"no project {project_id}" + (f" in swarm {swarm_id}" if swarm_id else ""))
+    return found[0]
+
+
 # --- ids --------------------------------------------------------------------------------------
 
 
@@ -176,3 +201,105 @@ def parse_at(value: str) -> tuple[int | None, float | None]:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return None, moment.timestamp()
+
+
+# --- projects ---------------------------------------------------------------------------------
+
+GIT_SCHEMES = frozenset({"https", "http", "ssh", "git", "file"})
+# Well-known token prefixes: GitHub, GitLab, Slack, OpenAI/Anthropic-style keys.
+TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "sk-")
+SECRET_QUERY = re.compile(r"token|secret|password|passwd|key|auth|sig", re.IGNORECASE)
+_SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/:\s]+)@)?(?P<host>[A-Za-z0-9.-]+):(?!//)\S+$")
+_TRANSPORT_HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+NO_SECRETS = (
+    "put the token in an environment variable on the executors and pass its name as "
+    "credentialsRef (swarm project create --credentials-ref NAME)"
+)
+
+
+def looks_like_secret(value: str) -> bool:
+    """A known token prefix, or a long run of letters and digits mixed like a random key."""
+    if value.startswith(TOKEN_PREFIXES):
+        return True
+    letters = any(c.isalpha() for c in value)
+    digits = sum(c.isdigit() for c in value)
+    return len(value) >= 20 and letters and digits >= 3 and not value.isupper()
+
+
+def check_git_url(url: str) -> str:
+    """``url`` when git can fetch it and it carries no secret; else ``Invalid("git_url")``.
+
+    Accepted: ``https://``, ``http://``, ``ssh://``, ``git://`` and ``file://`` URLs,
+    ``user@host:path`` (scp-like) and local paths. Refused: a password (or token) in the user
+    info, a token-like user name, a query parameter that looks like a credential, git's
+    ``<transport>::`` helpers (they run programs) and anything starting with ``-``. The message
+    never repeats the URL: it may hold the secret it is refusing."""
+    url = url.strip()
+    if not url or not url.isprintable() or any(c.isspace() for c in url):
+        raise Invalid("git_url", "git_url must be a URL or path without spaces")
+    if url.startswith("-"):
+        raise Invalid("git_url", "git_url must not start with '-'")
+    if _TRANSPORT_HELPER.match(url):
+        raise Invalid("git_url", "git_url must not use a '<transport>::' remote helper")
+    if "://" in url:
+        parts = urllib.parse.urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in GIT_SCHEMES:
+            raise Invalid(
+                "git_url",
+                f"git_url scheme {scheme!r} is not one of {', '.join(sorted(GIT_SCHEMES))}",
+            )
+        try:
+            password = parts.password
+            user = parts.username
+        except ValueError:
+            raise Invalid("git_url", "git_url has a malformed user or host part") from None
+        if password is not None:
+            raise Invalid("git_url", f"git_url must not carry a password or token: {NO_SECRETS}")
+        if user and looks_like_secret(urllib.parse.unquote(user)):
+            raise Invalid("git_url", f"git_url's user name looks like a token: {NO_SECRETS}")
+        names = [name for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
+        if any(SECRET_QUERY.search(name) for name in names):
+            raise Invalid("git_url", f"git_url's query looks like it holds a secret: {NO_SECRETS}")
+        if scheme != "file" and not parts.hostname:
+            raise Invalid("git_url", f"git_url ({scheme}://) needs a host")
+        return url
+    if url.startswith(("/", "./", "../", "~")):
+        return url
+    scp = _SCP_LIKE.match(url)
+    if scp is not None:
+        if scp.group("user") and looks_like_secret(scp.group("user")):
+            raise Invalid("git_url", f"git_url's user name looks like a token: {NO_SECRETS}")
+        return url
+    raise Invalid(
+        "git_url",
+        "git_url must be an https://, ssh://, git:// or file:// URL, user@host:path, or a path",
+    )
+
+
+def check_credentials_ref(ref: str | None) -> str | None:
+    """The name of the environment variable holding the git token (``None``: no token)."""
+    if ref is None or not ref.strip():
+        return None
+    ref = ref.strip()
+    if not _VARIABLE.match(ref):
+        raise Invalid(
+            "credentials_ref",
+            "credentials_ref must be the NAME of an environment variable holding the token "
+            "(like GITHUB_TOKEN), not the token itself",
+        )
+    if looks_like_secret(ref):
+        raise Invalid(
+            "credentials_ref",
+            "credentials_ref looks like a token: pass the NAME of the environment variable "
+            "that holds it (like GITHUB_TOKEN)",
+        )
+    return ref
+
+
+def check_branch(branch: str) -> str:
+    """A branch name git accepts (the model has checked the characters)."""
+    if ".." in branch or branch.endswith(("/", ".", ".lock")) or "//" in branch:
+        raise Invalid("branch", f"branch {branch!r} is not a valid git branch name")
+    return branch
