@@ -22,6 +22,9 @@ T...``, ``--append-system-prompt S``, ``--dangerously-skip-permissions``, ``--``
 - ``not-logged-in``: the capture: ``is_error: true``, "Not logged in · Please run /login", exit 1;
 - ``slow``: starts, says something, then works for ``FAKE_CLAUDE_SLEEP`` seconds (default 300)
   before succeeding (for timeouts and cancels).
+
+``FAKE_CLAUDE_PROMPT_LOG``: a file to which each call appends one JSON line ``{"prompt", "cwd",
+"env"}`` (``env``: the ``SWARM_*`` variables it was given), so tests can see what it was asked.
 """
 
 from __future__ import annotations
@@ -318,6 +321,11 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
+    record = os.environ.get("FAKE_CLAUDE_PROMPT_LOG")
+    if record:
+        given = {k: v for k, v in os.environ.items() if k.startswith("SWARM_")}
+        with open(record, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"prompt": prompt, "cwd": os.getcwd(), "env": given}) + "\n")
     mode = os.environ.get("FAKE_CLAUDE_MODE", "auto")
     if mode == "auto":
         has_credentials = os.environ.get("ANTHROPIC_API_KEY") or os.environ.get(

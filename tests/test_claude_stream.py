@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from schemas.board import TaskView
+from schemas.chat import InboxEntry
 from schemas.events import Usage
 from services.executor import runtimes
 from services.executor.claude_stream import ClaudeStream, LineSplitter
@@ -200,12 +201,13 @@ def test_shell_command_runs_the_prompt_as_a_bash_script_with_stderr_merged() -> 
     assert command.merge_stderr
 
 
-def test_prompt_holds_the_title_description_and_a_prompt_that_says_more() -> None:
+def test_prompt_holds_the_mentions_title_description_and_a_prompt_that_says_more() -> None:
+    mention = InboxEntry(seq=7, id="m7", author="master", text="@qa hi", time=1.0)
     prompt = runtimes.task_prompt(
-        task(description="In src/ui.", prompt="Use the design tokens."), mentions=["@qa: hi"]
+        task(description="In src/ui.", prompt="Use the design tokens."), mentions=[mention]
     )
     assert prompt == (
-        "Unread messages for you:\n- @qa: hi\n\n"
+        "Unread chat messages that mention you:\n- [master] @qa hi\n\n"
         "Task t-1: Create Button\n\nIn src/ui.\n\nUse the design tokens."
     )
     assert runtimes.task_prompt(task()) == "Task t-1: Create Button"

@@ -152,3 +152,19 @@ def test_bad_configuration_is_refused_naming_the_field(tmp_path: Path) -> None:
     with pytest.raises(Invalid) as error:
         load(flags("--config", str(empty)), env={"SWARM_MAX_AGENTS": "many"})
     assert error.value.field == "max_agents"
+
+
+def test_git_timeout_comes_from_toml_then_environment_then_flag(tmp_path: Path) -> None:
+    path = tmp_path / "custom.toml"
+    path.write_text("[executor]\ngit_timeout = 30\n")
+    assert load(flags(), env={}).git_timeout == executor_config.DEFAULT_GIT_TIMEOUT == 120
+    assert load(flags("--config", str(path)), env={}).git_timeout == 30
+    env = {"SWARM_GIT_TIMEOUT": "45"}
+    assert load(flags("--config", str(path)), env=env).git_timeout == 45
+    assert load(flags("--config", str(path), "--git-timeout", "5"), env=env).git_timeout == 5
+
+
+def test_a_git_timeout_that_is_not_positive_is_invalid() -> None:
+    with pytest.raises(Invalid) as caught:
+        load(flags("--git-timeout", "0"), env={})
+    assert caught.value.field == "git_timeout"

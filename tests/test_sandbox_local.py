@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from schemas.errors import Invalid
-from services.executor.sandboxes import backend
+from services.executor.sandboxes import Sandbox, backend
 from services.executor.sandboxes.local import LocalBackend, LocalSandbox
 
 
@@ -200,3 +200,22 @@ async def test_each_agent_gets_its_own_directory_and_bad_names_are_refused(
         backend("nope")
     await one.destroy()
     assert not await asyncio.to_thread(Path(one.workdir).exists)
+
+
+async def test_a_command_can_start_in_a_directory_below_the_working_directory(
+    sandbox: LocalSandbox,
+) -> None:
+    (Path(sandbox.workdir) / "project").mkdir()
+    output = Collected()
+    result = await sandbox.exec(["pwd"], on_output=output, cwd="project", timeout=20)
+    assert result.exit_code == 0
+    assert output.text == f"{Path(sandbox.workdir) / 'project'}\n"
+
+
+async def test_path_exists_answers_the_same_through_exec_and_locally(
+    sandbox: LocalSandbox,
+) -> None:
+    (Path(sandbox.workdir) / "project" / ".git").mkdir(parents=True)
+    for path, expected in (("project/.git", True), ("project/nothing", False)):
+        assert await sandbox.path_exists(path) is expected
+        assert await Sandbox.path_exists(sandbox, path) is expected  # the exec-based default

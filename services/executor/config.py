@@ -12,6 +12,7 @@ max_agents = 10                 # agents it hosts at most, counting API-register
 backend = "local"               # sandbox backend
 data_dir = ".swarm"             # agents' working directories live in <data_dir>/agents/<agent>
 timeout = 600                   # seconds a task may run unless the task says otherwise
+git_timeout = 120               # seconds a clone or pull of the project may take
 pass_env = ["HTTPS_PROXY"]      # extra variables of the executor's environment agents get
 
 [claude]
@@ -49,6 +50,7 @@ from services.executor.runtimes import ClaudeOptions
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_MAX_AGENTS = 10
 DEFAULT_LEASE = 10.0
+DEFAULT_GIT_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class ExecutorConfig:
     pass_env: tuple[str, ...] = ()
     lease: float = DEFAULT_LEASE  # presence older than this: the agent's host is gone
     ack_wait: float = 30.0  # a dispatch in progress is redelivered after this long without news
+    git_timeout: float = DEFAULT_GIT_TIMEOUT  # one clone / pull of the project, at most
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -96,6 +99,10 @@ class ExecutorConfig:
             raise Invalid("max_agents", f"max_agents must be 0 or more, not {self.max_agents}")
         if not self.task_timeout > 0:
             raise Invalid("timeout", f"timeout must be over 0 seconds, not {self.task_timeout}")
+        if not self.git_timeout > 0:
+            raise Invalid(
+                "git_timeout", f"git_timeout must be over 0 seconds, not {self.git_timeout}"
+            )
 
     @property
     def agents_root(self) -> Path:
@@ -247,6 +254,12 @@ def load(
         claude=claude,
         pass_env=tuple(dict.fromkeys(pass_env)),
         lease=_number(env.get("SWARM_LEASE_SECONDS") or DEFAULT_LEASE, "SWARM_LEASE_SECONDS"),
+        git_timeout=_number(
+            pick(
+                "git_timeout", "SWARM_GIT_TIMEOUT", executor_t, "git_timeout", DEFAULT_GIT_TIMEOUT
+            ),
+            "git_timeout",
+        ),
     )
     if agents is not None:
         config = replace(config, agents=agents)
@@ -262,6 +275,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-agents", type=int, help="agents to host at most (env SWARM_MAX_AGENTS; default 10)")
     add("--backend", help="sandbox backend (default local)")
     add("--timeout", type=float, help="default task timeout in seconds (default 600)")
+    add(
+        "--git-timeout",
+        type=float,
+        help="seconds a clone/pull of the project may take (env SWARM_GIT_TIMEOUT; default 120)",
+    )
     add(
         "--agent",
         action="append",

@@ -7,7 +7,9 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from schemas.agent_tokens import make_agent_token
 from schemas.board import TaskView
+from schemas.chat import InboxEntry
 from schemas.events import RunOutcome
 from services.executor import runtimes
 from services.executor.runtimes import ClaudeOptions, ClaudeOutput, ShellOutput, Verdict
@@ -25,14 +27,35 @@ class RunSettings:
     pass_env: tuple[str, ...] = ()
 
 
+def api_access(source_env: Mapping[str, str], swarm: str, agent: str) -> dict[str, str]:
+    """What lets an agent talk to Swarm from its sandbox: ``SWARM_API_URL``,
+    ``SWARM_DEFAULT_ID`` and ``SWARM_AGENT_TOKEN`` (a token that may only post chat, as this
+    agent). The token is given only when the executor knows the API (``SWARM_API_URL`` and
+    ``SWARM_API_TOKEN`` in its environment, as ``swarm up`` sets them)."""
+    env = {"SWARM_DEFAULT_ID": swarm}
+    url = source_env.get("SWARM_API_URL", "").strip()
+    api_token = source_env.get("SWARM_API_TOKEN", "")
+    if url:
+        env["SWARM_API_URL"] = url
+        if api_token:
+            env["SWARM_AGENT_TOKEN"] = make_agent_token(api_token, swarm, agent)
+    return env
+
+
 def sandbox_env(
-    settings: RunSettings, task: TaskView, agent: str, *, with_credentials: bool
+    settings: RunSettings,
+    task: TaskView,
+    agent: str,
+    *,
+    with_credentials: bool,
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """What the command gets beyond the sandbox's basics: ids, passed-through variables and,
-    for the claude runtime only, the credentials."""
+    """What the command gets beyond the sandbox's basics: passed-through variables, ``extra``
+    (the agent's API access), ids and, for the claude runtime only, the credentials."""
     env = {
         name: settings.source_env[name] for name in settings.pass_env if name in settings.source_env
     }
+    env.update(extra or {})
     env.update(
         SWARM_SWARM_ID=task.swarm,
         SWARM_TASK_ID=task.id,
@@ -53,18 +76,22 @@ async def execute(
     cancel: asyncio.Event,
     *,
     tail: Callable[[], str] = lambda: "",
-    mentions: Sequence[str] = (),
+    mentions: Sequence[InboxEntry] = (),
+    extra_env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
 ) -> Verdict:
     """Run the task once; ``write`` gets readable output as it comes, ``tail`` returns the last
     of it. A run stopped through ``cancel`` still gets a verdict; its caller knows why it stopped
-    and decides what it means."""
+    and decides what it means. ``mentions`` go in front of a claude prompt; ``extra_env`` is
+    given to the command; ``cwd`` (relative to the sandbox's working directory) is where it
+    runs."""
     if task.runtime == "instant":
         return runtimes.instant()
     output: ShellOutput | ClaudeOutput
     if task.runtime == "shell":
         command = runtimes.shell_command(task.prompt)
         output = ShellOutput()
-        env = sandbox_env(settings, task, agent, with_credentials=False)
+        env = sandbox_env(settings, task, agent, with_credentials=False, extra=extra_env)
     else:
         binary = runtimes.find_claude(settings.claude.bin, settings.source_env.get("PATH"))
         if binary is None:
@@ -73,7 +100,7 @@ async def execute(
             return verdict
         prompt = runtimes.task_prompt(task, mentions)
         command = runtimes.claude_command(settings.claude, binary, prompt)
-        env = sandbox_env(settings, task, agent, with_credentials=True)
+        env = sandbox_env(settings, task, agent, with_credentials=True, extra=extra_env)
         output = ClaudeOutput(credentials_given=bool(runtimes.credentials(settings.source_env)))
     timeout = task.timeout or settings.default_timeout
 
@@ -89,6 +116,7 @@ async def execute(
             timeout=timeout,
             cancel=cancel,
             merge_stderr=command.merge_stderr,
+            cwd=cwd,
         )
     except OSError as error:  # could not start the command at all
         reason = f"could not start {command.argv[0]!r} in the sandbox: {error}"

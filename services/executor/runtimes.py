@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schemas.board import TaskView
+from schemas.chat import InboxEntry, prompt_section
 from schemas.events import RunOutcome
 from services.executor.claude_stream import ClaudeStream, LineSplitter
 
@@ -72,18 +73,15 @@ class Verdict:
 # --- prompts and commands -------------------------------------------------------------------
 
 
-def task_prompt(task: TaskView, mentions: Sequence[str] = ()) -> str:
-    """What the agent is asked: unread mentions (if any), the title, the description, then the
-    prompt when it says more than the title."""
-    parts = []
-    if mentions:
-        parts.append("Unread messages for you:\n" + "\n".join(f"- {m}" for m in mentions))
-    parts.append(f"Task {task.id}: {task.title}")
+def task_prompt(task: TaskView, mentions: Sequence[InboxEntry] = ()) -> str:
+    """What the agent is asked: its unread chat mentions (if any), the title, the description,
+    then the prompt when it says more than the title."""
+    parts = [f"Task {task.id}: {task.title}"]
     if task.description.strip():
         parts.append(task.description.strip())
     if task.prompt.strip() and task.prompt.strip() != task.title.strip():
         parts.append(task.prompt.strip())
-    return "\n\n".join(parts)
+    return prompt_section(list(mentions)) + "\n\n".join(parts)
 
 
 def claude_command(options: ClaudeOptions, binary: str, prompt: str) -> Command:

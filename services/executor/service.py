@@ -12,6 +12,15 @@ progress while the agent works; the result is appended only while the fold still
 attempt running (a cancelled or requeued attempt's result is refused, zombie fencing); then the
 message is acked. A ``task.cancelled`` (or ``requeued``) for a task running here kills its
 process group at once.
+
+Around each run (see ``mentions.py``, ``chat_lines.py``, ``checkouts.py``): a claude task's
+prompt starts with the agent's unread chat mentions (marked read by the ``running`` event); a
+line goes to chat when the task starts, completes or fails; the command gets the agent's API
+access (``runs.api_access``) and runs in the agent's checkout of the project when there is one.
+Checkouts: whenever the fold shows a hosted agent owing its swarm's attached project a checkout
+(an init or sync request it has not answered), the executor does it and appends
+``project.synced`` / ``project.sync_failed``; before running a task, a due checkout is done
+first. One lock per agent keeps git and the agent's task from working in the checkout at once.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from schemas import events as ev
 from schemas import subjects
 from schemas.board import Board
 from schemas.errors import Unavailable
+from services.bus import chat as chat_bus
 from services.bus.connection import NatsOptions
 from services.bus.dispatch import (
     agent_consumer,
@@ -39,19 +49,21 @@ from services.bus.dispatch import (
     next_dispatches,
 )
 from services.bus.eventlog import AppendConflict
-from services.bus.logs import known_secrets
+from services.bus.logs import known_secrets, redactor
 from services.bus.presence import Presence, put_presence
 from services.bus.service import Service
+from services.executor import chat_lines, checkouts, decisions, mentions, runs, sandboxes
 from services.executor import config as executor_config
-from services.executor import decisions, runs, sandboxes
 from services.executor.config import AgentConfig, ExecutorConfig
 from services.executor.decisions import Append
+from services.executor.git import CHECKOUT_DIR, GitFailed
 from services.executor.output import OutputSink
 from services.executor.runtimes import Verdict
 from services.executor.sandboxes import Sandbox
 
 PRESENCE_EVERY = 2.0
 SETTLE_SECONDS = 5.0
+CHAT_RETRY_SECONDS = 10.0
 
 
 @dataclass
@@ -83,6 +95,9 @@ class HostedAgent:
     run: ActiveRun | None = None
     active: bool = True
     serving: bool = False  # between taking a dispatch and acking it
+    api_env: dict[str, str] = field(default_factory=dict)  # runs.api_access: holds a secret
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # its checkout: git or a task
+    checkout_job: asyncio.Task | None = None
 
 
 class Executor(Service):
@@ -119,6 +134,8 @@ class Executor(Service):
         self.hosted: dict[str, HostedAgent] = {}
         self.runs: dict[str, ActiveRun] = {}
         self._agents_changed = asyncio.Event()
+        self._projects_changed = asyncio.Event()
+        self._chat_lines: asyncio.Queue[tuple[Any, str]] = asyncio.Queue()
         self._background: set[asyncio.Task] = set()
         self._secrets = known_secrets(self.env)
         self._presence_task: asyncio.Task | None = None
@@ -166,6 +183,8 @@ class Executor(Service):
                 await self._host(view.id, view.sandbox_id)
         self._presence_task = self.spawn(self._presence_loop(), "presence")
         self.spawn(self._take_up_loop(), "take-up")
+        self.spawn(self._chat_loop(), "chat-lines")
+        self.spawn(self._project_loop(), "checkouts")
         self.log.info("executor.serving", agents=sorted(self.hosted))
 
     async def on_stop(self) -> None:
@@ -173,6 +192,9 @@ class Executor(Service):
         serving a dispatch finishes it: requeue, ack), then withdraw the agents' presence."""
         for run in list(self.runs.values()):
             run.stop(f"executor {self.me} stopped while attempt {run.attempt} was running")
+        for hosted in self.hosted.values():
+            if hosted.checkout_job is not None:
+                hosted.checkout_job.cancel()  # kills git: the round is done again next start
         loops = [h.loop for h in self.hosted.values() if h.loop is not None]
         for hosted in self.hosted.values():
             if hosted.loop is not None and not hosted.serving:
@@ -182,6 +204,10 @@ class Executor(Service):
         for loop in loops:
             loop.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
+        try:  # the last chat lines (a few seconds at most)
+            await asyncio.wait_for(self._chat_lines.join(), 3.0)
+        except TimeoutError:
+            self.log.warning("executor.chat_lines_dropped", left=self._chat_lines.qsize())
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -284,10 +310,16 @@ class Executor(Service):
             await self._append(back)
         sandbox = await self.backend.create(self.swarm, agent, sandbox_id)
         sub = await agent_consumer(self.bus.js, self.swarm, agent, ack_wait=self.config.ack_wait)
-        hosted = HostedAgent(id=agent, sandbox=sandbox, sub=sub)
+        api_env = runs.api_access(self.env, self.swarm, agent)
+        token = api_env.get("SWARM_AGENT_TOKEN")
+        if token:  # masked wherever it might show up: output, chat, logs
+            self._secrets.append(token)
+            redactor.add(token)
+        hosted = HostedAgent(id=agent, sandbox=sandbox, sub=sub, api_env=api_env)
         self.hosted[agent] = hosted
         await self._put_presence(hosted)
         hosted.loop = asyncio.create_task(self._serve_agent(hosted), name=f"agent-{agent}")
+        self._projects_changed.set()  # a checkout may be due
         self.log.info("executor.hosting", agent=agent, sandbox=sandbox.id)
 
     async def _unhost(self, agent: str, *, gone: bool) -> None:
@@ -295,6 +327,8 @@ class Executor(Service):
         if hosted is None:
             return
         hosted.active = False
+        if hosted.checkout_job is not None:
+            hosted.checkout_job.cancel()
         if hosted.run is not None:
             hosted.run.stop(
                 f"agent {agent} left executor {self.me} while attempt {hosted.run.attempt} "
@@ -383,8 +417,11 @@ class Executor(Service):
             ):
                 task = board.task(run.swarm, run.task)
                 run.stop(task.status if task is not None else "deleted")
+        elif isinstance(event, ev.ProjectEvent):
+            self._projects_changed.set()
         elif isinstance(event, ev.AgentEvent):
             self._agents_changed.set()
+            self._projects_changed.set()
             if event.id not in self.hosted or not self.ready:
                 return
             gone = board.agent(self.swarm, event.id) is None
@@ -449,6 +486,25 @@ class Executor(Service):
             log.info("executor.dispatch_dropped", reason=refusal)
             await msg.ack()
             return
+        keepalive = asyncio.create_task(self._keep_in_progress(msg))
+        try:
+            async with hosted.lock:
+                await self._serve_claimed(hosted, dispatch, msg, log)
+        finally:
+            keepalive.cancel()
+
+    async def _serve_claimed(self, hosted: HostedAgent, dispatch: Any, msg: Any, log: Any) -> None:
+        """With the agent's checkout to itself: a due checkout first, then ``running`` (with the
+        mentions its prompt takes), the run, the result."""
+        assert self.bus is not None and self.projection is not None
+        if self.stopping.is_set():  # waited for the lock while this executor began to stop
+            await msg.nak()
+            return
+        await self._checkout_locked(hosted)
+        claimed = self.board.task(self.swarm, dispatch.task)
+        delivery = mentions.Delivery()
+        if claimed is not None and mentions.takes_mentions(claimed.runtime):
+            delivery = await self._unread(hosted.id)
         running = ev.TaskRunning(
             swarm=self.swarm,
             id=dispatch.task,
@@ -457,6 +513,7 @@ class Executor(Service):
             agent=dispatch.agent,
             attempt=dispatch.attempt,
             executor=self.me,
+            inbox_read_through=delivery.read_through,
         )
         try:
             seq = await self.bus.events.append(
@@ -488,9 +545,14 @@ class Executor(Service):
                 return  # cancelled (or more) the moment it started: nothing to run or say
             task = copy.copy(view)
             task.attempt = dispatch.attempt
-            log.info("task.running", runtime=task.runtime)
-            verdict = await self._run(hosted, task, run, msg)
-            await self._finish(run, verdict, log)
+            log.info("task.running", runtime=task.runtime, mentions=len(delivery.entries))
+            self._say(run, "started", task.title)
+            verdict = await self._run(hosted, task, run, delivery)
+            result = await self._finish(run, verdict, log)
+            if isinstance(result, ev.TaskCompleted):
+                self._say(run, "completed", result.outcome.result)
+            elif isinstance(result, ev.TaskFailed):
+                self._say(run, "failed", result.reason)
         finally:
             self.runs.pop(run.task, None)
             hosted.run = None
@@ -507,9 +569,10 @@ class Executor(Service):
             except Exception:  # NATS away: the next one may pass
                 pass
 
-    async def _run(self, hosted: HostedAgent, task: Any, run: ActiveRun, msg: Any) -> Verdict:
+    async def _run(
+        self, hosted: HostedAgent, task: Any, run: ActiveRun, delivery: mentions.Delivery
+    ) -> Verdict:
         assert self.bus is not None
-        keepalive = asyncio.create_task(self._keep_in_progress(msg))
         sink = None
         if task.runtime != "instant":
             sink = OutputSink(
@@ -522,6 +585,7 @@ class Executor(Service):
                 secrets=self._secrets,
             )
         try:
+            in_checkout = await hosted.sandbox.path_exists(f"{CHECKOUT_DIR}/.git")
             verdict = await runs.execute(
                 task,
                 hosted.id,
@@ -530,19 +594,23 @@ class Executor(Service):
                 self.settings,
                 run.cancel,
                 tail=(lambda: sink.tail) if sink is not None else (lambda: ""),
+                mentions=delivery.entries,
+                extra_env=hosted.api_env,
+                cwd=CHECKOUT_DIR if in_checkout else None,
             )
         except Exception as error:
             self.log.exception("executor.run_crashed", task=task.id)
             reason = f"executor error while running the task: {type(error).__name__}: {error}"
             verdict = Verdict(False, ev.RunOutcome(result=reason, is_error=True), reason)
-        finally:
-            keepalive.cancel()
         if sink is not None:
             verdict.outcome.output = await sink.close()
         return verdict
 
-    async def _finish(self, run: ActiveRun, verdict: Verdict, log: Any) -> None:
-        """Append the result (or, when this executor is stopping, give the attempt back)."""
+    async def _finish(
+        self, run: ActiveRun, verdict: Verdict, log: Any
+    ) -> ev.TaskCompleted | ev.TaskFailed | None:
+        """Append the result (or, when this executor is stopping, give the attempt back).
+        Returns the result appended (None: refused, or given back)."""
         assert self.bus is not None
         now = time.time()
         if run.why is not None:
@@ -585,7 +653,7 @@ class Executor(Service):
                     why=run.why or (task.status if task else "deleted"),
                     result=event.verb,
                 )
-                return
+                return None
             try:
                 seq = await self.bus.events.append(event, expected_seq=expected, retry_for=30.0)
             except AppendConflict:
@@ -595,7 +663,125 @@ class Executor(Service):
             except Unavailable as error:
                 if self.stopping.is_set():
                     log.error("executor.result_lost", error=error.message)
-                    return
+                    return None
                 continue  # NATS away: keep trying (the msg id keeps it single)
             log.info(f"task.{event.verb}", result_seq=seq, reason=getattr(event, "reason", None))
+            return event if isinstance(event, ev.TaskCompleted | ev.TaskFailed) else None
+
+    # --- mentions and chat lines -------------------------------------------------------------
+
+    async def _unread(self, agent: str) -> mentions.Delivery:
+        """The agent's unread mentions that fit in its next prompt. Inbox unreadable (NATS
+        away): none this time; they stay unread, nothing is lost."""
+        assert self.bus is not None
+        view = self.board.agent(self.swarm, agent)
+        read_through = view.read_through if view is not None else 0
+        try:
+            kv = await self.bus.kv(subjects.INBOX_BUCKET)
+            inbox, _ = await chat_bus.read_inbox(kv, self.swarm, agent)
+        except Exception as error:
+            self.log.warning("executor.inbox_unreadable", agent=agent, error=str(error))
+            return mentions.Delivery()
+        return mentions.take(inbox, read_through)
+
+    def _say(self, run: ActiveRun, verb: chat_lines.Verb, detail: str) -> None:
+        """Queue a chat line (posted in order, behind the run: a slow chat never slows it)."""
+        self._chat_lines.put_nowait(
+            chat_lines.message(
+                run.swarm,
+                run.agent,
+                run.task,
+                run.attempt,
+                verb,
+                detail,
+                secrets=self._secrets,
+                now=time.time(),
+            )
+        )
+
+    async def _chat_loop(self) -> None:
+        assert self.bus is not None
+        while True:
+            message, msg_id = await self._chat_lines.get()
+            deadline = time.monotonic() + CHAT_RETRY_SECONDS
+            try:
+                while True:
+                    try:
+                        await chat_bus.post(self.bus.js, message, msg_id)
+                        break
+                    except Exception as error:  # NATS away: again (the msg id keeps it single)
+                        if time.monotonic() > deadline or self.stopping.is_set():
+                            self.log.warning("executor.chat_line_lost", error=str(error))
+                            break
+                        await asyncio.sleep(0.5)
+            finally:
+                self._chat_lines.task_done()
+
+    # --- the project's checkouts -------------------------------------------------------------
+
+    async def _project_loop(self) -> None:
+        """On project and agent events (and every few seconds): start the checkouts due for
+        hosted agents, each agent's on its own (they clone side by side)."""
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self._projects_changed.wait(), 5 * PRESENCE_EVERY)
+            except TimeoutError:
+                pass
+            self._projects_changed.clear()
+            for hosted in list(self.hosted.values()):
+                busy = hosted.checkout_job is not None and not hosted.checkout_job.done()
+                if busy or checkouts.due(self.board, self.swarm, hosted.id) is None:
+                    continue
+                hosted.checkout_job = asyncio.create_task(
+                    self._checkout(hosted), name=f"checkout-{hosted.id}"
+                )
+                self._background.add(hosted.checkout_job)
+                hosted.checkout_job.add_done_callback(self._background.discard)
+
+    async def _checkout(self, hosted: HostedAgent) -> None:
+        async with hosted.lock:
+            await self._checkout_locked(hosted)
+
+    async def _checkout_locked(self, hosted: HostedAgent) -> None:
+        """Do the agent's due checkout, if any, and append how it went (holding its lock)."""
+        request = checkouts.due(self.board, self.swarm, hosted.id)
+        if request is None or not hosted.active or self.stopping.is_set():
             return
+        log = self.log.bind(
+            agent=hosted.id, project=request.project, round=request.round, kind=request.kind
+        )
+        token = self.env.get(request.credentials_ref or "", "")
+        if len(token) >= 6 and request.credentials_ref not in checkouts.NOT_GIT_CREDENTIALS:
+            if token not in self._secrets:  # masked in the agents' output and in logs too
+                self._secrets.append(token)
+            redactor.add(token)
+        started = time.monotonic()
+        outcome: Any
+        try:
+            outcome = await checkouts.perform(
+                hosted.sandbox,
+                request,
+                env=self.env,
+                timeout=self.config.git_timeout,
+                secrets=self._secrets,
+                executor=self.me,
+            )
+        except GitFailed as error:
+            outcome = error
+        except Exception as error:  # the sandbox itself failed: say so rather than stay silent
+            log.exception("executor.checkout_crashed")
+            outcome = GitFailed(f"checkout failed: {type(error).__name__}: {error}")
+        event = checkouts.answer(request, outcome, decisions.actor(self.me))
+        try:
+            assert self.bus is not None and self.projection is not None
+            seq = await self.bus.events.append(event, msg_id=request.msg_id, retry_for=10.0)
+            await self.projection.wait_for(seq)
+        except Exception as error:  # NATS away: still due, done again on the next round
+            log.warning("executor.checkout_unreported", error=str(error))
+            return
+        log.info(
+            f"project.{event.verb}",
+            seconds=round(time.monotonic() - started, 3),
+            commit=getattr(event, "commit", None),
+            error=getattr(event, "error", None),
+        )

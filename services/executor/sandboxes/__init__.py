@@ -5,16 +5,47 @@ executor finds its agents' sandboxes again). A ``Sandbox`` runs one command at a
 streams to a callback as it comes, and a timeout or a cancel kills the command with everything it
 started. ``local`` (``sandboxes/local.py``) is the default; a Daytona backend goes behind the same
 interface.
+
+Git (the agent's checkout of the project): ``git_clone``, ``git_checkout``, ``git_pull``,
+``git_status`` and ``path_exists`` have working implementations here, built on ``exec`` and the
+pure commands of ``services/executor/git.py``; a backend with its own git API (Daytona's SDK)
+overrides them. Each raises ``GitFailed`` with git's message (trimmed, masked), and is done (or
+killed) by its ``GitCall``'s deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from schemas.errors import Invalid
+from services.executor import git
+from services.executor.git import CheckoutStatus, GitFailed
+
+OUTPUT_KEPT = 64 * 1024  # of a git command's output, the last this many characters are kept
+
+
+@dataclass(frozen=True)
+class GitCall:
+    """What every command of one git operation shares: the time it has (``timeout`` seconds,
+    until ``deadline`` on ``time.monotonic()``), the credentials (a token, or None) and the
+    secrets to mask."""
+
+    timeout: float
+    deadline: float
+    token: str | None = None
+    secrets: tuple[str, ...] = ()
+
+    @classmethod
+    def within(
+        cls, timeout: float, token: str | None = None, secrets: Iterable[str] = ()
+    ) -> GitCall:
+        masked = tuple(s for s in (*secrets, token or "") if s)
+        return cls(timeout, time.monotonic() + timeout, token, masked)
+
 
 # (stream, data): stream is "stdout" or "stderr"; data is raw bytes as they came.
 OutputCallback = Callable[[str, bytes], Awaitable[None] | None]
@@ -49,8 +80,10 @@ class Sandbox(ABC):
         timeout: float | None = None,
         cancel: asyncio.Event | None = None,
         merge_stderr: bool = False,
+        cwd: str | None = None,
     ) -> ExecResult:
-        """Run ``argv`` in the sandbox's working directory and wait for it.
+        """Run ``argv`` in the sandbox's working directory (or ``cwd``, relative to it) and
+        wait for it.
 
         ``env``: variables given to the command on top of the sandbox's own minimal environment
         (credentials go here; nothing else of the executor's environment leaks in).
@@ -61,6 +94,86 @@ class Sandbox(ABC):
     @abstractmethod
     async def destroy(self) -> None:
         """Remove the sandbox and what it holds."""
+
+    # --- files and git (exec-based; a backend may do better) ---------------------------------
+
+    async def path_exists(self, path: str) -> bool:
+        """Whether ``path`` (relative to the working directory) exists."""
+        result = await self.exec(["test", "-e", path], on_output=_ignore, timeout=30)
+        return result.exit_code == 0
+
+    async def _git(self, argv: list[str], action: str, call: GitCall) -> str:
+        """Run one command of a git operation within its time; its output, or ``GitFailed``."""
+        kept: list[str] = []
+
+        def collect(stream: str, data: bytes) -> None:
+            kept.append(data.decode("utf-8", "replace"))
+            if len(kept) > 256:
+                kept[:] = ["".join(kept)[-OUTPUT_KEPT:]]
+
+        timeout = call.deadline - time.monotonic()
+        too_long = f"{action} failed: timed out (the git timeout is {call.timeout:g} s)"
+        if timeout <= 0:
+            raise GitFailed(too_long)
+        try:
+            result = await self.exec(
+                argv,
+                on_output=collect,
+                env=git.git_env(call.token),
+                timeout=timeout,
+                merge_stderr=True,
+            )
+        except OSError as error:
+            raise GitFailed(f"{action} failed: could not start {argv[0]}: {error}") from error
+        if result.timed_out:
+            raise GitFailed(too_long)
+        if result.exit_code != 0:
+            raise GitFailed(git.failure(action, "".join(kept), call.secrets))
+        return "".join(kept)[-OUTPUT_KEPT:]
+
+    async def git_clone(self, url: str, branch: str, path: str, call: GitCall) -> None:
+        """Clone ``branch`` of ``url`` into ``path`` (not a checkout yet): into
+        ``<path>.partial`` first, renamed once complete, so a clone cut short never looks like
+        a checkout."""
+        partial = f"{path}.partial"
+        await self._git(["rm", "-rf", "--", partial], "cleaning up", call)
+        try:
+            await self._git(git.clone_argv(url, branch, partial), "git clone", call)
+            await self._git(["mv", "-T", "--", partial, path], "moving the clone in place", call)
+        except GitFailed:
+            await self.exec(["rm", "-rf", "--", partial], on_output=_ignore, timeout=30)
+            raise
+
+    async def git_checkout(self, url: str, branch: str, path: str, call: GitCall) -> None:
+        """In an existing checkout: point ``origin`` at ``url``, fetch, switch to ``branch``."""
+        await self._git(git.set_origin_argv(path, url), "git remote set-url", call)
+        await self._git(git.fetch_argv(path), "git fetch", call)
+        await self._git(git.checkout_argv(path, branch), "git checkout", call)
+
+    async def git_pull(self, path: str, call: GitCall) -> None:
+        """Fast-forward the checked-out branch to its upstream (``git pull --ff-only``)."""
+        await self._git(git.pull_argv(path), "git pull", call)
+
+    async def git_status(self, branch: str, path: str, call: GitCall) -> CheckoutStatus:
+        """The checkout's commit, whether it has changes (untracked files count), and how far
+        it is ahead of / behind ``origin/<branch>`` (0/0 when there is no such branch)."""
+        commit, current, dirty = git.parse_status(
+            await self._git(git.status_argv(path), "git status", call)
+        )
+        if commit is None:
+            raise GitFailed("git status failed: the checkout has no commit")
+        try:
+            counted = await self._git(git.ahead_behind_argv(path, branch), "git rev-list", call)
+            ahead, behind = git.parse_ahead_behind(counted)
+        except (GitFailed, ValueError):
+            ahead = behind = 0
+        return CheckoutStatus(
+            commit=commit, dirty=dirty, ahead=ahead, behind=behind, branch=current
+        )
+
+
+def _ignore(stream: str, data: bytes) -> None:
+    return None
 
 
 class Backend(ABC):

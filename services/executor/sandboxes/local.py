@@ -91,6 +91,7 @@ class LocalSandbox(Sandbox):
         timeout: float | None = None,
         cancel: asyncio.Event | None = None,
         merge_stderr: bool = False,
+        cwd: str | None = None,
     ) -> ExecResult:
         started = time.monotonic()
         loop = asyncio.get_running_loop()
@@ -98,7 +99,7 @@ class LocalSandbox(Sandbox):
         transport, _ = await loop.subprocess_exec(
             lambda: protocol,
             *argv,
-            cwd=self.workdir,
+            cwd=os.path.join(self.workdir, cwd) if cwd else self.workdir,
             env=self.environment(env),
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -174,6 +175,9 @@ class LocalSandbox(Sandbox):
             pass  # the command does not read its input: fine
         finally:
             process.stdin.close()
+
+    async def path_exists(self, path: str) -> bool:
+        return (Path(self.workdir) / path).exists()  # a local stat: no need for a thread
 
     async def destroy(self) -> None:
         await asyncio.to_thread(shutil.rmtree, self.workdir, True)

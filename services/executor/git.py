@@ -1,0 +1,212 @@
+"""Git as commands and their output: what a sandbox runs to clone, update and inspect an agent's
+checkout of the project, and what git's answers mean. Pure: the sandbox runs these.
+
+Git must never wait for a person: no terminal prompts (``GIT_TERMINAL_PROMPT=0``), no askpass
+program, no credential helper, ssh in batch mode, a stalled transfer aborted after 30 s (and the
+sandbox kills a command at its timeout whatever it does). Settings travel in the environment
+(``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_n``/``GIT_CONFIG_VALUE_n``), never in a file or the URL:
+the credentials of a private repository are an ``http.extraHeader`` that exists only in the
+environment of the git process, so they are not written to ``.git/config``, an event or a log.
+
+A checkout is cloned into ``project.partial`` and renamed to ``project`` once complete, so a
+clone killed half-way never looks like a checkout.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from schemas.errors import Invalid
+from services.bus.logs import scrub
+
+CHECKOUT_DIR = "project"
+PARTIAL_DIR = "project.partial"
+DEFAULT_TIMEOUT = 120.0
+ERROR_CHARS = 500
+TOKEN_USER = "x-access-token"  # the user name GitHub (and GitLab, Gitea) take with a token
+
+SAFETY_CONFIG: tuple[tuple[str, str], ...] = (
+    ("core.askPass", ""),
+    ("credential.helper", ""),  # empty: forget any configured helper (none may prompt)
+    ("http.lowSpeedLimit", "1000"),  # bytes/s; below it for lowSpeedTime seconds: abort
+    ("http.lowSpeedTime", "30"),
+    ("protocol.ext.allow", "never"),  # ext:: runs arbitrary commands
+    ("advice.detachedHead", "false"),
+)
+BASE_ENV: dict[str, str] = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "",  # set but empty: no askpass program at all (not even SSH_ASKPASS)
+    "SSH_ASKPASS": "",
+    "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=30",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_PAGER": "cat",
+    "LC_ALL": "C",  # git's messages in English: they go into events as they are
+}
+
+
+class GitFailed(Exception):
+    """A git operation did not succeed; ``message`` is fit for an event (trimmed, masked)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class CheckoutStatus:
+    """Where a checkout stands: its commit, uncommitted changes, and how far it is from
+    ``origin/<branch>``."""
+
+    commit: str
+    dirty: bool = False
+    ahead: int = 0
+    behind: int = 0
+    branch: str | None = None  # the branch checked out (None: detached)
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+_BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
+
+
+def check_branch(branch: str) -> str:
+    """A branch name git accepts and that cannot be read as an option."""
+    if (
+        not isinstance(branch, str)
+        or not branch
+        or branch.startswith(("-", "/", "."))
+        or branch.endswith(("/", ".", ".lock"))
+        or branch == "@"
+        or _BAD_BRANCH.search(branch)
+        or "/." in branch
+    ):
+        raise Invalid("branch", f"branch {branch!r} is not a valid git branch name")
+    return branch
+
+
+def check_url(url: str) -> str:
+    """A repository URL (or path) that cannot be read as an option nor run a command."""
+    if not isinstance(url, str) or not url.strip():
+        raise Invalid("git_url", "git_url must be a repository URL")
+    if url.startswith("-") or re.search(r"[\x00-\x1f\x7f]", url):
+        raise Invalid("git_url", f"git_url {redact_url(url)!r} is not a repository URL")
+    if re.match(r"^(ext|fd)::", url, re.I):
+        raise Invalid("git_url", "git_url may not use the ext:: or fd:: transports")
+    return url
+
+
+# --- environment ------------------------------------------------------------------------------
+
+
+def auth_header(token: str) -> str:
+    """HTTP basic auth with the token as password: what ``git`` itself would send."""
+    pair = base64.b64encode(f"{TOKEN_USER}:{token}".encode()).decode()
+    return f"Authorization: Basic {pair}"
+
+
+def git_env(token: str | None = None) -> dict[str, str]:
+    """The environment of every git command: the safety settings, plus the credentials (as an
+    ``http.extraHeader``) when there is a token."""
+    config = list(SAFETY_CONFIG)
+    if token:
+        config.append(("http.extraHeader", auth_header(token)))
+    env = dict(BASE_ENV)
+    env["GIT_CONFIG_COUNT"] = str(len(config))
+    for index, (key, value) in enumerate(config):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    return env
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def clone_argv(url: str, branch: str, dest: str = PARTIAL_DIR) -> list[str]:
+    return ["git", "clone", "--branch", check_branch(branch), "--", check_url(url), dest]
+
+
+def set_origin_argv(path: str, url: str) -> list[str]:
+    return ["git", "-C", path, "remote", "set-url", "origin", "--", check_url(url)]
+
+
+def fetch_argv(path: str) -> list[str]:
+    return ["git", "-C", path, "fetch", "--prune", "origin"]
+
+
+def checkout_argv(path: str, branch: str) -> list[str]:
+    """Switch to ``branch`` (made from ``origin/<branch>`` when there is no local one)."""
+    return ["git", "-C", path, "checkout", check_branch(branch), "--"]
+
+
+def pull_argv(path: str) -> list[str]:
+    return ["git", "-C", path, "pull", "--ff-only"]
+
+
+def status_argv(path: str) -> list[str]:
+    return ["git", "-C", path, "status", "--porcelain=v2", "--branch"]
+
+
+def ahead_behind_argv(path: str, branch: str) -> list[str]:
+    return [
+        "git",
+        "-C",
+        path,
+        "rev-list",
+        "--left-right",
+        "--count",
+        f"HEAD...refs/remotes/origin/{check_branch(branch)}",
+    ]
+
+
+# --- reading answers --------------------------------------------------------------------------
+
+
+def parse_status(text: str) -> tuple[str | None, str | None, bool]:
+    """``git status --porcelain=v2 --branch`` -> (commit, branch, dirty). Untracked files count
+    as changes; commit is None in a repository without commits, branch None when detached."""
+    commit = branch = None
+    dirty = False
+    for line in text.splitlines():
+        if line.startswith("# branch.oid "):
+            oid = line.split(" ", 2)[2].strip()
+            commit = None if oid == "(initial)" else oid
+        elif line.startswith("# branch.head "):
+            head = line.split(" ", 2)[2].strip()
+            branch = None if head == "(detached)" else head
+        elif line and not line.startswith("#"):
+            dirty = True
+    return commit, branch, dirty
+
+
+def parse_ahead_behind(text: str) -> tuple[int, int]:
+    """``git rev-list --left-right --count HEAD...origin/<branch>`` -> (ahead, behind)."""
+    parts = text.split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"unexpected rev-list output {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact_url(text: str) -> str:
+    """``https://user:secret@host/x`` -> ``https://***@host/x``, wherever it appears."""
+    return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}***@", text)
+
+
+def failure(action: str, output: str, secrets: Iterable[str] = ()) -> str:
+    """What to report of a failed git command: its ``fatal:``/``error:`` lines (else its last
+    lines), on one line, with secrets and URL credentials masked, bounded."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(("Cloning into", "hint:"))]
+    errors = [line for line in lines if line.lower().startswith(("fatal:", "error:"))]
+    chosen = errors or lines[-3:]
+    text = " ".join(chosen) or "no output"
+    text = scrub(redact_url(text), secrets)
+    message = f"{action} failed: {text}"
+    if len(message) > ERROR_CHARS:
+        message = message[: ERROR_CHARS - 1] + "…"
+    return message

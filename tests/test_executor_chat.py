@@ -1,0 +1,191 @@
+"""The executor in chat: a line when a task starts, completes or fails; and what lets an agent
+post to chat from its sandbox (the API's URL, its swarm, a token that may only post chat)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+
+import executor_support
+from executor_support import API_KEY, StartExecutor, create_and_claim, finished
+
+from schemas import events as ev
+from schemas.agent_tokens import make_agent_token, verify_agent_token
+from schemas.chat import ChatMessage
+from services.bus import chat as chat_bus
+from services.bus.connection import NatsOptions
+from services.bus.embedded import free_port
+from services.bus.history import aggregate_events
+from services.bus.projection import Projection
+from services.bus.service import Bus
+from services.chat.service import Chat
+from services.executor import chat_lines, runs
+from services.executor.service import ActiveRun
+from services.gateway.service import Gateway
+
+watch = executor_support.watch  # fixtures
+start_executor = executor_support.start_executor
+
+API_TOKEN = "api-token-for-tests-0123"
+
+# --- the lines (pure) ---------------------------------------------------------------------------
+
+
+def test_lines_say_who_did_what_to_which_task() -> None:
+    assert chat_lines.text("started", "qa-agent", "t-1", "Run the checks") == (
+        "▶ qa-agent started t-1: Run the checks"
+    )
+    assert chat_lines.text("completed", "qa-agent", "t-1", "all green\n") == (
+        "✓ qa-agent completed t-1: all green"
+    )
+    assert chat_lines.text("failed", "qa-agent", "t-1", "exit 3") == "✗ qa-agent failed t-1: exit 3"
+    assert chat_lines.text("completed", "qa-agent", "t-1", "  \n") == "✓ qa-agent completed t-1"
+
+
+def test_a_long_result_is_cut_to_one_short_line() -> None:
+    detail = "line one\n\nline two " + "x" * 500
+    line = chat_lines.text("completed", "a", "t", detail)
+    assert "\n" not in line and "line one line two" in line
+    assert line.endswith("…") and len(line.split(": ", 1)[1]) == chat_lines.SHORT_CHARS
+
+
+def test_a_secret_is_masked_before_the_line_is_cut() -> None:
+    detail = "x" * 190 + API_KEY  # cut in the middle of the secret
+    message, _ = chat_lines.message("s", "a", "t", 1, "completed", detail, secrets=[API_KEY])
+    assert API_KEY[:8] not in message.text and "***" in message.text
+
+
+def test_a_line_is_the_agents_with_no_mentions_and_a_message_id_per_attempt_and_verb() -> None:
+    message, msg_id = chat_lines.message("s", "qa-agent", "t-1", 2, "started", "Ping @frontend")
+    assert (message.author, message.author_kind) == ("qa-agent", "agent")
+    assert message.mentions == [] and message.recipients == []
+    assert msg_id == "s:t-1:2:started"
+    again, same_id = chat_lines.message("s", "qa-agent", "t-1", 2, "started", "Ping @frontend")
+    assert same_id == msg_id and again.id == message.id
+
+
+def test_agents_get_the_api_and_a_token_only_when_the_executor_knows_the_api() -> None:
+    env = {"SWARM_API_URL": "http://127.0.0.1:7700", "SWARM_API_TOKEN": API_TOKEN}
+    given = runs.api_access(env, "dev", "qa-agent")
+    assert given == {
+        "SWARM_DEFAULT_ID": "dev",
+        "SWARM_API_URL": "http://127.0.0.1:7700",
+        "SWARM_AGENT_TOKEN": make_agent_token(API_TOKEN, "dev", "qa-agent"),
+    }
+    assert runs.api_access({"SWARM_API_URL": "http://x"}, "dev", "a") == {
+        "SWARM_DEFAULT_ID": "dev",
+        "SWARM_API_URL": "http://x",
+    }
+    assert runs.api_access({"SWARM_API_TOKEN": API_TOKEN}, "dev", "a") == {
+        "SWARM_DEFAULT_ID": "dev"
+    }
+
+
+# --- on real NATS ------------------------------------------------------------------------------
+
+
+async def lines_of(bus: Bus, swarm: str, count: int) -> list[ChatMessage]:
+    """The swarm's chat once it holds ``count`` messages."""
+    deadline = time.monotonic() + 10
+    while len(found := await chat_bus.history(bus.js, swarm)) < count:
+        assert time.monotonic() < deadline, f"chat holds {found}, expected {count} lines"
+        await asyncio.sleep(0.02)
+    return found
+
+
+async def test_a_completed_task_says_it_started_and_what_it_produced(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    await start_executor()
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo all green")
+    assert (await finished(watch, swarm_id, task_id)).status == "completed"
+    started, completed = await lines_of(bus, swarm_id, 2)
+    assert started.text == f"▶ qa-agent started {task_id}: Run the checks"
+    assert completed.text == f"✓ qa-agent completed {task_id}: all green"
+    assert {(m.author, m.author_kind) for m in (started, completed)} == {("qa-agent", "agent")}
+
+
+async def test_a_failed_task_says_why_with_secrets_masked(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    await start_executor(env={"ANTHROPIC_API_KEY": API_KEY})
+    task_id, _ = await create_and_claim(
+        bus, watch, swarm_id, prompt=f"echo key {API_KEY}; exit 3", title=f"Leak {API_KEY}"
+    )
+    assert (await finished(watch, swarm_id, task_id)).status == "failed"
+    started, failed = await lines_of(bus, swarm_id, 2)
+    assert started.text == f"▶ qa-agent started {task_id}: Leak ***"
+    assert failed.text == f"✗ qa-agent failed {task_id}: shell script exited with code 3"
+
+
+async def test_a_line_posted_again_for_the_same_attempt_is_stored_once(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    executor = await start_executor()
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo once")
+    assert (await finished(watch, swarm_id, task_id)).status == "completed"
+    await lines_of(bus, swarm_id, 2)
+    run = ActiveRun(swarm_id, task_id, 1, "qa-agent", running_seq=0)
+    executor._say(run, "completed", "once")  # a retry of the same attempt's line
+    executor._say(run, "started", "Run the checks")
+    await executor._chat_lines.join()
+    assert [m.text.split(" ", 3)[2] for m in await chat_bus.history(bus.js, swarm_id)] == [
+        "started",
+        "completed",
+    ]
+
+
+async def test_an_agent_gets_the_api_its_swarm_and_a_chat_token_that_never_shows(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    url = "http://127.0.0.1:7700"
+    await start_executor(env={"SWARM_API_URL": url, "SWARM_API_TOKEN": API_TOKEN})
+    token = make_agent_token(API_TOKEN, swarm_id, "qa-agent")
+    digest = hashlib.sha256(token.encode()).hexdigest()  # the task itself must not hold it
+    script = (
+        'echo "url=$SWARM_API_URL swarm=$SWARM_DEFAULT_ID agent=$SWARM_AGENT_ID"\n'
+        'echo "token=$SWARM_AGENT_TOKEN"\n'
+        f'[ "$(printf %s "$SWARM_AGENT_TOKEN" | sha256sum)" = "{digest}  -" ] && echo token-given\n'
+        'echo "api=${SWARM_API_TOKEN:-absent}"\n'
+    )
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt=script)
+    task = await finished(watch, swarm_id, task_id)
+    assert task.status == "completed" and task.outcome is not None
+    assert task.outcome.result == (
+        f"url={url} swarm={swarm_id} agent=qa-agent\ntoken=***\ntoken-given\napi=absent\n"
+    )
+    assert verify_agent_token(API_TOKEN, token) == (swarm_id, "qa-agent")
+    for _, event in await aggregate_events(bus.js, swarm_id, "task", task_id):
+        assert token not in ev.encode(event).decode()
+    for message in await lines_of(bus, swarm_id, 2):
+        assert token not in message.text
+
+
+async def test_an_agent_posts_to_chat_from_its_sandbox_with_its_token_and_nothing_more(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor, nats_url: str
+) -> None:
+    gateway = Gateway(nats=NatsOptions.from_env(nats_url), port=free_port(), token=API_TOKEN)
+    chat = Chat(nats=NatsOptions.from_env(nats_url))
+    await gateway.start()
+    await chat.start()
+    try:
+        await start_executor(env={"SWARM_API_URL": gateway.url, "SWARM_API_TOKEN": API_TOKEN})
+        post = (
+            'curl -s -o /dev/null -w "%{http_code}\\n" -X POST'
+            ' -H "Authorization: Bearer $SWARM_AGENT_TOKEN" -H "Content-Type: application/json"'
+        )
+        script = (
+            f'{post} -d \'{{"message": "found the bug", "author": "master"}}\''
+            ' "$SWARM_API_URL/swarms/$SWARM_DEFAULT_ID/chat"\n'
+            f'{post} -d \'{{"title": "sneaky"}}\' "$SWARM_API_URL/swarms/$SWARM_DEFAULT_ID/tasks"\n'
+        )
+        task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt=script)
+        task = await finished(watch, swarm_id, task_id)
+        assert task.status == "completed" and task.outcome is not None
+        assert task.outcome.result.split() == ["201", "403"]
+        posted = [m for m in await lines_of(bus, swarm_id, 3) if "found the bug" in m.text]
+        assert [(m.author, m.author_kind) for m in posted] == [("qa-agent", "agent")]
+    finally:
+        await chat.stop()
+        await gateway.stop()
