@@ -102,6 +102,9 @@ async def connect(
         max_reconnect_attempts=initial_attempts,
         reconnect_time_wait=0.25,
         connect_timeout=connect_timeout,
+        # close() drains; a pull subscription whose fetch was cancelled never empties, so bound
+        # the wait (nats-py's default is 30 s) or a stopping service outstays its supervisor.
+        drain_timeout=2,
         ping_interval=5,
         max_outstanding_pings=3,
         disconnected_cb=on_disconnect,

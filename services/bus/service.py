@@ -159,6 +159,7 @@ class Service:
         key = subjects.service_key(self.name, self.instance)
         host = socket.gethostname()
         while not self.stopping.is_set():
+            self._beat_now.clear()  # before reading state: a change from now on beats again
             beat = Readiness(
                 service=self.name,
                 instance=self.instance,
@@ -175,7 +176,6 @@ class Service:
                 await kv.put(key, msgspec.json.encode(beat))
             except Exception as error:  # NATS away: try again next beat
                 self.log.debug("service.heartbeat_failed", error=str(error))
-            self._beat_now.clear()
             try:
                 await asyncio.wait_for(self._beat_now.wait(), HEARTBEAT_EVERY)
             except TimeoutError:
