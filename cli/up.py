@@ -173,6 +173,7 @@ def child_environment(
         SWARM_API_TOKEN=token,
         SWARM_GATEWAY_HOST=host,
         SWARM_GATEWAY_PORT=str(port),
+        SWARM_API_URL=api_url(host, port),  # executors hand it (and agent tokens) to agents
         SWARM_DEFAULT_ID=swarm,
         SWARM_DATA_DIR=str(data_dir),
     )

@@ -102,6 +102,7 @@ def test_services_get_where_everything_is_and_no_stray_nats_credentials() -> Non
     assert embedded["NATS_URL"] == "nats://127.0.0.1:4333"
     assert embedded["SWARM_API_TOKEN"] == "t0ken-value"
     assert embedded["SWARM_GATEWAY_PORT"] == "7700"
+    assert embedded["SWARM_API_URL"] == "http://127.0.0.1:7700"
     assert embedded["SWARM_DEFAULT_ID"] == "dev"
     assert embedded["SWARM_DATA_DIR"] == "/data"
     assert embedded["PATH"] == "/bin"
