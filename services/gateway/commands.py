@@ -269,12 +269,16 @@ class Commands:
 
     async def get_task(self, swarm_id: str, task_id: str) -> dict[str, Any]:
         self.check_available()
-        task = task_of(self.board, swarm_id, task_id)
+        # The task as folded now, and its history up to the same point: the fold changes the
+        # view in place while the history is read, and the stream may hold newer events.
+        body = task_json(task_of(self.board, swarm_id, task_id))
+        version = self.board.version(swarm_id, "task", task_id)
         events = await history.aggregate_events(self.bus.js, swarm_id, "task", task_id)
-        # The history read straight from the stream may run ahead of our fold; the task's
-        # events since its latest ``created`` are its current life (an id can be reused).
+        events = [(s, e) for s, e in events if s <= version]
+        # the task's events since its latest ``created`` are its current life (an id can be
+        # reused)
         start = max((i for i, (_, e) in enumerate(events) if e.type == "task.created"), default=0)
-        return {**task_json(task), "events": [event_json(s, e) for s, e in events[start:]]}
+        return {**body, "events": [event_json(s, e) for s, e in events[start:]]}
 
     async def create_task(self, swarm_id: str, data: Any, ctx: Context) -> Result:
         self.check_available()
