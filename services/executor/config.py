@@ -7,9 +7,9 @@ id = "default"                  # the swarm this executor serves (env SWARM_DEFA
 name = "default"
 
 [executor]
-id = "local"                    # stable per executor process (env SWARM_EXECUTOR_ID)
+id = "local"                    # stable per executor (env SWARM_EXECUTOR_ID); "auto": hostname
 max_agents = 10                 # agents it hosts at most, counting API-registered ones it takes up
-backend = "local"               # sandbox backend
+backend = "local"               # sandbox backend: local | daytona (env SWARM_SANDBOX_BACKEND)
 data_dir = ".swarm"             # agents' working directories live in <data_dir>/agents/<agent>
 timeout = 600                   # seconds a task may run unless the task says otherwise
 git_timeout = 120               # seconds a clone or pull of the project may take
@@ -24,6 +24,9 @@ allowed_tools = ["Read", "Edit", "Bash(git:*)"]
 append_system_prompt = "You are one agent of a team..."
 skip_permissions = false        # --dangerously-skip-permissions: only in isolated sandboxes
 
+[daytona]                       # backend = "daytona": see services/executor/sandboxes/daytona.py
+snapshot = "swarm-agent"        # or image = "..."; env DAYTONA_API_URL, _API_KEY, _TARGET
+
 [[agents]]                      # none given: the three default agents
 id = "frontend-agent"
 name = "Frontend Agent"
@@ -37,6 +40,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -51,6 +56,7 @@ DEFAULT_TIMEOUT = 600.0
 DEFAULT_MAX_AGENTS = 10
 DEFAULT_LEASE = 10.0
 DEFAULT_GIT_TIMEOUT = 120.0
+AUTO_ID = "auto"  # executor id: this host's name
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,8 @@ class ExecutorConfig:
     lease: float = DEFAULT_LEASE  # presence older than this: the agent's host is gone
     ack_wait: float = 30.0  # a dispatch in progress is redelivered after this long without news
     git_timeout: float = DEFAULT_GIT_TIMEOUT  # one clone / pull of the project, at most
+    # [daytona hook] swarm.toml's [daytona] table, as it is: read by sandboxes/daytona.py
+    daytona: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -112,6 +120,13 @@ class ExecutorConfig:
     def spool_dir(self) -> Path:
         """Where a running task's full output is kept until it is in the object store."""
         return self.data_dir / "outputs"
+
+
+def host_executor_id(hostname: str) -> str:
+    """``--executor-id auto``: the host's name as an id (a container's hostname is unique per
+    replica, so ``docker compose up --scale executor=N`` gives N executors N ids)."""
+    token = re.sub(r"[^A-Za-z0-9_-]", "-", hostname.split(".")[0])[:128].strip("-")
+    return token or "local"
 
 
 def agent_name(agent_id: str) -> str:
@@ -163,6 +178,15 @@ def _agents_from_toml(raw: Any, executor_id: str) -> tuple[AgentConfig, ...] | N
     return tuple(found)
 
 
+def _daytona_table(raw: Any) -> dict[str, Any]:
+    """[daytona hook] swarm.toml's ``[daytona]`` table (checked by the daytona backend)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise Invalid("daytona", "daytona must be a table ([daytona])")
+    return dict(raw)
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
@@ -209,6 +233,8 @@ def load(
         return default
 
     executor_id = str(pick("executor_id", "SWARM_EXECUTOR_ID", executor_t, "id", "local"))
+    if executor_id == AUTO_ID:
+        executor_id = host_executor_id(socket.gethostname())
     swarm = str(pick("swarm", "SWARM_DEFAULT_ID", swarm_t, "id", "default"))
 
     agents: tuple[AgentConfig, ...] | None = None
@@ -246,7 +272,15 @@ def load(
             "max_agents",
             int,
         ),
-        backend=str(pick("backend", "SWARM_BACKEND", executor_t, "backend", "local")),
+        backend=str(  # [daytona hook] env SWARM_SANDBOX_BACKEND (SWARM_BACKEND still works)
+            pick(
+                "backend",
+                "SWARM_SANDBOX_BACKEND" if env.get("SWARM_SANDBOX_BACKEND") else "SWARM_BACKEND",
+                executor_t,
+                "backend",
+                "local",
+            )
+        ),
         task_timeout=_number(
             pick("timeout", "SWARM_TASK_TIMEOUT", executor_t, "timeout", DEFAULT_TIMEOUT),
             "timeout",
@@ -260,6 +294,7 @@ def load(
             ),
             "git_timeout",
         ),
+        daytona=_daytona_table(toml.get("daytona")),  # [daytona hook]
     )
     if agents is not None:
         config = replace(config, agents=agents)
@@ -270,10 +305,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--config", help="swarm.toml to read (env SWARM_CONFIG; default ./swarm.toml if present)")
     add("--swarm", help="the swarm id to serve (env SWARM_DEFAULT_ID; default 'default')")
-    add("--executor-id", help="this executor's stable id (env SWARM_EXECUTOR_ID; default 'local')")
+    add(
+        "--executor-id",
+        help="this executor's stable id, 'auto' for the host name "
+        "(env SWARM_EXECUTOR_ID; default 'local')",
+    )
     add("--data-dir", help="data directory (env SWARM_DATA_DIR; default .swarm)")
     add("--max-agents", type=int, help="agents to host at most (env SWARM_MAX_AGENTS; default 10)")
-    add("--backend", help="sandbox backend (default local)")
+    add(
+        "--backend",
+        help="sandbox backend: local | daytona (env SWARM_SANDBOX_BACKEND; default local)",
+    )
     add("--timeout", type=float, help="default task timeout in seconds (default 600)")
     add(
         "--git-timeout",

@@ -93,9 +93,10 @@ async def execute(
         output = ShellOutput()
         env = sandbox_env(settings, task, agent, with_credentials=False, extra=extra_env)
     else:
-        binary = runtimes.find_claude(settings.claude.bin, settings.source_env.get("PATH"))
+        # the sandbox looks (a Daytona sandbox checks inside itself: `command -v`)
+        binary = await sandbox.which(settings.claude.bin, settings.source_env.get("PATH"))
         if binary is None:
-            verdict = runtimes.missing_claude(settings.claude.bin)
+            verdict = runtimes.missing_claude(settings.claude.bin, sandbox.place)
             write(verdict.reason + "\n" if verdict.reason else "")
             return verdict
         prompt = runtimes.task_prompt(task, mentions)

@@ -119,12 +119,20 @@ def credentials(env: Mapping[str, str]) -> dict[str, str]:
     return {name: env[name] for name in CREDENTIAL_ENV if env.get(name)}
 
 
-def missing_claude(binary: str) -> Verdict:
-    where = (
-        f"{binary} does not exist or is not executable"
-        if "/" in binary
-        else f"{binary!r} is not on the executor's PATH"
-    )
+def missing_claude(binary: str, place: str | None = None) -> Verdict:
+    """``place``: the sandbox looked in (e.g. "Daytona sandbox 1f2e"); None: the executor."""
+    if place is None:
+        where = (
+            f"{binary} does not exist or is not executable"
+            if "/" in binary
+            else f"{binary!r} is not on the executor's PATH"
+        )
+    else:
+        where = (
+            f"{binary} does not exist or is not executable in {place}"
+            if "/" in binary
+            else f"{binary!r} is not on the PATH of {place}"
+        )
     reason = f"claude CLI not found ({where}): {INSTALL_CLAUDE}"
     return Verdict(False, RunOutcome(result=reason, is_error=True), reason)
 

@@ -128,8 +128,11 @@ class Executor(Service):
             source_env=self.env,
             pass_env=self.config.pass_env,
         )
-        self.backend = sandboxes.backend(
-            self.config.backend, root=self.config.agents_root, source_env=self.env
+        self.backend = sandboxes.backend(  # [daytona hook] + the [daytona] table
+            self.config.backend,
+            root=self.config.agents_root,
+            source_env=self.env,
+            daytona=self.config.daytona,
         )
         self.hosted: dict[str, HostedAgent] = {}
         self.runs: dict[str, ActiveRun] = {}
@@ -221,6 +224,10 @@ class Executor(Service):
                     await asyncio.wait_for(kv.delete(subjects.presence_key(self.swarm, agent)), 2)
             except Exception as error:
                 self.log.debug("executor.presence_not_removed", error=str(error))
+        try:  # [daytona hook] the backend's shutdown policy (daytona: keep | stop | delete)
+            await self.backend.close()
+        except Exception as error:
+            self.log.warning("executor.backend_not_closed", error=str(error))
 
     # --- appending ---------------------------------------------------------------------------
 
@@ -365,7 +372,9 @@ class Executor(Service):
                     await self._put_presence(hosted)
                 except Exception as error:  # NATS away: next round
                     self.log.debug("executor.presence_failed", agent=hosted.id, error=str(error))
-            await asyncio.sleep(PRESENCE_EVERY)
+            # well within the lease, also when it is set short (a refresh every 2 s would let
+            # a 2 s lease lapse between refreshes)
+            await asyncio.sleep(min(PRESENCE_EVERY, self.config.lease / 3))
 
     async def _take_up_loop(self) -> None:
         """On agent events (and every two seconds): bring back hosted agents the fold shows lost
@@ -598,6 +607,17 @@ class Executor(Service):
                 extra_env=hosted.api_env,
                 cwd=CHECKOUT_DIR if in_checkout else None,
             )
+        except sandboxes.SandboxLost as error:  # [daytona hook] a new sandbox: this attempt again
+            self.log.warning("executor.sandbox_lost", task=task.id, error=error.reason)
+            run.stop(f"sandbox lost: {error.reason}")
+            outcome = ev.RunOutcome(result=error.reason, is_error=True)
+            verdict = Verdict(False, outcome, error.reason)
+        except sandboxes.SandboxFailed as error:  # [daytona hook] the backend says why: it fails
+            self.log.warning("executor.sandbox_failed", task=task.id, error=error.reason)
+            if sink is not None:
+                sink.write(error.reason + "\n")
+            outcome = ev.RunOutcome(result=error.reason, is_error=True)
+            verdict = Verdict(False, outcome, error.reason)
         except Exception as error:
             self.log.exception("executor.run_crashed", task=task.id)
             reason = f"executor error while running the task: {type(error).__name__}: {error}"

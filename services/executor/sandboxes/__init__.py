@@ -16,6 +16,7 @@ killed) by its ``GitCall``'s deadline.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -62,12 +63,33 @@ class ExecResult:
     duration_s: float = 0.0
 
 
+class SandboxFailed(Exception):
+    """The backend could not do what was asked (e.g. Daytona refused the API key); ``reason``
+    says why, fit for a task's failure (no secrets in it)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SandboxLost(SandboxFailed):
+    """The agent's sandbox disappeared under the run (deleted behind the executor's back). The
+    backend makes a new one; the attempt goes back to the queue (``task.requeued``)."""
+
+
 class Sandbox(ABC):
     """One agent's place to run commands."""
 
     id: str  # the backend's name for it (stable across executor restarts)
     agent: str
     workdir: str  # where commands start (the agent's working directory)
+    place: str | None = None  # where ``which`` looks, for messages (None: the executor's PATH)
+
+    async def which(self, program: str, path: str | None = None) -> str | None:
+        """The program as the sandbox would run it (``program`` as a path, or looked up on
+        ``path``); None when it is not there. A local sandbox runs on this machine: looked up
+        here. A remote backend (Daytona) looks in the sandbox."""
+        return shutil.which(program, path=path)
 
     @abstractmethod
     async def exec(
@@ -184,11 +206,25 @@ class Backend(ABC):
         """The agent's sandbox: attach to ``sandbox_id`` (or the one this backend made for the
         agent before) when it exists, else create it."""
 
+    async def close(self) -> None:
+        """The executor stops: let go of the sandboxes (``daytona`` applies its shutdown policy:
+        keep, stop or delete them). Local sandboxes are directories: nothing to do."""
+        return None
+
 
 def backend(name: str, **options: object) -> Backend:
-    """The backend called ``name`` (``local``)."""
+    """The backend called ``name`` (``local`` or ``daytona``). ``options``: ``root`` and
+    ``source_env`` (local), ``source_env`` and ``daytona`` (swarm.toml's ``[daytona]`` table)."""
     if name == "local":
         from services.executor.sandboxes.local import LocalBackend
 
+        options.pop("daytona", None)
         return LocalBackend(**options)  # type: ignore[arg-type]
-    raise Invalid("backend", f"unknown sandbox backend {name!r} (known: local)")
+    if name == "daytona":
+        from services.executor.sandboxes.daytona import DaytonaBackend
+
+        return DaytonaBackend.configured(
+            options.get("daytona") or {},  # type: ignore[arg-type]
+            source_env=options.get("source_env"),  # type: ignore[arg-type]
+        )
+    raise Invalid("backend", f"unknown sandbox backend {name!r} (known: local, daytona)")
