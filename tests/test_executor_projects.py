@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -314,3 +315,23 @@ async def test_a_restarted_executor_does_the_checkouts_left_undone(
     assert checkout.state == "synced" and checkout.commit == remote.seed
     answers = [e for e in await all_events(bus, swarm_id) if isinstance(e, ev.ProjectSynced)]
     assert len(answers) == 1
+
+
+async def test_a_checkout_that_vanished_is_cloned_again_before_the_next_task(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor, remote: Remote
+) -> None:
+    """A sandbox recreated from scratch has lost its checkout while the log still calls it
+    synced: the next task must still run in the project."""
+    executor = await start_executor()
+    await attach_and_init(bus, watch, swarm_id, remote.url)
+    await answered(watch, swarm_id, ("qa-agent",))
+    checkout_dir = (executor.config.agents_root / "qa-agent" / "project").resolve()
+
+    shutil.rmtree(checkout_dir)
+
+    script = 'printf "%s\\n" "$PWD"; cat README'
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, agent="qa-agent", prompt=script)
+    task = await finished(watch, swarm_id, task_id)
+
+    assert task.status == "completed", task.reason
+    assert task.outcome is not None and task.outcome.result == f"{checkout_dir}\nhello\n"

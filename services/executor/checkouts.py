@@ -70,14 +70,23 @@ class CheckoutRequest:
 
 def due(board: Board, swarm: str, agent: str) -> CheckoutRequest | None:
     """The checkout ``agent`` owes its swarm's attached project, if any."""
+    request = current(board, swarm, agent)
+    if request is None:
+        return None
+    answered = board.swarms[swarm].projects[request.project].checkouts.get(agent)
+    if answered is not None and answered.round >= request.round:
+        return None
+    return request
+
+
+def current(board: Board, swarm: str, agent: str) -> CheckoutRequest | None:
+    """The latest request of the swarm's attached project, answered or not: what to do again
+    when the checkout the log speaks of is gone (a sandbox recreated from scratch)."""
     view = board.swarms.get(swarm)
     if view is None or view.project is None or agent not in view.agents:
         return None
     project = view.projects.get(view.project)
     if project is None or project.round == 0:
-        return None
-    answered = project.checkouts.get(agent)
-    if answered is not None and answered.round >= project.round:
         return None
     return CheckoutRequest(
         swarm=swarm,

@@ -509,7 +509,7 @@ class Executor(Service):
         if self.stopping.is_set():  # waited for the lock while this executor began to stop
             await msg.nak()
             return
-        await self._checkout_locked(hosted)
+        await self._checkout_locked(hosted, before_task=True)
         claimed = self.board.task(self.swarm, dispatch.task)
         delivery = mentions.Delivery()
         if claimed is not None and mentions.takes_mentions(claimed.runtime):
@@ -762,9 +762,15 @@ class Executor(Service):
         async with hosted.lock:
             await self._checkout_locked(hosted)
 
-    async def _checkout_locked(self, hosted: HostedAgent) -> None:
-        """Do the agent's due checkout, if any, and append how it went (holding its lock)."""
+    async def _checkout_locked(self, hosted: HostedAgent, *, before_task: bool = False) -> None:
+        """Do the agent's due checkout, if any, and append how it went (holding its lock).
+        ``before_task``: also redo the current one if the checkout itself is gone (a sandbox
+        recreated from scratch), so the task still runs in the project."""
         request = checkouts.due(self.board, self.swarm, hosted.id)
+        if request is None and before_task:
+            request = checkouts.current(self.board, self.swarm, hosted.id)
+            if request is not None and await hosted.sandbox.path_exists(f"{CHECKOUT_DIR}/.git"):
+                request = None
         if request is None or not hosted.active or self.stopping.is_set():
             return
         log = self.log.bind(
