@@ -13,7 +13,7 @@ import asyncio
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from schemas import dispatch as wire
 from schemas import subjects
@@ -44,6 +44,7 @@ async def publish_dispatch(
             nats.errors.ConnectionClosedError,
             nats.errors.ConnectionReconnectingError,
             nats.errors.OutboundBufferLimitError,
+            NoStreamResponseError,  # the stream has no leader this moment (failover)
         ) as error:
             if loop.time() >= deadline:
                 raise Unavailable(

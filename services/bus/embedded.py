@@ -17,6 +17,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from schemas.errors import Unavailable
@@ -59,12 +60,22 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def config_text(
-    *, port: int, store_dir: Path, ports_dir: Path, name: str, cluster: dict | None = None
+    *,
+    port: int,
+    store_dir: Path,
+    ports_dir: Path,
+    name: str,
+    cluster: dict | None = None,
+    monitor_port: int | None = None,
 ) -> str:
     lines = [
         f"server_name: {json.dumps(name)}",
         f"listen: 127.0.0.1:{port}",
         f"ports_file_dir: {json.dumps(str(ports_dir))}",
+    ]
+    if monitor_port:  # the HTTP monitoring endpoints (/varz, /healthz): what `swarm doctor` reads
+        lines.append(f"http: 127.0.0.1:{monitor_port}")
+    lines += [
         "jetstream {",
         f"  store_dir: {json.dumps(str(store_dir))}",
         "  sync_interval: always",
@@ -86,7 +97,8 @@ class EmbeddedNats:
     """One nats-server process with its store under ``data_dir``.
 
     ``port`` 0 picks a free one. ``start`` after ``kill`` reuses the same store (and port), which
-    is how tests check that acknowledged events survive a kill -9.
+    is how tests check that acknowledged events survive a kill -9. ``preexec_fn`` runs in the
+    child before exec (``swarm up`` uses it so the server dies with its supervisor).
     """
 
     def __init__(
@@ -96,16 +108,24 @@ class EmbeddedNats:
         *,
         name: str = "swarm",
         cluster: dict | None = None,
+        monitor_port: int | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.name = name
         self.cluster = cluster
+        self.monitor_port = monitor_port
+        self.preexec_fn = preexec_fn
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def monitor_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.monitor_port}" if self.monitor_port else None
 
     @property
     def store_dir(self) -> Path:
@@ -136,6 +156,7 @@ class EmbeddedNats:
                 ports_dir=ports_dir,
                 name=self.name,
                 cluster=self.cluster,
+                monitor_port=self.monitor_port,
             )
         )
         log_file = open(self.log_path, "ab")
@@ -146,6 +167,7 @@ class EmbeddedNats:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=self.preexec_fn,
             )
         finally:
             log_file.close()

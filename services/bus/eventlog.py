@@ -13,7 +13,7 @@ import asyncio
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.errors import APIError
+from nats.js.errors import APIError, NoStreamResponseError
 
 from schemas import events as ev
 from schemas import subjects
@@ -94,6 +94,7 @@ class EventLog:
                 nats.errors.ConnectionClosedError,
                 nats.errors.ConnectionReconnectingError,
                 nats.errors.OutboundBufferLimitError,
+                NoStreamResponseError,  # the stream has no leader this moment (failover)
             ) as error:
                 if loop.time() >= deadline:
                     raise Unavailable(

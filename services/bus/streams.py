@@ -3,18 +3,25 @@ several processes start at once (each create that loses the race finds the winne
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from dataclasses import dataclass
 
 import structlog
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, BucketNotFoundError, NotFoundError
 
 from schemas import subjects
 
 log = structlog.get_logger("bus.streams")
 
 DAY = 24 * 3600.0
+# A cluster still forming: no JetStream meta leader yet (requests time out), not enough peers
+# known yet for the replicas asked (10005), JetStream temporarily unavailable (10008).
+FORMING_CODES = frozenset({10005, 10008})
+FORMING_PATIENCE = 30.0  # seconds provisioning waits for a forming cluster
 
 
 @dataclass(frozen=True)
@@ -152,9 +159,33 @@ async def _ensure_bucket(js: JetStreamContext, config: api.KeyValueConfig) -> No
             raise
 
 
-async def provision(js: JetStreamContext, layout: Layout | None = None) -> None:
-    """Create or update every stream and bucket; safe to call from every process at start."""
+def cluster_forming(error: Exception) -> bool:
+    """Whether a JetStream API error means "not yet" (a cluster electing its meta leader or
+    still meeting its peers) rather than "no"."""
+    if isinstance(error, NatsTimeoutError):
+        return True
+    return isinstance(error, APIError) and error.err_code in FORMING_CODES
+
+
+async def provision(
+    js: JetStreamContext, layout: Layout | None = None, *, patience: float = FORMING_PATIENCE
+) -> None:
+    """Create or update every stream and bucket; safe to call from every process at start.
+    A cluster still forming (every node just started) is waited for up to ``patience`` s."""
     layout = layout or Layout.from_env()
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            await _provision(js, layout)
+            return
+        except (NatsTimeoutError, APIError) as error:
+            if not cluster_forming(error) or time.monotonic() > deadline:
+                raise
+            log.info("bus.provision_waiting_for_cluster", error=str(error))
+            await asyncio.sleep(0.5)
+
+
+async def _provision(js: JetStreamContext, layout: Layout) -> None:
     for config in stream_configs(layout):
         await _ensure_stream(js, config)
     for bucket in bucket_configs(layout):
