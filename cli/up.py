@@ -139,7 +139,14 @@ def api_url(host: str, port: int) -> str:
 
 
 def env_file_values(
-    *, url: str, token: str, swarm: str, nats_url: str, data_dir: Path, nats_port: int | None
+    *,
+    url: str,
+    token: str,
+    swarm: str,
+    nats_url: str,
+    data_dir: Path,
+    nats_port: int | None,
+    monitor_url: str | None = None,
 ) -> dict[str, str]:
     values = {
         "SWARM_API_URL": url,
@@ -150,6 +157,8 @@ def env_file_values(
     }
     if nats_port is not None:
         values["SWARM_NATS_PORT"] = str(nats_port)
+    if monitor_url:
+        values["NATS_MONITOR_URL"] = monitor_url
     return values
 
 
@@ -348,6 +357,7 @@ def _up(args: argparse.Namespace, data_dir: Path) -> int:
             nats_url=nats_url,
             data_dir=data_dir,
             nats_port=nats.port if nats else None,
+            monitor_url=nats.monitor_url if nats else None,
         )
         header = (
             f"Swarm, written by `swarm up` at {now}.\n"
@@ -403,7 +413,12 @@ def _embedded_nats(requested_port: int | None, data_dir: Path, previous: dict) -
             f"still runs on {data_dir}; stop it first"
         )
     port = choose_nats_port(requested_port, remembered_port(previous), port_is_free)
-    return EmbeddedNats(data_dir, port or free_port(), preexec_fn=die_with_parent(signal.SIGTERM))
+    return EmbeddedNats(
+        data_dir,
+        port or free_port(),
+        monitor_port=free_port(),  # /varz, /healthz: what `swarm doctor` reads (fsync) locally
+        preexec_fn=die_with_parent(signal.SIGTERM),
+    )
 
 
 async def _check_reachable(url: str) -> None:

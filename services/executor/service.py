@@ -557,7 +557,12 @@ class Executor(Service):
             log.info("task.running", runtime=task.runtime, mentions=len(delivery.entries))
             self._say(run, "started", task.title)
             verdict = await self._run(hosted, task, run, delivery)
-            result = await self._finish(run, verdict, log)
+            try:
+                result = await self._finish(run, verdict, log)
+            except Exception as error:  # a result that cannot be written must not leave the
+                log.exception("executor.result_unwritable")  # task running for ever
+                reason = f"executor could not record the result: {type(error).__name__}: {error}"
+                result = await self._finish(run, Verdict(False, ev.RunOutcome(), reason), log)
             if isinstance(result, ev.TaskCompleted):
                 self._say(run, "completed", result.outcome.result)
             elif isinstance(result, ev.TaskFailed):
@@ -565,8 +570,15 @@ class Executor(Service):
         finally:
             self.runs.pop(run.task, None)
             hosted.run = None
+            await self._ack(msg, log)
+
+    async def _ack(self, msg: Any, log: Any) -> None:
+        """Ack and wait for the server to confirm: the agent's consumer has one dispatch in
+        flight, so an ack lost in a failover would stall the agent until ``ack_wait``."""
+        for _ in range(3):
             try:
-                await msg.ack()
+                await msg.ack_sync(timeout=2.0)
+                return
             except Exception as error:
                 log.warning("executor.ack_failed", error=str(error))
 
