@@ -11,19 +11,29 @@ from nats.js.kv import KeyValue
 from schemas import subjects
 from schemas.chat import ChatMessage, Inbox, InboxEntry, add_to_inbox
 from services.bus.history import Feed, reachable
+from services.bus.publish import publish_acked
 
 _decode_message = msgspec.json.Decoder(ChatMessage).decode
 _decode_inbox = msgspec.json.Decoder(Inbox).decode
 
 
-async def post(js: JetStreamContext, message: ChatMessage, msg_id: str | None = None) -> int:
+async def post(
+    js: JetStreamContext,
+    message: ChatMessage,
+    msg_id: str | None = None,
+    *,
+    retry_for: float = 0.0,
+) -> int:
     """Publish ``message``; returns its stream sequence (the original one for a duplicate)."""
     with reachable("posting to chat"):
-        ack = await js.publish(
+        ack = await publish_acked(
+            js,
             subjects.chat(message.swarm, message.channel),
             msgspec.json.encode(message),
             stream=subjects.CHAT_STREAM,
             headers={"Nats-Msg-Id": msg_id or f"{message.swarm}:{message.id}"},
+            retry_for=retry_for,
+            what="the chat message",
         )
     return ack.seq
 

@@ -8,16 +8,14 @@ one message in the queue.
 
 from __future__ import annotations
 
-import asyncio
-
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from nats.js.errors import NoStreamResponseError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from schemas import dispatch as wire
 from schemas import subjects
-from schemas.errors import Unavailable
+from services.bus.publish import publish_acked
 
 
 async def publish_dispatch(
@@ -26,31 +24,17 @@ async def publish_dispatch(
     """Put ``dispatch`` on the agent's dispatch subject; return its stream sequence (the
     original one for a duplicate). ``retry_for`` seconds: retry while NATS does not answer."""
     subject = subjects.dispatch(dispatch.swarm, dispatch.agent)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + retry_for
-    while True:
-        try:
-            ack = await js.publish(
-                subject,
-                wire.encode(dispatch),
-                timeout=timeout,
-                stream=subjects.DISPATCH_STREAM,
-                headers={"Nats-Msg-Id": dispatch.msg_id},
-            )
-            return ack.seq
-        except (
-            nats.errors.TimeoutError,
-            nats.errors.NoRespondersError,
-            nats.errors.ConnectionClosedError,
-            nats.errors.ConnectionReconnectingError,
-            nats.errors.OutboundBufferLimitError,
-            NoStreamResponseError,  # the stream has no leader this moment (failover)
-        ) as error:
-            if loop.time() >= deadline:
-                raise Unavailable(
-                    f"NATS did not acknowledge the dispatch on {subject}: {type(error).__name__}"
-                ) from error
-            await asyncio.sleep(0.2)
+    ack = await publish_acked(
+        js,
+        subject,
+        wire.encode(dispatch),
+        stream=subjects.DISPATCH_STREAM,
+        headers={"Nats-Msg-Id": dispatch.msg_id},
+        timeout=timeout,
+        retry_for=retry_for,
+        what="the dispatch",
+    )
+    return ack.seq
 
 
 # --- the executor's side: one durable pull consumer per hosted agent ---------------------------

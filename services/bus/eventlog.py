@@ -9,15 +9,13 @@ second call returns the first one's sequence.
 
 from __future__ import annotations
 
-import asyncio
-
-import nats.errors
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, NoStreamResponseError
+from nats.js.errors import APIError
 
 from schemas import events as ev
 from schemas import subjects
-from schemas.errors import Conflict, Unavailable
+from schemas.errors import Conflict
+from services.bus.publish import publish_acked
 
 WRONG_LAST_SEQUENCE = 10071
 
@@ -67,40 +65,25 @@ class EventLog:
         subject = subjects.event(event.swarm, event.aggregate, event.id, event.verb)
         payload = ev.encode(event)
         headers = headers_for(event, expected_seq, msg_id)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + retry_for
-        while True:
-            try:
-                ack = await self._js.publish(
-                    subject,
-                    payload,
-                    timeout=self._timeout,
-                    stream=subjects.EVENTS_STREAM,
-                    headers=headers,
-                )
-                return ack.seq
-            except APIError as error:
-                if error.err_code == WRONG_LAST_SEQUENCE:
-                    original = await self._original_seq(subject, headers["Nats-Msg-Id"])
-                    if original is not None:
-                        return original
-                    raise AppendConflict(
-                        subject, expected_seq or 0, error.description or ""
-                    ) from error
+        try:
+            ack = await publish_acked(
+                self._js,
+                subject,
+                payload,
+                stream=subjects.EVENTS_STREAM,
+                headers=headers,
+                timeout=self._timeout,
+                retry_for=retry_for,
+                what="the append",
+            )
+        except APIError as error:
+            if error.err_code != WRONG_LAST_SEQUENCE:
                 raise
-            except (
-                nats.errors.TimeoutError,
-                nats.errors.NoRespondersError,
-                nats.errors.ConnectionClosedError,
-                nats.errors.ConnectionReconnectingError,
-                nats.errors.OutboundBufferLimitError,
-                NoStreamResponseError,  # the stream has no leader this moment (failover)
-            ) as error:
-                if loop.time() >= deadline:
-                    raise Unavailable(
-                        f"NATS did not acknowledge the append to {subject}: {type(error).__name__}"
-                    ) from error
-                await asyncio.sleep(0.2)
+            original = await self._original_seq(subject, headers["Nats-Msg-Id"])
+            if original is not None:
+                return original
+            raise AppendConflict(subject, expected_seq or 0, error.description or "") from error
+        return ack.seq
 
     async def _original_seq(self, subject: str, msg_id: str) -> int | None:
         """The server checks the expected sequence before the duplicate window, so a retried
