@@ -4,15 +4,15 @@ and 503 when no chat service answers."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import jsonschema
 import pytest
+from gateway_support import call, sse_events
 
 from schemas import events as ev
 from schemas.agent_tokens import make_agent_token
@@ -70,46 +70,10 @@ async def swarm(bus: Bus, gateway: Gateway, chat: Chat, swarm_id: str) -> str:
     return await seed(bus, swarm_id, gateway, chat)
 
 
-async def call(
-    http: aiohttp.ClientSession, method: str, path: str, **kwargs: Any
-) -> tuple[int, Any]:
-    async with http.request(method, path, **kwargs) as response:
-        text = await response.text()
-        return response.status, (json.loads(text) if text else None)
-
-
 async def post(http: aiohttp.ClientSession, swarm: str, **body: Any) -> dict[str, Any]:
     status, message = await call(http, "POST", f"/swarms/{swarm}/chat", json=body)
     assert status == 201, message
     return message
-
-
-async def sse_events(
-    response: aiohttp.ClientResponse, stop: Callable[[dict[str, Any]], bool], timeout: float = 10
-) -> list[dict[str, Any]]:
-    """Parsed server-sent events up to and including the first for which ``stop`` holds."""
-    found: list[dict[str, Any]] = []
-    current: dict[str, Any] = {}
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"no stopping event within {timeout}s; got {found}")
-        line = (await asyncio.wait_for(response.content.readline(), remaining)).decode()
-        if line == "":
-            raise AssertionError(f"stream ended early; got {found}")
-        line = line.rstrip("\n")
-        if line.startswith(":"):
-            continue
-        if line == "":
-            if current:
-                found.append(current)
-                if stop(current):
-                    return found
-            current = {}
-            continue
-        name, _, value = line.partition(": ")
-        current[name] = value
 
 
 # --- posting and reading ----------------------------------------------------------------------

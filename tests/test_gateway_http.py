@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import jsonschema
 import pytest
+from gateway_support import append, call, sse_events
 
 from schemas import events as ev
 from schemas import subjects
@@ -53,14 +54,6 @@ async def swarm(http: aiohttp.ClientSession, swarm_id: str) -> str:
     return swarm_id
 
 
-async def call(
-    http: aiohttp.ClientSession, method: str, path: str, **kwargs: Any
-) -> tuple[int, Any]:
-    async with http.request(method, path, **kwargs) as response:
-        text = await response.text()
-        return response.status, (json.loads(text) if text else None)
-
-
 async def create_task(http: aiohttp.ClientSession, swarm: str, **body: Any) -> dict[str, Any]:
     status, task = await call(http, "POST", f"/swarms/{swarm}/tasks", json=body)
     assert status == 201, task
@@ -79,12 +72,6 @@ async def until(check: Callable[[], Any], timeout: float = 20.0, what: str = "co
 
 
 # --- acting as scheduler and executor: the events they would append ---------------------------
-
-
-async def append(bus: Bus, gateway: Gateway, event: ev.Event) -> int:
-    seq = await bus.events.append(event)
-    await gateway.projection.wait_for(seq)
-    return seq
 
 
 async def start_running(bus: Bus, gateway: Gateway, swarm: str, task: str, agent: str) -> None:
@@ -111,34 +98,6 @@ async def complete(bus: Bus, gateway: Gateway, swarm: str, task: str, agent: str
 
 
 # --- server-sent events -----------------------------------------------------------------------
-
-
-async def sse_events(
-    response: aiohttp.ClientResponse, stop: Callable[[dict[str, Any]], bool], timeout: float = 10
-) -> list[dict[str, Any]]:
-    """Parsed server-sent events up to and including the first for which ``stop`` holds."""
-    found: list[dict[str, Any]] = []
-    current: dict[str, Any] = {}
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"no stopping event within {timeout}s; got {found}")
-        line = (await asyncio.wait_for(response.content.readline(), remaining)).decode()
-        if line == "":
-            raise AssertionError(f"stream ended early; got {found}")
-        line = line.rstrip("\n")
-        if line.startswith(":"):
-            continue
-        if line == "":
-            if current:
-                found.append(current)
-                if stop(current):
-                    return found
-            current = {}
-            continue
-        name, _, value = line.partition(": ")
-        current[name] = value
 
 
 # --- auth, health, errors ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import jsonschema
 import pytest
+from gateway_support import append, call
 
 from schemas import events as ev
 from schemas.board import Board, Checkout, ProjectView, SwarmView
@@ -44,12 +45,6 @@ async def http(gateway: Gateway) -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def append(bus: Bus, gateway: Gateway, event: ev.Event) -> int:
-    seq = await bus.events.append(event)
-    await gateway.projection.wait_for(seq)
-    return seq
-
-
 @pytest.fixture
 async def swarm(bus: Bus, gateway: Gateway, swarm_id: str) -> str:
     """A swarm with two agents hosted by an executor."""
@@ -62,14 +57,6 @@ async def swarm(bus: Bus, gateway: Gateway, swarm_id: str) -> str:
             ev.AgentRegistered(swarm=swarm_id, id=agent, time=now, name=agent, executor="local"),
         )
     return swarm_id
-
-
-async def call(
-    http: aiohttp.ClientSession, method: str, path: str, **kwargs: Any
-) -> tuple[int, Any]:
-    async with http.request(method, path, **kwargs) as response:
-        text = await response.text()
-        return response.status, (json.loads(text) if text else None)
 
 
 async def create(http: aiohttp.ClientSession, swarm: str, **extra: Any) -> dict[str, Any]:

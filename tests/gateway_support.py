@@ -1,0 +1,58 @@
+"""Helpers the gateway tests share: plain HTTP calls, a server-sent-events reader, and appends
+the gateway has folded in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from schemas import events as ev
+from services.bus.service import Bus
+from services.gateway.service import Gateway
+
+
+async def call(
+    http: aiohttp.ClientSession, method: str, path: str, **kwargs: Any
+) -> tuple[int, Any]:
+    async with http.request(method, path, **kwargs) as response:
+        text = await response.text()
+        return response.status, (json.loads(text) if text else None)
+
+
+async def append(bus: Bus, gateway: Gateway, event: ev.Event) -> int:
+    seq = await bus.events.append(event)
+    await gateway.projection.wait_for(seq)
+    return seq
+
+
+async def sse_events(
+    response: aiohttp.ClientResponse, stop: Callable[[dict[str, Any]], bool], timeout: float = 10
+) -> list[dict[str, Any]]:
+    """Parsed server-sent events up to and including the first for which ``stop`` holds."""
+    found: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"no stopping event within {timeout}s; got {found}")
+        line = (await asyncio.wait_for(response.content.readline(), remaining)).decode()
+        if line == "":
+            raise AssertionError(f"stream ended early; got {found}")
+        line = line.rstrip("\n")
+        if line.startswith(":"):
+            continue
+        if line == "":
+            if current:
+                found.append(current)
+                if stop(current):
+                    return found
+            current = {}
+            continue
+        name, _, value = line.partition(": ")
+        current[name] = value
