@@ -18,7 +18,7 @@ from schemas import events as ev
 from schemas.board import CLAIMABLE, Board, task_sort_key
 from schemas.errors import Invalid
 from schemas.fold import apply, deps_done, fold
-from services.scheduler.decide import Config, Decision, decide
+from services.scheduler.decide import Config, Decision, OpenTasks, decide
 from services.scheduler.matching import can_take
 
 S = "dev"
@@ -387,6 +387,54 @@ def test_only_the_swarms_asked_for_are_decided() -> None:
     assert sorted(d.event.swarm for d in when(board)) == ["one", "two"]
 
 
+# --- looking only at the tasks that may need a decision -------------------------------------
+
+
+def test_finished_tasks_without_follow_ups_to_write_are_not_looked_at() -> None:
+    triggers = [follow_up("completed", "Test it")]
+    board = given(
+        *[
+            swarm_created(),
+            registered("a1"),
+            created("done"),
+            created("chained", triggers=triggers),
+        ],
+        *[created("dropped", triggers=triggers), created("waiting"), created("gone")],
+        *[claimed("done", "a1"), running("done", "a1"), completed("done", "a1")],
+        *[claimed("chained", "a1"), running("chained", "a1"), completed("chained", "a1")],
+        *[cancelled("dropped"), deleted("gone")],
+    )
+    open_tasks = OpenTasks.of_board(board)
+    assert list(open_tasks.swarms[S]) == ["chained", "waiting"]
+    assert when(board, open_tasks=open_tasks) == when(board)
+    assert short(when(board, open_tasks=open_tasks)) == [
+        ("task.created", "chained-completed-0", "Test it", "chained"),
+        claim("waiting", "a1"),
+    ]
+
+
+def test_with_every_agent_busy_a_pending_task_whose_dependency_was_deleted_still_fails() -> None:
+    board = given(
+        *[swarm_created(), registered("a1"), created("x"), claimed("x", "a1"), running("x", "a1")],
+        *[completed("x", "a1"), created("after-x", depends=["x"]), created("free")],
+        *[created("busy"), claimed("busy", "a1"), deleted("x")],
+    )
+    assert board.swarms[S].tasks["after-x"].status == "pending"
+    assert short(when(board)) == [("task.failed", "after-x", "dependency x deleted", 0, None)]
+
+
+def test_open_tasks_follow_the_log_event_by_event() -> None:
+    board, open_tasks = Board(), OpenTasks()
+    log = [swarm_created(), registered("a1"), created("t1"), created("t2"), claimed("t1", "a1")]
+    log += [running("t1", "a1"), completed("t1", "a1"), ev.SwarmDeleted(swarm=S, id=S, time=T0)]
+    seen = []
+    for seq, event in enumerate(log, start=1):
+        apply(board, event, seq)
+        open_tasks.track(board, event)
+        seen.append(list(open_tasks.swarms.get(S, {})))
+    assert seen == [[], [], ["t1"], ["t1", "t2"], ["t1", "t2"], ["t1", "t2"], ["t2"], []]
+
+
 # --- properties -----------------------------------------------------------------------------
 #
 # A random log: agents (some hosted, with random skills), tasks (random tags, priorities,
@@ -469,7 +517,11 @@ def step_event(step: tuple, board: Board, time: float, tasks: int, agents: int) 
     return ev.TaskUpdated(**fields, depends=[f"t{(t + a + 1) % 8}"])
 
 
-def run(scenario: tuple) -> tuple[Board, list[Decision], float, set[str]]:
+def run(
+    scenario: tuple, open_tasks: OpenTasks | None = None
+) -> tuple[Board, list[Decision], float, set[str]]:
+    """The scenario's board and what ``decide`` makes of it; given ``open_tasks``, it is kept
+    event by event and ``decide`` looks at those tasks only."""
     agents, tasks, lifecycle, after, seen, busy = scenario
     time = T0
     events: list[ev.Event] = [swarm_created()]
@@ -499,16 +551,23 @@ def run(scenario: tuple) -> tuple[Board, list[Decision], float, set[str]]:
                 triggers=triggers,
             )
         )
-    board = given(*events)
+    board = Board()
+    for event in events:
+        apply(board, event, board.seq + 1)
+        if open_tasks is not None:
+            open_tasks.track(board, event)
     for step in lifecycle:
         time += 0.01
         event = step_event(step, board, time, len(tasks), len(agents))
         if event is not None:
             apply(board, event, board.seq + 1)
+            if open_tasks is not None:
+                open_tasks.track(board, event)
     now = time + after
     presence = {f"{S}.a{a}": now + ago for a, ago in seen.items()}
     in_flight = {f"{S}/{kind}/{'t' if kind == 'task' else 'a'}{i}" for kind, i in busy}
-    return board, when(board, now=now, presence=presence, in_flight=in_flight), now, in_flight
+    decisions = when(board, now=now, presence=presence, in_flight=in_flight, open_tasks=open_tasks)
+    return board, decisions, now, in_flight
 
 
 def claims(decisions: list[Decision]) -> list[ev.TaskClaimed]:
@@ -580,3 +639,15 @@ def test_property_every_decision_applies_to_the_board_it_was_made_on(scenario: t
         assert decision.expected_seq == board.version(S, event.aggregate, event.id)
         apply(board, event, board.seq + 1)
     assert board.ignored == before, [d.event.type for d in decisions]
+
+
+@settings(max_examples=200, deadline=None)
+@hypothesis_given(scenarios)
+def test_property_deciding_over_the_open_tasks_kept_event_by_event_decides_the_same(
+    scenario: tuple,
+) -> None:
+    open_tasks = OpenTasks()
+    board, decisions, _, _ = run(scenario, open_tasks)
+    assert decisions == run(scenario)[1]
+    assert open_tasks.swarms[S] == OpenTasks.of_board(board).swarms[S]
+    assert list(open_tasks.swarms[S]) == list(OpenTasks.of_board(board).swarms[S])

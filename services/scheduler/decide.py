@@ -22,17 +22,21 @@ What it decides, per swarm:
 
 An aggregate gets at most one decision per call, and never one that is ``in_flight`` (the
 service's appends not yet folded back), so each decision applies to the board it was made on.
+
+A finished task never changes again, so one without follow-ups to write never needs a decision
+again; ``OpenTasks`` keeps, as the log is folded, the ids of the others, and ``decide`` given it
+looks at those only: a long-lived swarm's history does not slow every decision down.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from schemas import events as ev
 from schemas import subjects
-from schemas.board import ACTIVE, FINISHED, AgentView, Board, SwarmView, TaskView
+from schemas.board import ACTIVE, CLAIMABLE, FINISHED, AgentView, Board, SwarmView, TaskView
 from schemas.errors import Invalid
 from schemas.fold import deps_done
 from services.scheduler.matching import match
@@ -105,6 +109,41 @@ def msg_id(
     return ":".join([swarm, aggregate, aggregate_id, verb, str(expected), *map(str, more)])
 
 
+def may_need_decision(task: TaskView) -> bool:
+    """Unfinished, or finished with follow-ups (triggers) that may be left to write."""
+    return task.status not in FINISHED or (bool(task.triggers) and task.status != "cancelled")
+
+
+@dataclass
+class OpenTasks:
+    """Per swarm, the ids of the tasks that ``may_need_decision``, in the board's order (ids are
+    added when a task is created, and a finished task never comes back). ``track`` after each
+    folded event keeps it true; ``of_board`` builds it from a whole board (e.g. a snapshot)."""
+
+    swarms: dict[str, dict[str, None]] = field(default_factory=dict)
+
+    @classmethod
+    def of_board(cls, board: Board) -> OpenTasks:
+        return cls(
+            {
+                swarm.id: {t.id: None for t in swarm.tasks.values() if may_need_decision(t)}
+                for swarm in board.swarms.values()
+            }
+        )
+
+    def track(self, board: Board, event: ev.Event) -> None:
+        """After ``event`` is folded into ``board``."""
+        if isinstance(event, ev.TaskEvent):
+            task = board.task(event.swarm, event.id)
+            ids = self.swarms.setdefault(event.swarm, {})
+            if task is not None and may_need_decision(task):
+                ids.setdefault(event.id)
+            else:
+                ids.pop(event.id, None)
+        elif isinstance(event, ev.SwarmEvent) and event.swarm not in board.swarms:
+            self.swarms.pop(event.swarm, None)
+
+
 def presence_age(agent: AgentView, now: float, presence: Mapping[str, float]) -> float:
     """Seconds since the agent was last known alive: its presence key, or its (re)registration."""
     seen = max(agent.registered_at, agent.updated_at)
@@ -126,12 +165,14 @@ def decide(
     *,
     in_flight: Collection[str] = (),
     swarms: Iterable[str] | None = None,
+    open_tasks: OpenTasks | None = None,
 ) -> list[Decision]:
     """Everything the scheduler should append now.
 
     ``presence``: presence key (``<swarm>.<agent>``) -> when it was last refreshed (seconds, same
     clock as ``now``). ``in_flight``: aggregate keys with an append not yet folded: left alone.
-    ``swarms``: decide for these swarms only (default: all).
+    ``swarms``: decide for these swarms only (default: all). ``open_tasks``: kept in step with
+    ``board``; only those tasks are looked at (default: every task; the same decisions).
     """
     config = config or Config()
     presence = presence or {}
@@ -139,14 +180,20 @@ def decide(
     decisions: list[Decision] = []
     for name in names:
         swarm = board.swarms.get(name)
-        if swarm is not None:
-            decisions += _decide_swarm(board, swarm, now, config, presence, in_flight)
+        if swarm is None:
+            continue
+        tasks: Iterable[TaskView] = swarm.tasks.values()
+        if open_tasks is not None:
+            ids = open_tasks.swarms.get(name, {})
+            tasks = [task for i in ids if (task := swarm.tasks.get(i)) is not None]
+        decisions += _decide_swarm(board, swarm, tasks, now, config, presence, in_flight)
     return decisions
 
 
 def _decide_swarm(
     board: Board,
     swarm: SwarmView,
+    tasks: Iterable[TaskView],
     now: float,
     config: Config,
     presence: Mapping[str, float],
@@ -168,12 +215,14 @@ def _decide_swarm(
             free.append(agent)
 
     claimable: list[TaskView] = []
-    for task in swarm.tasks.values():
+    for task in tasks:
         status = task.status
         if status in FINISHED:  # most of a long-lived swarm: only follow-ups left to write
             if task.triggers and status != "cancelled":
                 out += planner.follow_ups(task)
             continue
+        if not free and not task.depends and status in CLAIMABLE:
+            continue  # no dependency to watch and no agent to take it: nothing to decide
         if planner.busy("task", task.id):
             continue
         if status in ACTIVE:

@@ -32,7 +32,7 @@ from services.bus.eventlog import AppendConflict
 from services.bus.leases import LeaderLease
 from services.bus.presence import PresenceWatch
 from services.bus.service import Service
-from services.scheduler.decide import Config, Decision, decide
+from services.scheduler.decide import Config, Decision, OpenTasks, decide
 
 # events that can change what the scheduler would decide
 _RELEVANT = (ev.TaskEvent, ev.AgentEvent, ev.SwarmEvent)
@@ -74,6 +74,7 @@ class Scheduler(Service):
         self._in_flight: dict[str, tuple[str, int]] = {}
         self._to_dispatch: set[tuple[str, str]] = set()
         self._appends: set[asyncio.Task] = set()
+        self._open = OpenTasks()  # the tasks decide looks at, kept in step with the fold
 
     @property
     def lease_key(self) -> str:
@@ -94,7 +95,9 @@ class Scheduler(Service):
         self.projection.listen(self._on_event)
 
     async def on_ready(self) -> None:
-        assert self.bus is not None
+        assert self.bus is not None and self.projection is not None
+        # the replay may have begun from a snapshot: build it whole; ``_on_event`` keeps it
+        self._open = OpenTasks.of_board(self.projection.board)
         self.presence = PresenceWatch(
             await self.bus.kv(subjects.PRESENCE_BUCKET),
             swarm=self.swarm_filter,
@@ -123,6 +126,7 @@ class Scheduler(Service):
     # --- following the log ------------------------------------------------------------------
 
     def _on_event(self, seq: int, event: ev.Event, board: Board) -> None:
+        self._open.track(board, event)
         if self.projection is None or not self.projection.ready:
             return  # replaying: everything is decided once caught up
         if not isinstance(event, _RELEVANT):
@@ -203,6 +207,7 @@ class Scheduler(Service):
             self.presence.seen,
             in_flight=self._in_flight,
             swarms=swarms,
+            open_tasks=self._open,
         )
         self.rounds += 1
         for decision in decisions:
