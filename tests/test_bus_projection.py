@@ -6,7 +6,7 @@ import time
 
 from schemas import events as ev
 from schemas.board import Board
-from services.bus.projection import Projection
+from services.bus.projection import Projection, position
 from services.bus.service import Bus
 
 
@@ -115,3 +115,18 @@ async def test_older_snapshot_never_replaces_a_newer_one(bus: Bus, swarm_id: str
 
 def bus_version(board: Board, swarm: str, task: str) -> int:
     return board.version(swarm, "task", task)
+
+
+async def test_position_read_from_the_ack_subject_matches_nats_metadata(
+    bus: Bus, swarm_id: str
+) -> None:
+    last = await seed(bus, swarm_id, 3)
+    sub = await bus.js.subscribe(f"swarm.evt.{swarm_id}.>", ordered_consumer=True)
+    seen = []
+    while not seen or seen[-1][0] < last:
+        msg = await sub.next_msg(timeout=5)
+        meta = msg.metadata
+        assert position(msg) == (meta.sequence.stream, meta.num_pending)
+        seen.append(position(msg))
+    assert seen[-1] == (last, 0)
+    await sub.unsubscribe()

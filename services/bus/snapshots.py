@@ -30,11 +30,19 @@ def key_for(scope: str) -> str:
 
 
 def pack(board: Board) -> bytes:
-    return zlib.compress(_encoder.encode(board), 3)
+    """``<seq>\n`` then the board, zlib-compressed: the sequence can be read without
+    unpacking the board (every process asks "is mine newer?" before writing)."""
+    return b"%d\n" % board.seq + zlib.compress(_encoder.encode(board), 3)
+
+
+def packed_seq(data: bytes) -> int:
+    head, newline, _ = data.partition(b"\n")
+    return int(head) if newline and head.isdigit() else 0
 
 
 def unpack(data: bytes) -> Board:
-    return _decoder.decode(zlib.decompress(data))
+    _, _, body = data.partition(b"\n")
+    return _decoder.decode(zlib.decompress(body))
 
 
 class Snapshots:
@@ -61,26 +69,29 @@ class Snapshots:
             log.warning("snapshot.unreadable", scope=scope, error=str(error))
             return None
 
-    async def save(self, scope: str, board: Board) -> bool:
-        """Store ``board`` unless a snapshot at the same or a later sequence is already there.
-        Returns whether this one was stored."""
+    async def save(self, scope: str, board: Board, *, min_gain: int = 1) -> bool:
+        """Store ``board`` unless the snapshot already there is less than ``min_gain`` events
+        older (so several processes folding the same log don't all write one). Returns whether
+        this one was stored."""
         kv = await self._bucket()
         key = key_for(scope)
-        data = pack(board)
         try:
             current = await kv.get(key)
         except KeyNotFoundError:
             current = None
+        stored = packed_seq(current.value) if current is not None and current.value else 0
+        if current is not None and stored + max(min_gain, 1) > board.seq:
+            return False
+        data = pack(board)
         try:
-            if current is None or not current.value:
+            if current is None:
                 await kv.create(key, data)
             else:
-                if unpack(current.value).seq >= board.seq:
-                    return False
                 await kv.update(key, data, last=current.revision)
-        except (KeyWrongLastSequenceError, Exception) as error:  # lost a race or too large
-            if not isinstance(error, KeyWrongLastSequenceError):
-                log.warning("snapshot.not_saved", scope=scope, seq=board.seq, error=str(error))
+        except KeyWrongLastSequenceError:  # another process wrote one meanwhile
+            return False
+        except Exception as error:  # too large for the server, NATS away: keep replaying
+            log.warning("snapshot.not_saved", scope=scope, seq=board.seq, error=str(error))
             return False
         log.info("snapshot.saved", scope=scope, seq=board.seq, bytes=len(data))
         return True

@@ -63,9 +63,25 @@ def check_depends(swarm: SwarmView, task_id: str, depends: list[str]) -> list[st
             raise Invalid("depends", f"task {task_id} cannot depend on itself")
         if dep not in swarm.tasks:
             raise Invalid("depends", f"depends on unknown task {dep} in swarm {swarm.id}")
-    graph: dict[str, Iterable[str]] = {tid: task.depends for tid, task in swarm.tasks.items()}
-    graph[task_id] = depends
-    cycle = find_cycle(graph, task_id)
+    if not depends:
+        return depends  # no edge out of it: no cycle through it
+
+    class Edges(Mapping[str, Iterable[str]]):
+        """The swarm's dependency graph with ``task_id``'s edges replaced, built lazily: only
+        the tasks the search reaches are looked at."""
+
+        def __getitem__(self, tid: str) -> Iterable[str]:
+            if tid == task_id:
+                return depends
+            return swarm.tasks[tid].depends
+
+        def __iter__(self):  # pragma: no cover - the search never iterates the whole graph
+            return iter(swarm.tasks)
+
+        def __len__(self) -> int:  # pragma: no cover
+            return len(swarm.tasks)
+
+    cycle = find_cycle(Edges(), task_id)
     if cycle is not None:
         raise Invalid("depends", "dependency cycle: " + " -> ".join(cycle))
     return depends
