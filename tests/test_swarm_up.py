@@ -468,3 +468,32 @@ def test_an_unreachable_nats_url_is_an_error_naming_it(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert url in result.stderr
     assert processes_using(tmp_path / "d") == []
+
+
+def test_swarm_down_stops_the_swarm_up_of_a_data_dir_and_then_finds_none(
+    swarm_up: Callable[..., Up], nats_url: str
+) -> None:
+    up = swarm_up(None, "--nats-url", nats_url)
+    wait_until(lambda: "ready: NATS, gateway" in up.out, "swarm up to say ready")
+    ours = processes_using(up.data_dir)
+
+    down = subprocess.run(
+        [*swarm_command(), "down", "--data-dir", str(up.data_dir)],
+        capture_output=True,
+        text=True,
+        env=clean_environment(),
+        timeout=60,
+    )
+
+    assert down.returncode == 0, down.stderr
+    assert f"pid {up.process.pid}" in down.stdout
+    assert up.process.wait(10) == 0
+    assert [pid for pid in ours if alive(pid)] == []
+    again = subprocess.run(
+        [*swarm_command(), "down", "--data-dir", str(up.data_dir)],
+        capture_output=True,
+        text=True,
+        env=clean_environment(),
+        timeout=60,
+    )
+    assert again.returncode != 0 and "no swarm up is running" in again.stderr
