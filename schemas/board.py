@@ -36,6 +36,7 @@ class TaskView(msgspec.Struct, kw_only=True):
     timeout: float | None = None
     triggers: list[Trigger] = []
     parent: str | None = None
+    correlation_id: str | None = None  # of the request that created it: its events carry it
     status: TaskStatus = "pending"
     attempt: int = 1  # the attempt now claimed or running, or the next one to claim
     agent: str | None = None

@@ -132,6 +132,7 @@ def _task_created(board: Board, e: ev.TaskCreated, seq: int) -> bool:
         timeout=e.timeout,
         triggers=list(e.triggers),
         parent=e.parent,
+        correlation_id=e.correlation_id,
         created_at=e.time,
         updated_at=e.time,
         created_seq=seq,

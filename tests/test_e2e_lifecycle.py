@@ -115,6 +115,8 @@ def test_dag_of_shell_tasks_runs_in_dependency_order_on_matching_agents(cluster:
         if specs[task_id].get("depends"):
             expected.insert(1, "task.unblocked")
         assert types(task) == expected, task_id
+        correlations = {e.get("correlation_id") for e in task["events"]}
+        assert len(correlations) == 1 and None not in correlations, (task_id, correlations)
         assert task["status"] == "completed" and task["attempt"] == 1
         tags = set(specs[task_id].get("tags", []))
         assert not tags or tags & skills[task["agent"]], (task_id, task["agent"])

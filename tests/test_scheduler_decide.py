@@ -651,3 +651,27 @@ def test_property_deciding_over_the_open_tasks_kept_event_by_event_decides_the_s
     assert decisions == run(scenario)[1]
     assert open_tasks.swarms[S] == OpenTasks.of_board(board).swarms[S]
     assert list(open_tasks.swarms[S]) == list(OpenTasks.of_board(board).swarms[S])
+
+
+# --- correlation ------------------------------------------------------------------------------
+
+
+def test_a_tasks_decisions_and_its_follow_ups_carry_the_correlation_id_of_its_request() -> None:
+    board = given(
+        swarm_created(),
+        registered("a1"),
+        created("t1", correlation_id="req-42", triggers=[follow_up("completed", "Test it")]),
+    )
+    claims = {d.event.id: d.event.correlation_id for d in when(board)}
+    assert claims["t1"] == "req-42"
+
+    board = given(
+        swarm_created(),
+        registered("a1"),
+        created("t1", correlation_id="req-42", triggers=[follow_up("completed", "Test it")]),
+        claimed("t1", "a1"),
+        running("t1", "a1"),
+        completed("t1", "a1"),
+    )
+    follow = [d.event for d in when(board) if isinstance(d.event, ev.TaskCreated)]
+    assert [(e.id, e.correlation_id) for e in follow] == [("t1-completed-0", "req-42")]

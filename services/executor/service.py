@@ -77,6 +77,7 @@ class ActiveRun:
     attempt: int
     agent: str
     running_seq: int
+    correlation_id: str | None = None
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     why: str | None = None
 
@@ -511,6 +512,8 @@ class Executor(Service):
             return
         await self._checkout_locked(hosted, before_task=True)
         claimed = self.board.task(self.swarm, dispatch.task)
+        correlation = claimed.correlation_id if claimed is not None else None
+        log = log.bind(correlation_id=correlation)
         delivery = mentions.Delivery()
         if claimed is not None and mentions.takes_mentions(claimed.runtime):
             delivery = await self._unread(hosted.id)
@@ -523,6 +526,7 @@ class Executor(Service):
             attempt=dispatch.attempt,
             executor=self.me,
             inbox_read_through=delivery.read_through,
+            correlation_id=correlation,
         )
         try:
             seq = await self.bus.events.append(
@@ -535,7 +539,9 @@ class Executor(Service):
         except Unavailable:
             await msg.nak(delay=1.0)
             return
-        run = ActiveRun(self.swarm, dispatch.task, dispatch.attempt, dispatch.agent, seq)
+        run = ActiveRun(
+            self.swarm, dispatch.task, dispatch.attempt, dispatch.agent, seq, correlation
+        )
         self.runs[run.task] = run
         hosted.run = run
         log = log.bind(seq=seq)
@@ -651,6 +657,7 @@ class Executor(Service):
                 id=run.task,
                 time=now,
                 actor=decisions.actor(self.me),
+                correlation_id=run.correlation_id,
                 attempt=run.attempt + 1,
                 reason=run.why,
                 retry_at=now,
@@ -661,6 +668,7 @@ class Executor(Service):
                 id=run.task,
                 time=now,
                 actor=decisions.actor(self.me),
+                correlation_id=run.correlation_id,
                 attempt=run.attempt,
                 agent=run.agent,
                 outcome=verdict.outcome,
@@ -671,6 +679,7 @@ class Executor(Service):
                 id=run.task,
                 time=now,
                 actor=decisions.actor(self.me),
+                correlation_id=run.correlation_id,
                 reason=verdict.reason or "failed",
                 attempt=run.attempt,
                 agent=run.agent,

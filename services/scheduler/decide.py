@@ -272,6 +272,8 @@ class _Planner:
         aggregate = cls.aggregate
         expected = self.board.version(self.swarm.id, aggregate, aggregate_id)
         verb = cls.__struct_config__.tag.rsplit(".", 1)[1]  # type: ignore[union-attr]
+        task = self.swarm.tasks.get(aggregate_id) if aggregate == "task" else None
+        fields.setdefault("correlation_id", task.correlation_id if task else None)
         event = cls(
             swarm=self.swarm.id,
             id=aggregate_id,
@@ -356,6 +358,7 @@ class _Planner:
                     runtime=spec.runtime,
                     timeout=spec.timeout,
                     parent=task.id,
+                    correlation_id=task.correlation_id,  # a follow-up belongs to the same story
                 )
             )
         return out

@@ -41,6 +41,8 @@ _RELEVANT = (ev.TaskEvent, ev.AgentEvent, ev.SwarmEvent)
 def _context(event: ev.Event) -> dict[str, Any]:
     """What a log line about ``event`` carries: swarm, task or agent, and the facts that matter."""
     context: dict[str, Any] = {"swarm": event.swarm, event.aggregate: event.id}
+    if event.correlation_id:
+        context["correlation_id"] = event.correlation_id
     for name in ("agent", "attempt", "reason", "retry_at"):
         value = getattr(event, name, None)
         if value is not None:
