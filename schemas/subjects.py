@@ -17,6 +17,7 @@ SNAPSHOTS_BUCKET = "swarm_snapshots"  # snapshots of the fold
 LEADER_BUCKET = "swarm_leader"  # the scheduler's leader lease
 INBOX_BUCKET = "swarm_inbox"  # per-agent unread mentions
 OUTPUT_STORE = "swarm_outputs"  # full task outputs (object store)
+SNAPSHOT_STORE = "swarm_boards"  # snapshots too large for a KV value (object store)
 
 EVENTS_ALL = "swarm.evt.>"
 CHAT_ALL = "swarm.chat.>"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 
 from schemas import events as ev
+from schemas import subjects
 from schemas.board import Board
 from services.bus.projection import Projection, position
 from services.bus.service import Bus
+from services.bus.snapshots import key_for, object_name, packed_seq
 
 
 async def seed(bus: Bus, swarm: str, tasks: int) -> int:
@@ -130,3 +132,27 @@ async def test_position_read_from_the_ack_subject_matches_nats_metadata(
         seen.append(position(msg))
     assert seen[-1] == (last, 0)
     await sub.unsubscribe()
+
+
+async def test_a_board_too_large_for_one_message_is_snapshotted_through_the_object_store(
+    bus: Bus, swarm_id: str
+) -> None:
+    await seed(bus, swarm_id, 6)
+    first = await replayed(bus, swarm_id)
+    scope = f"{first.scope}-large"
+    assert await bus.snapshots.save(scope, first.board, inline_limit=100)
+    entry = await (await bus.kv(subjects.SNAPSHOTS_BUCKET)).get(key_for(scope))
+    name = object_name(entry.value)
+    assert name is not None and packed_seq(entry.value) == first.seq
+    assert await bus.snapshots.load(scope) == first.board
+
+    last = await bus.events.append(
+        ev.TaskCreated(swarm=swarm_id, id="later", time=time.time(), title="later"), 0
+    )
+    await first.wait_for(last)
+    assert await bus.snapshots.save(scope, first.board, inline_limit=100)
+    assert await bus.snapshots.load(scope) == first.board
+    store = await bus.js.object_store(subjects.SNAPSHOT_STORE)
+    names = {info.name for info in await store.list(ignore_deletes=True)}
+    assert name not in names  # the replaced one is gone
+    await first.stop()

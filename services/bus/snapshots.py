@@ -3,6 +3,10 @@
 A service starts from the newest snapshot and replays only the tail. A snapshot is the board
 (which carries its own ``seq``) as msgspec JSON, zlib-compressed. The key names the fold's schema
 version, so a new fold never starts from an old fold's board.
+
+The KV value is ``<seq>\n`` then either the compressed board or, for a board too large for one
+NATS message, ``object:<name>``: the board is then in the ``swarm_boards`` object store (chunked,
+any size), and the KV entry still says which sequence it includes.
 """
 
 from __future__ import annotations
@@ -45,6 +49,16 @@ def unpack(data: bytes) -> Board:
     return _decoder.decode(zlib.decompress(body))
 
 
+def object_name(data: bytes) -> str | None:
+    """The object-store name a KV value points to, if the board is stored there."""
+    _, _, body = data.partition(b"\n")
+    return body[len(OBJECT) :].decode() if body.startswith(OBJECT) else None
+
+
+OBJECT = b"object:"
+INLINE_LIMIT = 256 * 1024  # larger boards go to the object store (NATS's default max is 1 MiB)
+
+
 class Snapshots:
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
@@ -64,12 +78,18 @@ class Snapshots:
         if not entry.value:
             return None
         try:
-            return unpack(entry.value)
-        except (zlib.error, msgspec.DecodeError) as error:
+            name = object_name(entry.value)
+            if name is None:
+                return unpack(entry.value)
+            stored = await (await self._js.object_store(subjects.SNAPSHOT_STORE)).get(name)
+            return unpack(b"%d\n" % packed_seq(entry.value) + (stored.data or b""))
+        except Exception as error:  # unreadable or gone: replay from the start instead
             log.warning("snapshot.unreadable", scope=scope, error=str(error))
             return None
 
-    async def save(self, scope: str, board: Board, *, min_gain: int = 1) -> bool:
+    async def save(
+        self, scope: str, board: Board, *, min_gain: int = 1, inline_limit: int = INLINE_LIMIT
+    ) -> bool:
         """Store ``board`` unless the snapshot already there is less than ``min_gain`` events
         older (so several processes folding the same log don't all write one). Returns whether
         this one was stored."""
@@ -83,15 +103,31 @@ class Snapshots:
         if current is not None and stored + max(min_gain, 1) > board.seq:
             return False
         data = pack(board)
+        placed = None
         try:
+            if len(data) > inline_limit:
+                placed = f"{key}.{board.seq}"
+                store = await self._js.object_store(subjects.SNAPSHOT_STORE)
+                await store.put(placed, data.partition(b"\n")[2])
+                data = b"%d\n" % board.seq + OBJECT + placed.encode()
             if current is None:
                 await kv.create(key, data)
             else:
                 await kv.update(key, data, last=current.revision)
-        except KeyWrongLastSequenceError:  # another process wrote one meanwhile
+        except Exception as error:  # lost a race, NATS away: keep replaying meanwhile
+            if not isinstance(error, KeyWrongLastSequenceError):
+                log.warning("snapshot.not_saved", scope=scope, seq=board.seq, error=str(error))
+            await self._forget(placed)
             return False
-        except Exception as error:  # too large for the server, NATS away: keep replaying
-            log.warning("snapshot.not_saved", scope=scope, seq=board.seq, error=str(error))
-            return False
-        log.info("snapshot.saved", scope=scope, seq=board.seq, bytes=len(data))
+        if current is not None and current.value:
+            await self._forget(object_name(current.value))  # the one this replaces
+        log.info("snapshot.saved", scope=scope, seq=board.seq, bytes=len(data), object=placed)
         return True
+
+    async def _forget(self, name: str | None) -> None:
+        if name is None:
+            return
+        try:
+            await (await self._js.object_store(subjects.SNAPSHOT_STORE)).delete(name)
+        except Exception as error:
+            log.debug("snapshot.object_not_deleted", name=name, error=str(error))

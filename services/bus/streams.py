@@ -185,24 +185,34 @@ async def provision(
             await asyncio.sleep(0.5)
 
 
+async def _ensure_object_store(
+    js: JetStreamContext, store: str, description: str, layout: Layout
+) -> None:
+    try:
+        await js.object_store(store)
+        return
+    except (NotFoundError, BucketNotFoundError):
+        pass
+    try:
+        await js.create_object_store(
+            store,
+            config=api.ObjectStoreConfig(
+                description=description, storage=api.StorageType.FILE, replicas=layout.replicas
+            ),
+        )
+    except BadRequestError as error:
+        if error.err_code != 10058:  # another process created it meanwhile
+            raise
+
+
 async def _provision(js: JetStreamContext, layout: Layout) -> None:
     for config in stream_configs(layout):
         await _ensure_stream(js, config)
     for bucket in bucket_configs(layout):
         await _ensure_bucket(js, bucket)
-    try:
-        await js.object_store(subjects.OUTPUT_STORE)
-    except (NotFoundError, BucketNotFoundError):
-        try:
-            await js.create_object_store(
-                subjects.OUTPUT_STORE,
-                config=api.ObjectStoreConfig(
-                    description="Full task outputs.",
-                    storage=api.StorageType.FILE,
-                    replicas=layout.replicas,
-                ),
-            )
-        except BadRequestError as error:
-            if error.err_code != 10058:
-                raise
+    for store, description in (
+        (subjects.OUTPUT_STORE, "Full task outputs."),
+        (subjects.SNAPSHOT_STORE, "Snapshots of the fold too large for a KV value."),
+    ):
+        await _ensure_object_store(js, store, description, layout)
     log.debug("bus.provisioned", replicas=layout.replicas)
