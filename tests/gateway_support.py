@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
+from cli.main import main
 from schemas import events as ev
 from services.bus.service import Bus
 from services.gateway.service import Gateway
@@ -56,3 +59,33 @@ async def sse_events(
             continue
         name, _, value = line.partition(": ")
         current[name] = value
+
+
+Run = Callable[..., Awaitable[tuple[int, str, str]]]
+
+
+def cli_runner(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    *,
+    url: str,
+    token: str,
+    swarm: str,
+) -> Run:
+    """``await run("status")`` -> (exit code, stdout, stderr): the CLI against ``url`` in a
+    worker thread (it blocks on HTTP; the gateway keeps serving in the test's loop)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("SWARM_ENV_FILE", "SWARM_DATA_DIR", "SWARM_AGENT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SWARM_API_URL", url)
+    monkeypatch.setenv("SWARM_API_TOKEN", token)
+    monkeypatch.setenv("SWARM_DEFAULT_ID", swarm)
+
+    async def invoke(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke

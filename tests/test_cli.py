@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from gateway_support import Run, cli_runner
 
-from cli.main import main
 from schemas import events as ev
 from schemas import subjects
 from services.bus.connection import NatsOptions
@@ -21,8 +21,6 @@ from services.bus.service import Bus
 from services.gateway.service import Gateway
 
 TOKEN = "cli-test-token"
-
-Run = Callable[..., Awaitable[tuple[int, str, str]]]
 
 
 @pytest.fixture(scope="module")
@@ -50,22 +48,7 @@ def run(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> Run:
-    """``await run("status")`` -> (exit code, stdout, stderr), the CLI in a worker thread
-    (it blocks on HTTP; the gateway keeps serving in this loop)."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("SWARM_ENV_FILE", "SWARM_DATA_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SWARM_API_URL", gateway.url)
-    monkeypatch.setenv("SWARM_API_TOKEN", TOKEN)
-    monkeypatch.setenv("SWARM_DEFAULT_ID", swarm_id)
-
-    async def invoke(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = await asyncio.to_thread(main, list(argv))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return invoke
+    return cli_runner(monkeypatch, capsys, tmp_path, url=gateway.url, token=TOKEN, swarm=swarm_id)
 
 
 async def append(bus: Bus, gateway: Gateway, event: ev.Event) -> int:

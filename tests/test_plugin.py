@@ -6,17 +6,17 @@ work end to end against an in-process gateway and chat service on real NATS."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
 import shlex
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from gateway_support import Run, cli_runner
 
 from cli.main import build_parser, main
 from schemas import events as ev
@@ -188,8 +188,6 @@ def test_every_concrete_example_in_a_code_block_parses(
 
 # --- the commands behind the slash commands, end to end ---------------------------------------
 
-Run = Callable[..., Awaitable[tuple[int, str, str]]]
-
 
 @pytest.fixture(scope="module")
 async def services(nats_url: str) -> AsyncIterator[Gateway]:
@@ -234,21 +232,7 @@ def run(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> Run:
-    """``await run("chat", "hi")`` -> (exit code, stdout, stderr): the CLI in a worker thread."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("SWARM_ENV_FILE", "SWARM_DATA_DIR", "SWARM_AGENT_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SWARM_API_URL", services.url)
-    monkeypatch.setenv("SWARM_API_TOKEN", TOKEN)
-    monkeypatch.setenv("SWARM_DEFAULT_ID", swarm_id)
-
-    async def invoke(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = await asyncio.to_thread(main, list(argv))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return invoke
+    return cli_runner(monkeypatch, capsys, tmp_path, url=services.url, token=TOKEN, swarm=swarm_id)
 
 
 def slash(command: str, arguments: str) -> list[str]:
