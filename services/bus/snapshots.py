@@ -11,6 +11,7 @@ any size), and the KV entry still says which sequence it includes.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 
 import msgspec
@@ -102,26 +103,29 @@ class Snapshots:
         stored = packed_seq(current.value) if current is not None and current.value else 0
         if current is not None and stored + max(min_gain, 1) > board.seq:
             return False
-        data = pack(board)
+        # Encoding reads the live board, so it happens here, at once; compressing (the slow
+        # part on a large board) works on those bytes in a thread while the loop goes on.
+        seq, raw = board.seq, _encoder.encode(board)
+        data = b"%d\n" % seq + await asyncio.to_thread(zlib.compress, raw, 3)
         placed = None
         try:
             if len(data) > inline_limit:
-                placed = f"{key}.{board.seq}"
+                placed = f"{key}.{seq}"
                 store = await self._js.object_store(subjects.SNAPSHOT_STORE)
                 await store.put(placed, data.partition(b"\n")[2])
-                data = b"%d\n" % board.seq + OBJECT + placed.encode()
+                data = b"%d\n" % seq + OBJECT + placed.encode()
             if current is None:
                 await kv.create(key, data)
             else:
                 await kv.update(key, data, last=current.revision)
         except Exception as error:  # lost a race, NATS away: keep replaying meanwhile
             if not isinstance(error, KeyWrongLastSequenceError):
-                log.warning("snapshot.not_saved", scope=scope, seq=board.seq, error=str(error))
+                log.warning("snapshot.not_saved", scope=scope, seq=seq, error=str(error))
             await self._forget(placed)
             return False
         if current is not None and current.value:
             await self._forget(object_name(current.value))  # the one this replaces
-        log.info("snapshot.saved", scope=scope, seq=board.seq, bytes=len(data), object=placed)
+        log.info("snapshot.saved", scope=scope, seq=seq, bytes=len(data), object=placed)
         return True
 
     async def _forget(self, name: str | None) -> None:
