@@ -100,7 +100,7 @@ class Projection:
             ordered_consumer=True,
             config=config,
             pending_msgs_limit=1 << 20,
-            idle_heartbeat=1.0,
+            idle_heartbeat=0.5,
         )
         info = await self._sub.consumer_info()
         if info.num_pending == 0:
