@@ -16,7 +16,6 @@ from services.gateway.validation import (
     check_editable,
     derived_id,
     find_agent,
-    find_cycle,
     parse_at,
 )
 
@@ -27,21 +26,6 @@ def board_with(*tasks: tuple[str, list[str]]):
         ev.TaskCreated(swarm="s", id=tid, time=2.0, title=tid, depends=deps) for tid, deps in tasks
     ]
     return fold(list(enumerate(events, start=1)))
-
-
-def test_find_cycle_returns_the_path_back_to_the_start() -> None:
-    graph = {"a": ["b"], "b": ["c"], "c": ["a"]}
-    assert find_cycle(graph, "a") == ["a", "b", "c", "a"]
-
-
-def test_find_cycle_is_none_for_a_dag_with_shared_dependencies() -> None:
-    graph = {"a": ["b", "c"], "b": ["d"], "c": ["d"], "d": []}
-    assert find_cycle(graph, "a") is None
-
-
-def test_find_cycle_ignores_cycles_that_do_not_pass_through_the_start() -> None:
-    graph = {"a": ["b"], "b": ["c"], "c": ["b"]}
-    assert find_cycle(graph, "a") is None
 
 
 def test_depending_on_an_unknown_task_is_invalid_naming_depends() -> None:

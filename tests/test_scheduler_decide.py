@@ -675,3 +675,25 @@ def test_a_tasks_decisions_and_its_follow_ups_carry_the_correlation_id_of_its_re
     )
     follow = [d.event for d in when(board) if isinstance(d.event, ev.TaskCreated)]
     assert [(e.id, e.correlation_id) for e in follow] == [("t1-completed-0", "req-42")]
+
+
+# --- cycles no single gateway could see ------------------------------------------------------
+
+
+def test_tasks_caught_in_a_dependency_cycle_fail_naming_it_instead_of_waiting_for_ever() -> None:
+    """Two gateway replicas each added one edge; each saw no cycle; the log holds one."""
+    board = given(
+        swarm_created(),
+        registered("a1"),
+        created("t1", depends=["t0"]),
+        created("t2", depends=["t1"]),
+        created("t0"),
+        ev.TaskUpdated(swarm=S, id="t1", time=T0, depends=["t2"]),
+        created("t3", depends=["t2"]),  # waits on the cycle, not in it: fails once t2 fails
+    )
+    failed = {d.event.id: d.event.reason for d in when(board) if d.event.type == "task.failed"}
+    assert failed == {
+        "t1": "dependency cycle: t1 -> t2 -> t1",
+        "t2": "dependency cycle: t2 -> t1 -> t2",
+    }
+    assert not [d for d in when(board, check_cycles=False) if d.event.type == "task.failed"]

@@ -29,30 +29,13 @@ from schemas.board import (
     TaskView,
 )
 from schemas.errors import Conflict, Invalid, NotFound
+from schemas.graph import find_cycle
 
 MAX_KEY_LENGTH = 200
 EPOCH_FLOOR = 1_000_000_000  # numbers at or above are seconds since the epoch, below: sequences
 
 
 # --- dependencies -----------------------------------------------------------------------------
-
-
-def find_cycle(graph: Mapping[str, Iterable[str]], start: str) -> list[str] | None:
-    """A dependency path from ``start`` back to ``start`` (``[start, ..., start]``), or None.
-
-    ``graph[t]`` are the tasks ``t`` depends on; names missing from the graph have no edges.
-    """
-    stack: list[tuple[str, list[str]]] = [(start, [start])]
-    seen: set[str] = set()
-    while stack:
-        node, path = stack.pop()
-        for dep in graph.get(node, ()):
-            if dep == start:
-                return [*path, start]
-            if dep not in seen:
-                seen.add(dep)
-                stack.append((dep, [*path, dep]))
-    return None
 
 
 def check_depends(swarm: SwarmView, task_id: str, depends: list[str]) -> list[str]:

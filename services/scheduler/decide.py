@@ -31,7 +31,7 @@ looks at those only: a long-lived swarm's history does not slow every decision d
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from schemas import events as ev
@@ -39,6 +39,7 @@ from schemas import subjects
 from schemas.board import ACTIVE, CLAIMABLE, FINISHED, AgentView, Board, SwarmView, TaskView
 from schemas.errors import Invalid
 from schemas.fold import deps_done
+from schemas.graph import on_cycles
 from services.scheduler.matching import match
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -166,6 +167,7 @@ def decide(
     in_flight: Collection[str] = (),
     swarms: Iterable[str] | None = None,
     open_tasks: OpenTasks | None = None,
+    check_cycles: bool = True,
 ) -> list[Decision]:
     """Everything the scheduler should append now.
 
@@ -173,6 +175,8 @@ def decide(
     clock as ``now``). ``in_flight``: aggregate keys with an append not yet folded: left alone.
     ``swarms``: decide for these swarms only (default: all). ``open_tasks``: kept in step with
     ``board``; only those tasks are looked at (default: every task; the same decisions).
+    ``check_cycles``: also fail blocked tasks caught in a dependency cycle (one the gateway could
+    not see: two replicas each adding one edge). The scheduler asks on its reconcile rounds.
     """
     config = config or Config()
     presence = presence or {}
@@ -186,7 +190,9 @@ def decide(
         if open_tasks is not None:
             ids = open_tasks.swarms.get(name, {})
             tasks = [task for i in ids if (task := swarm.tasks.get(i)) is not None]
-        decisions += _decide_swarm(board, swarm, tasks, now, config, presence, in_flight)
+        decisions += _decide_swarm(
+            board, swarm, tasks, now, config, presence, in_flight, check_cycles
+        )
     return decisions
 
 
@@ -198,9 +204,16 @@ def _decide_swarm(
     config: Config,
     presence: Mapping[str, float],
     in_flight: Collection[str],
+    check_cycles: bool = True,
 ) -> list[Decision]:
     out: list[Decision] = []
     planner = _Planner(board, swarm, now, config, in_flight)
+    tasks = list(tasks)
+    cycles: dict[str, list[str]] = {}
+    if check_cycles:
+        blocked = [t.id for t in tasks if t.status == "blocked"]
+        if blocked:
+            cycles = on_cycles(_Depends(swarm), blocked)
 
     free: list[AgentView] = []
     for agent in swarm.agents.values():
@@ -229,6 +242,8 @@ def _decide_swarm(
             decision = planner.requeue_if_agent_lost(task)
         else:  # blocked, pending, requeued
             decision = planner.cascade(task)
+            if decision is None and task.id in cycles:
+                decision = planner.fail(task, "dependency cycle: " + " -> ".join(cycles[task.id]))
             if decision is None:
                 if status == "blocked":
                     if deps_done(swarm, task):
@@ -241,6 +256,22 @@ def _decide_swarm(
     for task, agent in match(claimable, free):
         out.append(planner.claim(task, agent))
     return out
+
+
+class _Depends(Mapping[str, list[str]]):
+    """A swarm's dependency graph, read from its tasks as the search goes."""
+
+    def __init__(self, swarm: SwarmView) -> None:
+        self._tasks = swarm.tasks
+
+    def __getitem__(self, task_id: str) -> list[str]:
+        return self._tasks[task_id].depends
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
 
 
 class _Planner:
@@ -329,6 +360,9 @@ class _Planner:
                 continue
             return self._decision(ev.TaskFailed, task.id, reason=f"dependency {dep} {why}")
         return None
+
+    def fail(self, task: TaskView, reason: str) -> Decision:
+        return self._decision(ev.TaskFailed, task.id, reason=reason)
 
     def unblock(self, task: TaskView) -> Decision:
         return self._decision(ev.TaskUnblocked, task.id)

@@ -210,6 +210,7 @@ class Scheduler(Service):
             in_flight=self._in_flight,
             swarms=swarms,
             open_tasks=self._open,
+            check_cycles=swarms is None,  # on the reconcile rounds: cycles are rare
         )
         self.rounds += 1
         for decision in decisions:
