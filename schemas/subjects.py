@@ -19,6 +19,10 @@ INBOX_BUCKET = "swarm_inbox"  # per-agent unread mentions
 OUTPUT_STORE = "swarm_outputs"  # full task outputs (object store)
 SNAPSHOT_STORE = "swarm_boards"  # snapshots too large for a KV value (object store)
 
+# A request header: the log position the caller's fold has reached. A service answering a
+# request that depends on the fold (chat resolving mentions) first catches up to it.
+SEEN_HEADER = "Swarm-Seen-Seq"
+
 EVENTS_ALL = "swarm.evt.>"
 CHAT_ALL = "swarm.chat.>"
 LOGS_ALL = "swarm.log.>"

@@ -116,3 +116,29 @@ async def test_mentions_posted_while_chat_is_down_arrive_after_restart(
     await eventually(lambda: inbox_of(bus, swarm_id, "qa"))
     assert await inbox_of(bus, swarm_id, "qa") == [posted]
     await again.stop()
+
+
+async def test_a_post_waits_for_the_log_position_its_caller_has_seen(
+    bus: Bus, nats_url: str, swarm_id: str
+) -> None:
+    """The gateway folded an agent the chat service has not yet: the post carries the gateway's
+    position, and the chat service catches up before resolving the mention."""
+    chat = await started_chat(nats_url, await seed_agents(bus, swarm_id))
+    info = await bus.js.stream_info(subjects.EVENTS_STREAM)
+    next_seq = info.state.last_seq + 1
+    reply = asyncio.create_task(
+        bus.nc.request(
+            subjects.command(swarm_id, "chat_post"),
+            json.dumps({"message": "welcome @newcomer"}).encode(),
+            timeout=5,
+            headers={subjects.SEEN_HEADER: str(next_seq)},
+        )
+    )
+    await bus.nc.flush()  # the request is out before the agent exists
+    registered = ev.AgentRegistered(
+        swarm=swarm_id, id="newcomer", time=time.time(), name="Newcomer", role="docs"
+    )
+    assert await bus.events.append(registered, 0) == next_seq
+    answer = json.loads((await reply).data)
+    assert answer.get("recipients") == ["newcomer"], answer
+    await chat.stop()

@@ -18,7 +18,7 @@ import msgspec
 
 from schemas import subjects
 from schemas.chat import ChatMessage, InboxEntry, check_text, mentions_in, resolve
-from schemas.errors import Invalid, NotFound
+from schemas.errors import Invalid, NotFound, Unavailable
 from services.bus import chat as chat_bus
 from services.bus.micro import CommandRequest, Endpoint, serve
 from services.bus.service import Service
@@ -88,8 +88,14 @@ class Chat(Service):
         return view
 
     async def post(self, request: CommandRequest) -> dict:
-        assert self.bus is not None
+        assert self.bus is not None and self.projection is not None
         swarm = request.token(2)
+        seen = request.headers.get(subjects.SEEN_HEADER, "")
+        if seen.isdigit():  # the caller's fold knows of agents ours may not have yet
+            try:
+                await self.projection.wait_for(int(seen), timeout=2.0)
+            except Unavailable:
+                pass  # resolve with what we have: an unknown mention is then refused
         message = message_from_request(self._swarm(swarm), swarm, request.data, time.time())
         key = request.headers.get("Idempotency-Key")
         msg_id = f"{swarm}:chat:{key}" if key else None

@@ -51,7 +51,9 @@ class ChatRelay:
             body |= {"author": agent, "author_kind": "agent"}
         elif spec.author:
             body["author"] = spec.author
-        headers = {}
+        # What this gateway has folded (e.g. an agent registered a moment ago): the chat service
+        # resolves mentions only once its own fold has it too.
+        headers = {subjects.SEEN_HEADER: str(self.commands.board.seq)}
         if ctx.idempotency_key:
             headers["Idempotency-Key"] = ctx.idempotency_key
         if ctx.correlation_id:
