@@ -50,8 +50,11 @@ async def agent_consumer(
 ) -> JetStreamContext.PullSubscription:
     """Bind (creating it if missing) the agent's durable pull consumer on ``SWARM_DISPATCH``.
 
-    One message in flight at a time (an agent runs one task at a time); a message neither acked
-    nor kept ``in_progress`` for ``ack_wait`` seconds is delivered again (its executor died)."""
+    An agent runs one task at a time, and the scheduler claims only for idle agents, so one live
+    dispatch is in flight; ``max_ack_pending`` is 2 so that an ack lost in a failover (the
+    message comes back after ``ack_wait`` and is dropped as stale) never holds up the agent's
+    next dispatch. A message neither acked nor kept ``in_progress`` for ``ack_wait`` seconds is
+    delivered again (its executor died)."""
     subject = subjects.dispatch(swarm, agent)
     name = consumer_name(swarm, agent)
     config = api.ConsumerConfig(
@@ -60,7 +63,7 @@ async def agent_consumer(
         deliver_policy=api.DeliverPolicy.ALL,
         ack_policy=api.AckPolicy.EXPLICIT,
         ack_wait=ack_wait,
-        max_ack_pending=1,
+        max_ack_pending=2,
         max_deliver=-1,
     )
     return await js.pull_subscribe(

@@ -579,14 +579,13 @@ class Executor(Service):
             await self._ack(msg, log)
 
     async def _ack(self, msg: Any, log: Any) -> None:
-        """Ack and wait for the server to confirm: the agent's consumer has one dispatch in
-        flight, so an ack lost in a failover would stall the agent until ``ack_wait``."""
-        for _ in range(3):
-            try:
-                await msg.ack_sync(timeout=2.0)
-                return
-            except Exception as error:
-                log.warning("executor.ack_failed", error=str(error))
+        """Ack without waiting for a reply (a round trip per task otherwise). A lost ack only
+        brings the message back after ``ack_wait``, as a stale dispatch that is dropped; the
+        consumer's ``max_ack_pending`` of 2 keeps the agent's next dispatch coming meanwhile."""
+        try:
+            await msg.ack()
+        except Exception as error:
+            log.warning("executor.ack_failed", error=str(error))
 
     async def _keep_in_progress(self, msg: Any) -> None:
         while True:
