@@ -373,7 +373,7 @@ def _up(args: argparse.Namespace, data_dir: Path) -> int:
         say(f"  env file  {env_path}")
         say(f"            source {env_path}")
         say(f"  logs      {logs_dir}/")
-        say(f"Stop with Ctrl-C (or kill {os.getpid()}).")
+        say(f"Stop with Ctrl-C, or `swarm down --data-dir {data_dir}` (pid {os.getpid()}).")
         environment = child_environment(
             os.environ,
             nats_url=nats_url,
