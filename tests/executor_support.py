@@ -6,7 +6,6 @@ A test module uses the fixtures by naming them: ``watch = executor_support.watch
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 import uuid
@@ -14,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from waiting import until
 
 from schemas import events as ev
 from schemas.board import FINISHED, TaskView
@@ -30,14 +30,6 @@ from services.executor.service import Executor
 FAKE_CLAUDE = Path(__file__).parent / "fake_claude.py"
 QA = AgentConfig("qa-agent", "QA Agent", "qa", ("qa", "test"))
 API_KEY = "sk-ant-test-0123456789abcdef"
-
-
-async def until(condition: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

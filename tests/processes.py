@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from waiting import until_sync
+
 from services.bus.embedded import EmbeddedNats, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -257,17 +259,12 @@ class Cluster:
     def until(
         self, condition: Callable[[], T], timeout: float = 20.0, what: str = "condition"
     ) -> T:
-        """Poll ``condition`` until it returns something truthy; return that."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout}s waiting for {what}\n{self.tails()}"
-                )
-            time.sleep(0.05)
+        """Poll ``condition`` until it returns something truthy; return that. A timeout shows
+        the last lines of every process's log."""
+        try:
+            return until_sync(condition, timeout, what, every=0.05)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.tails()}") from None
 
     def health(self) -> dict | None:
         try:

@@ -7,6 +7,8 @@ import asyncio
 import json
 import time
 
+from waiting import until as eventually
+
 from schemas import events as ev
 from schemas import subjects
 from schemas.chat import ChatMessage
@@ -44,17 +46,6 @@ async def inbox_of(bus: Bus, swarm: str, agent: str) -> list[int]:
     kv = await bus.kv(subjects.INBOX_BUCKET)
     inbox, _ = await chat_bus.read_inbox(kv, swarm, agent)
     return [e.seq for e in inbox.entries]
-
-
-async def eventually(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 async def test_post_with_role_mention_lands_in_those_inboxes_only(

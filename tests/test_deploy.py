@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ from compose_support import (
     merge,
     schema_errors,
 )
+from waiting import until as eventually
+from waiting import until_sync as wait_until
 
 from schemas import subjects
 from services.bus.connection import NatsOptions
@@ -268,28 +270,6 @@ class Deployment:
             f"--- {p.name} (exit {p.popen.poll() if p.popen else None})\n{p.tail()}"
             for p in self.processes.values()
         )
-
-
-def wait_until(probe: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
-async def eventually(probe: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def http_json(url: str) -> Any:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import jsonschema
 import pytest
 from gateway_support import append, call, sse_events
+from waiting import until
 
 from schemas import events as ev
 from schemas import subjects
@@ -58,17 +59,6 @@ async def create_task(http: aiohttp.ClientSession, swarm: str, **body: Any) -> d
     status, task = await call(http, "POST", f"/swarms/{swarm}/tasks", json=body)
     assert status == 201, task
     return task
-
-
-async def until(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 # --- acting as scheduler and executor: the events they would append ---------------------------

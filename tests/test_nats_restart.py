@@ -3,21 +3,14 @@ connected service carries on without a restart of its own."""
 
 from __future__ import annotations
 
-import asyncio
 import time
+
+from waiting import until as wait_until
 
 from schemas import events as ev
 from schemas import subjects
 from services.bus.connection import NatsOptions
 from services.bus.service import Bus, Service
-
-
-async def wait_until(condition, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def answering(bus: Bus, timeout: float = 20.0) -> None:

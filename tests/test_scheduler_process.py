@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from waiting import until
 
 from schemas import dispatch as wire
 from schemas import events as ev
@@ -55,14 +56,7 @@ class Log:
 
     async def until(self, condition: Callable[[], Any], timeout: float = 5.0) -> Any:
         """Poll ``condition`` until it is truthy; fail the test after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met within {timeout}s")
-            await asyncio.sleep(0.02)
+        return await until(condition, timeout)
 
     async def append(self, event: ev.Event) -> int:
         """Append as its writer would: expected sequence from the fold, then read our write."""
@@ -197,15 +191,6 @@ async def dispatches(bus: Bus, swarm: str, agent_id: str) -> int:
     return (info.state.subjects or {}).get(subject, 0)
 
 
-async def eventually(probe: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Await ``probe()`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not (value := await probe()):
-        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
-        await asyncio.sleep(0.02)
-    return value
-
-
 async def rounds_pass(log: Log, scheduler: Scheduler, count: int = 5) -> None:
     """Let the scheduler decide ``count`` more times (reconcile ticks included)."""
     target = scheduler.rounds + count
@@ -256,7 +241,7 @@ async def test_a_claim_left_undispatched_is_dispatched_by_the_next_scheduler(
     assert await dispatches(bus, swarm_id, "a1") == 0
 
     scheduler = await leading(log, await schedulers())
-    await eventually(lambda: dispatches(bus, swarm_id, "a1"))
+    await until(lambda: dispatches(bus, swarm_id, "a1"), 5.0, "a dispatch for a1")
     await rounds_pass(log, scheduler)
     assert await dispatches(bus, swarm_id, "a1") == 1
 

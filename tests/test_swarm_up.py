@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from waiting import until_sync
 
 from cli import envfile
 from cli.main import main
@@ -162,13 +163,7 @@ def clean_environment() -> dict[str, str]:
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = START_WITHIN):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return until_sync(condition, timeout, what)
 
 
 def health(url: str) -> dict | None:
