@@ -743,17 +743,10 @@ class Executor(Service):
         assert self.bus is not None
         while True:
             message, msg_id = await self._chat_lines.get()
-            deadline = time.monotonic() + CHAT_RETRY_SECONDS
-            try:
-                while True:
-                    try:
-                        await chat_bus.post(self.bus.js, message, msg_id)
-                        break
-                    except Exception as error:  # NATS away: again (the msg id keeps it single)
-                        if time.monotonic() > deadline or self.stopping.is_set():
-                            self.log.warning("executor.chat_line_lost", error=str(error))
-                            break
-                        await asyncio.sleep(0.5)
+            try:  # NATS away: retried for a while (the msg id keeps it single)
+                await chat_bus.post(self.bus.js, message, msg_id, retry_for=CHAT_RETRY_SECONDS)
+            except Exception as error:
+                self.log.warning("executor.chat_line_lost", error=str(error))
             finally:
                 self._chat_lines.task_done()
 
