@@ -37,6 +37,15 @@ async def put_presence(kv: KeyValue, swarm: str, agent: str, presence: Presence)
     return await kv.put(subjects.presence_key(swarm, agent), msgspec.json.encode(presence))
 
 
+async def read_presence(kv: KeyValue, swarm: str, agent: str) -> Presence | None:
+    """One agent's presence as last written (None: no key, or unreadable)."""
+    try:
+        entry = await kv.get(subjects.presence_key(swarm, agent))
+        return msgspec.json.decode(entry.value or b"", type=Presence)
+    except Exception:
+        return None
+
+
 class PresenceWatch:
     """``seen``: presence key -> when this process last saw it refreshed (``clock()`` time)."""
 

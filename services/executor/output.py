@@ -17,8 +17,8 @@ from pathlib import Path
 import structlog
 
 from schemas import subjects
-from services.bus.history import ATTEMPT_HEADER
 from services.bus.logs import scrub
+from services.bus.outputs import chunk_headers, publish_chunk, store_output
 from services.bus.service import Bus
 from services.executor.runtimes import TAIL_CHARS
 
@@ -45,7 +45,7 @@ class OutputSink:
         self.attempt = attempt
         self.subject = subjects.log(swarm, task)
         self.name = subjects.output_name(swarm, task, attempt)
-        self._headers = {ATTEMPT_HEADER: str(attempt), "Swarm-Agent": agent}
+        self._headers = chunk_headers(attempt, agent)
         self._secrets = [s for s in secrets if s]
         spool_dir.mkdir(parents=True, exist_ok=True)
         self._spool_path = spool_dir / f"{swarm}.{task}.{attempt}.log"
@@ -89,12 +89,8 @@ class OutputSink:
 
     async def _publish(self, text: str) -> None:
         try:
-            await self._js.publish(
-                self.subject,
-                text.encode("utf-8", "replace"),
-                stream=subjects.LOGS_STREAM,
-                headers=self._headers,
-                timeout=5.0,
+            await publish_chunk(
+                self._js, self.swarm, self.task, text.encode("utf-8", "replace"), self._headers
             )
             self.chunks += 1
         except Exception as error:  # NATS away: the live view loses this chunk, the output not
@@ -114,9 +110,8 @@ class OutputSink:
         stored = None
         try:
             if upload:
-                store = await self._js.object_store(subjects.OUTPUT_STORE)
                 with self._spool_path.open("rb") as handle:
-                    await store.put(self.name, handle)
+                    await store_output(self._js, self.name, handle)
                 stored = self.name
         except Exception as error:
             log.warning("output.not_stored", task=self.task, name=self.name, error=str(error))

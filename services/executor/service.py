@@ -50,7 +50,7 @@ from services.bus.dispatch import (
 )
 from services.bus.eventlog import AppendConflict
 from services.bus.logs import known_secrets, redactor
-from services.bus.presence import Presence, put_presence
+from services.bus.presence import Presence, put_presence, read_presence
 from services.bus.service import Service
 from services.executor import chat_lines, checkouts, decisions, mentions, runs, sandboxes
 from services.executor import config as executor_config
@@ -280,9 +280,10 @@ class Executor(Service):
         assert self.bus is not None
         try:
             kv = await self.bus.kv(subjects.PRESENCE_BUCKET)
-            entry = await kv.get(subjects.presence_key(self.swarm, agent))
-            presence = msgspec.json.decode(entry.value or b"", type=Presence)
-        except Exception:  # no key (or unreadable): nobody holds it
+        except Exception:  # NATS away: nobody known to hold it
+            return None
+        presence = await read_presence(kv, self.swarm, agent)
+        if presence is None:
             return None
         if presence.executor != self.me and time.time() - presence.time < self.config.lease:
             return presence.executor
