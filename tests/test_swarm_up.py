@@ -162,6 +162,17 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
+def swarm(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run ``swarm <args>`` to the end in a clean environment."""
+    return subprocess.run(
+        [*swarm_command(), *args],
+        capture_output=True,
+        text=True,
+        env=clean_environment(),
+        timeout=timeout,
+    )
+
+
 def wait_until(condition: Callable[[], object], what: str, timeout: float = START_WITHIN):
     return until_sync(condition, timeout, what)
 
@@ -325,13 +336,7 @@ def test_swarm_up_starts_everything_restarts_a_killed_child_and_stops_cleanly_on
     assert values["SWARM_API_TOKEN"] not in up.out + up.err
 
     # a second swarm up on the same data dir refuses, naming the one running
-    second = subprocess.run(
-        [*swarm_command(), "up", "--data-dir", str(up.data_dir), "--gateway-port", "1"],
-        capture_output=True,
-        text=True,
-        env=clean_environment(),
-        timeout=30,
-    )
+    second = swarm("up", "--data-dir", str(up.data_dir), "--gateway-port", "1")
     assert second.returncode != 0
     assert "already running" in second.stderr and str(up.process.pid) in second.stderr
 
@@ -390,20 +395,7 @@ def test_a_taken_gateway_port_is_an_error_naming_the_port_and_the_flag(tmp_path:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        result = subprocess.run(
-            [
-                *swarm_command(),
-                "up",
-                "--data-dir",
-                str(tmp_path / "d"),
-                "--gateway-port",
-                str(port),
-            ],
-            capture_output=True,
-            text=True,
-            env=clean_environment(),
-            timeout=30,
-        )
+        result = swarm("up", "--data-dir", str(tmp_path / "d"), "--gateway-port", str(port))
     assert result.returncode != 0
     assert str(port) in result.stderr and "--gateway-port" in result.stderr
     assert processes_using(tmp_path / "d") == []  # nothing was started
@@ -414,21 +406,14 @@ def test_a_taken_nats_port_is_an_error_naming_the_port_and_the_flag(tmp_path: Pa
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        result = subprocess.run(
-            [
-                *swarm_command(),
-                "up",
-                "--data-dir",
-                str(tmp_path / "d"),
-                "--gateway-port",
-                str(free_port()),
-                "--nats-port",
-                str(port),
-            ],
-            capture_output=True,
-            text=True,
-            env=clean_environment(),
-            timeout=30,
+        result = swarm(
+            "up",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--gateway-port",
+            str(free_port()),
+            "--nats-port",
+            str(port),
         )
     assert result.returncode != 0
     assert str(port) in result.stderr and "--nats-port" in result.stderr
@@ -453,13 +438,7 @@ def test_with_nats_url_it_uses_that_server_and_starts_none(
 
 def test_an_unreachable_nats_url_is_an_error_naming_it(tmp_path: Path) -> None:
     url = f"nats://127.0.0.1:{free_port()}"
-    result = subprocess.run(
-        [*swarm_command(), "up", "--data-dir", str(tmp_path / "d"), "--nats-url", url],
-        capture_output=True,
-        text=True,
-        env=clean_environment(),
-        timeout=30,
-    )
+    result = swarm("up", "--data-dir", str(tmp_path / "d"), "--nats-url", url)
     assert result.returncode != 0
     assert url in result.stderr
     assert processes_using(tmp_path / "d") == []
@@ -472,23 +451,11 @@ def test_swarm_down_stops_the_swarm_up_of_a_data_dir_and_then_finds_none(
     wait_until(lambda: "ready: NATS, gateway" in up.out, "swarm up to say ready")
     ours = processes_using(up.data_dir)
 
-    down = subprocess.run(
-        [*swarm_command(), "down", "--data-dir", str(up.data_dir)],
-        capture_output=True,
-        text=True,
-        env=clean_environment(),
-        timeout=60,
-    )
+    down = swarm("down", "--data-dir", str(up.data_dir), timeout=60)
 
     assert down.returncode == 0, down.stderr
     assert f"pid {up.process.pid}" in down.stdout
     assert up.process.wait(10) == 0
     assert [pid for pid in ours if alive(pid)] == []
-    again = subprocess.run(
-        [*swarm_command(), "down", "--data-dir", str(up.data_dir)],
-        capture_output=True,
-        text=True,
-        env=clean_environment(),
-        timeout=60,
-    )
+    again = swarm("down", "--data-dir", str(up.data_dir), timeout=60)
     assert again.returncode != 0 and "no swarm up is running" in again.stderr
