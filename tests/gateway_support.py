@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
 
 from cli.main import main
 from schemas import events as ev
-from services.bus.service import Bus
+from services.bus.connection import NatsOptions
+from services.bus.embedded import free_port
+from services.bus.service import Bus, Service
 from services.gateway.service import Gateway
 
 
@@ -89,3 +92,21 @@ def cli_runner(
         return code, captured.out, captured.err
 
     return invoke
+
+
+S = TypeVar("S", bound=Service)
+
+
+def gateway_on(nats_url: str, token: str) -> Gateway:
+    """A gateway on a free loopback port, not started yet."""
+    return Gateway(nats=NatsOptions.from_env(nats_url), port=free_port(), token=token)
+
+
+@asynccontextmanager
+async def running(service: S) -> AsyncIterator[S]:
+    """``service`` started for the block, stopped after it (also when the block fails)."""
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()

@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from gateway_support import Run, cli_runner
+from gateway_support import Run, cli_runner, gateway_on, running
 
 from schemas import events as ev
 from schemas import subjects
-from services.bus.connection import NatsOptions
 from services.bus.embedded import free_port
 from services.bus.history import ATTEMPT_HEADER
 from services.bus.service import Bus
@@ -25,10 +24,8 @@ TOKEN = "cli-test-token"
 
 @pytest.fixture(scope="module")
 async def gateway(nats_url: str) -> AsyncIterator[Gateway]:
-    started = Gateway(nats=NatsOptions.from_env(nats_url), port=free_port(), token=TOKEN)
-    await started.start()
-    yield started
-    await started.stop()
+    async with running(gateway_on(nats_url, TOKEN)) as started:
+        yield started
 
 
 @pytest.fixture

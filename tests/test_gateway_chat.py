@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import jsonschema
 import pytest
-from gateway_support import call, sse_events
+from gateway_support import call, gateway_on, running, sse_events
 
 from schemas import events as ev
 from schemas.agent_tokens import make_agent_token
@@ -29,18 +29,14 @@ AGENTS = (("fe", "Frontend Agent", "frontend"), ("be", "Backend Agent", "backend
 
 @pytest.fixture(scope="module")
 async def gateway(nats_url: str) -> AsyncIterator[Gateway]:
-    started = Gateway(nats=NatsOptions.from_env(nats_url), port=free_port(), token=TOKEN)
-    await started.start()
-    yield started
-    await started.stop()
+    async with running(gateway_on(nats_url, TOKEN)) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
 async def chat(nats_url: str) -> AsyncIterator[Chat]:
-    started = Chat(nats=NatsOptions.from_env(nats_url))
-    await started.start()
-    yield started
-    await started.stop()
+    async with running(Chat(nats=NatsOptions.from_env(nats_url))) as started:
+        yield started
 
 
 @pytest.fixture

@@ -8,19 +8,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from gateway_support import gateway_on, running
 
-from services.bus.connection import NatsOptions
-from services.bus.embedded import free_port
 from services.bus.service import Bus
 from services.gateway.service import Gateway
 
 
 @pytest.fixture(scope="module")
 async def gateway(nats_url: str) -> AsyncIterator[Gateway]:
-    started = Gateway(nats=NatsOptions.from_env(nats_url), port=free_port(), token="t0ken-xyz")
-    await started.start()
-    yield started
-    await started.stop()
+    async with running(gateway_on(nats_url, "t0ken-xyz")) as started:
+        yield started
 
 
 async def ask(

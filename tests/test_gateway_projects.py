@@ -13,14 +13,12 @@ from typing import Any
 import aiohttp
 import jsonschema
 import pytest
-from gateway_support import append, call
+from gateway_support import append, call, gateway_on, running
 
 from schemas import events as ev
 from schemas.board import Board, Checkout, ProjectView, SwarmView
 from schemas.errors import Invalid
 from schemas.fold import apply
-from services.bus.connection import NatsOptions
-from services.bus.embedded import free_port
 from services.bus.service import Bus
 from services.gateway.projects import round_complete
 from services.gateway.service import Gateway
@@ -33,10 +31,8 @@ REPO = "https://github.com/example/app.git"
 
 @pytest.fixture(scope="module")
 async def gateway(nats_url: str) -> AsyncIterator[Gateway]:
-    started = Gateway(nats=NatsOptions.from_env(nats_url), port=free_port(), token=TOKEN)
-    await started.start()
-    yield started
-    await started.stop()
+    async with running(gateway_on(nats_url, TOKEN)) as started:
+        yield started
 
 
 @pytest.fixture

@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 import yaml
-from gateway_support import Run, cli_runner
+from gateway_support import Run, cli_runner, gateway_on, running
 
 from cli.main import build_parser, main
 from schemas import events as ev
 from schemas.agent_tokens import make_agent_token
 from services.bus.connection import NatsOptions
-from services.bus.embedded import free_port
 from services.bus.service import Bus
 from services.chat.service import Chat
 from services.gateway.service import Gateway
@@ -191,18 +190,14 @@ def test_every_concrete_example_in_a_code_block_parses(
 
 @pytest.fixture(scope="module")
 async def services(nats_url: str) -> AsyncIterator[Gateway]:
-    gateway = Gateway(nats=NatsOptions.from_env(nats_url), port=free_port(), token=TOKEN)
-    await gateway.start()
-    yield gateway
-    await gateway.stop()
+    async with running(gateway_on(nats_url, TOKEN)) as gateway:
+        yield gateway
 
 
 @pytest.fixture(scope="module")
 async def chat(nats_url: str) -> AsyncIterator[Chat]:
-    service = Chat(nats=NatsOptions.from_env(nats_url))
-    await service.start()
-    yield service
-    await service.stop()
+    async with running(Chat(nats=NatsOptions.from_env(nats_url))) as service:
+        yield service
 
 
 @pytest.fixture
