@@ -12,6 +12,7 @@ its ``type``), ``dispatch.json`` and ``board.json``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -27,8 +28,28 @@ JSON_DIR = Path(__file__).parent / "json"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
+def _normalised(node: Any) -> Any:
+    """The schema in one canonical form, whichever msgspec release made it: releases differ in
+    how they dedent docstrings (every ``description`` goes through ``inspect.cleandoc``) and in
+    the order of ``anyOf`` alternatives (sorted; the order means nothing in JSON Schema)."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "description" and isinstance(value, str):
+                out[key] = inspect.cleandoc(value)
+            elif key == "anyOf" and isinstance(value, list):
+                items = [_normalised(item) for item in value]
+                out[key] = sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+            else:
+                out[key] = _normalised(value)
+        return out
+    if isinstance(node, list):
+        return [_normalised(item) for item in node]
+    return node
+
+
 def _document(tp: Any, title: str, description: str) -> dict[str, Any]:
-    schema = msgspec.json.schema(tp)
+    schema = _normalised(msgspec.json.schema(tp))
     return {"$schema": DIALECT, "title": title, "description": description, **schema}
 
 
