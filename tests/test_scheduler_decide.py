@@ -697,3 +697,18 @@ def test_tasks_caught_in_a_dependency_cycle_fail_naming_it_instead_of_waiting_fo
         "t2": "dependency cycle: t2 -> t1 -> t2",
     }
     assert not [d for d in when(board, check_cycles=False) if d.event.type == "task.failed"]
+
+
+def test_untakeable_lists_open_tasks_no_registered_agent_can_take() -> None:
+    from schemas.board import AgentView, SwarmView, TaskView
+    from schemas.eligibility import untakeable
+
+    swarm = SwarmView(id="s", name="s")
+    swarm.agents["a1"] = AgentView(swarm="s", id="a1", name="A1", skills=["UI "], status="lost")
+    design = TaskView(swarm="s", id="t1", title="Design logo", prompt="", tags=["design"])
+    button = TaskView(swarm="s", id="t2", title="Button", prompt="", tags=["ui"])
+    anyone = TaskView(swarm="s", id="t3", title="Anything", prompt="")
+    done = TaskView(swarm="s", id="t4", title="Old", prompt="", tags=["design"], status="failed")
+    for task in (design, button, anyone, done):
+        swarm.tasks[task.id] = task
+    assert [task.id for task in untakeable(swarm)] == ["t1"]

@@ -1,7 +1,7 @@
 """Which idle agent takes which claimable task. Pure: boards in, pairs out.
 
 - An agent can take a task when the task has no tags, or the agent's skills share a tag with it
-  (compared without case or surrounding spaces).
+  (compared without case or surrounding spaces: ``schemas.eligibility``).
 - Among the agents that can, the one sharing the most tags wins; ties go to the agent id that
   sorts first, so the same board always gives the same answer.
 - Tasks are served in priority order (critical > high > medium > low), then oldest first; a task
@@ -13,19 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from schemas.board import AgentView, TaskView, task_sort_key
+from schemas.eligibility import can_take, shared_tags
+from schemas.eligibility import words as _words
 
-
-def _words(values: Iterable[str]) -> frozenset[str]:
-    return frozenset(word for value in values if (word := value.strip().lower()))
-
-
-def shared_tags(agent: AgentView, task: TaskView) -> int:
-    """How many of the task's tags the agent has among its skills."""
-    return len(_words(task.tags) & _words(agent.skills))
-
-
-def can_take(agent: AgentView, task: TaskView) -> bool:
-    return not _words(task.tags) or shared_tags(agent, task) > 0
+__all__ = ["best_agent", "can_take", "match", "shared_tags"]
 
 
 def best_agent(task: TaskView, agents: Iterable[AgentView]) -> AgentView | None:
