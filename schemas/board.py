@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-from schemas.events import Priority, RunOutcome, Runtime, Trigger
+from schemas.events import ClaudeTaskSettings, Priority, RunOutcome, Runtime, Trigger
 
 TaskStatus = Literal[
     "blocked", "pending", "claimed", "running", "completed", "failed", "requeued", "cancelled"
@@ -49,6 +49,10 @@ class TaskView(msgspec.Struct, kw_only=True):
     started_at: float | None = None
     finished_at: float | None = None
     created_seq: int = 0  # log position of ``created``: the age order among equal times
+    claude: ClaudeTaskSettings | None = None  # the task's own settings for its claude runs
+    cost_usd: float = 0.0  # what its recorded attempts cost together
+    session_id: str | None = None  # the claude session of its latest attempt
+    session_agent: str | None = None  # whose sandbox holds that session
 
 
 class AgentView(msgspec.Struct, kw_only=True):
@@ -63,6 +67,7 @@ class AgentView(msgspec.Struct, kw_only=True):
     status: AgentStatus = "idle"
     task: str | None = None
     read_through: int = 0  # chat sequence of the last mention put in one of its prompts
+    spent_usd: float = 0.0  # what its recorded runs cost together
     registered_at: float = 0.0
     updated_at: float = 0.0
 
@@ -103,6 +108,8 @@ class SwarmView(msgspec.Struct, kw_only=True):
     agents: dict[str, AgentView] = {}
     projects: dict[str, ProjectView] = {}
     project: str | None = None  # the attached project
+    budget_usd: float | None = None  # the most its claude runs may cost together
+    spent_usd: float = 0.0  # what its recorded runs cost together
 
 
 class Board(msgspec.Struct, kw_only=True):

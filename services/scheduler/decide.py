@@ -18,7 +18,8 @@ What it decides, per swarm:
 - **triggers**: a finished task's follow-ups for how it ended -> ``task.created`` with the id
   ``<task>-<on>-<index>``, appended with expected sequence 0 so it exists exactly once;
 - **claims**: claimable tasks (pending, or requeued and past ``retry_at``, dependencies done) to
-  free agents (idle, hosted, present), by ``matching.match``.
+  free agents (idle, hosted, present), by ``matching.match``; a swarm whose recorded spend has
+  reached its budget gets no claims for its claude tasks (``within_budget``).
 
 An aggregate gets at most one decision per call, and never one that is ``in_flight`` (the
 service's appends not yet folded back), so each decision applies to the board it was made on.
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from schemas import events as ev
 from schemas import subjects
 from schemas.board import ACTIVE, CLAIMABLE, FINISHED, AgentView, Board, SwarmView, TaskView
+from schemas.budgets import budget_reached, held
 from schemas.errors import Invalid
 from schemas.fold import deps_done
 from schemas.graph import on_cycles
@@ -253,9 +255,17 @@ def _decide_swarm(
         if decision is not None:
             out.append(decision)
 
-    for task, agent in match(claimable, free):
+    for task, agent in match(within_budget(swarm, claimable), free):
         out.append(planner.claim(task, agent))
     return out
+
+
+def within_budget(swarm: SwarmView, claimable: list[TaskView]) -> list[TaskView]:
+    """The claimable tasks the swarm's budget lets through: none of its claude tasks once its
+    recorded spend has reached its budget (``schemas.budgets``)."""
+    if budget_reached(swarm) is None:
+        return claimable
+    return [task for task in claimable if not held(swarm, task)]
 
 
 class _Depends(Mapping[str, list[str]]):
