@@ -70,7 +70,7 @@ class SwarmUpdated(SwarmEvent, tag="swarm.updated", kw_only=True):
 
     name: str | None = None
     description: str | None = None
-    budget_usd: float | None | msgspec.UnsetType = msgspec.UNSET
+    budget_usd: float | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class SwarmDeleted(SwarmEvent, tag="swarm.deleted", kw_only=True):
