@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from schemas.errors import Invalid
@@ -107,18 +107,27 @@ def auth_header(token: str) -> str:
     return f"Authorization: Basic {pair}"
 
 
-def git_env(token: str | None = None) -> dict[str, str]:
-    """The environment of every git command: the safety settings, plus the credentials (as an
-    ``http.extraHeader``) when there is a token."""
-    config = list(SAFETY_CONFIG)
-    if token:
-        config.append(("http.extraHeader", auth_header(token)))
-    env = dict(BASE_ENV)
-    env["GIT_CONFIG_COUNT"] = str(len(config))
-    for index, (key, value) in enumerate(config):
+def config_env(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """``pairs`` as git reads them from the environment (``GIT_CONFIG_COUNT``/``KEY_n``/
+    ``VALUE_n``): one list per command, so whoever adds settings adds them to the same list."""
+    env = {"GIT_CONFIG_COUNT": str(len(pairs))}
+    for index, (key, value) in enumerate(pairs):
         env[f"GIT_CONFIG_KEY_{index}"] = key
         env[f"GIT_CONFIG_VALUE_{index}"] = value
     return env
+
+
+def git_env(
+    token: str | None = None, extra_config: Sequence[tuple[str, str]] = ()
+) -> dict[str, str]:
+    """The environment of every git command: the safety settings, plus the credentials (as an
+    ``http.extraHeader``) when there is a token, plus ``extra_config`` (e.g. the settings of a
+    task's commits: ``commits.config_pairs``)."""
+    config = list(SAFETY_CONFIG)
+    if token:
+        config.append(("http.extraHeader", auth_header(token)))
+    config += extra_config
+    return {**BASE_ENV, **config_env(config)}
 
 
 # --- commands ---------------------------------------------------------------------------------

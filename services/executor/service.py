@@ -128,6 +128,7 @@ class Executor(Service):
             default_timeout=self.config.task_timeout,
             source_env=self.env,
             pass_env=self.config.pass_env,
+            backend=self.config.backend,
         )
         self.backend = sandboxes.backend(  # [daytona hook] + the [daytona] table
             self.config.backend,
