@@ -95,7 +95,7 @@ async def deliver(
                 pass  # someone else wrote it meanwhile (or created it): read again
 
 
-async def inbox_consumer(js: JetStreamContext, durable: str):
+async def inbox_consumer(js: JetStreamContext, durable: str) -> JetStreamContext.PullSubscription:
     """The durable pull consumer every chat replica shares: each message goes to one of them,
     and comes again if it was not acked within ``ack_wait`` (a replica died or stopped while a
     fetch was outstanding), so a stopped replica delays a mention by at most 5 s."""
