@@ -93,7 +93,7 @@ class ActiveRun:
 class HostedAgent:
     id: str
     sandbox: Sandbox
-    sub: DispatchQueue | None = None  # its dispatches (a durable pull consumer)
+    sub: DispatchQueue  # its dispatches (a durable pull consumer)
     loop: asyncio.Task[None] | None = None
     run: ActiveRun | None = None
     active: bool = True
@@ -349,8 +349,7 @@ class Executor(Service):
             hosted.loop.cancel()
         assert self.bus is not None
         try:
-            if hosted.sub is not None:
-                await hosted.sub.close()
+            await hosted.sub.close()
             kv = await self.bus.kv(subjects.PRESENCE_BUCKET)
             await kv.delete(subjects.presence_key(self.swarm, agent))
             if gone:
@@ -453,7 +452,6 @@ class Executor(Service):
     async def _serve_agent(self, hosted: HostedAgent) -> None:
         while hosted.active and not self.stopping.is_set():
             try:
-                assert hosted.sub is not None
                 messages = await hosted.sub.next(timeout=1.0)
             except asyncio.CancelledError:
                 raise
