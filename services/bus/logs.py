@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterable, Mapping
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 from schemas.environment import secret_values
 
@@ -48,16 +49,19 @@ class Redactor:
         if isinstance(value, str):
             return scrub(value, self.secrets)
         if isinstance(value, dict):
-            return {
-                k: (MASK if _SECRET_KEY.search(str(k)) and v else self._clean(v))
-                for k, v in value.items()
-            }
+            return self._clean_mapping(value)
         if isinstance(value, list | tuple):
             return [self._clean(v) for v in value]
         return value
 
-    def __call__(self, logger: object, method: str, event_dict: dict) -> dict:
-        return self._clean(event_dict)  # type: ignore[return-value]
+    def _clean_mapping(self, value: Mapping[str, object]) -> dict[str, object]:
+        return {
+            k: (MASK if _SECRET_KEY.search(str(k)) and v else self._clean(v))
+            for k, v in value.items()
+        }
+
+    def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+        return self._clean_mapping(event_dict)
 
 
 redactor = Redactor()
