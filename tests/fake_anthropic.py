@@ -408,7 +408,7 @@ class FakeAnthropic:
             }
         )
         await response.prepare(request)
-        message = {
+        message: dict[str, Any] = {
             "id": f"msg_stand_in_{self._message_count}",
             "type": "message",
             "role": "assistant",

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from schemas.events import DeniedTool, Usage
 
@@ -74,11 +73,11 @@ class ApiRetry:
     delay_ms: int
 
 
-def _int(value: Any) -> int:
+def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def usage_of(raw: Any) -> Usage | None:
+def usage_of(raw: object) -> Usage | None:
     if not isinstance(raw, dict):
         return None
     return Usage(
@@ -89,7 +88,7 @@ def usage_of(raw: Any) -> Usage | None:
     )
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
@@ -100,7 +99,7 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def tool_input(raw: Any) -> str:
+def tool_input(raw: object) -> str:
     """What a tool was called with, on one short line (the command, the file, the pattern)."""
     if isinstance(raw, dict):
         shown = raw.get("command") or raw.get("file_path") or raw.get("pattern") or raw
@@ -112,13 +111,13 @@ def tool_input(raw: Any) -> str:
     return _short(text, TOOL_INPUT_CHARS)
 
 
-def _tool_line(block: dict) -> str:
+def _tool_line(block: dict[str, object]) -> str:
     name = block.get("name") or "tool"
     text = tool_input(block.get("input"))
     return f"→ {name}: {text}\n" if text else f"→ {name}\n"
 
 
-def _text_field(message: dict) -> str:
+def _text_field(message: dict[str, object]) -> str:
     for key in ("message", "text", "content", "summary", "title", "status"):
         value = message.get(key)
         if isinstance(value, str) and value.strip():
@@ -126,7 +125,7 @@ def _text_field(message: dict) -> str:
     return ""
 
 
-def system_line(message: dict) -> str:
+def system_line(message: dict[str, object]) -> str:
     """A ``system`` line as a person following the task would want to read it ("" to skip)."""
     kind = str(message.get("subtype") or "")
     if kind == "init":
@@ -160,8 +159,9 @@ def system_line(message: dict) -> str:
         code = message.get("exit_code")
         said = ""
         for key in ("stderr", "output", "stdout"):
-            if isinstance(message.get(key), str) and message[key].strip():
-                said = ": " + _short(message[key], SYSTEM_TEXT_CHARS)
+            value = message.get(key)
+            if isinstance(value, str) and value.strip():
+                said = ": " + _short(value, SYSTEM_TEXT_CHARS)
                 break
         exit_text = f", exit code {code}" if code not in (None, 0) else ""
         return (
@@ -174,7 +174,7 @@ def system_line(message: dict) -> str:
     return f"· {kind.replace('_', ' ')}{': ' + text if text else ''}\n"
 
 
-def _denials(raw: Any) -> list[DeniedTool]:
+def _denials(raw: object) -> list[DeniedTool]:
     if not isinstance(raw, list):
         return []
     return [
@@ -231,10 +231,10 @@ class ClaudeStream:
             return ""
         return ""
 
-    def _system(self, message: dict) -> str:
+    def _system(self, message: dict[str, object]) -> str:
         subtype = message.get("subtype")
-        if subtype == "init" and isinstance(message.get("model"), str):
-            self.model = message["model"]
+        if subtype == "init" and isinstance(model := message.get("model"), str):
+            self.model = model
         elif subtype == "api_retry":
             status = message.get("error_status")
             self.retries.append(
@@ -250,19 +250,20 @@ class ClaudeStream:
             self.denied[str(message.get("tool_use_id") or len(self.denied))] = _text_field(message)
         return system_line(message)
 
-    def _result(self, message: dict) -> ClaudeResult:
-        denials = _denials(message.get("permission_denials"))
-        ids = [
-            str(d.get("tool_use_id"))
-            for d in message.get("permission_denials") or []
-            if isinstance(d, dict)
-        ]
+    def _result(self, message: dict[str, object]) -> ClaudeResult:
+        raw = message.get("permission_denials")
+        denials = _denials(raw)
+        ids = (
+            [str(d.get("tool_use_id")) for d in raw if isinstance(d, dict)]
+            if isinstance(raw, list)
+            else []
+        )
         for denial, tool_use_id in zip(denials, ids, strict=False):
             denial.message = self.denied.get(tool_use_id, "")
         status = message.get("api_error_status")
         errors = message.get("errors")
         return ClaudeResult(
-            result=message.get("result") if isinstance(message.get("result"), str) else "",
+            result=result if isinstance(result := message.get("result"), str) else "",
             is_error=message.get("is_error") is not False,
             subtype=str(message.get("subtype") or ""),
             cost_usd=_number(message.get("total_cost_usd")),
@@ -277,9 +278,9 @@ class ClaudeStream:
             denials=denials,
         )
 
-    def _assistant(self, message: dict) -> str:
-        if isinstance(message.get("error"), str):
-            self.errors.append(message["error"])
+    def _assistant(self, message: dict[str, object]) -> str:
+        if isinstance(error := message.get("error"), str):
+            self.errors.append(error)
         body = message.get("message")
         content = body.get("content") if isinstance(body, dict) else None
         if not isinstance(content, list):
@@ -295,7 +296,7 @@ class ClaudeStream:
                 shown.append(_tool_line(block))
         return "".join(shown)
 
-    def _user(self, message: dict) -> str:
+    def _user(self, message: dict[str, object]) -> str:
         """Tool results are often long (file contents): only failed ones are shown, briefly."""
         body = message.get("message")
         content = body.get("content") if isinstance(body, dict) else None

@@ -119,8 +119,8 @@ def api_place(env: Mapping[str, str]) -> str:
         where = env.get("ANTHROPIC_VERTEX_BASE_URL") or env.get("CLOUD_ML_REGION") or "its region"
         return f"Vertex AI ({where})"
     if _on(env.get("CLAUDE_CODE_USE_FOUNDRY")):
-        where = env.get("ANTHROPIC_FOUNDRY_BASE_URL") or env.get("ANTHROPIC_FOUNDRY_RESOURCE")
-        return f"Microsoft Foundry ({where or 'its resource'})"
+        found = env.get("ANTHROPIC_FOUNDRY_BASE_URL") or env.get("ANTHROPIC_FOUNDRY_RESOURCE")
+        return f"Microsoft Foundry ({found or 'its resource'})"
     return env.get("ANTHROPIC_BASE_URL") or DEFAULT_API
 
 

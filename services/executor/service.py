@@ -40,6 +40,7 @@ from schemas import events as ev
 from schemas import subjects
 from schemas.board import Board, TaskView
 from schemas.chat import ChatMessage
+from schemas.environment import NOT_GIT_CREDENTIALS
 from schemas.errors import Unavailable
 from services.bus import chat as chat_bus
 from services.bus.connection import NatsOptions
@@ -800,7 +801,7 @@ class Executor(Service):
             agent=hosted.id, project=request.project, round=request.round, kind=request.kind
         )
         token = self.env.get(request.credentials_ref or "", "")
-        if len(token) >= 6 and request.credentials_ref not in checkouts.NOT_GIT_CREDENTIALS:
+        if len(token) >= 6 and request.credentials_ref not in NOT_GIT_CREDENTIALS:
             if token not in self._secrets:  # masked in the agents' output and in logs too
                 self._secrets.append(token)
             redactor.add(token)
