@@ -12,8 +12,9 @@ Flags accepted (like the real CLI, anything else is an error): ``-p``/``--print`
 ``--output-format text|json|stream-json`` (stream-json needs ``--verbose``), ``--verbose``,
 ``--model M``, ``--max-turns N``, ``--permission-mode M``, ``--allowedTools``/``--allowed-tools
 T...``, ``--disallowedTools T...``, ``--append-system-prompt S``,
-``--dangerously-skip-permissions``, ``--session-id ID`` (the session's id), ``--resume ID``, ``--max-budget-usd N``,
-``--include-hook-events``, ``--``, then the prompt (or the prompt on stdin).
+``--dangerously-skip-permissions``, ``--session-id ID`` (the session's id), ``--resume ID``,
+``--max-budget-usd N``, ``--include-hook-events``, ``--``, then the prompt (or the prompt on
+stdin).
 
 It stands in where the CLI's own behaviour does not matter (Swarm's plumbing: dispatch, output,
 timeouts, cancels); tests of what the CLI does run the real one (``tests/claude_cli.py``) against
