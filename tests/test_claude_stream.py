@@ -357,12 +357,13 @@ def test_the_cli_s_system_lines_are_shown_readably() -> None:
     assert "✗ denied Bash: This command requires approval" in shown
     assert "← error: This command requires approval" not in shown  # said once
     stream = ClaudeStream()
-    compacted = {"type": "system", "subtype": "compact_boundary"}
+    compacted: dict[str, object] = {"type": "system", "subtype": "compact_boundary"}
     compacted["compact_metadata"] = {"trigger": "auto", "pre_tokens": 180000}
     assert stream.feed(json.dumps(compacted)) == (
         "· context compacted (auto, 180000 tokens before)\n"
     )
-    hook = {"type": "system", "subtype": "hook_response", "hook_event": "PreToolUse"}
+    hook: dict[str, object] = {"type": "system", "subtype": "hook_response"}
+    hook["hook_event"] = "PreToolUse"
     hook.update(hook_name="lint", outcome="error", exit_code=2, stderr="ruff: 3 errors")
     assert (
         stream.feed(json.dumps(hook))
