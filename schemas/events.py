@@ -80,7 +80,7 @@ class SwarmDeleted(SwarmEvent, tag="swarm.deleted", kw_only=True):
 # --- task -------------------------------------------------------------------------------------
 
 
-class ClaudeTaskSettings(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ClaudeTaskSettings(msgspec.Struct, kw_only=True):
     """A claude task's own settings for its run (unset: the agent's, else the swarm's, else the
     sandbox backend's default). ``allowed_tools`` / ``disallowed_tools`` add to the agent's
     lists; ``max_budget_usd`` stops the run when its cost reaches it (``--max-budget-usd``)."""
