@@ -11,11 +11,12 @@ is a 404 in the API's error shape, recorded like every request.
 **Script-driven.** A ``Script`` is a list of ``Conversation``s. Each has a ``marker``: a request
 belongs to the first conversation whose marker appears in the text its user sent (so put a unique
 marker in the task's prompt). Its ``turns`` are what the model "says", one per request of that
-conversation, in order: the turn answered is the number of assistant messages already in the
-request (stateless: a retried request gets the same turn again, and a resumed session continues
-where its history ends). A turn is a ``Reply`` (content blocks: ``Text`` and ``ToolUse``, with
-usage) or an ``ApiError`` (HTTP status, error type; ``times`` limits how often it is given before
-the conversation moves on to the next turn).
+conversation, in order: the turn answered is the one after the last the request's history holds
+(the stand-in's tool-call ids name their turn; without any, the number of assistant messages
+counts). It is stateless: a retried request gets the same turn again, and a resumed session
+continues where its history ends, whatever the CLI added to it. A turn is a ``Reply`` (content
+blocks: ``Text`` and ``ToolUse``, with usage) or an ``ApiError`` (HTTP status, error type;
+``times`` limits how often it is given before the conversation moves on to the next turn).
 
 Past its last turn a conversation answers "done"; a request matching no conversation (the
 CLI's side requests, e.g. titles) is answered by ``Script.fallback``.
@@ -42,6 +43,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import sys
 import threading
@@ -90,8 +92,11 @@ class Usage:
 @dataclass
 class Reply:
     """One model turn: content blocks, streamed. ``stop_reason`` defaults to ``tool_use`` when a
-    block is a tool use, else ``end_turn``. ``hold``: seconds to stall after ``message_start``
-    (a long-running turn: the client may go away meanwhile)."""
+    block is a tool use, else ``end_turn``. ``hold``: seconds to stall before ``message_start``
+    (a long-running turn: the client may go away meanwhile, with nothing of the turn said);
+    ``FakeAnthropic.release()`` ends every stall at once. A hold applies to the first request of
+    that turn only (a retry, or the same turn asked again by a resumed session, is answered at
+    once)."""
 
     blocks: list[Text | ToolUse]
     usage: Usage = field(default_factory=Usage)
@@ -255,6 +260,9 @@ class FakeAnthropic:
         self.port = port
         self.requests: list[Recorded] = []
         self._errors_given: dict[tuple[int, int], int] = {}
+        self._held: set[tuple[int, int]] = set()
+        self._released: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._message_count = 0
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -270,6 +278,8 @@ class FakeAnthropic:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> FakeAnthropic:
+        self._released = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -280,6 +290,8 @@ class FakeAnthropic:
         return self
 
     async def stop(self) -> None:
+        if self._released is not None:
+            self._released.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -305,6 +317,15 @@ class FakeAnthropic:
         request, which carries the whole history)."""
         found = [r for r in self.conversation(marker) if r.answered != "error"]
         return found[-1].tool_results() if found else []
+
+    def release(self) -> None:
+        """End every stalled turn now (``Reply.hold``). Callable from any thread."""
+        if self._released is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._released.set)
+
+    def held(self, marker: str) -> bool:
+        """Whether a turn of ``marker``'s conversation is stalled right now (or was)."""
+        return any(r.answered == "held" for r in self.conversation(marker))
 
     def reset(self, script: Script | None = None) -> None:
         self.requests.clear()
@@ -337,27 +358,40 @@ class FakeAnthropic:
                 return index, conversation
         return None
 
-    def _turn(self, index: int, conversation: Conversation, done: int) -> tuple[int, Turn | None]:
-        """The turn to answer: the ``done``-th, skipping errors given ``times`` already."""
-        turn_index = done
-        # errors limited by ``times`` sit in the turn list too: count them as said once used up
-        position = 0
-        replies_seen = 0
-        while position < len(conversation.turns):
+    def _after(self, index: int, conversation: Conversation, messages: list[dict[str, Any]]) -> int:
+        """The position of the last turn this conversation's history already holds: the newest
+        of the stand-in's own tool calls in it (their ids name their turn), else as many replies
+        as it holds assistant messages (-1: none yet)."""
+        own = re.compile(rf"^toolu_{index}_(\d+)_\d+$")
+        positions = [
+            int(found.group(1))
+            for message in messages
+            if message.get("role") == "assistant" and isinstance(message.get("content"), list)
+            for block in message["content"]
+            if isinstance(block, dict)
+            and block.get("type") == "tool_use"
+            and (found := own.match(str(block.get("id"))))
+        ]
+        if positions:
+            return max(positions)
+        done = sum(1 for m in messages if m.get("role") == "assistant")
+        replies = [p for p, turn in enumerate(conversation.turns) if isinstance(turn, Reply)]
+        if done == 0:
+            return -1
+        return replies[done - 1] if done <= len(replies) else len(conversation.turns)
+
+    def _turn(self, index: int, conversation: Conversation, after: int) -> tuple[int, Turn | None]:
+        """The turn to answer after position ``after``: the next reply, or an error before it
+        that is not used up (``ApiError.times``)."""
+        for position in range(after + 1, len(conversation.turns)):
             turn = conversation.turns[position]
             if isinstance(turn, ApiError):
                 given = self._errors_given.get((index, position), 0)
-                if turn.times is None or given < turn.times:
-                    if replies_seen == turn_index:
-                        self._errors_given[(index, position)] = given + 1
-                        return position, turn
-                position += 1
-                continue
-            if replies_seen == turn_index:
-                return position, turn
-            replies_seen += 1
-            position += 1
-        return position, None
+                if turn.times is not None and given >= turn.times:
+                    continue
+                self._errors_given[(index, position)] = given + 1
+            return position, turn
+        return max(after + 1, len(conversation.turns)), None
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         recorded = await self._record(request)
@@ -366,20 +400,22 @@ class FakeAnthropic:
         matched = self._match(recorded) if body.get("tools") else None
         if matched is None:
             recorded.answered = "fallback"
-            return await self._stream(request, model, self.script.fallback, "fallback", 0)
+            return await self._stream(request, model, self.script.fallback, "fallback")
         index, conversation = matched
-        done = sum(1 for m in recorded.messages if m.get("role") == "assistant")
-        position, turn = self._turn(index, conversation, done)
+        after = self._after(index, conversation, recorded.messages)
+        position, turn = self._turn(index, conversation, after)
         recorded.conversation = conversation.marker
         recorded.turn = position
         if turn is None:
             recorded.answered = "done"
-            return await self._stream(request, model, self.script.done, f"{index}_{position}", 0)
+            return await self._stream(request, model, self.script.done, f"{index}_{position}")
         if isinstance(turn, ApiError):
             recorded.answered = "error"
             return self._error(turn)
-        recorded.answered = "reply"
-        return await self._stream(request, model, turn, f"{index}_{position}", index)
+        hold = turn.hold if (index, position) not in self._held else 0.0
+        self._held.add((index, position))
+        recorded.answered = "held" if hold else "reply"
+        return await self._stream(request, model, turn, f"{index}_{position}", hold)
 
     def _error(self, error: ApiError) -> web.Response:
         headers = {"request-id": f"req_stand_in_{len(self.requests)}"}
@@ -397,7 +433,7 @@ class FakeAnthropic:
         return web.json_response(body, status=error.status, headers=headers)
 
     async def _stream(
-        self, request: web.Request, model: str, reply: Reply, ident: str, _: int
+        self, request: web.Request, model: str, reply: Reply, ident: str, hold: float = 0.0
     ) -> web.StreamResponse:
         self._message_count += 1
         response = web.StreamResponse(
@@ -424,12 +460,12 @@ class FakeAnthropic:
             },
         }
         try:
+            if hold and self._released is not None:  # before anything: the turn has not begun
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._released.wait(), hold)
             await response.write(
                 _sse("message_start", {"type": "message_start", "message": message})
             )
-            if reply.hold:
-                await response.write(_sse("ping", {"type": "ping"}))
-                await asyncio.sleep(reply.hold)
             for number, block in enumerate(reply.blocks):
                 await self._block(response, number, block, f"toolu_{ident}_{number}")
             stop = reply.stop_reason or (

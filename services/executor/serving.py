@@ -264,6 +264,8 @@ class Serving:
         if hosted.hooks_path is None:
             try:
                 hosted.hooks_path = await commits.install_hooks(hosted.sandbox)
+            except sandboxes.SandboxFailed:
+                raise  # the sandbox itself: the run's handling says what happens
             except Exception as error:  # commits still get the identity, not the trailer
                 self.log.warning("executor.hooks_not_installed", agent=hosted.id, error=str(error))
                 return {
