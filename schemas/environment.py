@@ -52,6 +52,19 @@ URL is chosen by whoever may create projects, and would receive them)."""
 
 # --- Claude Code settings passed through --------------------------------------------------------
 
+NETWORK_SETTINGS: tuple[str, ...] = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
+"""Proxies and CA bundles: also given to ``shell`` tasks (npm, pip and git need them too)."""
+
 CLAUDE_SETTINGS: tuple[str, ...] = (
     # where the API is, and how to speak to it
     "ANTHROPIC_BASE_URL",
@@ -103,15 +116,7 @@ CLAUDE_SETTINGS: tuple[str, ...] = (
     "ANTHROPIC_FOUNDRY_BASE_URL",
     "ANTHROPIC_FOUNDRY_RESOURCE",
     # network: proxies, certificates
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "NODE_EXTRA_CA_CERTS",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
+    *NETWORK_SETTINGS,
     "CLAUDE_CODE_CLIENT_CERT",
     "CLAUDE_CODE_CLIENT_KEY",
     "CLAUDE_CODE_CLIENT_KEY_PASSPHRASE",
@@ -143,18 +148,6 @@ CLAUDE_SETTING_PREFIXES: tuple[str, ...] = (
     "OTEL_",  # OpenTelemetry export, with CLAUDE_CODE_ENABLE_TELEMETRY
 )
 
-NETWORK_SETTINGS: tuple[str, ...] = (
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "NODE_EXTRA_CA_CERTS",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-)
-"""Proxies and CA bundles: also given to ``shell`` tasks (npm, pip and git need them too)."""
 
 NEVER_PASSED: frozenset[str] = frozenset({"CLAUDE_CONFIG_DIR"})
 """Not passed even when asked by prefix: each agent keeps Claude Code's state (sessions to

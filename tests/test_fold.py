@@ -580,15 +580,10 @@ def costing(task: str, agent: str, cost: float, attempt: int = 1) -> ev.TaskComp
     )
 
 
-def failed_costing(task: str, agent: str, cost: float, attempt: int = 1) -> ev.TaskFailed:
+def failed_costing(task: str, agent: str, cost: float) -> ev.TaskFailed:
+    outcome = ev.RunOutcome(cost_usd=cost, is_error=True)
     return ev.TaskFailed(
-        swarm=S,
-        id=task,
-        time=6.0,
-        agent=agent,
-        attempt=attempt,
-        reason="denied",
-        outcome=ev.RunOutcome(cost_usd=cost, is_error=True),
+        swarm=S, id=task, time=6.0, agent=agent, attempt=1, reason="denied", outcome=outcome
     )
 
 

@@ -99,6 +99,16 @@ def config_pairs(hooks_path: str) -> list[tuple[str, str]]:
     return [("core.hooksPath", hooks_path)]
 
 
+def identity_env(who: Identity) -> dict[str, str]:
+    """``who`` as the author and committer of every commit."""
+    return {
+        "GIT_AUTHOR_NAME": who.name,
+        "GIT_AUTHOR_EMAIL": who.email,
+        "GIT_COMMITTER_NAME": who.name,
+        "GIT_COMMITTER_EMAIL": who.email,
+    }
+
+
 def commit_env(
     who: Identity,
     task: str,
@@ -108,10 +118,7 @@ def commit_env(
     """The environment under which any git commit is made for ``task``: ``who`` as author and
     committer, Swarm's hooks (the trailer), plus ``extra_config`` (e.g. ``git.SAFETY_CONFIG``)."""
     return {
-        "GIT_AUTHOR_NAME": who.name,
-        "GIT_AUTHOR_EMAIL": who.email,
-        "GIT_COMMITTER_NAME": who.name,
-        "GIT_COMMITTER_EMAIL": who.email,
+        **identity_env(who),
         "SWARM_TASK_ID": task,
         **config_env([*extra_config, *config_pairs(hooks_path)]),
     }

@@ -268,12 +268,7 @@ class Serving:
                 raise  # the sandbox itself: the run's handling says what happens
             except Exception as error:  # commits still get the identity, not the trailer
                 self.log.warning("executor.hooks_not_installed", agent=hosted.id, error=str(error))
-                return {
-                    "GIT_AUTHOR_NAME": who.name,
-                    "GIT_AUTHOR_EMAIL": who.email,
-                    "GIT_COMMITTER_NAME": who.name,
-                    "GIT_COMMITTER_EMAIL": who.email,
-                }
+                return commits.identity_env(who)
         return commits.commit_env(who, task.id, hosted.hooks_path)
 
     async def _run(
