@@ -419,3 +419,17 @@ def test_the_instant_runtime_completes_with_nothing_done() -> None:
 def test_tail_keeps_the_last_4000_characters() -> None:
     assert runtimes.tail("a" * 10 + "b" * 4000) == "b" * 4000
     assert runtimes.tail("short") == "short"
+
+
+def test_a_run_killed_at_its_timeout_while_the_api_failed_says_so() -> None:
+    output = ClaudeOutput(api="http://gw:1")
+    retries = [line for line in fixture("overloaded") if '"api_retry"' in line]
+    shown = output.feed("stdout", ("\n".join(retries) + "\n").encode())
+    verdict = runtimes.timed_out(
+        output.verdict(None, shown), 30, from_task=True, meanwhile=output.meanwhile()
+    )
+    assert verdict.reason == (
+        "timeout: killed after 30 s (the task's timeout) while the API at http://gw:1 kept "
+        "failing (error 529; after 2 retries so far)"
+    )
+    assert ShellOutput().meanwhile() == ""

@@ -150,5 +150,7 @@ async def execute(
     verdict = output.verdict(result.exit_code, tail())
     verdict.outcome.duration_s = round(result.duration_s, 3)
     if result.timed_out:
-        verdict = runtimes.timed_out(verdict, timeout, from_task=task.timeout is not None)
+        verdict = runtimes.timed_out(
+            verdict, timeout, from_task=task.timeout is not None, meanwhile=output.meanwhile()
+        )
     return verdict

@@ -155,10 +155,13 @@ def tail(text: str, limit: int = TAIL_CHARS) -> str:
     return text[-limit:] if len(text) > limit else text
 
 
-def timed_out(verdict: Verdict, timeout: float, *, from_task: bool) -> Verdict:
-    """A run killed at its timeout fails, whatever its output said so far."""
+def timed_out(verdict: Verdict, timeout: float, *, from_task: bool, meanwhile: str = "") -> Verdict:
+    """A run killed at its timeout fails, whatever its output said so far. ``meanwhile``: what
+    it was going through (e.g. the API failing, retried)."""
     source = "the task's timeout" if from_task else "the executor's default timeout"
     reason = f"timeout: killed after {timeout:g} s ({source})"
+    if meanwhile:
+        reason += f" while {meanwhile}"
     outcome = verdict.outcome
     outcome.is_error = True
     outcome.exit_code = None
@@ -181,6 +184,9 @@ class ShellOutput:
 
     def flush(self) -> str:
         return self._decoder.decode(b"", final=True)
+
+    def meanwhile(self) -> str:
+        return ""
 
     def verdict(self, exit_code: int | None, output_tail: str) -> Verdict:
         outcome = RunOutcome(result=output_tail, exit_code=exit_code, is_error=exit_code != 0)
@@ -214,6 +220,14 @@ class ClaudeOutput:
         rest = self._stderr.decode(b"", final=True)
         self.stderr_text = tail(self.stderr_text + rest)
         return text + rest
+
+    def meanwhile(self) -> str:
+        """What the run was going through when it was stopped: a failing API, retried."""
+        if not self.stream.retries or self.stream.result is not None:
+            return ""
+        last = self.stream.retries[-1]
+        what = f"error {last.status}" if last.status else "no answer"
+        return f"the API at {self.api} kept failing ({what}; {_retried(self.stream)} so far)"
 
     def verdict(self, exit_code: int | None, output_tail: str) -> Verdict:
         return claude_verdict(
