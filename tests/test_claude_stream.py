@@ -433,3 +433,10 @@ def test_a_run_killed_at_its_timeout_while_the_api_failed_says_so() -> None:
         "failing (error 529; after 2 retries so far)"
     )
     assert ShellOutput().meanwhile() == ""
+
+
+def test_a_real_refused_key_fails_saying_the_credentials_were_not_accepted() -> None:
+    verdict = judge_real("unauthorized", 1)
+    assert verdict.reason is not None
+    assert verdict.reason.startswith("Failed to authenticate. API Error: 401")
+    assert verdict.reason.endswith(runtimes.CHECK_CREDENTIALS)
