@@ -80,7 +80,10 @@ class TaskSpecIn(Request):
 
 
 class TriggerIn(Request):
-    on: Literal["completed", "failed"]
+    on: Literal["completed", "failed", "conflict"] = Field(
+        description="conflict: the task that resolves this one's work when it cannot land "
+        "(instead of the default resolve task)"
+    )
     task: TaskSpecIn
 
 
