@@ -497,6 +497,9 @@ class BoardAt(BaseModel):
     tasks: list[Task] = []
     agents: list[Agent] = []
     counts: dict[str, int] = {}
+    project: Project | None = Field(
+        None, description="the swarm's project then: its branch's tip and the tasks landed"
+    )
 
 
 class Output(BaseModel):

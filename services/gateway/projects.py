@@ -116,6 +116,11 @@ def project_json(project: ProjectView, swarm: SwarmView) -> dict[str, Any]:
     }
 
 
+def attached_project_json(swarm: SwarmView) -> dict[str, Any] | None:
+    project = swarm.projects.get(swarm.project) if swarm.project else None
+    return project_json(project, swarm) if project is not None else None
+
+
 def plan_update(spec: models.UpdateProject) -> dict[str, Any]:
     """The ``project.updated`` fields a checked update asks for (``""`` clears)."""
     changes: dict[str, Any] = {}
