@@ -34,7 +34,6 @@ from schemas import events as ev
 from schemas.board import Board
 from schemas.errors import Invalid
 from schemas.events import IntegrationMode
-from services.executor import git
 from services.executor.git import CHECKOUT_DIR, CheckoutStatus, GitFailed
 from services.executor.sandboxes import GitCall, Sandbox
 
@@ -137,19 +136,9 @@ async def perform(
         if not await sandbox.path_exists(f"{CHECKOUT_DIR}/.git"):
             await sandbox.git_clone(request.git_url, branch, CHECKOUT_DIR, call)
         elif request.mode != "off":  # to the remote's tip, whatever task branch it is on
-            await sandbox.git_run(
-                CHECKOUT_DIR,
-                ["remote", "set-url", "origin", "--", git.check_url(request.git_url)],
-                "git remote set-url",
-                call,
-            )
-            await sandbox.git_run(CHECKOUT_DIR, ["fetch", "--prune", "origin"], "git fetch", call)
-            await sandbox.git_run(
-                CHECKOUT_DIR,
-                ["checkout", "-q", "-f", "-B", branch, git.remote_ref(branch), "--"],
-                "git checkout",
-                call,
-            )
+            await sandbox.git_run(CHECKOUT_DIR, ["reset", "-q", "--hard"], "git reset", call)
+            await sandbox.git_checkout(request.git_url, branch, CHECKOUT_DIR, call)
+            await sandbox.git_pull(CHECKOUT_DIR, call)
         elif request.kind == "init":
             await sandbox.git_checkout(request.git_url, branch, CHECKOUT_DIR, call)
         else:
