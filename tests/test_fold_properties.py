@@ -89,17 +89,26 @@ ARBITRARY: dict[type[ev.Event], st.SearchStrategy[tuple[str, dict[str, Any]]]] =
     ev.TaskIntegrated: st.tuples(
         names,
         st.fixed_dictionaries(
-            {"attempt": attempts, "project": st.sampled_from(("p1", "p2")), "onto": st.just("main"),
-             "landed": st.sampled_from("xyz")}
+            {
+                "attempt": attempts,
+                "project": st.sampled_from(("p1", "p2")),
+                "onto": st.just("main"),
+                "landed": st.sampled_from("xyz"),
+            }
         ),
-    ),  # fmt: skip
+    ),
     ev.TaskIntegrationFailed: st.tuples(
         names,
         st.fixed_dictionaries(
-            {"attempt": attempts, "project": st.sampled_from(("p1", "p2")), "onto": st.just("main"),
-             "problem": st.sampled_from(("conflict", "verify", "error")), "resolve": st.booleans()}
+            {
+                "attempt": attempts,
+                "project": st.sampled_from(("p1", "p2")),
+                "onto": st.just("main"),
+                "problem": st.sampled_from(("conflict", "verify", "error")),
+                "resolve": st.booleans(),
+            }
         ),
-    ),  # fmt: skip
+    ),
     ev.AgentRegistered: st.tuples(
         agents, st.fixed_dictionaries({"name": st.just("A"), "skills": tag_lists})
     ),
