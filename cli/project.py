@@ -184,7 +184,8 @@ def idempotent() -> dict[str, str]:
 
 
 def attached_project(api: Api, swarm: str) -> dict[str, Any]:
-    return api.get(f"/swarms/{swarm}/project")
+    project: dict[str, Any] = api.get(f"/swarms/{swarm}/project")
+    return project
 
 
 def request_command(args: argparse.Namespace) -> int:
@@ -257,7 +258,7 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "project",
         help="the swarm's git project: create, init, sync, status, list, update, delete",

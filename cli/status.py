@@ -110,12 +110,13 @@ def work_note(task: dict[str, Any]) -> str:
         )
         resolver = f"; resolving: {work['resolver']}" if work.get("resolver") else ""
         return f"{what}{resolver}"
-    return {
+    notes = {
         "working": f"on {work['branch']}",
         "landing": f"landing on {onto}",
         "pushed": f"pushed {work['branch']}",
         "unchanged": "nothing to land",
-    }.get(state, state)
+    }
+    return notes.get(state, str(state))
 
 
 def task_line(task: dict[str, Any]) -> str:
@@ -187,7 +188,7 @@ def replay_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("status", help="the swarm, its agents and task counts")
     add_swarm_option(parser)
     parser.set_defaults(func=status_command)

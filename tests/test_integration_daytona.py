@@ -64,7 +64,8 @@ async def test_a_tasks_work_lands_from_a_daytona_sandbox_and_the_next_task_start
         )
 
     await until(landed, timeout=30, what=f"{first}'s work to land")
-    work = watch.board.task(swarm_id, first).integration  # type: ignore[union-attr]
+    done = watch.board.task(swarm_id, first)
+    work = done.integration if done is not None else None
     assert work is not None and work.base == remote.seed
     assert remote.tip() == work.landed and remote.show("d.txt") == "sandboxed"
     assert remote.trailers(first) == [work.landed]

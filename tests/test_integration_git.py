@@ -4,6 +4,7 @@ as the agents' places, a bare repository as the remote. No NATS: these are the s
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 import pytest
@@ -153,7 +154,7 @@ async def test_parallel_landings_all_land_once_through_the_push_race(
 
     outcomes = await asyncio.gather(
         *(
-            integration.land(s, p, b, h, lambda p=p: call(p))
+            integration.land(s, p, b, h, functools.partial(call, p))
             for s, p, b, h in zip(sandboxes, plans, bases, heads, strict=True)
         )
     )

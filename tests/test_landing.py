@@ -75,7 +75,7 @@ def landed(task_id: str, commit: str = "l" * 40) -> ev.TaskIntegrated:
 
 
 def stuck(
-    task_id: str, problem: str = "conflict", resolve: bool = True
+    task_id: str, problem: ev.LandingProblem = "conflict", resolve: bool = True
 ) -> ev.TaskIntegrationFailed:
     return ev.TaskIntegrationFailed(
         swarm=S, id=task_id, time=T0 + 1, attempt=1, project="p1", onto="main",
@@ -91,14 +91,14 @@ def given(*events: ev.Event | list[ev.Event]) -> Board:
     return fold(list(enumerate(flat, start=1)))
 
 
-def then(board: Board) -> list[tuple]:
-    out = []
+def then(board: Board) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
     for d in decide(board, NOW, Config(lease=10.0)):
         e = d.event
         if isinstance(e, ev.TaskFailed):
             out.append((e.type, e.id, e.reason))
         elif isinstance(e, ev.TaskCreated):
-            out.append((e.type, e.id, e.resolves or e.parent))
+            out.append((e.type, e.id, e.resolves or e.parent or ""))
         elif isinstance(e, ev.TaskClaimed):
             out.append((e.type, e.id, e.agent))
         else:
@@ -111,7 +111,7 @@ def then(board: Board) -> list[tuple]:
 
 def test_a_run_on_its_branch_records_base_head_and_where_each_checkout_is() -> None:
     board = given(project(), task("t1"), ran("t1"))
-    work = board.task(S, "t1").integration  # type: ignore[union-attr]
+    work = board.task(S, "t1").integration
     assert work is not None
     assert (work.branch, work.base, work.head, work.state, work.onto) == (
         "swarm/t1", BASE, HEAD, "landing", "main",
@@ -126,7 +126,7 @@ def test_landing_records_the_commit_the_tip_and_the_order_of_tasks_landed() -> N
     view = board.swarms[S].projects["p1"]
     assert [(e.task, e.commit) for e in view.landed] == [("t2", "2" * 40), ("t1", "1" * 40)]
     assert (view.tip, view.landed_count) == ("1" * 40, 2)
-    assert board.task(S, "t1").integration.state == "landed"  # type: ignore[union-attr]
+    assert board.task(S, "t1").integration.state == "landed"
     assert view.checkouts["a2"].commit == "2" * 40
 
 
@@ -152,7 +152,7 @@ def test_a_resolve_task_that_lands_lands_the_stuck_tasks_work_too() -> None:
         task("t1-resolve-1", resolves="t1"), ran("t1-resolve-1", "a2"),
         landed("t1-resolve-1", "r" * 40),
     )  # fmt: skip
-    work = board.task(S, "t1").integration  # type: ignore[union-attr]
+    work = board.task(S, "t1").integration
     assert work is not None
     assert (work.state, work.landed, work.resolver, work.resolved_by) == (
         "landed", "r" * 40, "t1-resolve-1", "t1-resolve-1",
@@ -189,7 +189,7 @@ def test_a_deleted_project_is_gone_and_detached() -> None:
 
 def test_a_dependent_waits_while_its_dependencys_work_is_landing() -> None:
     board = given(project(), task("t1"), task("t2", depends=["t1"]), ran("t1"))
-    assert board.task(S, "t2").status == "blocked"  # type: ignore[union-attr]
+    assert board.task(S, "t2").status == "blocked"
     assert ("task.unblocked", "t2") not in then(board)
     board = given(project(), task("t1"), task("t2", depends=["t1"]), ran("t1"), landed("t1"))
     assert then(board) == [("task.unblocked", "t2")]
@@ -197,7 +197,7 @@ def test_a_dependent_waits_while_its_dependencys_work_is_landing() -> None:
 
 def test_a_task_created_after_its_dependency_completed_waits_for_the_landing_too() -> None:
     board = given(project(), task("t1"), ran("t1"), task("t2", depends=["t1"]))
-    assert board.task(S, "t2").status == "blocked"  # type: ignore[union-attr]
+    assert board.task(S, "t2").status == "blocked"
     claim = ev.TaskClaimed(swarm=S, id="t2", time=T0, agent="a1", attempt=1)
     board = given(project(), task("t1"), ran("t1"), task("t2", depends=["t1"]), claim)
     assert board.task(S, "t2").status == "blocked"  # a claim before the landing is void
@@ -206,7 +206,7 @@ def test_a_task_created_after_its_dependency_completed_waits_for_the_landing_too
 def test_a_dependency_with_nothing_to_land_or_only_a_branch_does_not_hold_anyone_up() -> None:
     board = given(project(mode="branch"), task("t1"), task("t2", depends=["t1"]),
                   ran("t1", land=False))  # fmt: skip
-    assert board.task(S, "t1").integration.state == "pushed"  # type: ignore[union-attr]
+    assert board.task(S, "t1").integration.state == "pushed"
     assert then(board) == [("task.unblocked", "t2")]
 
 
@@ -225,7 +225,9 @@ def test_a_dependent_fails_saying_why_its_dependencys_work_never_landed() -> Non
 
 
 def test_a_dependent_waits_for_the_resolve_task_and_starts_once_it_landed() -> None:
-    start = [project(), task("t1"), task("t2", depends=["t1"]), ran("t1"), stuck("t1")]
+    start: list[ev.Event | list[ev.Event]] = [
+        project(), task("t1"), task("t2", depends=["t1"]), ran("t1"), stuck("t1"),
+    ]  # fmt: skip
     assert landing(given(*start).swarms[S], given(*start).task(S, "t1")).state == "waiting"  # type: ignore[arg-type]
     resolved = given(*start, task("t1-resolve-1", resolves="t1"), ran("t1-resolve-1", "a2"),
                      landed("t1-resolve-1"))  # fmt: skip
@@ -248,7 +250,7 @@ def test_stuck_work_gets_one_resolve_task_with_the_conflict_in_its_prompt() -> N
     assert "- README" in resolver.prompt and "Add the login form" in resolver.prompt
     assert decisions[0].expected_seq == 0  # exactly once, however often it is decided
     board = given(project(), task("t1"), ran("t1"), stuck("t1"), resolver)
-    assert board.task(S, "t1").integration.resolver == "t1-resolve-1"  # type: ignore[union-attr]
+    assert board.task(S, "t1").integration.resolver == "t1-resolve-1"
     assert not [d for d in decide(board, NOW, Config(lease=10.0)) if d.event.id == "t1-resolve-2"]
 
 
@@ -356,4 +358,4 @@ def test_the_landing_event_has_one_message_id_per_attempt_and_asks_for_a_resolve
     refusing = given(project(on_conflict="fail"), task("t1"))
     plan = workplan.plan(refusing, S, refusing.task(S, "t1"), "a1")  # type: ignore[arg-type]
     assert plan is not None
-    assert not workplan.landing_event(plan, conflict, "x").resolve  # type: ignore[union-attr]
+    assert not workplan.landing_event(plan, conflict, "x").resolve

@@ -196,25 +196,39 @@ def work(
 def landing_event(
     plan: WorkPlan, outcome: Landed | Stuck, actor: str, correlation_id: str | None = None
 ) -> ev.TaskIntegrated | ev.TaskIntegrationFailed:
-    """The event recording how the landing went."""
-    envelope = {
-        "swarm": plan.swarm,
-        "id": plan.task,
-        "time": time.time(),
-        "actor": actor,
-        "correlation_id": correlation_id,
-        "attempt": plan.attempt,
-        "project": plan.project,
-        "onto": plan.onto,
-        "tries": outcome.tries,
-        "seconds": round(outcome.seconds, 3),
-        # one landing record per attempt, however often the append is retried
-        "event_id": f"{plan.swarm}:task:{plan.task}:landing:{plan.attempt}",
-    }
+    """The event recording how the landing went. One message id per attempt, however often
+    (or by whichever executor) the append is retried."""
+    event_id = f"{plan.swarm}:task:{plan.task}:landing:{plan.attempt}"
+    now = time.time()
+    seconds = round(outcome.seconds, 3)
     if isinstance(outcome, Landed):
-        return ev.TaskIntegrated(**envelope, landed=outcome.commit, already=outcome.already)
+        return ev.TaskIntegrated(
+            swarm=plan.swarm,
+            id=plan.task,
+            time=now,
+            actor=actor,
+            event_id=event_id,
+            correlation_id=correlation_id,
+            attempt=plan.attempt,
+            project=plan.project,
+            onto=plan.onto,
+            tries=outcome.tries,
+            seconds=seconds,
+            landed=outcome.commit,
+            already=outcome.already,
+        )
     return ev.TaskIntegrationFailed(
-        **envelope,
+        swarm=plan.swarm,
+        id=plan.task,
+        time=now,
+        actor=actor,
+        event_id=event_id,
+        correlation_id=correlation_id,
+        attempt=plan.attempt,
+        project=plan.project,
+        onto=plan.onto,
+        tries=outcome.tries,
+        seconds=seconds,
         problem=outcome.problem,
         tip=outcome.tip,
         files=list(outcome.files),

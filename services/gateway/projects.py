@@ -140,11 +140,9 @@ def plan_update(spec: models.UpdateProject) -> dict[str, Any]:
 def _differs(project: ProjectView, name: str, value: Any) -> bool:
     """Whether setting ``name`` to ``value`` (``""``: cleared) changes the project."""
     current = getattr(project, name)
-    return (
-        (value or None) != current
-        if name in ("branch", "credentials_ref", "verify")
-        else (value != current)
-    )
+    if name in ("branch", "credentials_ref", "verify"):
+        return bool((value or None) != current)
+    return bool(value != current)
 
 
 def all_projects(board: Board, swarm_id: str | None = None) -> list[tuple[ProjectView, SwarmView]]:
