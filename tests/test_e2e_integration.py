@@ -260,13 +260,17 @@ done
 """
 
 
-@pytest.mark.parametrize("where", ["verify", "post-receive"])
+@pytest.mark.parametrize(
+    ("where", "comes_back"),
+    [("verify", True), ("post-receive", True), ("verify", False)],
+    ids=["in-verify", "after-the-remote-took-it", "never-comes-back"],
+)
 def test_an_executor_killed_between_push_and_landing_lands_the_work_exactly_once(
-    cluster: Cluster, tmp_path: Path, where: str
+    cluster: Cluster, tmp_path: Path, where: str, comes_back: bool
 ) -> None:
-    """``verify``: killed while the result is being verified (not on the branch yet);
-    ``post-receive``: killed after the remote took the push but before the landing was
-    recorded. Either way, the restarted executor lands it once."""
+    """Killed while the result is being verified (not on the branch yet), or after the remote
+    took the push but before the landing was recorded: the restarted executor lands it once.
+    One that never comes back: once its agent is lost, another executor lands it."""
     remote = Remote(tmp_path / "git")
     marker, release = tmp_path / "pushed", tmp_path / "release"
     swarm = new_swarm(cluster, "crash")
@@ -283,26 +287,51 @@ def test_an_executor_killed_between_push_and_landing_lands_the_work_exactly_once
     executor = cluster.executor(f"ex-{swarm}", swarm, ["agent-1:dev:dev"])
     cluster.wait_ready(executor)
     cluster.wait_agents(swarm, {"agent-1": f"ex-{swarm}"})
+    if not comes_back:
+        other = cluster.executor(f"ex-{swarm}-other", swarm, ["agent-2:other:other"])
+        cluster.wait_ready(other)
+        cluster.wait_agents(swarm, {"agent-2": f"ex-{swarm}-other"})
     project_for(cluster, swarm, remote.url, **settings)
 
-    add_task(cluster, swarm, "t1", "echo work > work.txt")
+    add_task(cluster, swarm, "t1", "echo work > work.txt", tags=["dev"])
     cluster.until(marker.exists, 60, f"the landing to reach {where}")
     executor.kill()
     release.touch()
     task = cluster.api.task(swarm, "t1")
     assert task["status"] == "completed" and task["integration"]["state"] == "landing"
 
-    again = cluster.executor(f"ex-{swarm}", swarm, ["agent-1:dev:dev"])
-    cluster.wait_ready(again)
+    if comes_back:
+        again = cluster.executor(f"ex-{swarm}", swarm, ["agent-1:dev:dev"])
+        cluster.wait_ready(again)
     task = settled(cluster, swarm, "t1")
 
     assert task["integration"]["state"] == "landed"
     integrated = events_of(task, "task.integrated")
     assert len(integrated) == 1
     assert integrated[0]["already"] is (where == "post-receive")
+    if not comes_back:
+        assert integrated[0]["actor"] == f"executor:ex-{swarm}-other"
     assert remote.trailers("t1") == [task["integration"]["landed"]]
     assert len(remote.log()) == 2  # the seed and t1, nothing twice
     assert remote.show("work.txt") == "work"
+
+
+def test_mode_branch_pushes_each_tasks_branch_and_lands_nothing(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    remote = Remote(tmp_path / "git")
+    swarm = new_swarm(cluster, "branch")
+    agents_on(cluster, swarm, 1)
+    project_for(cluster, swarm, remote.url, mode="branch")
+    add_task(cluster, swarm, "ok", "echo reviewed > r.txt")
+    add_task(cluster, swarm, "broken", "echo half > h.txt; exit 3")
+    ok, broken = settled(cluster, swarm, "ok"), settled(cluster, swarm, "broken")
+
+    assert ok["integration"]["state"] == "pushed" and broken["integration"]["state"] == "pushed"
+    assert broken["status"] == "failed"  # its work is still there to look at
+    assert remote.tip() == remote.seed
+    assert remote.show("r.txt", "swarm/ok") == "reviewed"
+    assert remote.show("h.txt", "swarm/broken") == "half"
 
 
 # --- projects users can fix ---------------------------------------------------------------------

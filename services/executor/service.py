@@ -863,10 +863,12 @@ class Executor(Service):
             self._landing.discard(plan.task)
 
     async def _land_left_over(self) -> None:
-        """Landings a previous life of this executor left undone (it stopped between a task's
-        ``completed`` and its landing): done now, each in its agent's checkout."""
+        """Landings left undone: a previous life of this executor stopped between a task's
+        ``completed`` and its landing (done in that agent's checkout), or the task's agent is
+        lost or gone (done in the checkout of an idle agent of ours; a second executor doing
+        the same finds the work landed)."""
         for task in workplan.landings_due(self.board, self.swarm, list(self.hosted)):
-            hosted = self.hosted.get(task.agent or "")
+            hosted = self.hosted.get(task.agent or "") or self._idle_agent()
             plan = workplan.landing_plan(self.board, self.swarm, task)
             work = task.integration
             if hosted is None or plan is None or work is None or task.id in self._landing:
@@ -879,9 +881,20 @@ class Executor(Service):
                 now = self.board.task(self.swarm, task.id)
                 if now is None or now.integration is None or now.integration.state != "landing":
                     continue  # landed meanwhile (the run that completed it landed it)
-                log = self.log.bind(task=task.id, agent=hosted.id)
+                log = self.log.bind(task=task.id, agent=hosted.id, ran_on=task.agent)
                 log.info("executor.landing_resumed")
                 await self._land(hosted, plan, work.base, work.head, log)
+
+    def _idle_agent(self) -> HostedAgent | None:
+        """One of ours with a checkout of the project and nothing to do right now."""
+        project = workplan.attached(self.board, self.swarm)
+        for hosted in self.hosted.values():
+            checkout = project.checkouts.get(hosted.id) if project is not None else None
+            if checkout is None or checkout.state != "synced":
+                continue
+            if hosted.run is None and not hosted.serving and not hosted.lock.locked():
+                return hosted
+        return None
 
     # --- mentions and chat lines -------------------------------------------------------------
 

@@ -161,19 +161,20 @@ def landing_plan(board: Board, swarm: str, task: TaskView) -> WorkPlan | None:
 
 
 def landings_due(board: Board, swarm: str, agents: Collection[str]) -> list[TaskView]:
-    """Completed tasks of ``agents`` whose work is still to land (the executor that ran them
-    stopped between the ``completed`` event and the landing), oldest first."""
+    """Completed tasks whose work is still to land, oldest first: those of ``agents`` (the
+    executor that ran them stopped between the ``completed`` event and the landing), and those
+    whose agent is lost or gone (its executor may never come back: any executor lands them)."""
     view = board.swarms.get(swarm)
     if view is None:
         return []
-    due = [
-        task
-        for task in view.tasks.values()
-        if task.status == "completed"
-        and task.agent in agents
-        and task.integration is not None
-        and task.integration.state == "landing"
-    ]
+    due = []
+    for task in view.tasks.values():
+        work = task.integration
+        if task.status != "completed" or work is None or work.state != "landing":
+            continue
+        agent = view.agents.get(task.agent or "")
+        if task.agent in agents or agent is None or agent.status == "lost":
+            due.append(task)
     return sorted(due, key=lambda t: (t.finished_at or 0.0, t.created_seq))
 
 
