@@ -209,7 +209,11 @@ async def land(
         try:
             await fetch(sandbox, call)
             tip = await _commit_of(sandbox, call, git.remote_ref(plan.onto))
-            found = await already_landed(sandbox, call, plan.task, base, tip)
+            # an earlier try of ours that lost its race did not land; only the first try can
+            # find work a previous life of this landing pushed
+            found = (
+                await already_landed(sandbox, call, plan.task, base, tip) if tries == 1 else None
+            )
             if found is not None:
                 return Landed(found, tries, took(), already=True)
             files = await _combine(sandbox, call, plan, head, tip)
