@@ -177,10 +177,10 @@ async def _verify(sandbox: Sandbox, verify: Verify) -> tuple[bool, str]:
         cwd=CHECKOUT_DIR,
     )
     output = scrub("".join(kept)[-VERIFY_OUTPUT_KEPT:], verify.secrets)
-    if result.timed_out:
-        return False, output + f"\n(verify timed out after {verify.timeout:g} s)"
+    if result.timed_out:  # said first: the output's last line is what it printed last
+        return False, f"[verify timed out after {verify.timeout:g} s]\n{output}"
     if result.exit_code != 0:
-        return False, output + f"\n(verify exited with {result.exit_code})"
+        return False, f"[verify exited with {result.exit_code}]\n{output}"
     return True, output
 
 
