@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,29 @@ def project_for(cluster: Cluster, swarm: str, url: str, **settings: Any) -> dict
     return done
 
 
+@dataclass
+class Setup:
+    remote: Remote
+    swarm: str
+    project: dict[str, Any]
+
+
+def set_up(
+    cluster: Cluster,
+    tmp_path: Path,
+    prefix: str,
+    agents: int,
+    remote_branch: str = "main",
+    **settings: Any,
+) -> Setup:
+    """A remote of its own, a new swarm with ``agents`` agents (an executor each), and its
+    project created and initialised with ``settings``."""
+    remote = Remote(tmp_path / "git", branch=remote_branch)
+    swarm = new_swarm(cluster, prefix)
+    agents_on(cluster, swarm, agents)
+    return Setup(remote, swarm, project_for(cluster, swarm, remote.url, **settings))
+
+
 def add_task(cluster: Cluster, swarm: str, task_id: str, script: str, **spec: Any) -> dict:
     body = {"id": task_id, "title": f"step {task_id}", "runtime": "shell", "prompt": script}
     return cluster.api.ok("POST", f"/swarms/{swarm}/tasks", {**body, **spec})
@@ -94,10 +118,8 @@ def gate(cluster: Cluster, swarm: str) -> tuple[Path, str]:
 def test_b_finds_the_file_a_left_uncommitted_and_both_land_in_order(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    remote = Remote(tmp_path / "git")
-    swarm = new_swarm(cluster, "dag")
-    agents_on(cluster, swarm, 2)
-    project = project_for(cluster, swarm, remote.url)
+    setup = set_up(cluster, tmp_path, "dag", 2)
+    remote, swarm, project = setup.remote, setup.swarm, setup.project
     assert (project["target"], project["tip"]) == ("main", remote.seed)
 
     add_task(cluster, swarm, "a", "echo 'def handler(): return 42' > api.py")
@@ -136,10 +158,8 @@ def test_b_finds_the_file_a_left_uncommitted_and_both_land_in_order(
 
 
 def test_two_parallel_tasks_on_different_files_both_land(cluster: Cluster, tmp_path: Path) -> None:
-    remote = Remote(tmp_path / "git")
-    swarm = new_swarm(cluster, "parallel")
-    agents_on(cluster, swarm, 2)
-    project_for(cluster, swarm, remote.url)
+    setup = set_up(cluster, tmp_path, "parallel", 2)
+    remote, swarm = setup.remote, setup.swarm
     path, hold = gate(cluster, swarm)
     add_task(cluster, swarm, "left", hold + "echo left > left.txt")
     add_task(cluster, swarm, "right", hold + "echo right > right.txt")
@@ -160,10 +180,8 @@ def test_two_parallel_tasks_on_different_files_both_land(cluster: Cluster, tmp_p
 def test_same_lines_in_parallel_one_lands_the_other_conflicts_and_its_resolve_task_lands(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    remote = Remote(tmp_path / "git")
-    swarm = new_swarm(cluster, "conflict")
-    agents_on(cluster, swarm, 2)
-    project_for(cluster, swarm, remote.url)
+    setup = set_up(cluster, tmp_path, "conflict", 2)
+    remote, swarm = setup.remote, setup.swarm
     path, hold = gate(cluster, swarm)
     resolver = {
         "on": "conflict",
@@ -221,12 +239,9 @@ def test_same_lines_in_parallel_one_lands_the_other_conflicts_and_its_resolve_ta
 def test_a_red_verify_keeps_the_branch_clean_and_fails_the_task_and_its_dependents(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    remote = Remote(tmp_path / "git")
-    swarm = new_swarm(cluster, "verify")
-    agents_on(cluster, swarm, 1)
-    project_for(
-        cluster, swarm, remote.url, verify="echo checking; test ! -e broken", onConflict="fail"
-    )
+    verify = "echo checking; test ! -e broken"
+    setup = set_up(cluster, tmp_path, "verify", 1, verify=verify, onConflict="fail")
+    remote, swarm = setup.remote, setup.swarm
     add_task(cluster, swarm, "good", "echo fine > fine.txt")
     good = settled(cluster, swarm, "good")
     assert good["integration"]["state"] == "landed"
@@ -319,10 +334,8 @@ def test_an_executor_killed_between_push_and_landing_lands_the_work_exactly_once
 def test_mode_branch_pushes_each_tasks_branch_and_lands_nothing(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    remote = Remote(tmp_path / "git")
-    swarm = new_swarm(cluster, "branch")
-    agents_on(cluster, swarm, 1)
-    project_for(cluster, swarm, remote.url, mode="branch")
+    setup = set_up(cluster, tmp_path, "branch", 1, mode="branch")
+    remote, swarm = setup.remote, setup.swarm
     add_task(cluster, swarm, "ok", "echo reviewed > r.txt")
     add_task(cluster, swarm, "broken", "echo half > h.txt; exit 3")
     ok, broken = settled(cluster, swarm, "ok"), settled(cluster, swarm, "broken")
@@ -340,10 +353,8 @@ def test_mode_branch_pushes_each_tasks_branch_and_lands_nothing(
 def test_a_master_default_branch_inits_and_work_lands_on_master(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    remote = Remote(tmp_path / "git", branch="master")
-    swarm = new_swarm(cluster, "master")
-    agents_on(cluster, swarm, 1)
-    project = project_for(cluster, swarm, remote.url)
+    setup = set_up(cluster, tmp_path, "master", 1, remote_branch="master")
+    remote, swarm, project = setup.remote, setup.swarm, setup.project
     assert (project["branch"], project["target"]) == (None, "master")
     add_task(cluster, swarm, "t1", "echo on master > m.txt")
     task = settled(cluster, swarm, "t1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,39 @@ async def run_task(
     assert pushed
     outcome = await integration.land(sandbox, plan, base, head, lambda: call(plan))
     return base, head, outcome
+
+
+@dataclass
+class Ready:
+    """A task of one agent, started and kept: ready to land."""
+
+    sandbox: LocalSandbox
+    plan: WorkPlan
+    base: str
+    head: str
+
+    async def land(self) -> Landed | Stuck:
+        return await integration.land(
+            self.sandbox, self.plan, self.base, self.head, functools.partial(call, self.plan)
+        )
+
+
+async def side_by_side(tmp_path: Path, remote: Remote, *writes: dict[str, str]) -> list[Ready]:
+    """Agents a1, a2... each start a task (t1, t2...) from the same tip, write their files and
+    keep them (committed and pushed), before any of them lands."""
+    found = []
+    for index, files in enumerate(writes, start=1):
+        sandbox = await agent_with_checkout(tmp_path, remote, f"a{index}")
+        plan = plan_for(f"t{index}", f"a{index}", remote)
+        base = await integration.start(sandbox, plan, call(plan))
+        found.append((sandbox, plan, base, files))
+    ready = []
+    for sandbox, plan, base, files in found:
+        for name, text in files.items():
+            write(sandbox, name, text)
+        head, _ = await integration.keep(sandbox, plan, call(plan))
+        ready.append(Ready(sandbox, plan, base, head))
+    return ready
 
 
 @pytest.fixture
@@ -122,18 +156,9 @@ async def test_the_next_task_starts_from_the_newest_tip_with_others_work(
 async def test_two_tasks_on_different_files_both_land_the_second_after_losing_the_race(
     tmp_path: Path, remote: Remote
 ) -> None:
-    a1 = await agent_with_checkout(tmp_path, remote, "a1")
-    a2 = await agent_with_checkout(tmp_path, remote, "a2")
-    p1, p2 = plan_for("t1", "a1", remote), plan_for("t2", "a2", remote)
-    base1 = await integration.start(a1, p1, call(p1))
-    base2 = await integration.start(a2, p2, call(p2))
-    write(a1, "one.txt", "1\n")
-    write(a2, "two.txt", "2\n")
-    head1, _ = await integration.keep(a1, p1, call(p1))
-    head2, _ = await integration.keep(a2, p2, call(p2))
+    one, two = await side_by_side(tmp_path, remote, {"one.txt": "1\n"}, {"two.txt": "2\n"})
 
-    first = await integration.land(a1, p1, base1, head1, lambda: call(p1))
-    second = await integration.land(a2, p2, base2, head2, lambda: call(p2))
+    first, second = await one.land(), await two.land()
 
     assert isinstance(first, Landed) and isinstance(second, Landed)
     assert remote.tip() == second.commit
@@ -144,24 +169,13 @@ async def test_two_tasks_on_different_files_both_land_the_second_after_losing_th
 async def test_parallel_landings_all_land_once_through_the_push_race(
     tmp_path: Path, remote: Remote
 ) -> None:
-    sandboxes = [await agent_with_checkout(tmp_path, remote, f"a{i}") for i in range(4)]
-    plans = [plan_for(f"t{i}", f"a{i}", remote) for i in range(4)]
-    bases = [await integration.start(s, p, call(p)) for s, p in zip(sandboxes, plans, strict=True)]
-    heads = []
-    for i, (sandbox, plan) in enumerate(zip(sandboxes, plans, strict=True)):
-        write(sandbox, f"f{i}.txt", f"{i}\n")
-        heads.append((await integration.keep(sandbox, plan, call(plan)))[0])
+    ready = await side_by_side(tmp_path, remote, *({f"f{i}.txt": f"{i}\n"} for i in range(4)))
 
-    outcomes = await asyncio.gather(
-        *(
-            integration.land(s, p, b, h, functools.partial(call, p))
-            for s, p, b, h in zip(sandboxes, plans, bases, heads, strict=True)
-        )
-    )
+    outcomes = await asyncio.gather(*(r.land() for r in ready))
 
     assert all(isinstance(o, Landed) for o in outcomes)
     assert sorted(remote.files()) == ["README", "f0.txt", "f1.txt", "f2.txt", "f3.txt"]
-    for i in range(4):
+    for i in range(1, 5):
         assert len(remote.trailers(f"t{i}")) == 1
     assert sum(o.tries for o in outcomes) > 4  # someone lost a race and tried again
 
@@ -169,41 +183,33 @@ async def test_parallel_landings_all_land_once_through_the_push_race(
 async def test_editing_the_same_lines_is_a_conflict_that_keeps_the_branch_and_the_tip_clean(
     tmp_path: Path, remote: Remote
 ) -> None:
-    a1 = await agent_with_checkout(tmp_path, remote, "a1")
-    a2 = await agent_with_checkout(tmp_path, remote, "a2")
-    p1, p2 = plan_for("t1", "a1", remote), plan_for("t2", "a2", remote)
-    base1 = await integration.start(a1, p1, call(p1))
-    base2 = await integration.start(a2, p2, call(p2))
-    write(a1, "README", "hello from a1\n")
-    write(a2, "README", "hello from a2\n")
-    head1, _ = await integration.keep(a1, p1, call(p1))
-    head2, _ = await integration.keep(a2, p2, call(p2))
-    first = await integration.land(a1, p1, base1, head1, lambda: call(p1))
+    one, two = await side_by_side(
+        tmp_path, remote, {"README": "hello from a1\n"}, {"README": "hello from a2\n"}
+    )
+    first = await one.land()
 
-    second = await integration.land(a2, p2, base2, head2, lambda: call(p2))
+    second = await two.land()
 
     assert isinstance(first, Landed)
     assert isinstance(second, Stuck) and second.problem == "conflict"
     assert second.files == ("README",) and second.tip == first.commit
     assert remote.tip() == first.commit and remote.show("README") == "hello from a1"
-    assert remote.tip("swarm/t2") == head2
-    checkout = Path(a2.workdir) / CHECKOUT_DIR
+    assert remote.tip("swarm/t2") == two.head
+    checkout = Path(two.sandbox.workdir) / CHECKOUT_DIR
     assert git("status", "--porcelain", cwd=checkout) == ""  # nothing half-done is left
-    assert git("rev-parse", "HEAD", cwd=checkout) == head2
+    assert git("rev-parse", "HEAD", cwd=checkout) == two.head
 
 
 async def test_a_resolve_task_starts_with_the_conflict_and_lands_once_resolved(
     tmp_path: Path, remote: Remote
 ) -> None:
-    a1 = await agent_with_checkout(tmp_path, remote, "a1")
-    a2 = await agent_with_checkout(tmp_path, remote, "a2")
-    p2 = plan_for("t2", "a2", remote)
-    base2 = await integration.start(a2, p2, call(p2))  # before t1 lands
-    await run_task(a1, plan_for("t1", "a1", remote), {"README": "hello from a1\n"})
-    write(a2, "README", "hi a2\n")
-    head2, _ = await integration.keep(a2, p2, call(p2))
-    stuck = await integration.land(a2, p2, base2, head2, lambda: call(p2))
+    one, two = await side_by_side(
+        tmp_path, remote, {"README": "hello from a1\n"}, {"README": "hi a2\n"}
+    )
+    await one.land()
+    stuck = await two.land()
     assert isinstance(stuck, Stuck)
+    a1, head2 = one.sandbox, two.head
 
     resolving = Resolving("t2", head2, stuck.files)
     plan = plan_for("t2-resolve-1", "a1", remote, resolving=resolving, title="resolve t2")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict
 
 from schemas import events as ev
 from schemas.board import Board, ProjectView, TaskView
@@ -194,42 +194,44 @@ def work(
     )
 
 
+class _LandingFields(TypedDict):
+    """What both landing events carry."""
+
+    swarm: str
+    id: str
+    time: float
+    actor: str
+    event_id: str
+    correlation_id: str | None
+    attempt: int
+    project: str
+    onto: str
+    tries: int
+    seconds: float
+
+
 def landing_event(
     plan: WorkPlan, outcome: Landed | Stuck, actor: str, correlation_id: str | None = None
 ) -> ev.TaskIntegrated | ev.TaskIntegrationFailed:
     """The event recording how the landing went. One message id per attempt, however often
     (or by whichever executor) the append is retried."""
-    event_id = f"{plan.swarm}:task:{plan.task}:landing:{plan.attempt}"
-    now = time.time()
-    seconds = round(outcome.seconds, 3)
-    if isinstance(outcome, Landed):
-        return ev.TaskIntegrated(
-            swarm=plan.swarm,
-            id=plan.task,
-            time=now,
-            actor=actor,
-            event_id=event_id,
-            correlation_id=correlation_id,
-            attempt=plan.attempt,
-            project=plan.project,
-            onto=plan.onto,
-            tries=outcome.tries,
-            seconds=seconds,
-            landed=outcome.commit,
-            already=outcome.already,
-        )
-    return ev.TaskIntegrationFailed(
+    common = _LandingFields(
         swarm=plan.swarm,
         id=plan.task,
-        time=now,
+        time=time.time(),
         actor=actor,
-        event_id=event_id,
+        event_id=f"{plan.swarm}:task:{plan.task}:landing:{plan.attempt}",
         correlation_id=correlation_id,
         attempt=plan.attempt,
         project=plan.project,
         onto=plan.onto,
         tries=outcome.tries,
-        seconds=seconds,
+        seconds=round(outcome.seconds, 3),
+    )
+    if isinstance(outcome, Landed):
+        return ev.TaskIntegrated(**common, landed=outcome.commit, already=outcome.already)
+    return ev.TaskIntegrationFailed(
+        **common,
         problem=outcome.problem,
         tip=outcome.tip,
         files=list(outcome.files),

@@ -401,24 +401,29 @@ class _Planner:
                 continue
             if self.board.version(self.swarm.id, "task", follow_up):
                 continue  # written already (even if deleted since)
-            spec = trigger.task
-            out.append(
-                self._decision(
-                    ev.TaskCreated,
-                    follow_up,
-                    title=spec.title,
-                    prompt=spec.prompt,
-                    description=spec.description,
-                    tags=list(spec.tags),
-                    priority=spec.priority,
-                    depends=list(spec.depends),
-                    runtime=spec.runtime,
-                    timeout=spec.timeout,
-                    parent=task.id,
-                    correlation_id=task.correlation_id,  # a follow-up belongs to the same story
-                )
-            )
+            out.append(self._created(follow_up, trigger.task, task))
         return out
+
+    def _created(
+        self, task_id: str, spec: ev.TaskSpec, parent: TaskView, resolves: str | None = None
+    ) -> Decision:
+        """``task.created`` for a follow-up of ``parent`` (a trigger's, or its resolve task),
+        appended with expected sequence 0: it exists exactly once."""
+        return self._decision(
+            ev.TaskCreated,
+            task_id,
+            title=spec.title,
+            prompt=spec.prompt,
+            description=spec.description,
+            tags=list(spec.tags),
+            priority=spec.priority,
+            depends=list(spec.depends),
+            runtime=spec.runtime,
+            timeout=spec.timeout,
+            parent=parent.id,
+            resolves=resolves,
+            correlation_id=parent.correlation_id,  # a follow-up belongs to the same story
+        )
 
     def resolver(self, task: TaskView) -> list[Decision]:
         """``task.created`` for the task that makes ``task``'s stuck work land, once."""
@@ -426,24 +431,7 @@ class _Planner:
         if self.busy("task", resolver) or self.board.version(self.swarm.id, "task", resolver):
             return []  # on its way, or written already (the fold links it)
         project = self.swarm.projects.get(task.integration.project) if task.integration else None
-        spec = resolve_spec(task, project)
-        return [
-            self._decision(
-                ev.TaskCreated,
-                resolver,
-                title=spec.title,
-                prompt=spec.prompt,
-                description=spec.description,
-                tags=list(spec.tags),
-                priority=spec.priority,
-                depends=list(spec.depends),
-                runtime=spec.runtime,
-                timeout=spec.timeout,
-                parent=task.id,
-                resolves=task.id,
-                correlation_id=task.correlation_id,
-            )
-        ]
+        return [self._created(resolver, resolve_spec(task, project), task, resolves=task.id)]
 
     def claim(self, task: TaskView, agent: AgentView) -> Decision:
         return self._decision(
