@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, TypedDict
 
 from schemas import events as ev
-from schemas.board import Board, ProjectView, TaskView
+from schemas.board import Board, ProjectView, SwarmView, TaskView
 from schemas.landing import MAX_RESOLVE_ROUNDS, resolve_round
 from services.executor import git
 from services.executor.git import GitFailed
@@ -103,7 +103,6 @@ def plan(board: Board, swarm: str, task: TaskView, agent: str) -> WorkPlan | Non
     onto = project.target
     if onto is None:
         raise GitFailed(f"project {project.id}'s branch is not known yet (init it first)")
-    agent_view = board.agent(swarm, agent)
     view = board.swarms[swarm]
     resolving = None
     if task.resolves is not None:
@@ -112,15 +111,30 @@ def plan(board: Board, swarm: str, task: TaskView, agent: str) -> WorkPlan | Non
         if work is None or work.head is None:
             raise GitFailed(f"task {task.resolves}, whose work this task resolves, has none")
         resolving = Resolving(task.resolves, work.head, tuple(work.files))
+    return _plan(view, project, task, agent, project.mode, onto, git.task_branch(task.id),
+                 resolving)  # fmt: skip
+
+
+def _plan(
+    view: SwarmView,
+    project: ProjectView,
+    task: TaskView,
+    agent: str,
+    mode: Literal["integrate", "branch"],
+    onto: str,
+    branch: str,
+    resolving: Resolving | None = None,
+) -> WorkPlan:
+    agent_view = view.agents.get(agent)
     return WorkPlan(
-        swarm=swarm,
+        swarm=view.id,
         task=task.id,
         attempt=task.attempt,
         title=task.title,
         project=project.id,
-        mode=project.mode,
+        mode=mode,
         onto=onto,
-        branch=git.task_branch(task.id),
+        branch=branch,
         strategy=project.strategy,
         verify=project.verify,
         identity=git.identity(agent, agent_view.name if agent_view else None),
@@ -141,23 +155,8 @@ def landing_plan(board: Board, swarm: str, task: TaskView) -> WorkPlan | None:
     project = view.projects.get(work.project)
     if project is None or work.head is None or work.base is None:
         return None
-    agent_view = view.agents.get(task.agent)
-    return WorkPlan(
-        swarm=swarm,
-        task=task.id,
-        attempt=task.attempt,
-        title=task.title,
-        project=project.id,
-        mode="integrate",
-        onto=work.onto or project.target or "",
-        branch=work.branch,
-        strategy=project.strategy,
-        verify=project.verify,
-        identity=git.identity(task.agent, agent_view.name if agent_view else None),
-        credentials_ref=project.credentials_ref,
-        resolve_conflicts=project.on_conflict == "resolve"
-        and resolve_round(view, task) < MAX_RESOLVE_ROUNDS,
-    )
+    onto = work.onto or project.target or ""
+    return _plan(view, project, task, task.agent, "integrate", onto, work.branch)
 
 
 def landings_due(board: Board, swarm: str, agents: Collection[str]) -> list[TaskView]:
