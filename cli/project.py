@@ -20,6 +20,7 @@ from typing import Any
 
 from cli.api import TIMEOUT, Api
 from cli.status import add_swarm_option, print_json, swarm_of
+from schemas.errors import Invalid
 
 WAIT_TIMEOUT = 120.0
 
@@ -160,7 +161,7 @@ def update_command(args: argparse.Namespace) -> int:
         if value is not None:
             body[name] = value
     if not body:
-        raise SystemExit("swarm project update: nothing to change (see --help)")
+        raise Invalid("update", "nothing to change: name at least one setting (see --help)")
     project = api.request(
         "PATCH", f"/projects/{project_id}", body, query={"swarm": swarm}, headers=idempotent()
     )
