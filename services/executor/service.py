@@ -21,6 +21,11 @@ Checkouts: whenever the fold shows a hosted agent owing its swarm's attached pro
 (an init or sync request it has not answered), the executor does it and appends
 ``project.synced`` / ``project.sync_failed``; before running a task, a due checkout is done
 first. One lock per agent keeps git and the agent's task from working in the checkout at once.
+With an initialised project (``workplan.py``, ``integration.py``): the task runs on its own
+branch cut from the project branch's tip (``_start_work``), what it leaves is committed and
+pushed (``_keep_work``), and a completed task's work is landed on the project branch
+(``_land``); landings a crash left undone are done when the executor starts, and every few
+seconds after (``_land_left_over``).
 """
 
 from __future__ import annotations
