@@ -157,7 +157,7 @@ def test_with_defaults_a_claude_task_writes_runs_a_command_and_commits_as_its_ag
         assert (checkout / "hello.txt").read_text() == "hello from swarm\n"
         shown = git("log", "-1", "--format=%an <%ae>%n%B", cwd=checkout)
         names = {a["id"]: a["name"] for a in client.ok("GET", "/swarms/default/agents")}
-        assert shown.splitlines()[0] == f"{names[agent]} <{agent}@swarm.invalid>"
+        assert shown.splitlines()[0] == f"{names[agent]} <{agent}@swarm.local>"
         assert f"Swarm-Task: {task['id']}" in shown
         assert git("status", "--porcelain", cwd=checkout) == ""
         results = api.tool_results(mark)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.executor import commits
+from services.executor import git as git_identity
 from services.executor.sandboxes.local import LocalBackend, LocalSandbox
 
 PATH = os.environ.get("PATH", "/usr/bin:/bin")
@@ -41,15 +42,16 @@ async def repo(sandbox: LocalSandbox) -> Path:
     return path
 
 
-def who() -> commits.Identity:
-    return commits.identity("qa-agent", "QA Agent", email_domain="swarm.invalid")
+def who() -> git_identity.Identity:
+    return git_identity.identity("qa-agent", "QA Agent", email_domain="swarm.invalid")
 
 
 def test_an_agent_commits_under_its_name_and_an_address_of_its_own() -> None:
-    assert who() == commits.Identity("QA Agent", "qa-agent@swarm.invalid")
-    assert commits.identity("a b", None) == commits.Identity("a b", "a-b@swarm.invalid")
-    configured = commits.identity("qa", "QA", name="Q. A.", email="qa@example.com")
-    assert configured == commits.Identity("Q. A.", "qa@example.com")
+    assert git_identity.identity("qa-agent", "QA Agent") == ("QA Agent", "qa-agent@swarm.local")
+    assert who() == git_identity.Identity("QA Agent", "qa-agent@swarm.invalid")
+    assert git_identity.identity("a b").email == "a-b@swarm.local"
+    configured = git_identity.identity("qa", "QA", git_name="Q. A.", git_email="qa@example.com")
+    assert configured == git_identity.Identity("Q. A.", "qa@example.com")
 
 
 async def test_a_commit_in_a_fresh_home_has_the_agent_as_author_and_the_task_trailer(

@@ -5,7 +5,8 @@ trailer.
 Both travel in the environment of the command, so nothing is written to the project's
 ``.git/config`` and nothing depends on the agent's (fresh) home:
 
-- ``GIT_AUTHOR_NAME`` / ``_EMAIL`` and ``GIT_COMMITTER_NAME`` / ``_EMAIL``: the agent;
+- ``GIT_AUTHOR_NAME`` / ``_EMAIL`` and ``GIT_COMMITTER_NAME`` / ``_EMAIL``: the agent
+  (``git.identity``: the same one Swarm's own commits for the task use);
 - ``core.hooksPath`` (as ``GIT_CONFIG_COUNT``/``KEY_n``/``VALUE_n``, like ``git.git_env``) points
   at Swarm's hooks in the sandbox (``HOOKS_DIR``): ``commit-msg`` adds the trailer (with
   ``git interpret-trailers``, once), and every hook then runs the project's own hook of the same
@@ -19,12 +20,10 @@ with ``--no-verify`` skips hooks, and so the trailer.
 from __future__ import annotations
 
 import posixpath
-import re
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from services.executor.git import config_env
+from services.executor.git import Identity, config_env
 from services.executor.sandboxes import Sandbox
 
 HOOKS_DIR = ".swarm/git-hooks"  # relative to the sandbox's working directory
@@ -67,31 +66,6 @@ if [ "$there" != "$here" ] && [ -x "$there/$hook" ]; then
 fi
 exit 0
 """
-
-_EMAIL_LOCAL = re.compile(r"[^A-Za-z0-9._+-]")
-
-
-@dataclass(frozen=True)
-class Identity:
-    name: str
-    email: str
-
-
-def identity(
-    agent_id: str,
-    agent_name: str | None = None,
-    *,
-    name: str | None = None,
-    email: str | None = None,
-    email_domain: str = "swarm.invalid",
-) -> Identity:
-    """The agent as a git author: the configured name and e-mail, else its name (or id) and
-    ``<agent id>@<email_domain>`` (``.invalid``: a domain that never receives mail)."""
-    local = _EMAIL_LOCAL.sub("-", agent_id) or "agent"
-    return Identity(
-        name=(name or agent_name or agent_id).strip() or agent_id,
-        email=(email or f"{local}@{email_domain}").strip(),
-    )
 
 
 def config_pairs(hooks_path: str) -> list[tuple[str, str]]:

@@ -28,7 +28,7 @@ append_system_prompt = "You are one agent of a team..."
 skip_permissions = false        # = permission_mode "bypassPermissions": only in isolated sandboxes
 
 [git]
-email_domain = "swarm.invalid"  # agents commit as "<agent name> <<agent id>@<domain>>"
+email_domain = "swarm.local"    # agents commit as "<agent name> <<agent id>@<domain>>"
 
 [daytona]                       # backend = "daytona": see services/executor/sandboxes/daytona.py
 snapshot = "swarm-agent"        # or image = "..."; env DAYTONA_API_URL, _API_KEY, _TARGET
@@ -62,6 +62,7 @@ from typing import TypeVar
 from schemas import subjects
 from schemas.errors import Invalid
 from services.executor.claude_settings import PERMISSION_MODES, AgentClaude, ClaudeOptions
+from services.executor.git import DEFAULT_EMAIL_DOMAIN
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_MAX_AGENTS = 10
@@ -97,7 +98,7 @@ class ExecutorConfig:
     swarm: str = "default"
     swarm_name: str = ""  # the name given when this executor creates the swarm (default: its id)
     swarm_budget_usd: float | None = None  # the budget given when this executor creates it
-    git_email_domain: str = "swarm.invalid"
+    git_email_domain: str = DEFAULT_EMAIL_DOMAIN
     executor_id: str = "local"
     data_dir: Path = Path(".swarm")
     agents: tuple[AgentConfig, ...] = DEFAULT_AGENTS
@@ -343,7 +344,7 @@ def load(
         swarm_budget_usd=(
             _number(swarm_budget, "budget_usd", float) if swarm_budget is not None else None
         ),
-        git_email_domain=str(git_t.get("email_domain") or "swarm.invalid"),
+        git_email_domain=str(git_t.get("email_domain") or DEFAULT_EMAIL_DOMAIN),
         executor_id=executor_id,
         data_dir=Path(str(pick("data_dir", "SWARM_DATA_DIR", executor_t, "data_dir", ".swarm"))),
         max_agents=_number(

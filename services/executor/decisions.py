@@ -209,10 +209,13 @@ def running(
     inbox_read_through: int = 0,
     session_id: str | None = None,
     resumed: bool = False,
+    branch: str | None = None,
+    base: str | None = None,
 ) -> ev.TaskRunning:
-    """``task.running``: the attempt starts here (with the mentions its prompt takes and, for a
-    claude task, the session it runs in — known before the CLI starts, so even an attempt that
-    is lost without a word leaves its session in the log)."""
+    """``task.running``: the attempt starts here (with the mentions its prompt takes, for a
+    claude task the session it runs in — known before the CLI starts, so even an attempt that is
+    lost without a word leaves its session in the log — and, in a project, the task's branch and
+    the commit it was cut from)."""
     return ev.TaskRunning(
         swarm=attempt.swarm,
         id=attempt.task,
@@ -225,6 +228,8 @@ def running(
         inbox_read_through=inbox_read_through,
         session_id=session_id,
         resumed=resumed,
+        branch=branch,
+        base=base,
     )
 
 
@@ -240,12 +245,18 @@ def session_to_resume(task: TaskView, agent: str) -> str | None:
 
 
 def result(
-    attempt: Attempt, verdict: Verdict, executor: str, now: float, *, given_back: str | None = None
+    attempt: Attempt,
+    verdict: Verdict,
+    executor: str,
+    now: float,
+    *,
+    given_back: str | None = None,
+    work: ev.Work | None = None,
 ) -> ev.TaskCompleted | ev.TaskFailed | ev.TaskRequeued:
     """How the attempt ended, as the event to append: ``requeued`` (the next attempt, at once)
     when it was stopped for a reason that is not the task's (``given_back``: this executor
     stopping, the agent leaving, the sandbox lost), else ``completed`` or ``failed`` with the
-    run's outcome and, for a failure, why."""
+    run's outcome (and, in a project, the ``work`` it left) and, for a failure, why."""
     if given_back is not None:
         return ev.TaskRequeued(
             swarm=attempt.swarm,
@@ -267,6 +278,7 @@ def result(
             attempt=attempt.attempt,
             agent=attempt.agent,
             outcome=verdict.outcome,
+            work=work,
         )
     return ev.TaskFailed(
         swarm=attempt.swarm,
@@ -278,4 +290,20 @@ def result(
         attempt=attempt.attempt,
         agent=attempt.agent,
         outcome=verdict.outcome,
+        work=work,
+    )
+
+
+def not_started(attempt: Attempt, executor: str, now: float, reason: str) -> ev.TaskFailed:
+    """``failed`` for an attempt that could not start at all (e.g. its branch could not be cut
+    in the project): appended at the claim's sequence, with no run outcome."""
+    return ev.TaskFailed(
+        swarm=attempt.swarm,
+        id=attempt.task,
+        time=now,
+        actor=actor(executor),
+        correlation_id=attempt.correlation_id,
+        reason=reason,
+        attempt=attempt.attempt,
+        agent=attempt.agent,
     )

@@ -18,6 +18,7 @@ import base64
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from schemas.errors import Invalid
 from services.bus.logs import scrub
@@ -107,6 +108,35 @@ def auth_header(token: str) -> str:
     return f"Authorization: Basic {pair}"
 
 
+class Identity(NamedTuple):
+    """Who a commit is by: its author and committer."""
+
+    name: str
+    email: str
+
+
+DEFAULT_EMAIL_DOMAIN = "swarm.local"
+_EMAIL_LOCAL = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def identity(
+    agent: str,
+    name: str | None = None,
+    *,
+    git_name: str | None = None,
+    git_email: str | None = None,
+    email_domain: str = DEFAULT_EMAIL_DOMAIN,
+) -> Identity:
+    """The git identity of an agent's commits — the run's own and Swarm's for it: the configured
+    ``git_name`` / ``git_email`` (``[[agents]]``), else ``<agent name> <agent-id@swarm.local>``
+    (the domain: ``[git] email_domain``)."""
+    local = _EMAIL_LOCAL.sub("-", agent) or "agent"
+    return Identity(
+        name=(git_name or name or agent).strip() or agent,
+        email=(git_email or f"{local}@{email_domain}").strip(),
+    )
+
+
 def config_env(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     """``pairs`` as git reads them from the environment (``GIT_CONFIG_COUNT``/``KEY_n``/
     ``VALUE_n``): one list per command, so whoever adds settings adds them to the same list."""
@@ -118,14 +148,19 @@ def config_env(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
 
 
 def git_env(
-    token: str | None = None, extra_config: Sequence[tuple[str, str]] = ()
+    token: str | None = None,
+    who: tuple[str, str] | None = None,
+    extra_config: Sequence[tuple[str, str]] = (),
 ) -> dict[str, str]:
     """The environment of every git command: the safety settings, plus the credentials (as an
-    ``http.extraHeader``) when there is a token, plus ``extra_config`` (e.g. the settings of a
-    task's commits: ``commits.config_pairs``)."""
+    ``http.extraHeader``) when there is a token, plus ``user.name``/``user.email`` when ``who``
+    is given (the author of new commits; a rebase keeps each commit's author), plus
+    ``extra_config`` (e.g. the settings of a task's commits: ``commits.config_pairs``)."""
     config = list(SAFETY_CONFIG)
     if token:
         config.append(("http.extraHeader", auth_header(token)))
+    if who is not None:
+        config += [("user.name", who[0]), ("user.email", who[1])]
     config += extra_config
     return {**BASE_ENV, **config_env(config)}
 
@@ -135,6 +170,19 @@ def git_env(
 
 def clone_argv(url: str, branch: str, dest: str = PARTIAL_DIR) -> list[str]:
     return ["git", "clone", "--branch", check_branch(branch), "--", check_url(url), dest]
+
+
+def default_branch_argv(url: str) -> list[str]:
+    """The remote's default branch (its ``HEAD``), without cloning."""
+    return ["git", "ls-remote", "--symref", "--", check_url(url), "HEAD"]
+
+
+def parse_default_branch(text: str) -> str | None:
+    """``ref: refs/heads/master\tHEAD`` -> ``master`` (None: the remote did not say)."""
+    for line in text.splitlines():
+        if line.startswith("ref: refs/heads/") and line.rstrip().endswith("HEAD"):
+            return line[len("ref: refs/heads/") :].split("\t", 1)[0].split()[0]
+    return None
 
 
 def set_origin_argv(path: str, url: str) -> list[str]:
@@ -168,6 +216,56 @@ def ahead_behind_argv(path: str, branch: str) -> list[str]:
         "--count",
         f"HEAD...refs/remotes/origin/{check_branch(branch)}",
     ]
+
+
+def remote_ref(branch: str) -> str:
+    """Where ``fetch`` keeps the remote's ``branch``."""
+    return f"refs/remotes/origin/{check_branch(branch)}"
+
+
+def task_branch(task: str) -> str:
+    """The branch a task's work goes on."""
+    return check_branch(f"swarm/{task}")
+
+
+def trailer(task: str) -> str:
+    """The line that marks a commit as a task's work (what a retry looks for)."""
+    return f"Swarm-Task: {task}"
+
+
+def landed_grep(task: str) -> str:
+    """A ``git log --grep`` pattern for the task's trailer line, and nothing longer."""
+    return f"^{trailer(task)}$"
+
+
+def commit_message(title: str, task: str, resolves: str | None = None) -> str:
+    """Swarm's commit of what a run left uncommitted: the task's title and the trailers."""
+    subject = " ".join(title.split())[:72] or task
+    lines = [subject, "", trailer(task)]
+    if resolves:
+        lines.append(f"Swarm-Resolves: {resolves}")
+    return "\n".join(lines) + "\n"
+
+
+_REJECTED = (
+    "[rejected]",
+    "(fetch first)",
+    "(non-fast-forward)",
+    "cannot lock ref",
+    "failed to update ref",
+    "incorrect old value provided",
+)
+
+
+def push_rejected(output: str) -> bool:
+    """Whether a failed push lost the race (the branch moved: fetch and try again) rather than
+    failed (no access, no network)."""
+    return any(mark in output for mark in _REJECTED)
+
+
+def conflicted_files(text: str) -> list[str]:
+    """``git diff --name-only --diff-filter=U`` -> the files, sorted."""
+    return sorted({line.strip() for line in text.splitlines() if line.strip()})
 
 
 # --- reading answers --------------------------------------------------------------------------

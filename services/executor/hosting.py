@@ -106,6 +106,7 @@ class Hosting:
         self.agents_changed = asyncio.Event()
         self.projects_changed = asyncio.Event()
         self.background: set[asyncio.Task[None]] = set()
+        self.each_round: Callable[[], Coroutine[object, object, None]] | None = None
         self._configured = {agent.id: agent for agent in config.agents}
 
     # --- registering and hosting ---------------------------------------------------------------
@@ -270,6 +271,8 @@ class Hosting:
             except TimeoutError:
                 pass
             self.projects_changed.clear()
+            if self.each_round is not None:  # e.g. landings left over (serving.py)
+                self.later(self.each_round())
             for hosted in list(self.hosted.values()):
                 busy = hosted.checkout_job is not None and not hosted.checkout_job.done()
                 if busy or checkouts.due(self.ledger.board, self.swarm, hosted.id) is None:
@@ -279,6 +282,12 @@ class Hosting:
                 )
                 self.background.add(hosted.checkout_job)
                 hosted.checkout_job.add_done_callback(self.background.discard)
+
+    def later(self, coro: Coroutine[object, object, None]) -> None:
+        """Run ``coro`` in the background (cancelled when the executor stops)."""
+        task = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def checkout(self, hosted: HostedAgent) -> None:
         async with hosted.lock:

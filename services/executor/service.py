@@ -5,7 +5,9 @@ previous life of this executor left running, registers its configured agents, an
 (plus agents it took up earlier). The work is split along its seams:
 
 - ``hosting.py``: which agents it hosts, their sandboxes, presence keys and checkouts;
-- ``serving.py``: each hosted agent's dispatches: ``running``, the run, the result, chat lines;
+- ``serving.py``: each hosted agent's dispatches: ``running``, the run, the result, chat lines,
+  and the git around each task in a project (its branch, keeping its work, landing it:
+  ``workplan.py``, ``integration.py``);
 - ``decisions.py``: the pure decisions both make, result events included; ``ledger.py``: the
   fold and appending, which both share.
 
@@ -20,7 +22,7 @@ import argparse
 import asyncio
 import os
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 
 from schemas import events as ev
 from schemas.board import Board
@@ -139,6 +141,7 @@ class Executor(Service):
         self._serving = Serving(
             ledger, self.config, self.settings, self._hosting, self._secrets, self.stopping
         )
+        self._hosting.each_round = self._serving.land_left_over
         self.projection.listen(self._on_event)
 
     async def _serve_agent(self, hosted: HostedAgent) -> None:
@@ -159,6 +162,7 @@ class Executor(Service):
         self.spawn(self.hosting.take_up_loop(), "take-up")
         self.spawn(self.serving.chat_loop(), "chat-lines")
         self.spawn(self.hosting.project_loop(), "checkouts")
+        self.spawn(self.serving.land_left_over(), "landings")
         self.log.info("executor.serving", agents=sorted(self.hosted))
 
     async def on_stop(self) -> None:
@@ -220,11 +224,6 @@ class Executor(Service):
 
     # --- following the log --------------------------------------------------------------------
 
-    def _later(self, coro: Coroutine[object, object, None]) -> None:
-        task = asyncio.create_task(coro)
-        self.hosting.background.add(task)
-        task.add_done_callback(self.hosting.background.discard)
-
     def _on_event(self, seq: int, event: ev.Event, board: Board) -> None:
         """Every folded event: stop runs the log moved past, follow agents coming and going."""
         if event.swarm != self.swarm or self._hosting is None:
@@ -248,11 +247,11 @@ class Executor(Service):
                 return
             gone = board.agent(self.swarm, event.id) is None
             if isinstance(event, ev.AgentDeregistered) and gone:
-                self._later(hosting.unhost(event.id, gone=True))
+                hosting.later(hosting.unhost(event.id, gone=True))
             elif isinstance(event, ev.AgentUpdated | ev.AgentRegistered):
                 view = board.agent(self.swarm, event.id)
                 if view is not None and view.executor not in (None, self.me):
-                    self._later(hosting.unhost(event.id, gone=False))
+                    hosting.later(hosting.unhost(event.id, gone=False))
         elif isinstance(event, ev.SwarmDeleted):
             for run in self.runs.values():
                 run.stop("swarm deleted")

@@ -9,6 +9,12 @@ the message is kept in progress while the agent works; the result (``decisions.r
 appended only while the fold still shows this attempt running (zombie fencing); then the message
 is acked.
 
+With an initialised project (``workplan.py``, ``integration.py``): the task runs on its own branch
+cut from the project branch's tip (``_start_work``), what it leaves is committed and pushed
+(``_keep_work``), and a completed task's work is landed on the project branch (``_land``);
+landings a crash left undone are done when the executor starts, and every few seconds after
+(``land_left_over``).
+
 Around each run: a claude task's prompt starts with the agent's unread chat mentions; an attempt
 after one its agent ran and lost continues that session (``--resume``) when the sandbox still
 holds it (``sessions.py``), and says so; the command gets the agent's API access and git identity
@@ -41,14 +47,18 @@ from services.executor import (
     claude_settings,
     commits,
     decisions,
+    git,
+    integration,
     mentions,
     runs,
     sandboxes,
     sessions,
+    workplan,
 )
 from services.executor.claude_settings import AgentClaude, ClaudeRun
 from services.executor.config import ExecutorConfig
-from services.executor.git import CHECKOUT_DIR
+from services.executor.decisions import Append
+from services.executor.git import CHECKOUT_DIR, GitFailed
 from services.executor.hosting import ActiveRun, HostedAgent, Hosting
 from services.executor.ledger import Ledger
 from services.executor.output import OutputSink
@@ -78,6 +88,14 @@ class Serving:
         self.log = ledger.log
         self.runs: dict[str, ActiveRun] = {}
         self.chat_lines: asyncio.Queue[tuple[ChatMessage, str]] = asyncio.Queue()
+        self.git = integration.TaskGit(  # the git around each task: branch, commit, landing
+            env=settings.source_env,
+            secrets=secrets,
+            git_timeout=config.git_timeout,
+            verify_timeout=config.task_timeout,
+            pass_env=config.pass_env,
+        )
+        self._landing: set[str] = set()  # tasks whose work is being landed here
 
     # --- the loop per agent --------------------------------------------------------------------
 
@@ -154,6 +172,10 @@ class Serving:
         attempt = decisions.Attempt(
             self.swarm, dispatch.task, dispatch.attempt, dispatch.agent, correlation
         )
+        started = await self._start_work(hosted, attempt, dispatch.claim_seq, claimed, msg, log)
+        if started is None:
+            return  # it could not start in the project: failed, and said why
+        plan, base = started
         delivery = mentions.Delivery()
         session: str | None = None
         resume: str | None = None
@@ -168,6 +190,8 @@ class Serving:
             inbox_read_through=delivery.read_through,
             session_id=session,
             resumed=resume is not None,
+            branch=plan.branch if plan is not None else None,
+            base=base,
         )
         try:
             seq = await self.ledger.bus.events.append(
@@ -210,14 +234,19 @@ class Serving:
             self.say(run, "started", task.title)
             claude = self._claude_run(hosted, task, session, resume)
             verdict = await self._run(hosted, task, run, delivery, claude)
+            work = None
+            if plan is not None and base is not None and run.why is None:
+                verdict, work = await self._keep_work(hosted, plan, base, verdict)
             try:
-                result = await self._finish(run, verdict, log)
+                result = await self._finish(run, verdict, log, work)
             except Exception as error:  # a result that cannot be written must not leave the
                 log.exception("executor.result_unwritable")  # task running for ever
                 reason = f"executor could not record the result: {type(error).__name__}: {error}"
                 result = await self._finish(run, Verdict(False, ev.RunOutcome(), reason), log)
             if isinstance(result, ev.TaskCompleted):
                 self.say(run, "completed", result.outcome.result)
+                if plan is not None and result.work is not None and result.work.land:
+                    await self._land(hosted, plan, result.work.base, result.work.head, log)
             elif isinstance(result, ev.TaskFailed):
                 self.say(run, "failed", result.reason)
         finally:
@@ -249,18 +278,22 @@ class Serving:
         )
         return dataclasses.replace(run, session_id=session, resume=resume)
 
+    def _identity(self, hosted: HostedAgent) -> git.Identity:
+        """Who the agent's commits are by: the run's own and Swarm's for it."""
+        view = self.ledger.board.agent(self.swarm, hosted.id)
+        configured = hosted.config
+        return git.identity(
+            hosted.id,
+            view.name if view is not None else None,
+            git_name=configured.git_name if configured is not None else None,
+            git_email=configured.git_email if configured is not None else None,
+            email_domain=self.config.git_email_domain,
+        )
+
     async def _commit_env(self, hosted: HostedAgent, task: TaskView) -> Mapping[str, str]:
         """The agent's git identity and the task's trailer for every commit the run makes (the
         hooks are put in its sandbox once)."""
-        view = self.ledger.board.agent(self.swarm, hosted.id)
-        configured = hosted.config
-        who = commits.identity(
-            hosted.id,
-            view.name if view is not None else None,
-            name=configured.git_name if configured is not None else None,
-            email=configured.git_email if configured is not None else None,
-            email_domain=self.config.git_email_domain,
-        )
+        who = self._identity(hosted)
         if hosted.hooks_path is None:
             try:
                 hosted.hooks_path = await commits.install_hooks(hosted.sandbox)
@@ -331,11 +364,17 @@ class Serving:
     # --- the result ----------------------------------------------------------------------------
 
     async def _finish(
-        self, run: ActiveRun, verdict: Verdict, log: FilteringBoundLogger
+        self,
+        run: ActiveRun,
+        verdict: Verdict,
+        log: FilteringBoundLogger,
+        work: ev.Work | None = None,
     ) -> ev.TaskCompleted | ev.TaskFailed | None:
         """Append the result (or, when the attempt was stopped for a reason not its own, give it
         back). Returns the result appended (None: refused, or given back)."""
-        event = decisions.result(run.named, verdict, self.me, time.time(), given_back=run.why)
+        event = decisions.result(
+            run.named, verdict, self.me, time.time(), given_back=run.why, work=work
+        )
         expected = run.running_seq
         while True:
             board = self.ledger.board
@@ -379,6 +418,146 @@ class Serving:
                 await msg.in_progress()
             except Exception:  # NATS away: the next one may pass
                 pass
+
+    # --- the task's branch and landing its work (integration.py) -------------------------------
+
+    async def _start_work(
+        self,
+        hosted: HostedAgent,
+        attempt: decisions.Attempt,
+        claim_seq: int,
+        task: TaskView | None,
+        msg: DispatchDelivery,
+        log: FilteringBoundLogger,
+    ) -> tuple[workplan.WorkPlan | None, str | None] | None:
+        """Before the run: the task's branch from the project branch's newest tip. (plan,
+        base); (None, None) when there is no git around it; None when it cannot start in the
+        project (the task is failed with the reason, the dispatch acked)."""
+        if task is None:
+            return None, None
+        try:
+            plan = workplan.plan(self.ledger.board, self.swarm, task, hosted.id)
+            if plan is None:
+                return None, None
+            plan = dataclasses.replace(plan, identity=self._identity(hosted))
+            return plan, await self.git.start(hosted.sandbox, plan)
+        except GitFailed as error:
+            reason = f"could not start the task's branch: {error.message}"
+        except Exception as error:  # the sandbox itself failed
+            log.exception("executor.branch_crashed")
+            reason = f"could not start the task's branch: {type(error).__name__}: {error}"
+        log.warning("executor.branch_failed", error=reason)
+        failed = decisions.not_started(attempt, self.me, time.time(), reason)
+        await self.ledger.append(Append(failed, claim_seq), retry_for=30.0)
+        await msg.ack()
+        return None
+
+    async def _keep_work(
+        self, hosted: HostedAgent, plan: workplan.WorkPlan, base: str, verdict: Verdict
+    ) -> tuple[Verdict, ev.Work]:
+        """After the run: commit what it left, push the branch. A completed run whose work
+        cannot be kept fails (its work would be lost otherwise)."""
+        try:
+            work = await self.git.keep(hosted.sandbox, plan, base, verdict.completed)
+        except Exception as error:
+            self.log.exception("executor.keep_crashed", task=plan.task)
+            message = f"{type(error).__name__}: {error}"
+            work = workplan.work(plan, base, base, pushed=False, ran=False, error=message)
+        if work.error and verdict.completed:
+            reason = f"its work could not be kept: {work.error}"
+            verdict = Verdict(False, verdict.outcome, reason)
+        return verdict, work
+
+    async def _land(
+        self,
+        hosted: HostedAgent,
+        plan: workplan.WorkPlan,
+        base: str,
+        head: str,
+        log: FilteringBoundLogger,
+    ) -> None:
+        """Land the completed task's work on the project branch and record how it went (with
+        the agent's checkout to itself)."""
+        if plan.task in self._landing:
+            return
+        self._landing.add(plan.task)
+        try:
+            try:
+                outcome = await self.git.land(hosted.sandbox, plan, base, head)
+            except Exception:  # the sandbox failed: still landing; tried again later
+                log.exception("executor.landing_crashed")
+                return
+            task = self.ledger.board.task(self.swarm, plan.task)
+            event = workplan.landing_event(
+                plan, outcome, decisions.actor(self.me), task.correlation_id if task else None
+            )
+            while True:
+                task = self.ledger.board.task(self.swarm, plan.task)
+                if (
+                    task is None
+                    or task.attempt != plan.attempt
+                    or task.integration is None
+                    or task.integration.state != "landing"
+                ):
+                    return  # recorded meanwhile (another try), or the task is gone
+                expected = self.ledger.board.version(self.swarm, "task", plan.task)
+                try:
+                    seq = await self.ledger.bus.events.append(
+                        event, expected_seq=expected, retry_for=30.0
+                    )
+                except AppendConflict:
+                    await self.ledger.settled("task", plan.task, expected)
+                    continue
+                except Unavailable as error:
+                    log.warning("executor.landing_unrecorded", error=error.message)
+                    return  # still landing in the log: done again (found landed) later
+                await self.ledger.projection.wait_for(seq)
+                log.info(
+                    event.type,
+                    landed=getattr(event, "landed", None),
+                    problem=getattr(event, "problem", None),
+                    tries=outcome.tries,
+                    seconds=round(outcome.seconds, 3),
+                )
+                return
+        finally:
+            self._landing.discard(plan.task)
+
+    async def land_left_over(self) -> None:
+        """Landings left undone: a previous life of this executor stopped between a task's
+        ``completed`` and its landing (done in that agent's checkout), or the task's agent is
+        lost or gone (done in the checkout of an idle agent of ours; a second executor doing
+        the same finds the work landed)."""
+        hosted_agents = self.hosting.hosted
+        board = self.ledger.board
+        for task in workplan.landings_due(board, self.swarm, list(hosted_agents)):
+            hosted = hosted_agents.get(task.agent or "") or self._idle_agent()
+            plan = workplan.landing_plan(self.ledger.board, self.swarm, task)
+            work = task.integration
+            if hosted is None or plan is None or work is None or task.id in self._landing:
+                continue
+            if work.base is None or work.head is None:
+                continue
+            async with hosted.lock:
+                if self.stopping.is_set():
+                    return
+                now = self.ledger.board.task(self.swarm, task.id)
+                if now is None or now.integration is None or now.integration.state != "landing":
+                    continue  # landed meanwhile (the run that completed it landed it)
+                log = self.log.bind(task=task.id, agent=hosted.id, ran_on=task.agent)
+                log.info("executor.landing_resumed")
+                await self._land(hosted, plan, work.base, work.head, log)
+
+    def _idle_agent(self) -> HostedAgent | None:
+        """One of ours with a checkout of the project and nothing to do right now."""
+        project = workplan.attached(self.ledger.board, self.swarm)
+        for hosted in self.hosting.hosted.values():
+            checkout = project.checkouts.get(hosted.id) if project is not None else None
+            if checkout is None or checkout.state != "synced":
+                continue
+            if hosted.run is None and not hosted.serving and not hosted.lock.locked():
+                return hosted
+        return None
 
     # --- mentions and chat lines -----------------------------------------------------------------
 
