@@ -265,3 +265,21 @@ def test_an_attempt_stopped_for_a_reason_not_its_own_goes_back_with_the_next_att
     )
     assert isinstance(event, ev.TaskRequeued)
     assert (event.attempt, event.reason, event.retry_at) == (3, "executor stopped", 9.0)
+
+
+def test_a_run_in_a_project_names_its_branch_and_base_and_its_result_the_work_left() -> None:
+    event = decisions.running(ATTEMPT, "ex1", 9.0, branch="swarm/t1", base="abc123")
+    assert (event.branch, event.base) == ("swarm/t1", "abc123")
+    work = ev.Work(project="p1", branch="swarm/t1", base="abc123", head="def456", land=True)
+    done = decisions.result(ATTEMPT, Verdict(True, ev.RunOutcome()), "ex1", 9.0, work=work)
+    assert isinstance(done, ev.TaskCompleted) and done.work == work
+
+
+def test_an_attempt_that_could_not_start_fails_with_the_reason_and_no_outcome() -> None:
+    event = decisions.not_started(ATTEMPT, "ex1", 9.0, "could not start the task's branch: x")
+    assert (event.reason, event.attempt, event.agent, event.outcome) == (
+        "could not start the task's branch: x",
+        2,
+        "qa-agent",
+        None,
+    )
