@@ -160,6 +160,18 @@ def test_with_defaults_a_claude_task_writes_runs_a_command_and_commits_as_its_ag
         assert shown.splitlines()[0] == f"{names[agent]} <{agent}@swarm.local>"
         assert f"Swarm-Task: {task['id']}" in shown
         assert git("status", "--porcelain", cwd=checkout) == ""
+
+        def landed() -> dict[str, object] | None:
+            found: dict = client.ok("GET", f"/swarms/default/tasks/{task['id']}")
+            work = found.get("integration") or {}
+            return found if work.get("state") in ("landed", "conflict", "failed") else None
+
+        landing: dict = until_sync(landed, 120, "the task's work to land")
+        assert landing["integration"]["state"] == "landed", landing["integration"]
+        on_main = git("log", "-1", "--format=%an <%ae>%n%B", "main", cwd=remote.bare)
+        assert on_main.splitlines()[0] == f"{names[agent]} <{agent}@swarm.local>"
+        assert f"Swarm-Task: {task['id']}" in on_main  # the agent's own commit, landed
+        assert git("show", "main:hello.txt", cwd=remote.bare) == "hello from swarm"
         results = api.tool_results(mark)
         assert [r.get("is_error", False) for r in results] == [False, False, False]
         assert results[1]["text"].strip() == "42"
