@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TypedDict
 
 from schemas import events as ev
 from schemas.board import AgentView, Board, TaskView
@@ -201,6 +202,26 @@ class Attempt:
     correlation_id: str | None = None
 
 
+class _Envelope(TypedDict):
+    """What every event about an attempt carries."""
+
+    swarm: str
+    id: str
+    time: float
+    actor: str
+    correlation_id: str | None
+
+
+def _envelope(attempt: Attempt, executor: str, now: float) -> _Envelope:
+    return _Envelope(
+        swarm=attempt.swarm,
+        id=attempt.task,
+        time=now,
+        actor=actor(executor),
+        correlation_id=attempt.correlation_id,
+    )
+
+
 def running(
     attempt: Attempt,
     executor: str,
@@ -217,11 +238,7 @@ def running(
     lost without a word leaves its session in the log — and, in a project, the task's branch and
     the commit it was cut from)."""
     return ev.TaskRunning(
-        swarm=attempt.swarm,
-        id=attempt.task,
-        time=now,
-        actor=actor(executor),
-        correlation_id=attempt.correlation_id,
+        **_envelope(attempt, executor, now),
         agent=attempt.agent,
         attempt=attempt.attempt,
         executor=executor,
@@ -257,35 +274,21 @@ def result(
     when it was stopped for a reason that is not the task's (``given_back``: this executor
     stopping, the agent leaving, the sandbox lost), else ``completed`` or ``failed`` with the
     run's outcome (and, in a project, the ``work`` it left) and, for a failure, why."""
+    envelope = _envelope(attempt, executor, now)
     if given_back is not None:
         return ev.TaskRequeued(
-            swarm=attempt.swarm,
-            id=attempt.task,
-            time=now,
-            actor=actor(executor),
-            correlation_id=attempt.correlation_id,
-            attempt=attempt.attempt + 1,
-            reason=given_back,
-            retry_at=now,
+            **envelope, attempt=attempt.attempt + 1, reason=given_back, retry_at=now
         )
     if verdict.completed:
         return ev.TaskCompleted(
-            swarm=attempt.swarm,
-            id=attempt.task,
-            time=now,
-            actor=actor(executor),
-            correlation_id=attempt.correlation_id,
+            **envelope,
             attempt=attempt.attempt,
             agent=attempt.agent,
             outcome=verdict.outcome,
             work=work,
         )
     return ev.TaskFailed(
-        swarm=attempt.swarm,
-        id=attempt.task,
-        time=now,
-        actor=actor(executor),
-        correlation_id=attempt.correlation_id,
+        **envelope,
         reason=verdict.reason or "failed",
         attempt=attempt.attempt,
         agent=attempt.agent,
@@ -298,11 +301,7 @@ def not_started(attempt: Attempt, executor: str, now: float, reason: str) -> ev.
     """``failed`` for an attempt that could not start at all (e.g. its branch could not be cut
     in the project): appended at the claim's sequence, with no run outcome."""
     return ev.TaskFailed(
-        swarm=attempt.swarm,
-        id=attempt.task,
-        time=now,
-        actor=actor(executor),
-        correlation_id=attempt.correlation_id,
+        **_envelope(attempt, executor, now),
         reason=reason,
         attempt=attempt.attempt,
         agent=attempt.agent,
