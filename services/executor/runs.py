@@ -149,6 +149,8 @@ async def execute(
     write(output.flush())
     verdict = output.verdict(result.exit_code, tail())
     verdict.outcome.duration_s = round(result.duration_s, 3)
+    if claude is not None and verdict.outcome.session_id is None:
+        verdict.outcome.session_id = claude.resume or claude.session_id  # it said nothing yet
     if result.timed_out:
         verdict = runtimes.timed_out(
             verdict, timeout, from_task=task.timeout is not None, meanwhile=output.meanwhile()
