@@ -36,6 +36,7 @@ class TaskView(msgspec.Struct, kw_only=True):
     timeout: float | None = None
     triggers: list[Trigger] = []
     parent: str | None = None
+    parent_attempt: int | None = None  # an agent's follow-up: the parent's attempt that made it
     correlation_id: str | None = None  # of the request that created it: its events carry it
     status: TaskStatus = "pending"
     attempt: int = 1  # the attempt now claimed or running, or the next one to claim

@@ -101,7 +101,8 @@ class TaskCreated(TaskEvent, tag="task.created", kw_only=True):
     runtime: Runtime = "claude"
     timeout: float | None = None
     triggers: list[Trigger] = []
-    parent: str | None = None  # the task whose trigger created this one
+    parent: str | None = None  # the task whose trigger (or whose running agent) created this one
+    parent_attempt: int | None = None  # created by the agent running ``parent``: which attempt
 
 
 class TaskUpdated(TaskEvent, tag="task.updated", kw_only=True):

@@ -132,6 +132,7 @@ def _task_created(board: Board, e: ev.TaskCreated, seq: int) -> bool:
         timeout=e.timeout,
         triggers=list(e.triggers),
         parent=e.parent,
+        parent_attempt=e.parent_attempt,
         correlation_id=e.correlation_id,
         created_at=e.time,
         updated_at=e.time,

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from schemas import scopes
 from schemas.errors import Invalid, Unavailable
 from services.bus.connection import NatsOptions
 from services.bus.service import Readiness, Service, read_readiness
@@ -77,6 +78,7 @@ class Gateway(Service):
         port: int = DEFAULT_PORT,
         token: str | None = None,
         max_body: int = MAX_BODY,
+        follow_ups: int = scopes.DEFAULT_FOLLOW_UPS,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -88,6 +90,7 @@ class Gateway(Service):
         self.host = host
         self.port = port
         self.token = token
+        self.follow_ups = follow_ups
         self.version = _version()
         self.commands: Commands | None = None
         self.api = HttpApi(self, token=token, max_body=max_body)
@@ -97,7 +100,7 @@ class Gateway(Service):
 
     async def on_start(self) -> None:
         assert self.bus is not None and self.projection is not None
-        self.commands = Commands(self.bus, self.projection)
+        self.commands = Commands(self.bus, self.projection, follow_ups=self.follow_ups)
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port)
@@ -112,7 +115,7 @@ class Gateway(Service):
 
     async def on_ready(self) -> None:
         assert self.bus is not None and self.commands is not None
-        self.micro = await micro.start(self.bus.nc, self.commands, self.version)
+        self.micro = await micro.start(self.bus.nc, self.commands, self.version, self.token)
         self.log.info("gateway.micro_started", service=micro.SERVICE_NAME)
 
     async def on_stop(self) -> None:
@@ -154,6 +157,13 @@ class Gateway(Service):
         parser.add_argument(
             "--port", type=int, default=int(os.environ.get("SWARM_GATEWAY_PORT", DEFAULT_PORT))
         )
+        parser.add_argument(
+            "--agent-follow-ups",
+            type=int,
+            default=int(os.environ.get("SWARM_AGENT_FOLLOW_UPS", scopes.DEFAULT_FOLLOW_UPS)),
+            help="follow-up tasks one run of an agent may create with its own token "
+            f"(env SWARM_AGENT_FOLLOW_UPS, default {scopes.DEFAULT_FOLLOW_UPS})",
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Gateway:
@@ -162,4 +172,5 @@ class Gateway(Service):
             host=args.host,
             port=args.port,
             token=os.environ.get("SWARM_API_TOKEN") or None,
+            follow_ups=args.agent_follow_ups,
         )
