@@ -91,9 +91,7 @@ async def test_an_agent_creates_follow_ups_of_its_run_up_to_the_bound_and_nothin
 ) -> None:
     swarm = await seed(bus, swarm_id, gateway, chat, busy=True)
     other = await seed(bus, f"{swarm_id}-b", gateway, chat, busy=False)
-    async with aiohttp.ClientSession(
-        base_url=gateway.url, headers=agent_headers(swarm)
-    ) as agent:
+    async with aiohttp.ClientSession(base_url=gateway.url, headers=agent_headers(swarm)) as agent:
         made = []
         for n in range(FOLLOW_UPS):
             status, task = await call(
@@ -111,8 +109,8 @@ async def test_an_agent_creates_follow_ups_of_its_run_up_to_the_bound_and_nothin
             made.append(task["id"])
         status, answer = await call(agent, "POST", f"/swarms/{swarm}/tasks", json={"title": "1+"})
         assert status == 403
-        assert "already created 2 follow-up tasks in this run of t-run" in (
-            answer["error"]["message"]
+        assert (
+            "already created 2 follow-up tasks in this run of t-run" in (answer["error"]["message"])
         )
         status, answer = await call(
             agent,

@@ -24,6 +24,7 @@ from services.gateway.commands import Commands
 from services.gateway.http import MAX_BODY, HttpApi
 
 SERVICES = ("gateway", "scheduler", "executor", "chat")
+OPTIONAL_SERVICES = ("mcp",)  # reported when running; Swarm works without them
 STALE_AFTER = 10.0  # seconds without a heartbeat before a service counts as gone
 DEFAULT_PORT = 7700
 
@@ -40,7 +41,8 @@ def is_loopback(host: str) -> bool:
 def health_report(beats: list[Readiness], now: float) -> dict:
     """Pure: which services are up and ready, from their last heartbeats."""
     report: dict[str, dict] = {}
-    for name in SERVICES:
+    running = {b.service for b in beats if now - b.time <= STALE_AFTER}
+    for name in (*SERVICES, *(o for o in OPTIONAL_SERVICES if o in running)):
         fresh = [b for b in beats if b.service == name and now - b.time <= STALE_AFTER]
         report[name] = {
             "ready": any(b.ready for b in fresh),
@@ -56,7 +58,7 @@ def health_report(beats: list[Readiness], now: float) -> dict:
                 for b in sorted(fresh, key=lambda b: b.instance)
             ],
         }
-    return {"ok": all(s["ready"] for s in report.values()), "services": report}
+    return {"ok": all(report[name]["ready"] for name in SERVICES), "services": report}
 
 
 def _version() -> str:
@@ -146,7 +148,7 @@ class Gateway(Service):
         report = health_report(beats, time.time())
         # This process answers, so its own readiness is known first-hand.
         report["services"]["gateway"]["ready"] = self.ready
-        report["ok"] = nats_ok and all(s["ready"] for s in report["services"].values())
+        report["ok"] = nats_ok and all(report["services"][name]["ready"] for name in SERVICES)
         report["nats"] = "connected" if nats_ok else "unreachable"
         report["seq"] = self.projection.seq if self.projection else 0
         return web.json_response(report, status=200 if report["ok"] else 503)
