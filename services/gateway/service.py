@@ -41,8 +41,7 @@ def is_loopback(host: str) -> bool:
 def health_report(beats: list[Readiness], now: float) -> dict:
     """Pure: which services are up and ready, from their last heartbeats."""
     report: dict[str, dict] = {}
-    running = {b.service for b in beats if now - b.time <= STALE_AFTER}
-    for name in (*SERVICES, *(o for o in OPTIONAL_SERVICES if o in running)):
+    for name in (*SERVICES, *OPTIONAL_SERVICES):
         fresh = [b for b in beats if b.service == name and now - b.time <= STALE_AFTER]
         report[name] = {
             "ready": any(b.ready for b in fresh),
