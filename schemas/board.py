@@ -61,6 +61,7 @@ class AgentView(msgspec.Struct, kw_only=True):
     sandbox_id: str | None = None
     executor: str | None = None
     backend: str = "local"
+    labels: list[str] = []  # placement: only executors with all these labels host it
     status: AgentStatus = "idle"
     task: str | None = None
     read_through: int = 0  # chat sequence of the last mention put in one of its prompts

@@ -203,6 +203,7 @@ class AgentRegistered(AgentEvent, tag="agent.registered", kw_only=True):
     sandbox_id: str | None = None
     executor: str | None = None  # the executor hosting it, if one has taken it up
     backend: str = "local"
+    labels: list[str] | None = None  # only executors with all these labels host it (None: keep)
 
 
 class AgentUpdated(AgentEvent, tag="agent.updated", kw_only=True):

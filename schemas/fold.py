@@ -322,6 +322,8 @@ def _agent_registered(board: Board, e: ev.AgentRegistered, seq: int) -> bool:
     agent.sandbox_id = e.sandbox_id
     agent.executor = e.executor
     agent.backend = e.backend
+    if e.labels is not None:
+        agent.labels = list(e.labels)
     agent.status = "working" if agent.task else "idle"
     agent.updated_at = e.time
     return True

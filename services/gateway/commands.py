@@ -449,6 +449,7 @@ class Commands:
             sandbox_id=spec.sandbox_id,
             executor=None,
             backend=spec.backend,
+            labels=spec.labels,
         )
         await self.append(event, ctx, "register_agent")
         agent = self.board.agent(swarm_id, agent_id)

@@ -166,6 +166,11 @@ class RegisterAgent(Request):
         description="an existing sandbox to attach to (also accepted as `sandbox_id`)",
     )
     backend: Literal["local", "daytona"] = "local"
+    labels: Words = Field(
+        [],
+        description="placement: only an executor with all these labels takes it up "
+        "(a list or a comma-separated string)",
+    )
     status: Any = _ignored("ignored: presence and the log say whether it is idle or working")
 
 
@@ -361,6 +366,7 @@ class Agent(Response):
     sandbox_id: str | None = None
     executor: str | None = Field(None, description="the executor hosting it (none yet: null)")
     backend: str = "local"
+    labels: list[str] = Field([], description="executors hosting it must have all these labels")
     status: AgentStatus
     task: str | None = Field(None, description="the task it is working on")
     registered_at: float = 0.0
