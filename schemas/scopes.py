@@ -13,11 +13,12 @@ Pure: no clock, no I/O.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from dataclasses import dataclass
 
 from schemas.agent_tokens import verify_agent_token
 from schemas.board import ACTIVE, SwarmView
-from schemas.errors import Forbidden, Unauthorized
+from schemas.errors import Forbidden, Invalid, Unauthorized
 
 DEFAULT_FOLLOW_UPS = 10  # follow-up tasks one run of an agent may create (SWARM_AGENT_FOLLOW_UPS)
 
@@ -62,6 +63,24 @@ def bearer(header: str | None) -> str | None:
     scheme, _, given = (header or "").partition(" ")
     given = given.strip()
     return given if scheme.lower() == "bearer" and given else None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_listen(host: str, api_token: str | None) -> None:
+    """A server without an API token listens on a loopback address only (``Invalid``)."""
+    if not api_token and not is_loopback(host):
+        raise Invalid(
+            "SWARM_API_TOKEN",
+            f"refusing to listen on non-loopback address {host} without SWARM_API_TOKEN",
+        )
 
 
 def identify(api_token: str | None, given: str | None) -> Caller:

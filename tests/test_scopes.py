@@ -10,7 +10,7 @@ import pytest
 from schemas import events as ev
 from schemas.agent_tokens import make_agent_token
 from schemas.board import SwarmView
-from schemas.errors import Forbidden, Unauthorized
+from schemas.errors import Forbidden, Invalid, Unauthorized
 from schemas.fold import fold
 from schemas.scopes import (
     AGENT_VERBS,
@@ -19,6 +19,7 @@ from schemas.scopes import (
     FollowUp,
     authorize,
     bearer,
+    check_listen,
     follow_up,
     identify,
 )
@@ -162,3 +163,11 @@ def test_an_idle_or_unknown_agent_may_not_create_tasks() -> None:
         follow_up(swarm, "qa", limit=5)
     with pytest.raises(Forbidden, match="not registered"):
         follow_up(swarm, "ghost", limit=5)
+
+
+def test_without_an_api_token_a_server_listens_on_loopback_only() -> None:
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        check_listen(host, None)
+    check_listen("0.0.0.0", API)
+    with pytest.raises(Invalid, match="SWARM_API_TOKEN"):
+        check_listen("0.0.0.0", None)

@@ -7,7 +7,6 @@ answers 503 until the fold has caught up); the micro endpoints start once it has
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import time
 from importlib import metadata
@@ -16,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from schemas import scopes
-from schemas.errors import Invalid, Unavailable
+from schemas.errors import Unavailable
 from services.bus.connection import NatsOptions
 from services.bus.service import Readiness, Service, read_readiness
 from services.gateway import micro
@@ -27,15 +26,6 @@ SERVICES = ("gateway", "scheduler", "executor", "chat")
 OPTIONAL_SERVICES = ("mcp",)  # reported when running; Swarm works without them
 STALE_AFTER = 10.0  # seconds without a heartbeat before a service counts as gone
 DEFAULT_PORT = 7700
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def health_report(beats: list[Readiness], now: float) -> dict:
@@ -83,11 +73,7 @@ class Gateway(Service):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if not token and not is_loopback(host):
-            raise Invalid(
-                "SWARM_API_TOKEN",
-                f"refusing to listen on non-loopback address {host} without SWARM_API_TOKEN",
-            )
+        scopes.check_listen(host, token)
         self.host = host
         self.port = port
         self.token = token

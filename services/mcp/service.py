@@ -27,7 +27,8 @@ from mcp.server.auth.settings import AuthSettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from schemas.errors import Invalid, Unavailable
+from schemas.errors import Unavailable
+from schemas.scopes import check_listen
 from services.bus.connection import NatsOptions
 from services.bus.service import Service
 from services.mcp.access import BearerTokens
@@ -35,10 +36,6 @@ from services.mcp.tools import Tools, build
 
 DEFAULT_PORT = 7701
 PATH = "/mcp"
-
-
-def is_loopback(host: str) -> bool:
-    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
 
 
 class _Server(uvicorn.Server):
@@ -65,11 +62,7 @@ class McpServer(Service):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not token and not is_loopback(host):
-            raise Invalid(
-                "SWARM_API_TOKEN",
-                f"refusing to listen on non-loopback address {host} without SWARM_API_TOKEN",
-            )
+        check_listen(host, token)
         self.host = host
         self.port = port
         self.token = token
