@@ -18,7 +18,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from schemas import subjects
-from schemas.board import FINISHED
+from schemas.board import FINISHED, TaskStatus
 from schemas.errors import NotFound, SwarmError
 from schemas.scopes import authorize
 from services.bus.history import Feed
@@ -106,20 +106,7 @@ class Tools:
 
     async def list_tasks(
         self,
-        status: Annotated[
-            Literal[
-                "blocked",
-                "pending",
-                "claimed",
-                "running",
-                "completed",
-                "failed",
-                "requeued",
-                "cancelled",
-            ]
-            | None,
-            Field(description="only tasks in this status"),
-        ] = None,
+        status: Annotated[TaskStatus | None, Field(description="only tasks in this status")] = None,
         tag: Annotated[str | None, Field(description="only tasks with this tag")] = None,
         agent: Annotated[str | None, Field(description="only tasks of this agent")] = None,
         swarm: SwarmArg = None,
