@@ -59,7 +59,7 @@ def delete_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("swarms", help="list the swarms (* marks the default one)")
     parser.add_argument("--json", action="store_true", help="print the API's JSON answer")
     parser.set_defaults(func=swarms_command)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from schemas.board import AgentView, Board
 
@@ -32,7 +31,7 @@ class Offer:
     labels: frozenset[str] = frozenset()
     swarms: frozenset[str] | None = None  # None: any swarm
 
-    def detail(self) -> dict[str, Any]:
+    def detail(self) -> dict[str, object]:
         """The offer as it goes into the readiness heartbeat."""
         return {
             "executor": self.executor,
@@ -42,18 +41,20 @@ class Offer:
         }
 
 
-def offer_from(detail: Mapping[str, Any]) -> Offer | None:
+def offer_from(detail: Mapping[str, object]) -> Offer | None:
     """The offer in a heartbeat's ``detail`` (None: not an executor's, or from an older one)."""
     executor, free = detail.get("executor"), detail.get("free")
     if not isinstance(executor, str) or not isinstance(free, int):
         return None
-    labels = detail.get("labels") or []
+    labels = detail.get("labels")
     swarms = detail.get("swarms")
     return Offer(
         executor=executor,
         free=free,
-        labels=frozenset(str(label) for label in labels),
-        swarms=None if swarms is None else frozenset(str(s) for s in swarms),
+        labels=frozenset(str(label) for label in labels)
+        if isinstance(labels, list)
+        else frozenset(),
+        swarms=frozenset(str(s) for s in swarms) if isinstance(swarms, list) else None,
     )
 
 

@@ -27,7 +27,8 @@ from schemas import subjects
 from schemas.errors import Invalid, NotFound, Unavailable
 from schemas.scopes import FULL, Caller, authorize, bearer, identify
 from services.bus.micro import CommandRequest, Endpoint, Handler, serve
-from services.gateway.commands import RESERVED_SWARM, Commands, Context
+from services.gateway.commands import RESERVED_SWARM, Commands
+from services.gateway.context import Context
 
 SERVICE_NAME = "swarm-gateway"
 SWARM_TOKEN = 2  # swarm.cmd.<swarm>.<verb>
@@ -199,8 +200,7 @@ def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint
     async def get_project(r: CommandRequest) -> Any:
         body = _body(r)
         if "project" not in body:
-            swarm = _swarm(r)
-            return await projects.swarm_project(swarm)
+            return await projects.swarm_project(_swarm(r))
         project, swarm = _project_of(r, body)
         return await projects.get(project, swarm)
 

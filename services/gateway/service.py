@@ -28,9 +28,9 @@ STALE_AFTER = 10.0  # seconds without a heartbeat before a service counts as gon
 DEFAULT_PORT = 7700
 
 
-def health_report(beats: list[Readiness], now: float) -> dict:
+def health_report(beats: list[Readiness], now: float) -> dict[str, Any]:
     """Pure: which services are up and ready, from their last heartbeats."""
-    report: dict[str, dict] = {}
+    report: dict[str, dict[str, Any]] = {}
     for name in (*SERVICES, *OPTIONAL_SERVICES):
         fresh = [b for b in beats if b.service == name and now - b.time <= STALE_AFTER]
         report[name] = {
@@ -70,9 +70,12 @@ class Gateway(Service):
         token: str | None = None,
         max_body: int = MAX_BODY,
         follow_ups: int = scopes.DEFAULT_FOLLOW_UPS,
-        **kwargs,
+        nats: NatsOptions | None = None,
+        instance: str | None = None,
+        swarm: str | None = None,
+        snapshot_every: int = 2000,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(nats=nats, instance=instance, swarm=swarm, snapshot_every=snapshot_every)
         scopes.check_listen(host, token)
         self.host = host
         self.port = port

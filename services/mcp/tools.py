@@ -89,12 +89,21 @@ class Tools:
         except SwarmError as error:
             raise ToolError(f"{error.code}: {error.message}") from None
 
+    async def record(
+        self, verb: str, swarm: str | None, body: dict[str, Any] | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """``command`` for verbs that answer one JSON object."""
+        answer = await self.command(verb, swarm, body, **options)
+        if not isinstance(answer, dict):
+            raise ToolError(f"error: {verb} answered {type(answer).__name__}, not an object")
+        return answer
+
     # --- the tools --------------------------------------------------------------------------
 
     async def status(self, swarm: SwarmArg = None) -> dict[str, Any]:
         """The swarm: its agents (idle / working on which task / lost), task counts by status,
         and the last chat messages."""
-        return await self.command("status", swarm)
+        return await self.record("status", swarm)
 
     async def list_swarms(self) -> dict[str, Any]:
         """Every swarm with its task and agent counts (needs the API token)."""
@@ -125,7 +134,7 @@ class Tools:
     ) -> dict[str, Any]:
         """One task in full: prompt, status, attempt, agent, result, reason, cost; with
         ``history`` its events in log order."""
-        detail = await self.command("get_task", swarm, {"task": task})
+        detail = await self.record("get_task", swarm, {"task": task})
         if not history:
             detail.pop("events", None)
         return detail
@@ -238,7 +247,7 @@ class Tools:
         body: dict[str, Any] = {"task": task}
         if attempt is not None:
             body["attempt"] = attempt
-        output = await self.command("task_output", swarm, body)
+        output = await self.record("task_output", swarm, body)
         text = output.get("output", "")
         if len(text) > tail:
             output["output"] = text[-tail:]
@@ -264,7 +273,7 @@ class Tools:
             body |= {"author": caller.agent, "author_kind": "agent"}
         else:
             body |= {"author": "master", "author_kind": "master"}
-        return await self.command("chat_post", swarm, body)
+        return await self.record("chat_post", swarm, body)
 
     async def read_chat(
         self,
@@ -291,7 +300,7 @@ class Tools:
     async def project_status(self, swarm: SwarmArg = None) -> dict[str, Any]:
         """The swarm's git project and every agent's checkout: commit, clean or dirty,
         ahead/behind, or git's error."""
-        return await self.command("get_project", swarm)
+        return await self.record("get_project", swarm)
 
 
 def build(tools: Tools, *, name: str = "swarm", **options: Any) -> MCPServer[Any]:
