@@ -95,7 +95,7 @@ async def test_a_client_lists_the_tools_creates_a_task_waits_for_it_and_reads_it
                 {
                     "title": "say hello",
                     "prompt": "echo hello from $SWARM_AGENT_ID",
-                    "tags": ["qa"],
+                    "tags": "qa,test",
                     "runtime": "shell",
                     "priority": "high",
                     "swarm": SWARM,

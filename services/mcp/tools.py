@@ -147,11 +147,13 @@ class Tools:
         ] = "",
         description: str = "",
         tags: Annotated[
-            list[str], Field(description="matched against agents' skills; none: any agent")
+            list[str] | str,
+            Field(description="matched against agents' skills (a list or 'a,b'); none: any agent"),
         ] = [],  # noqa: B006 - the SDK copies defaults into the schema, never mutates them
         priority: Literal["critical", "high", "medium", "low"] = "medium",
         depends: Annotated[
-            list[str], Field(description="ids of tasks that must complete first")
+            list[str] | str,
+            Field(description="ids of tasks that must complete first (a list or 'a,b')"),
         ] = [],  # noqa: B006
         runtime: Annotated[
             Literal["claude", "shell"],
@@ -258,7 +260,8 @@ class Tools:
         self,
         message: Annotated[str, Field(description="the text; @mentions in it count")],
         mentions: Annotated[
-            list[str], Field(description="more mentions: @all, @<role>, @<agent id or name>")
+            list[str] | str,
+            Field(description="more mentions: @all, @<role>, @<agent id or name>"),
         ] = [],  # noqa: B006
         channel: Annotated[str | None, Field(description="default general")] = None,
         swarm: SwarmArg = None,
