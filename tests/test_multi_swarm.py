@@ -49,9 +49,7 @@ def test_a_second_swarms_agent_is_taken_up_and_runs_its_task_with_nothing_starte
     agent = api.ok("POST", "/swarms/second/agents", {"name": "Second Agent", "skills": "api"})
     assert agent["executor"] is None
     hosted = cluster.until(
-        lambda: next(
-            (a for a in api.ok("GET", "/swarms/second/agents") if a["executor"]), None
-        ),
+        lambda: next((a for a in api.ok("GET", "/swarms/second/agents") if a["executor"]), None),
         what="an executor to take up second-agent",
     )
     assert hosted["id"] == "second-agent" and hosted["executor"] in ("plain", "gpu")
