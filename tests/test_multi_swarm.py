@@ -30,7 +30,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         shared.spawn(
             "executor-gpu",
             ["--executor-id", "gpu", "--data-dir", str(shared.root / "gpu"), "--labels", "gpu"],
-            {"SWARM_DEFAULT_ID": DEFAULT, "SWARM_MAX_AGENTS": "2"},
+            {"SWARM_DEFAULT_ID": DEFAULT, "SWARM_MAX_AGENTS": "5"},
         ),
     ]
     try:
