@@ -56,6 +56,7 @@ VALUED = {
     "--session-id",
     "--resume",
     "--max-budget-usd",
+    "--mcp-config",
 }
 BOOLEAN = {
     "-p",

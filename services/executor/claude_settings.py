@@ -14,6 +14,8 @@ Permissions, when nobody set them:
 Most specific wins: a task's ``permission_mode`` over the agent's over the swarm's over the
 backend default; ``allowed_tools``: the agent's list replaces the swarm's (which replaces the
 default), a task's list adds to it; ``disallowed_tools`` add up (a denial beats an allowance).
+A run given the swarm's MCP server (``mcp_config``, ``membership.py``) may always call its tools
+(``mcp__swarm``), whatever list applies.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 from schemas import environment
 from schemas.events import ClaudeTaskSettings
+from services.executor.membership import MCP_TOOLS
 
 PERMISSION_MODES = ("default", "acceptEdits", "auto", "bypassPermissions", "dontAsk", "plan")
 BYPASS = "bypassPermissions"
@@ -56,6 +59,7 @@ class ClaudeOptions:
     append_system_prompt: str | None = None
     skip_permissions: bool = False  # the same as permission_mode = "bypassPermissions"
     max_budget_usd: float | None = None  # each task's, unless the task says otherwise
+    mcp_config: str | None = None  # --mcp-config: the swarm's MCP server (membership.mcp_config)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class ClaudeRun:
     max_budget_usd: float | None = None
     session_id: str | None = None
     resume: str | None = None
+    mcp_config: str | None = None
     permissions_from: str = ""  # where the permission mode came from, for the log
 
     @property
@@ -126,11 +131,14 @@ def resolve(
         model = task.model or model
         if task.max_budget_usd is not None:
             budget = task.max_budget_usd
+    if options.mcp_config and MCP_TOOLS not in tools:
+        tools = (*tools, MCP_TOOLS)  # the swarm's own tools: chat, board, follow-ups
     return ClaudeRun(
         model=model,
         max_turns=options.max_turns,
         permission_mode=mode,
         allowed_tools=tuple(tools) if mode != BYPASS else (),
+        mcp_config=options.mcp_config,
         disallowed_tools=tuple(denied),
         append_system_prompt=options.append_system_prompt,
         max_budget_usd=budget,
@@ -157,6 +165,8 @@ def flags(run: ClaudeRun) -> list[str]:
         argv += ["--permission-mode", run.permission_mode]
     if run.append_system_prompt:
         argv += ["--append-system-prompt", run.append_system_prompt]
+    if run.mcp_config:
+        argv += ["--mcp-config", run.mcp_config]
     if run.disallowed_tools:
         argv += ["--disallowedTools", ",".join(run.disallowed_tools)]
     if run.allowed_tools:

@@ -76,8 +76,8 @@ class Executor(Service):
             daytona=self.config.daytona,
         )
         self._secrets = known_secrets(self.env)
-        self._hosting: Hosting | None = None
-        self._serving: Serving | None = None
+        self._hosting_part: Hosting | None = None
+        self._serving_part: Serving | None = None
         self._presence_task: asyncio.Task[None] | None = None
         self.log = self.log.bind(swarm=self.swarm, executor=self.me)
 
@@ -103,21 +103,21 @@ class Executor(Service):
 
     @property
     def hosting(self) -> Hosting:
-        assert self._hosting is not None, "the executor has not started"
-        return self._hosting
+        assert self._hosting_part is not None, "the executor has not started"
+        return self._hosting_part
 
     @property
     def serving(self) -> Serving:
-        assert self._serving is not None, "the executor has not started"
-        return self._serving
+        assert self._serving_part is not None, "the executor has not started"
+        return self._serving_part
 
     @property
     def hosted(self) -> dict[str, HostedAgent]:
-        return self._hosting.hosted if self._hosting is not None else {}
+        return self._hosting_part.hosted if self._hosting_part is not None else {}
 
     @property
     def runs(self) -> dict[str, ActiveRun]:
-        return self._serving.runs if self._serving is not None else {}
+        return self._serving_part.runs if self._serving_part is not None else {}
 
     @property
     def board(self) -> Board:
@@ -129,7 +129,7 @@ class Executor(Service):
     async def on_start(self) -> None:
         assert self.bus is not None and self.projection is not None
         ledger = Ledger(self.bus, self.projection, self.swarm, self.log)
-        self._hosting = Hosting(
+        self._hosting_part = Hosting(
             ledger,
             self.config,
             self.backend,
@@ -138,10 +138,10 @@ class Executor(Service):
             self.stopping,
             serve=self._serve_agent,
         )
-        self._serving = Serving(
-            ledger, self.config, self.settings, self._hosting, self._secrets, self.stopping
+        self._serving_part = Serving(
+            ledger, self.config, self.settings, self._hosting_part, self._secrets, self.stopping
         )
-        self._hosting.each_round = self._serving.land_left_over
+        self._hosting_part.each_round = self._serving_part.land_left_over
         self.projection.listen(self._on_event)
 
     async def _serve_agent(self, hosted: HostedAgent) -> None:
@@ -168,9 +168,9 @@ class Executor(Service):
     async def on_stop(self) -> None:
         """Kill what runs (each attempt goes back to the queue), let the agents' loops end (one
         serving a dispatch finishes it: requeue, ack), then withdraw the agents' presence."""
-        if self._hosting is None or self._serving is None:
+        if self._hosting_part is None or self._serving_part is None:
             return
-        hosting, serving = self._hosting, self._serving
+        hosting, serving = self._hosting_part, self._serving_part
         for run in list(serving.runs.values()):
             run.stop(f"executor {self.me} stopped while attempt {run.attempt} was running")
         for hosted in hosting.hosted.values():
@@ -226,9 +226,9 @@ class Executor(Service):
 
     def _on_event(self, seq: int, event: ev.Event, board: Board) -> None:
         """Every folded event: stop runs the log moved past, follow agents coming and going."""
-        if event.swarm != self.swarm or self._hosting is None:
+        if event.swarm != self.swarm or self._hosting_part is None:
             return
-        hosting = self._hosting
+        hosting = self._hosting_part
         if isinstance(event, ev.TaskEvent):
             run = self.runs.get(event.id)
             if (
