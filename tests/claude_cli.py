@@ -93,6 +93,11 @@ def install() -> Path:
         return found
 
 
+def path_with(claude_bin: Path) -> str:
+    """PATH with the pinned CLI first: ``claude`` is found as a user's would be."""
+    return f"{claude_bin.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+
+
 def cli_env(base_url: str, api_key: str, **extra: str) -> dict[str, str]:
     """What a test gives the CLI (through the executor's environment): the stand-in's URL, the
     key, no telemetry or other traffic, and few, quick retries."""

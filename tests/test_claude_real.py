@@ -21,7 +21,7 @@ from pathlib import Path
 
 import executor_support
 import pytest
-from claude_cli import cli_env
+from claude_cli import cli_env, path_with
 from executor_support import StartExecutor, create_and_claim, finished
 from fake_anthropic import (
     Conversation,
@@ -57,11 +57,6 @@ EXPENSIVE = Usage(input_tokens=200_000, output_tokens=1_000)  # $0.82 at the CLI
 
 def marker() -> str:
     return f"MARK-{uuid.uuid4().hex[:10]}"
-
-
-def path_with(claude_bin: Path) -> str:
-    """PATH with the pinned CLI first: ``claude`` is found as a user's would be."""
-    return f"{claude_bin.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
 
 
 # --- through swarm up, with defaults --------------------------------------------------------------
