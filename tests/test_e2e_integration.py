@@ -1,7 +1,8 @@
 """Work landing on the shared project, through the real processes (nats-server, gateway,
 scheduler, executors as ``python -m services.<name>``) and real git (a local bare repository as
 the remote): a branch per task, integration by git's compare-and-swap, conflicts and red verify
-as outcomes, a crash between pushing and landing, projects users can fix.
+as outcomes (a conflict resolved by the real Claude Code CLI, scripted by the Messages API
+stand-in), a crash between pushing and landing, projects users can fix.
 
 One cluster (NATS, gateway, scheduler) is shared by the module; each test has a swarm, a remote
 and executors of its own. Every wait is a condition polled with a deadline.
@@ -9,13 +10,17 @@ and executors of its own. Every wait is a condition polled with a deadline.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from claude_cli import cli_env, path_with
+from fake_anthropic import Conversation, Reply, Script, Text, ToolUse, Turn, serving_in_thread
 from git_support import Remote, git
 from processes import Cluster
 
@@ -72,13 +77,14 @@ def set_up(
     prefix: str,
     agents: int,
     remote_branch: str = "main",
+    env: Mapping[str, str] | None = None,
     **settings: Any,
 ) -> Setup:
-    """A remote of its own, a new swarm with ``agents`` agents (an executor each), and its
-    project created and initialised with ``settings``."""
+    """A remote of its own, a new swarm with ``agents`` agents (an executor each, with ``env``),
+    and its project created and initialised with ``settings``."""
     remote = Remote(tmp_path / "git", branch=remote_branch)
     swarm = new_swarm(cluster, prefix)
-    agents_on(cluster, swarm, agents)
+    agents_on(cluster, swarm, agents, **(env or {}))
     return Setup(remote, swarm, project_for(cluster, swarm, remote.url, **settings))
 
 
@@ -104,6 +110,15 @@ def settled(cluster: Cluster, swarm: str, task_id: str, timeout: float = 60.0) -
 
 def events_of(task: dict, kind: str) -> list[dict]:
     return [e for e in task["events"] if e["type"] == kind]
+
+
+def log_lines(cluster: Cluster) -> list[dict[str, Any]]:
+    """Every process's structured log lines (JSON), in order per process."""
+    found = []
+    for line in cluster.logs().splitlines():
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(line))
+    return [entry for entry in found if isinstance(entry, dict)]
 
 
 def gate(cluster: Cluster, swarm: str) -> tuple[Path, str]:
@@ -231,6 +246,95 @@ def test_same_lines_in_parallel_one_lands_the_other_conflicts_and_its_resolve_ta
     )
     landed = [e["task"] for e in cluster.api.ok("GET", f"/swarms/{swarm}/project")["landed"]]
     assert landed == [("two" if stuck["id"] == "one" else "one"), resolve_id]
+
+
+# --- the real Claude CLI resolving a conflict --------------------------------------------------
+
+RESOLVED = "hello from one and two\n"
+
+
+def resolving(marker: str) -> Script:
+    """What the model does with the resolve prompt: read the conflicted file, write it with both
+    sides kept, stage it and say so; Swarm commits and lands it."""
+    turns: list[Turn] = [
+        Reply([Text("Reading the conflict first."), ToolUse("Read", {"file_path": "README"})]),
+        Reply([ToolUse("Write", {"file_path": "README", "content": RESOLVED})]),
+        Reply([ToolUse("Bash", {"command": "git add README", "description": "stage it"})]),
+        Reply([Text("Kept both greetings in README.")]),
+    ]
+    return Script([Conversation(marker, turns)])
+
+
+def test_the_real_claude_cli_resolves_a_conflict_and_the_resolution_lands(
+    cluster: Cluster, tmp_path: Path, claude_bin: Path
+) -> None:
+    asked = "its work cannot land on main: conflict in README."  # only a resolve prompt says it
+    with serving_in_thread(resolving(asked)) as api:
+        env = {
+            "PATH": path_with(claude_bin),
+            "SWARM_CLAUDE_BIN": "claude",  # the default, found on PATH
+            "SWARM_PASS_ENV": "",
+            **cli_env(api.url, "sk-ant-test-resolve"),
+        }
+        setup = set_up(cluster, tmp_path, "claude-resolve", 2, env=env)  # on_conflict: resolve
+        remote, swarm = setup.remote, setup.swarm
+        path, hold = gate(cluster, swarm)
+        add_task(cluster, swarm, "one", hold + "printf 'hello from one\\n' > README")
+        add_task(cluster, swarm, "two", hold + "printf 'hello from two\\n' > README")
+        add_task(cluster, swarm, "after", "cat README", depends=["one", "two"])
+        cluster.until(
+            lambda: all(cluster.api.task(swarm, t)["status"] == "running" for t in ("one", "two")),
+            30,
+            "both running at once",
+        )
+        path.touch()
+        one, two = settled(cluster, swarm, "one"), settled(cluster, swarm, "two")
+        states = sorted([one["integration"]["state"], two["integration"]["state"]])
+        assert states == ["conflict", "landed"], (one["integration"], two["integration"])
+        stuck, first = (one, two) if one["integration"]["state"] == "conflict" else (two, one)
+
+        resolve_id = f"{stuck['id']}-resolve-1"
+        resolve = settled(cluster, swarm, resolve_id, timeout=180)
+        sent = api.conversation(asked)
+        results = api.tool_results(asked)
+
+    assert resolve["status"] == "completed", (resolve["reason"], cluster.tails())
+    assert (resolve["runtime"], resolve["resolves"]) == ("claude", stuck["id"])
+    assert resolve["result"] == "Kept both greetings in README."
+
+    # the CLI was given the conflict, read it with its markers, and wrote both sides
+    assert sent, "the stand-in got no request for the resolve prompt"
+    prompt = sent[0].user_text
+    assert f'Task {stuck["id"]} ("step {stuck["id"]}") finished, but {asked}' in prompt
+    assert "These files have conflict markers" in prompt and "\n- README\n" in prompt
+    assert f"printf 'hello from {stuck['id']}\\n' > README" in prompt  # the stuck task's own
+    assert len(results) == 3 and not any(r.get("is_error") for r in results), results
+    read = results[0]  # then the write and git add, both without error
+    assert "<<<<<<<" in read["text"] and ">>>>>>>" in read["text"]
+    assert "hello from one" in read["text"] and "hello from two" in read["text"]
+
+    # the resolution landed: both changes merged, no marker anywhere, recorded in the log
+    (integrated,) = events_of(resolve, "task.integrated")
+    assert resolve["integration"]["state"] == "landed"
+    assert remote.tip() == integrated["landed"] == resolve["integration"]["landed"]
+    assert remote.show("README") == RESOLVED.strip()
+    for name in remote.files():
+        shown = remote.show(name)
+        assert "<<<<<<<" not in shown and ">>>>>>>" not in shown, (name, shown)
+    logged = [line for line in log_lines(cluster) if line.get("task") == resolve_id]
+    assert [line["landed"] for line in logged if line["event"] == "task.integrated"] == [
+        integrated["landed"]
+    ]
+    assert remote.trailers(resolve_id) == [integrated["landed"]]
+    message = git("--git-dir", str(remote.bare), "log", "-1", "--format=%B", integrated["landed"])
+    assert f"Swarm-Resolves: {stuck['id']}" in message
+    assert cluster.api.task(swarm, stuck["id"])["integration"]["resolved_by"] == resolve_id
+    landed = [e["task"] for e in cluster.api.ok("GET", f"/swarms/{swarm}/project")["landed"]]
+    assert landed == [first["id"], resolve_id]
+
+    after = settled(cluster, swarm, "after")
+    assert after["result"] == RESOLVED
+    assert events_of(after, "task.running")[0]["seq"] > integrated["seq"]
 
 
 # --- verify --------------------------------------------------------------------------------------
