@@ -4,8 +4,8 @@ the remote): a branch per task, integration by git's compare-and-swap, conflicts
 as outcomes (a conflict resolved by the real Claude Code CLI, scripted by the Messages API
 stand-in), a crash between pushing and landing, projects users can fix.
 
-One cluster (NATS, gateway, scheduler) is shared by the module; each test has a swarm, a remote
-and executors of its own. Every wait is a condition polled with a deadline.
+One cluster (NATS, gateway, scheduler, chat) is shared by the module; each test has a swarm, a
+remote and executors of its own. Every wait is a condition polled with a deadline.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ STUCK = {"conflict", "verify_failed", "failed"}
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     shared = Cluster(tmp_path_factory.mktemp("e2e-integration")).start_nats()
-    processes = [shared.gateway(), shared.scheduler("main")]
+    processes = [shared.gateway(), shared.scheduler("main"), shared.spawn("chat")]
     try:
         shared.wait_ready(*processes, timeout=60)
         yield shared
@@ -335,6 +335,16 @@ def test_the_real_claude_cli_resolves_a_conflict_and_the_resolution_lands(
     after = settled(cluster, swarm, "after")
     assert after["result"] == RESOLVED
     assert events_of(after, "task.running")[0]["seq"] > integrated["seq"]
+
+    said = [m["text"] for m in cluster.api.ok("GET", f"/swarms/{swarm}/chat")["messages"]]
+    assert (
+        f"⚠ {stuck['agent']} could not land {stuck['id']} on main: conflict in README; "
+        "a resolve task follows"
+    ) in said
+    assert (
+        f"⬆ {resolve['agent']} landed {resolve_id} on main: {integrated['landed'][:12]}, "
+        f"with {stuck['id']}'s work"
+    ) in said
 
 
 # --- verify --------------------------------------------------------------------------------------

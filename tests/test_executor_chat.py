@@ -1,17 +1,23 @@
-"""The executor in chat: a line when a task starts, completes or fails; and what lets an agent
-post to chat from its sandbox (the API's URL, its swarm, a token that may only post chat)."""
+"""The executor in chat: a line when a task starts, completes or fails, and when its work lands
+or cannot land (real git: a local bare remote); and what lets an agent post to chat from its
+sandbox (the API's URL, its swarm, a token that may only post chat)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import time
+from pathlib import Path
+from typing import Any
 
 import executor_support
-from executor_support import API_KEY, StartExecutor, create_and_claim, finished
+from executor_support import API_KEY, StartExecutor, create_and_claim, finished, until
+from git_support import Remote
+from test_executor_projects import answered, attach_and_init
 
 from schemas import events as ev
 from schemas.agent_tokens import make_agent_token, verify_agent_token
+from schemas.board import Integration
 from schemas.chat import ChatMessage
 from services.bus import chat as chat_bus
 from services.bus.connection import NatsOptions
@@ -63,6 +69,46 @@ def test_a_line_is_the_agents_with_no_mentions_and_a_message_id_per_attempt_and_
     assert msg_id == "s:t-1:2:started"
     again, same_id = chat_lines.message("s", "qa-agent", "t-1", 2, "started", "Ping @frontend")
     assert same_id == msg_id and again.id == message.id
+
+
+def work(**fields: object) -> Integration:
+    return Integration(project="p1", branch="swarm/t-1", onto="main", **fields)  # type: ignore[arg-type]
+
+
+def test_a_landing_says_the_commit_and_for_a_resolve_task_whose_work_it_brought() -> None:
+    landed = work(state="landed", landed="3f2a1b9c0d1e" + "a" * 28)
+    assert chat_lines.landing(landed) == ("landed", "3f2a1b9c0d1e")
+    assert chat_lines.landing(landed, resolves="t-0") == ("landed", "3f2a1b9c0d1e, with t-0's work")
+    verb, detail = chat_lines.landing(landed) or ("started", "")
+    assert chat_lines.text(verb, "qa-agent", "t-1", detail, onto="main") == (
+        "⬆ qa-agent landed t-1 on main: 3f2a1b9c0d1e"
+    )
+
+
+def test_work_that_cannot_land_says_why_and_what_happens_next() -> None:
+    conflict = work(state="conflict", problem="conflict", files=["README", "a.py"], resolve=True)
+    assert chat_lines.landing(conflict) == (
+        "stuck",
+        "conflict in README, a.py; a resolve task follows",
+    )
+    red = work(state="verify_failed", problem="verify", output="ok 1\nFAILED test_a\n")
+    assert chat_lines.landing(red) == ("stuck", "verify failed: FAILED test_a; the task fails")
+    broken = work(state="failed", problem="error", output="git push failed: remote away")
+    assert chat_lines.landing(broken) == ("stuck", "git push failed: remote away; the task fails")
+    line = chat_lines.text("stuck", "qa-agent", "t-1", "conflict in README; x", onto="main")
+    assert line == "⚠ qa-agent could not land t-1 on main: conflict in README; x"
+
+
+def test_nothing_is_said_of_work_whose_landing_is_not_recorded() -> None:
+    for state in ("working", "unchanged", "pushed", "landing"):
+        assert chat_lines.landing(work(state=state)) is None
+
+
+def test_both_landing_lines_of_an_attempt_share_one_message_id() -> None:
+    _, landed = chat_lines.message("s", "a", "t-1", 2, "landed", "3f2a1b9c0d1e", onto="main")
+    _, stuck = chat_lines.message("s", "a", "t-1", 2, "stuck", "conflict in README", onto="main")
+    assert landed == stuck == "s:t-1:2:landing"
+    assert chat_lines.msg_id("s", "t-1", 3, "landed") == "s:t-1:3:landing"
 
 
 def test_agents_get_the_api_and_a_token_only_when_the_executor_knows_the_api() -> None:
@@ -134,6 +180,65 @@ async def test_a_line_posted_again_for_the_same_attempt_is_stored_once(
         "started",
         "completed",
     ]
+
+
+async def with_project(
+    bus: Bus, watch: Projection, swarm: str, remote: Remote, **settings: Any
+) -> None:
+    """The swarm's project on ``remote``, checked out by the executor's agent."""
+    await attach_and_init(bus, watch, swarm, remote.url, **settings)
+    await answered(watch, swarm, ("qa-agent",))
+
+
+async def landing_state(watch: Projection, swarm: str, task_id: str) -> str:
+    """Once the task's landing is recorded (landed or stuck): its state."""
+
+    def recorded() -> str | None:
+        task = watch.board.task(swarm, task_id)
+        work = task.integration if task is not None else None
+        return work.state if work is not None and work.state not in ("working", "landing") else None
+
+    return await until(recorded, what=f"task {task_id}'s landing to be recorded")
+
+
+async def test_work_that_lands_says_so_with_the_commit_after_the_completed_line(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor, tmp_path: Path
+) -> None:
+    remote = Remote(tmp_path / "git")
+    await start_executor()
+    await with_project(bus, watch, swarm_id, remote)
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo ok > ok.txt")
+    assert await landing_state(watch, swarm_id, task_id) == "landed"
+    started, completed, landed = await lines_of(bus, swarm_id, 3)
+    assert (started.text[0], completed.text[0]) == ("▶", "✓")
+    assert landed.text == f"⬆ qa-agent landed {task_id} on main: {remote.tip()[:12]}"
+    assert (landed.author, landed.author_kind) == ("qa-agent", "agent")
+
+
+async def test_work_that_conflicts_says_why_once_however_often_it_is_said(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor, tmp_path: Path
+) -> None:
+    remote = Remote(tmp_path / "git")
+    executor = await start_executor()
+    await with_project(bus, watch, swarm_id, remote, on_conflict="fail")
+    gate = tmp_path / "gate"
+    script = f"while [ ! -e {gate} ]; do sleep 0.02; done\nprintf 'mine\\n' > README"
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt=script)
+    await until(
+        lambda: watch.board.task(swarm_id, task_id).status == "running", what="the run to start"
+    )
+    remote.push("README", "theirs\n")  # someone else changed the same line meanwhile
+    gate.touch()
+    assert await landing_state(watch, swarm_id, task_id) == "conflict"
+    lines = await lines_of(bus, swarm_id, 3)
+    assert lines[2].text == (
+        f"⚠ qa-agent could not land {task_id} on main: conflict in README; the task fails"
+    )
+    run = ActiveRun(swarm_id, task_id, 1, "qa-agent", running_seq=0)
+    executor.serving.say(run, "stuck", "conflict in README")  # the same landing said again
+    executor.serving.say(run, "landed", "3f2a1b9c0d1e")  # or otherwise: still one line
+    await executor.serving.chat_lines.join()
+    assert [m.text for m in await chat_bus.history(bus.js, swarm_id)] == [m.text for m in lines]
 
 
 async def test_an_agent_gets_the_api_its_swarm_and_a_chat_token_that_never_shows(

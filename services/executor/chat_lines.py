@@ -1,10 +1,13 @@
-"""The lines an executor posts to its swarm's chat when a task starts, completes or fails (pure).
+"""The lines an executor posts to its swarm's chat when a task starts, completes or fails, and
+when its work lands or cannot land (pure).
 
 ``▶ qa-agent started t-1: Run the checks``, ``✓ qa-agent completed t-1: <first ~200 characters
-of the result>``, ``✗ qa-agent failed t-1: <reason>``. The author is the agent
-(``author_kind="agent"``); the message id is ``<swarm>:<task>:<attempt>:<verb>``, so a retried
-post is stored once. Lines carry no mentions (an ``@name`` in a title reaches no inbox), and the
-executor's secrets are masked in them.
+of the result>``, ``✗ qa-agent failed t-1: <reason>``; ``⬆ qa-agent landed t-1 on main:
+3f2a1b9c0d1e``, ``⚠ qa-agent could not land t-1 on main: conflict in README; a resolve task
+follows``. The author is the agent (``author_kind="agent"``); the message id is
+``<swarm>:<task>:<attempt>:<verb>`` (``landing`` for both landing lines, as the landing event
+itself is one per attempt), so a retried post is stored once. Lines carry no mentions (an
+``@name`` in a title reaches no inbox), and the executor's secrets are masked in them.
 """
 
 from __future__ import annotations
@@ -13,12 +16,23 @@ import re
 from collections.abc import Iterable
 from typing import Literal
 
+from schemas.board import Integration
 from schemas.chat import ChatMessage
+from schemas.landing import STUCK, problem_text
 from services.bus.logs import scrub
 
-Verb = Literal["started", "completed", "failed"]
+Verb = Literal["started", "completed", "failed", "landed", "stuck"]
 SHORT_CHARS = 200
-MARKS: dict[str, str] = {"started": "▶", "completed": "✓", "failed": "✗"}
+COMMIT_CHARS = 12
+MARKS: dict[str, str] = {
+    "started": "▶",
+    "completed": "✓",
+    "failed": "✗",
+    "landed": "⬆",
+    "stuck": "⚠",
+}
+WORDS: dict[str, str] = {"stuck": "could not land"}  # what a line says, when not its verb
+KEYS: dict[str, str] = {"landed": "landing", "stuck": "landing"}  # message id, when not its verb
 
 
 def short(text: str, limit: int = SHORT_CHARS) -> str:
@@ -27,14 +41,28 @@ def short(text: str, limit: int = SHORT_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
-def text(verb: Verb, agent: str, task: str, detail: str = "") -> str:
-    line = f"{MARKS[verb]} {agent} {verb} {task}"
+def text(verb: Verb, agent: str, task: str, detail: str = "", onto: str | None = None) -> str:
+    line = f"{MARKS[verb]} {agent} {WORDS.get(verb, verb)} {task}"
+    if onto:
+        line += f" on {onto}"
     detail = short(detail)
     return f"{line}: {detail}" if detail else line
 
 
 def msg_id(swarm: str, task: str, attempt: int, verb: Verb) -> str:
-    return f"{swarm}:{task}:{attempt}:{verb}"
+    return f"{swarm}:{task}:{attempt}:{KEYS.get(verb, verb)}"
+
+
+def landing(work: Integration, resolves: str | None = None) -> tuple[Verb, str] | None:
+    """The landing line of a task's recorded landing: its verb and detail (None while nothing
+    is recorded). ``resolves``: the stuck task whose work a resolve task's landing brought."""
+    if work.state == "landed":
+        detail = (work.landed or "?")[:COMMIT_CHARS]
+        return "landed", f"{detail}, with {resolves}'s work" if resolves else detail
+    if work.state in STUCK:
+        then = "a resolve task follows" if work.resolve else "the task fails"
+        return "stuck", f"{problem_text(work)}; {then}"
+    return None
 
 
 def message(
@@ -45,6 +73,7 @@ def message(
     verb: Verb,
     detail: str,
     *,
+    onto: str | None = None,
     secrets: Iterable[str] = (),
     now: float = 0.0,
 ) -> tuple[ChatMessage, str]:
@@ -52,7 +81,7 @@ def message(
     ident = msg_id(swarm, task, attempt, verb)
     posted = ChatMessage(
         swarm=swarm,
-        text=text(verb, agent, task, scrub(detail, secrets)),  # masked before it is cut short
+        text=text(verb, agent, task, scrub(detail, secrets), onto),  # masked, then cut short
         author=agent,
         author_kind="agent",
         time=now,

@@ -19,7 +19,8 @@ Around each run: a claude task's prompt starts with the agent's unread chat ment
 after one its agent ran and lost continues that session (``--resume``) when the sandbox still
 holds it (``sessions.py``), and says so; the command gets the agent's API access and git identity
 (``commits.py``: author, committer, ``Swarm-Task`` trailer) and runs in the agent's checkout when
-there is one; a line goes to chat when the task starts, completes or fails.
+there is one; a line goes to chat when the task starts, completes or fails, and when its work
+lands or cannot land (``chat_lines.py``).
 """
 
 from __future__ import annotations
@@ -519,6 +520,7 @@ class Serving:
                     tries=outcome.tries,
                     seconds=round(outcome.seconds, 3),
                 )
+                self._say_landing(hosted.id, plan)
                 return
         finally:
             self._landing.discard(plan.task)
@@ -576,14 +578,36 @@ class Serving:
 
     def say(self, run: ActiveRun, verb: chat_lines.Verb, detail: str) -> None:
         """Queue a chat line (posted in order, behind the run: a slow chat never slows it)."""
+        self._say(run.agent, run.task, run.attempt, verb, detail)
+
+    def _say_landing(self, agent: str, plan: workplan.WorkPlan) -> None:
+        """The line saying how a landing went, as the log now has it, by the agent whose
+        checkout did it."""
+        task = self.ledger.board.task(self.swarm, plan.task)
+        if task is None or task.integration is None or task.attempt != plan.attempt:
+            return
+        line = chat_lines.landing(task.integration, task.resolves)
+        if line is not None:
+            self._say(agent, plan.task, plan.attempt, *line, onto=plan.onto)
+
+    def _say(
+        self,
+        agent: str,
+        task: str,
+        attempt: int,
+        verb: chat_lines.Verb,
+        detail: str,
+        onto: str | None = None,
+    ) -> None:
         self.chat_lines.put_nowait(
             chat_lines.message(
-                run.swarm,
-                run.agent,
-                run.task,
-                run.attempt,
+                self.swarm,
+                agent,
+                task,
+                attempt,
                 verb,
                 detail,
+                onto=onto,
                 secrets=self.secrets,
                 now=time.time(),
             )
