@@ -127,6 +127,31 @@ def gate(cluster: Cluster, swarm: str) -> tuple[Path, str]:
     return path, f"while [ ! -e {path} ]; do sleep 0.02; done\n"
 
 
+def let_go_together(cluster: Cluster, swarm: str, gate_path: Path, *tasks: str) -> None:
+    """Once ``tasks`` (held at the gate) all run at once, let them go on."""
+    cluster.until(
+        lambda: all(cluster.api.task(swarm, t)["status"] == "running" for t in tasks),
+        30,
+        "all running at once",
+    )
+    gate_path.touch()
+
+
+def same_lines_in_parallel(cluster: Cluster, swarm: str, **spec: Any) -> tuple[dict, dict]:
+    """Tasks ``one`` and ``two`` (with ``spec``) write their own greeting over README's one line,
+    both running at once; ``after`` depends on both. (The task whose work conflicted, the one
+    whose work landed), once both settled."""
+    path, hold = gate(cluster, swarm)
+    for name in ("one", "two"):
+        add_task(cluster, swarm, name, hold + f"printf 'hello from {name}\\n' > README", **spec)
+    add_task(cluster, swarm, "after", "cat README", depends=["one", "two"])
+    let_go_together(cluster, swarm, path, "one", "two")
+    one, two = settled(cluster, swarm, "one"), settled(cluster, swarm, "two")
+    states = sorted([one["integration"]["state"], two["integration"]["state"]])
+    assert states == ["conflict", "landed"], (one["integration"], two["integration"])
+    return (one, two) if one["integration"]["state"] == "conflict" else (two, one)
+
+
 # --- a DAG: B starts with A's work ------------------------------------------------------------
 
 
@@ -178,12 +203,7 @@ def test_two_parallel_tasks_on_different_files_both_land(cluster: Cluster, tmp_p
     path, hold = gate(cluster, swarm)
     add_task(cluster, swarm, "left", hold + "echo left > left.txt")
     add_task(cluster, swarm, "right", hold + "echo right > right.txt")
-    cluster.until(
-        lambda: all(cluster.api.task(swarm, t)["status"] == "running" for t in ("left", "right")),
-        30,
-        "both running at once",
-    )
-    path.touch()
+    let_go_together(cluster, swarm, path, "left", "right")
     left, right = settled(cluster, swarm, "left"), settled(cluster, swarm, "right")
 
     assert left["integration"]["state"] == right["integration"]["state"] == "landed"
@@ -197,7 +217,6 @@ def test_same_lines_in_parallel_one_lands_the_other_conflicts_and_its_resolve_ta
 ) -> None:
     setup = set_up(cluster, tmp_path, "conflict", 2)
     remote, swarm = setup.remote, setup.swarm
-    path, hold = gate(cluster, swarm)
     resolver = {
         "on": "conflict",
         "task": {
@@ -207,24 +226,7 @@ def test_same_lines_in_parallel_one_lands_the_other_conflicts_and_its_resolve_ta
             "printf 'hello from one and two\\n' > README",
         },
     }
-    add_task(
-        cluster, swarm, "one", hold + "printf 'hello from one\\n' > README", triggers=[resolver]
-    )
-    add_task(
-        cluster, swarm, "two", hold + "printf 'hello from two\\n' > README", triggers=[resolver]
-    )
-    add_task(cluster, swarm, "after", "cat README", depends=["one", "two"])
-    cluster.until(
-        lambda: all(cluster.api.task(swarm, t)["status"] == "running" for t in ("one", "two")),
-        30,
-        "both running at once",
-    )
-    path.touch()
-    one, two = settled(cluster, swarm, "one"), settled(cluster, swarm, "two")
-
-    states = sorted([one["integration"]["state"], two["integration"]["state"]])
-    assert states == ["conflict", "landed"], (one["integration"], two["integration"])
-    stuck = one if one["integration"]["state"] == "conflict" else two
+    stuck, first = same_lines_in_parallel(cluster, swarm, triggers=[resolver])
     assert stuck["status"] == "completed"  # its run did the work; a resolve task lands it
     assert stuck["integration"]["files"] == ["README"]
     failed = events_of(stuck, "task.integration_failed")[0]
@@ -245,7 +247,7 @@ def test_same_lines_in_parallel_one_lands_the_other_conflicts_and_its_resolve_ta
         events_of(after, "task.running")[0]["seq"] > events_of(resolve, "task.integrated")[0]["seq"]
     )
     landed = [e["task"] for e in cluster.api.ok("GET", f"/swarms/{swarm}/project")["landed"]]
-    assert landed == [("two" if stuck["id"] == "one" else "one"), resolve_id]
+    assert landed == [first["id"], resolve_id]
 
 
 # --- the real Claude CLI resolving a conflict --------------------------------------------------
@@ -278,21 +280,7 @@ def test_the_real_claude_cli_resolves_a_conflict_and_the_resolution_lands(
         }
         setup = set_up(cluster, tmp_path, "claude-resolve", 2, env=env)  # on_conflict: resolve
         remote, swarm = setup.remote, setup.swarm
-        path, hold = gate(cluster, swarm)
-        add_task(cluster, swarm, "one", hold + "printf 'hello from one\\n' > README")
-        add_task(cluster, swarm, "two", hold + "printf 'hello from two\\n' > README")
-        add_task(cluster, swarm, "after", "cat README", depends=["one", "two"])
-        cluster.until(
-            lambda: all(cluster.api.task(swarm, t)["status"] == "running" for t in ("one", "two")),
-            30,
-            "both running at once",
-        )
-        path.touch()
-        one, two = settled(cluster, swarm, "one"), settled(cluster, swarm, "two")
-        states = sorted([one["integration"]["state"], two["integration"]["state"]])
-        assert states == ["conflict", "landed"], (one["integration"], two["integration"])
-        stuck, first = (one, two) if one["integration"]["state"] == "conflict" else (two, one)
-
+        stuck, first = same_lines_in_parallel(cluster, swarm)
         resolve_id = f"{stuck['id']}-resolve-1"
         resolve = settled(cluster, swarm, resolve_id, timeout=180)
         sent = api.conversation(asked)
