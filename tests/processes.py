@@ -9,7 +9,8 @@ directory, talked to over HTTP with the bearer token.
 - ``Process.kill()`` is ``kill -9``; ``Cluster.close()`` stops everything (SIGTERM, then SIGKILL)
   and returns what is still alive: every process started here runs with its working directory
   under ``root`` (services in ``root``, agents' commands in their sandboxes under it), so
-  ``leftovers()`` finds them, orphans of a killed executor included.
+  ``leftovers()`` finds them, orphans of a killed executor included. ``close_cleanly()``: nothing
+  may be left; ``serving(*processes)``: the cluster once they are ready, closed cleanly after.
 - ``Api``: JSON over ``urllib``; it keeps every answer it read (``seen``), so a test can check
   that no secret ever came back.
 - ``until(condition)``: poll with a deadline; on timeout the message carries each process's last
@@ -18,6 +19,7 @@ directory, talked to over HTTP with the bearer token.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -27,7 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -368,6 +370,21 @@ class Cluster:
             left.append(f"nats-server {self.nats.process.pid}")
             self.nats.kill()
         return left
+
+    def close_cleanly(self) -> None:
+        """``close``, and nothing may have been left behind."""
+        left = self.close()
+        assert left == [], f"processes left behind: {left}"
+
+    @contextlib.contextmanager
+    def serving(self, *processes: Process, timeout: float = 60.0) -> Iterator[Cluster]:
+        """The cluster once ``processes`` are ready; closed cleanly on the way out (a module's
+        shared cluster: ``with shared.serving(shared.gateway(), ...): yield shared``)."""
+        try:
+            self.wait_ready(*processes, timeout=timeout)
+            yield self
+        finally:
+            self.close_cleanly()
 
     def tails(self) -> str:
         return "\n".join(f"--- {p.name} (pid {p.pid}) ---\n{p.tail()}" for p in self.processes)

@@ -30,13 +30,8 @@ STUCK = {"conflict", "verify_failed", "failed"}
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     shared = Cluster(tmp_path_factory.mktemp("e2e-integration")).start_nats()
-    processes = [shared.gateway(), shared.scheduler("main"), shared.spawn("chat")]
-    try:
-        shared.wait_ready(*processes, timeout=60)
+    with shared.serving(shared.gateway(), shared.scheduler("main"), shared.spawn("chat")):
         yield shared
-    finally:
-        left = shared.close()
-        assert left == [], f"processes left behind: {left}"
 
 
 def new_swarm(cluster: Cluster, prefix: str) -> str:

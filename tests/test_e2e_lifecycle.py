@@ -50,21 +50,12 @@ def claims_per_attempt(task: dict) -> Counter:
     return Counter(e["attempt"] for e in task["events"] if e["type"] == "task.claimed")
 
 
-def close_cleanly(cluster: Cluster) -> None:
-    left = cluster.close()
-    assert left == [], f"processes left behind: {left}"
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """NATS, a gateway and a scheduler, shared by this module's tests."""
     shared = Cluster(tmp_path_factory.mktemp("e2e-shared")).start_nats()
-    processes = [shared.gateway(), shared.scheduler("main")]
-    try:
-        shared.wait_ready(*processes, timeout=60)
+    with shared.serving(shared.gateway(), shared.scheduler("main")):
         yield shared
-    finally:
-        close_cleanly(shared)
 
 
 @pytest.fixture
@@ -74,7 +65,7 @@ def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
     try:
         yield cluster
     finally:
-        close_cleanly(cluster)
+        cluster.close_cleanly()
 
 
 # --- a DAG across agents with different skills ------------------------------------------------

@@ -51,13 +51,10 @@ SCRIPT = Script(
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     shared = Cluster(tmp_path_factory.mktemp("mcp-agents")).start_nats()
-    processes = [shared.gateway(), shared.scheduler("main"), shared.spawn("chat"), shared.mcp()]
-    try:
-        shared.wait_ready(*processes, timeout=60)
+    with shared.serving(
+        shared.gateway(), shared.scheduler("main"), shared.spawn("chat"), shared.mcp()
+    ):
         yield shared
-    finally:
-        left = shared.close()
-        assert left == [], f"processes left behind: {left}"
 
 
 async def test_a_claude_run_creates_a_follow_up_and_mentions_another_agent_through_mcp(

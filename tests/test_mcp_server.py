@@ -39,20 +39,15 @@ SWARM = "mcp-main"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     shared = Cluster(tmp_path_factory.mktemp("mcp")).start_nats()
-    processes = [
+    with shared.serving(
         shared.gateway(),
         shared.scheduler("main"),
         shared.spawn("chat"),
         shared.mcp(),
         shared.executor("ex1", SWARM, ["shell-agent:qa:qa,test", "helper:backend:backend"]),
-    ]
-    try:
-        shared.wait_ready(*processes, timeout=60)
+    ):
         shared.wait_agents(SWARM, {"shell-agent": "ex1", "helper": "ex1"})
         yield shared
-    finally:
-        left = shared.close()
-        assert left == [], f"processes left behind: {left}"
 
 
 @asynccontextmanager

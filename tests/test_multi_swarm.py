@@ -33,12 +33,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             {"SWARM_DEFAULT_ID": DEFAULT, "SWARM_MAX_AGENTS": "5"},
         ),
     ]
-    try:
-        shared.wait_ready(*processes, timeout=60)
+    with shared.serving(*processes):
         yield shared
-    finally:
-        left = shared.close()
-        assert left == [], f"processes left behind: {left}"
 
 
 def test_a_second_swarms_agent_is_taken_up_and_runs_its_task_with_nothing_started_by_hand(
