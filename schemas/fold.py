@@ -373,6 +373,17 @@ def _landing(board: Board, e: ev.TaskIntegrated | ev.TaskIntegrationFailed) -> T
     return task if work.state == "landing" else None
 
 
+def _landing_recorded(
+    task: TaskView, work: Integration, e: ev.TaskIntegrated | ev.TaskIntegrationFailed
+) -> None:
+    """What either landing event records: onto what, in how many tries and how long, when."""
+    work.onto = e.onto
+    work.tries = e.tries
+    work.seconds = e.seconds
+    work.at = e.time
+    task.updated_at = e.time
+
+
 @_on(ev.TaskIntegrated)
 def _task_integrated(board: Board, e: ev.TaskIntegrated, seq: int) -> bool:
     task = _landing(board, e)
@@ -381,12 +392,8 @@ def _task_integrated(board: Board, e: ev.TaskIntegrated, seq: int) -> bool:
     swarm = board.swarms[e.swarm]
     work = task.integration
     work.state = "landed"
-    work.onto = e.onto
     work.landed = e.landed
-    work.tries = e.tries
-    work.seconds = e.seconds
-    work.at = e.time
-    task.updated_at = e.time
+    _landing_recorded(task, work, e)
     # the work of the tasks it resolved (a chain of resolve tasks) landed with it
     current = task
     for _ in range(MAX_RESOLVE_ROUNDS + 1):
@@ -429,15 +436,11 @@ def _task_integration_failed(board: Board, e: ev.TaskIntegrationFailed, seq: int
     work = task.integration
     work.state = STUCK_STATE[e.problem]
     work.problem = e.problem
-    work.onto = e.onto
     work.tip = e.tip
     work.files = list(e.files)
     work.output = e.output
     work.resolve = e.resolve
-    work.tries = e.tries
-    work.seconds = e.seconds
-    work.at = e.time
-    task.updated_at = e.time
+    _landing_recorded(task, work, e)
     if not e.resolve:
         task.status = "failed"
         task.reason = f"its work did not land on {e.onto}: {problem_text(work)}"
