@@ -34,14 +34,20 @@ def running(task: str, agent: str, attempt: int = 1) -> ev.TaskRunning:
     return ev.TaskRunning(swarm=S, id=task, time=5.0, agent=agent, attempt=attempt)
 
 
-def completed(task: str, agent: str, attempt: int = 1, result: str = "done") -> ev.TaskCompleted:
+def completed(
+    task: str,
+    agent: str,
+    attempt: int = 1,
+    result: str = "done",
+    outcome: ev.RunOutcome | None = None,
+) -> ev.TaskCompleted:
     return ev.TaskCompleted(
         swarm=S,
         id=task,
         time=6.0,
         agent=agent,
         attempt=attempt,
-        outcome=ev.RunOutcome(result=result),
+        outcome=outcome or ev.RunOutcome(result=result),
     )
 
 
@@ -570,14 +576,7 @@ def test_board_seq_never_goes_back() -> None:
 
 
 def costing(task: str, agent: str, cost: float, attempt: int = 1) -> ev.TaskCompleted:
-    return ev.TaskCompleted(
-        swarm=S,
-        id=task,
-        time=6.0,
-        agent=agent,
-        attempt=attempt,
-        outcome=ev.RunOutcome(cost_usd=cost),
-    )
+    return completed(task, agent, attempt, outcome=ev.RunOutcome(cost_usd=cost))
 
 
 def failed_costing(task: str, agent: str, cost: float) -> ev.TaskFailed:

@@ -49,6 +49,7 @@ attempts = st.integers(1, 4)
 tag_lists = st.lists(st.sampled_from(("ui", "api", "qa")), max_size=2, unique=True)
 dep_lists = st.lists(names, max_size=3, unique=True)
 reasons = st.sampled_from(("lost", "boom", "dependency t1 failed"))
+landings = {"attempt": attempts, "project": st.sampled_from(("p1", "p2")), "onto": st.just("main")}
 
 # event type -> strategy of (aggregate id, fields)
 ARBITRARY: dict[type[ev.Event], st.SearchStrategy[tuple[str, dict[str, Any]]]] = {
@@ -95,23 +96,13 @@ ARBITRARY: dict[type[ev.Event], st.SearchStrategy[tuple[str, dict[str, Any]]]] =
     ev.TaskCancelled: st.tuples(names, st.just({})),
     ev.TaskDeleted: st.tuples(names, st.just({})),
     ev.TaskIntegrated: st.tuples(
-        names,
-        st.fixed_dictionaries(
-            {
-                "attempt": attempts,
-                "project": st.sampled_from(("p1", "p2")),
-                "onto": st.just("main"),
-                "landed": st.sampled_from("xyz"),
-            }
-        ),
+        names, st.fixed_dictionaries({**landings, "landed": st.sampled_from("xyz")})
     ),
     ev.TaskIntegrationFailed: st.tuples(
         names,
         st.fixed_dictionaries(
             {
-                "attempt": attempts,
-                "project": st.sampled_from(("p1", "p2")),
-                "onto": st.just("main"),
+                **landings,
                 "problem": st.sampled_from(("conflict", "verify", "error")),
                 "resolve": st.booleans(),
             }

@@ -129,10 +129,10 @@ def budget(usd: float | None) -> ev.SwarmUpdated:
     return ev.SwarmUpdated(swarm=S, id=S, time=T0, budget_usd=usd)
 
 
-def spent_swarm(*more: ev.Event) -> Board:
-    """A swarm with a $1 budget whose one run cost $1.25, then ``more``."""
+def spent_swarm(*more: ev.Event, budget_usd: float = 1.0) -> Board:
+    """A swarm with a budget ($1 unless said) whose one run cost $1.25, then ``more``."""
     return given(
-        ev.SwarmCreated(swarm=S, id=S, time=T0, name=S, budget_usd=1.0),
+        ev.SwarmCreated(swarm=S, id=S, time=T0, name=S, budget_usd=budget_usd),
         registered("a1"),
         created("t1"),
         claimed("t1", "a1"),
@@ -158,15 +158,7 @@ def test_raising_the_budget_lets_claude_tasks_be_claimed_again() -> None:
 
 
 def test_a_swarm_under_its_budget_claims_as_usual() -> None:
-    board = given(
-        ev.SwarmCreated(swarm=S, id=S, time=T0, name=S, budget_usd=2.0),
-        registered("a1"),
-        created("t1"),
-        claimed("t1", "a1"),
-        running("t1", "a1"),
-        completed_costing("t1", "a1", 1.25),
-        created("t2"),
-    )
+    board = spent_swarm(created("t2"), budget_usd=2.0)
     assert short(when(board)) == [claim("t2", "a1")]
 
 
