@@ -35,8 +35,8 @@ from fake_anthropic import (
     closed_url,
     serving_in_thread,
 )
+from git_support import Remote, git
 from processes import Api, Cluster, Process
-from test_executor_projects import Remote, git
 from test_swarm_up import Up
 from waiting import until, until_sync
 
