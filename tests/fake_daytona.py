@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -130,6 +131,27 @@ class Refused(Exception):
         self.status, self.message, self.where = status, message, where
         self.code = code or CODES.get(status)
         self.headers = headers or {}
+
+
+def start_answer(state: str, desired: str | None) -> tuple[int, str]:
+    """What the API answers a start of a sandbox in ``state`` on its way to ``desired`` (v0.190's
+    rules): 200 (it starts), 204 (already started: the sandbox as it is), 400 or 409."""
+    if state == "started" and desired == "started":
+        return 204, "started"
+    if state in ("error", "build_failed"):
+        return 400, "Sandbox is in an errored state"
+    if state != desired and not (desired == "archived" and state in ("stopped", "archiving")):
+        return 409, "Sandbox state change in progress"
+    if state not in ("stopped", "archived", "archiving", "paused"):
+        return 400, "Sandbox is not in valid state"
+    return 200, "starting"
+
+
+def sdk_server() -> Literal["hosted", "oss"]:
+    """The server line the installed daytona SDK is for: ``oss`` with the 0.190 line (the
+    ``daytona-oss`` extra), else ``hosted``."""
+    version = importlib.metadata.version("daytona")
+    return "oss" if version.startswith("0.190.") else "hosted"
 
 
 def now_iso() -> str:
@@ -275,6 +297,7 @@ class FakeDaytona:
         **switches: Any,
     ) -> None:
         self.api_key = api_key
+        switches.setdefault("server", sdk_server())
         self.realism = replace(realism or Realism(), **switches)
         self.root = Path(root or tempfile.mkdtemp(prefix="fake-daytona-"))
         self.sandboxes: dict[str, FakeSandbox] = {}
@@ -691,14 +714,11 @@ class FakeDaytona:
     async def start_sandbox(self, request: web.Request) -> web.Response:
         sandbox = self._sandbox(request)
         state, desired = sandbox.state, sandbox.desired
-        if state == "started" and desired == "started":
+        answer, message = start_answer(state, desired)
+        if answer == 204:
             return web.json_response(self._dto(sandbox))
-        if state in ("error", "build_failed"):
-            raise Refused(400, "Sandbox is in an errored state", "api")
-        if state != desired and not (desired == "archived" and state in ("stopped", "archiving")):
-            raise Refused(409, "Sandbox state change in progress", "api")
-        if state not in ("stopped", "archived", "archiving", "paused"):
-            raise Refused(400, "Sandbox is not in valid state", "api")
+        if answer != 200:
+            raise Refused(answer, message, "api")
         real = self.realism
         if state in ("archived", "archiving"):
             sandbox.plan("started", ("restoring", real.restoring), ("started", 0))

@@ -543,11 +543,16 @@ class DaytonaBackend(Backend):
         sandbox.prepare()
         return sandbox
 
+    async def read(self, id_or_name: str) -> AsyncSandbox:
+        """The sandbox with this id or name as the API has it now (a direct read: consistent,
+        unlike the list); ``SandboxGone`` when the API does not know it. A fresh object each
+        time: the 0.190 SDK's ``refresh_data`` does not update ``desired_state``."""
+        return await self.call(f"reading sandbox {id_or_name}", self.client().get, id_or_name)
+
     async def get(self, id_or_name: str) -> AsyncSandbox | None:
-        """The sandbox with this id or name, read directly (consistent); None when the API does
-        not know it."""
+        """``read``, or None when the API does not know the sandbox."""
         try:
-            return await self.call(f"reading sandbox {id_or_name}", self.client().get, id_or_name)
+            return await self.read(id_or_name)
         except SandboxGone:
             return None
 
@@ -573,12 +578,9 @@ class DaytonaBackend(Backend):
         for candidate in sorted(
             listed_usable, key=lambda s: (rank(seen(s)), str(getattr(s, "created_at", "") or ""))
         ):
-            try:
-                await self.call(f"reading sandbox {candidate.id}", candidate.refresh_data)
-            except SandboxGone:
-                continue  # listed, but gone: the list lags
-            if rank(seen(candidate)) is not None:
-                return candidate
+            current = await self.get(candidate.id)  # None: listed, but gone (the list lags)
+            if current is not None and rank(seen(current)) is not None:
+                return current
         return None
 
     async def attach(
@@ -598,7 +600,7 @@ class DaytonaBackend(Backend):
                     state=state_of(named),
                 )
             else:
-                await self.bring_up(named, deadline)
+                named, _ = await self.bring_up(named, deadline)
                 log.info("daytona.sandbox_attached", agent=agent, sandbox=named.id)
                 return named
         pending = self._pending.get((swarm, agent))
@@ -606,17 +608,17 @@ class DaytonaBackend(Backend):
             made = await self.get(pending)
             if made is not None and rank(seen(made)) is not None:
                 self._pending.pop((swarm, agent), None)
-                await self.bring_up(made, deadline)
+                made, _ = await self.bring_up(made, deadline)
                 log.info("daytona.sandbox_found_by_name", agent=agent, sandbox=made.id)
                 return made
         found = await self.find(swarm, agent)
         if found is not None:
             was = state_of(found)
-            await self.bring_up(found, deadline)
+            found, _ = await self.bring_up(found, deadline)
             log.info("daytona.sandbox_reused", swarm=swarm, agent=agent, sandbox=found.id, was=was)
             return found
         made = await self._make(swarm, agent, deadline)
-        await self.bring_up(made, deadline)
+        made, _ = await self.bring_up(made, deadline)
         log.info("daytona.sandbox_created", swarm=swarm, agent=agent, sandbox=made.id)
         return made
 
@@ -666,17 +668,18 @@ class DaytonaBackend(Backend):
             self._pending.pop(key, None)
             return made
 
-    async def bring_up(self, sandbox: AsyncSandbox, deadline: float) -> bool:
+    async def bring_up(self, sandbox: AsyncSandbox, deadline: float) -> tuple[AsyncSandbox, bool]:
         """Bring ``sandbox`` to ``started`` by ``deadline``: start it (from stopped, archived,
         archiving, paused), wait out transitions (a start then would answer 409), recover a
-        recoverable error. Whether it had to do anything. ``SandboxGone`` when it is unusable."""
+        recoverable error. The sandbox as last read, and whether anything had to be done.
+        ``SandboxGone`` when it is unusable."""
         waited = 0
         acted = False
         while True:
             now = seen(sandbox)
             step = next_step(now)
             if step == "ready":
-                return acted
+                return sandbox, acted
             if step == "unusable":
                 reason = getattr(sandbox, "error_reason", None)
                 why = f" ({reason})" if reason else ""
@@ -709,7 +712,7 @@ class DaytonaBackend(Backend):
             else:
                 await asyncio.sleep(poll_interval(waited))
                 waited += 1
-            await self.call(f"reading sandbox {sandbox.id}", sandbox.refresh_data)
+            sandbox = await self.read(sandbox.id)
 
     async def close(self) -> None:
         """Apply the shutdown policy to this executor's sandboxes, then close the client."""
@@ -763,7 +766,10 @@ class DaytonaBackend(Backend):
                     raise
                 await asyncio.sleep(poll_interval(waited))
                 waited += 1
-                await self.call(f"reading sandbox {remote.id}", remote.refresh_data)
+                current = await self.get(remote.id)
+                if current is None:
+                    return
+                remote = current
 
 
 def _sandbox_id(error: BaseException) -> str | None:
@@ -838,11 +844,13 @@ class DaytonaSandbox(Sandbox):
             deadline = time.monotonic() + settings.timeout
             if remote is not None:
                 try:
-                    await self.backend.call(f"reading sandbox {remote.id}", remote.refresh_data)
+                    remote = await self.backend.read(remote.id)
                     if rank(seen(remote)) is None:
                         lost = f"it is {state_of(remote)}"
-                    elif await self.backend.bring_up(remote, deadline):
-                        self._restarts += 1
+                    else:
+                        remote, acted = await self.backend.bring_up(remote, deadline)
+                        self.remote = remote
+                        self._restarts += acted
                 except SandboxGone as error:
                     lost = error.reason
                 if lost is not None:
