@@ -27,7 +27,11 @@ Realism switches (``Realism``, or keyword arguments of ``FakeDaytona``), each co
 - ``close_after_exit``: a followed log closes this long after the command exits (the daemon: ~1 s).
 - ``answer_pings``: False: the log websocket never answers a ping (the SDK's keepalive drops it).
 - ``without_bash``: commands see a PATH without bash.
-- controls: ``fail()`` (an injected answer), ``drop_streams()`` (log sockets cut mid-stream),
+- ``sources``: whether error envelopes carry ``source`` (by default: the hosted service's do,
+  v0.190's do not).
+- controls: ``fail()`` (an injected answer), ``hang()`` (requests answered only after a while),
+  ``drop_create_answers()`` (a sandbox made, its answer lost), ``drop_streams()`` (log sockets
+  cut mid-stream),
   ``stall_streams()`` (log sockets that go silent, never closing), ``lose()``, ``halt()`` (an
   auto-stop), ``archive()``, ``break_sandbox()`` (an error, recoverable or not),
   ``require_git_token()`` (a repository that wants credentials).
@@ -39,7 +43,9 @@ exit code shows only once the output is complete. Git clones are single-branch, 
 git failures answer 401/403/404/409/500 as the daemon maps them.
 
 Records for assertions: ``create_requests`` (raw bodies), ``requests`` (method, path),
-``responses`` (api, operation, status, JSON body: for the contract tests), ``session_commands``,
+``responses`` (api, operation, status, JSON body: for the contract tests), ``unrouted`` (requests
+for what the fake does not serve: the SDK's socket.io event stream, without which it polls),
+``session_commands``,
 ``git_logins`` (user names and password hashes given to git).
 """
 
@@ -116,6 +122,7 @@ class Realism:
     close_after_exit: float = 1.0
     answer_pings: bool = True
     without_bash: bool = False
+    sources: bool | None = None  # error envelopes with ``source``; None: as the server does
 
 
 class Refused(Exception):
@@ -304,12 +311,15 @@ class FakeDaytona:
         self.create_requests: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []
         self.responses: list[tuple[str, str, int, Any]] = []  # (api, operation, status, body)
+        self.unrouted: list[tuple[str, str]] = []  # requests for what the fake does not serve
         self.session_commands: list[str] = []
         self.git_logins: list[tuple[str, str]] = []  # (username, sha256 of the password)
         self.git_tokens: dict[str, tuple[str, bool]] = {}  # url prefix -> (token, forbidden)
         self.stream_rules: list[StreamRule] = []
         self.streams_opened = 0
         self._failures: list[dict[str, Any]] = []
+        self._hangs: list[dict[str, Any]] = []
+        self.create_answers_to_drop = 0
         self._failed_auth: list[float] = []  # times of requests with a bad key
         self._blocked_until = 0.0
         self._runner: web.AppRunner | None = None
@@ -340,6 +350,16 @@ class FakeDaytona:
                 "headers": headers or {},
             }
         )
+
+    def hang(self, path: str, seconds: float, *, method: str | None = None, times: int = 1) -> None:
+        """The next ``times`` requests whose path contains ``path`` are answered only after
+        ``seconds`` (a client that gives up sooner sees no answer)."""
+        self._hangs.append({"path": path, "seconds": seconds, "method": method, "left": times})
+
+    def drop_create_answers(self, times: int = 1) -> None:
+        """The next ``times`` creations make their sandbox, then the connection drops before the
+        answer (as a timeout or a proxy failure would lose it)."""
+        self.create_answers_to_drop += times
 
     def drop_streams(self, after: int = 0, times: int = 1, how: str = "abort") -> None:
         """The next ``times`` log streams are cut once they have sent ``after`` bytes: the
@@ -486,7 +506,8 @@ class FakeDaytona:
                 "path": request.path,
                 "method": request.method,
             }
-        if self.realism.server == "hosted":
+        sources = self.realism.sources
+        if sources or (sources is None and self.realism.server == "hosted"):
             body["source"] = {"api": "DAYTONA_API", "proxy": "DAYTONA_PROXY"}.get(
                 refused.where, "DAYTONA_DAEMON"
             )
@@ -499,7 +520,15 @@ class FakeDaytona:
         self.requests.append((request.method, request.path))
         toolbox = request.path.startswith("/toolbox/")
         api = "toolbox" if toolbox else "rest"
-        operation = request.match_info.route.name or "?"
+        operation = request.match_info.route.name
+        if operation is None:  # not an endpoint of the fake (the SDK's socket.io events)
+            self.unrouted.append((request.method, request.path))
+            return await handler(request)
+        for hang in self._hangs:
+            if hang["left"] > 0 and hang["path"] in request.path:
+                if hang["method"] in (None, request.method):
+                    hang["left"] -= 1
+                    await asyncio.sleep(hang["seconds"])
         try:
             if request.path != "/api/config":
                 self._authenticate(request, toolbox)
@@ -675,6 +704,10 @@ class FakeDaytona:
         self.sandboxes[sid] = sandbox
         if not build and real.create_waits:
             await self._until_started(sandbox)
+        if self.create_answers_to_drop > 0:
+            self.create_answers_to_drop -= 1
+            if request.transport is not None:
+                request.transport.abort()
         return web.json_response(self._dto(sandbox))
 
     async def _until_started(self, sandbox: FakeSandbox) -> None:

@@ -12,8 +12,6 @@ import contextlib
 import hashlib
 import io
 import logging
-import os
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +21,7 @@ import pytest
 import structlog
 from executor_support import StartExecutor, create_and_claim, finished, until
 from fake_daytona import FakeDaytona
+from git_support import Remote
 
 from schemas import events as ev
 from schemas import subjects
@@ -323,31 +322,6 @@ async def test_claude_missing_in_the_sandbox_fails_with_a_clear_reason(
 
 
 # --- the project's checkout, through the SDK's git API -------------------------------------------
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
-    done = subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return done.stdout.strip()
-
-
-class Remote:
-    def __init__(self, root: Path) -> None:
-        self.bare, self.work = root / "remote.git", root / "seed"
-        git("init", "--quiet", "--bare", "-b", "main", str(self.bare))
-        git("init", "--quiet", "-b", "main", str(self.work))
-        git("remote", "add", "origin", str(self.bare), cwd=self.work)
-        self.seed = self.push("README", "hello\n")
-
-    def push(self, name: str, text: str) -> str:
-        (self.work / name).write_text(text)
-        git("add", name, cwd=self.work)
-        git("commit", "--quiet", "-m", f"write {name}", cwd=self.work)
-        git("push", "--quiet", "origin", "main", cwd=self.work)
-        return git("rev-parse", "HEAD", cwd=self.work)
 
 
 async def append(bus: Bus, watch: Projection, event: ev.Event) -> None:

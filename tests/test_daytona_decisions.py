@@ -452,5 +452,11 @@ def test_a_replayed_stream_skips_what_was_delivered() -> None:
     ]
     # then: only what is new goes on; and the rest of a whole log starts after it
     assert pieces == ["", "line 2\n", "more\n"]
-    assert delivered.rest("stdout", "line 1\nline 2\nline 3\n") == "line 3\n"
+    # and: a partial line waits for its newline; a stream cut short drops what it held back
+    assert delivered.take("stdout", "line 3\npart", again) == "line 3\n"
+    assert delivered.take("stdout", "ial\n", again) == "partial\n"
+    assert delivered.take("stdout", "line 5\n\x01", again) == "line 5\n"
+    assert delivered.flush("stdout") == ""  # a partial stream marker is no output
+    whole = "line 1\nline 2\nline 3\npartial\nline 5\nline 6\n"
+    assert delivered.rest("stdout", whole) == "line 6\n"
     assert delivered.rest("stderr", "oops\nmore\n") == ""

@@ -344,29 +344,51 @@ def creation_params(
 
 @dataclass
 class Delivered:
-    """How much of a command's output (characters, per stream) went to ``on_output``: a stream
-    opened again replays from the start and skips that much; the rest, read in one request,
-    starts there."""
+    """How much of a command's output (characters, per stream) went to ``on_output``.
+
+    The daemon frames output per line, so only whole lines are handed on: what follows the last
+    newline waits for its newline (or a clean end). That keeps a stream cut short from handing
+    on the SDK's leftovers (a partial stream marker, half a character): a stream opened again
+    replays from the start and skips exactly what was handed on; the whole log, read in one
+    request, goes on from there."""
 
     sent: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STREAMS, 0))
+    held: dict[str, str] = field(default_factory=lambda: dict.fromkeys(STREAMS, ""))
     last: float = field(default_factory=time.monotonic)  # when output last arrived
 
+    @property
+    def total(self) -> int:
+        return sum(self.sent.values())
+
     def replay(self) -> dict[str, int]:
-        """What a new stream must skip (it starts from the beginning again)."""
+        """A new stream: what it must skip (it starts from the beginning again); what the last
+        one held back is dropped (the new one brings it again)."""
+        self.held = dict.fromkeys(STREAMS, "")
         return dict(self.sent)
 
     def take(self, stream: str, text: str, skip: dict[str, int]) -> str:
-        """Of ``text`` (the next piece of ``stream``), what is new: counted as sent."""
+        """Of ``text`` (the next piece of ``stream``), the new whole lines: counted as sent."""
         if skip[stream]:
             cut = min(skip[stream], len(text))
             skip[stream] -= cut
             text = text[cut:]
-        self.sent[stream] += len(text)
         self.last = time.monotonic()
+        held = self.held[stream] + text
+        end = held.rfind("\n") + 1
+        self.held[stream] = held[end:]
+        self.sent[stream] += end
+        return held[:end]
+
+    def flush(self, stream: str) -> str:
+        """The stream ended cleanly: what it held back (but a partial stream marker)."""
+        text = self.held[stream].rstrip("\x01\x02")
+        self.held[stream] = ""
+        self.sent[stream] += len(text)
         return text
 
     def rest(self, stream: str, whole: str) -> str:
-        """Of ``whole`` (all of ``stream``), what was not sent yet: counted as sent."""
+        """Of ``whole`` (all of ``stream`` so far), what was not sent yet: counted as sent."""
+        self.held[stream] = ""
         text = whole[self.sent[stream] :]
         self.sent[stream] += len(text)
         return text
@@ -1097,25 +1119,26 @@ class DaytonaSandbox(Sandbox):
         A stream that drops (or ends while the command has no exit code) is opened again; it
         replays from the start and what was delivered is skipped. A stream silent for
         ``QUIET_CHECK`` seconds: the command's exit code is read; once it has one and the stream
-        has not closed within ``CLOSE_GRACE``, the rest of the output is read in one request."""
+        has not closed within ``CLOSE_GRACE``, the rest of the output is read in one request.
+        Streams failing again and again with nothing coming through (``retries`` times): the
+        output is read by polling instead."""
         delivered = Delivered()
         settings = self.backend.settings
         failures = 0
         while True:
+            if failures > settings.retries:
+                return await self._poll(remote, session, command, delivered, on_output)
             skip = delivered.replay()
 
             def handler(
                 stream: str, skip: dict[str, int] = skip
             ) -> Callable[[str], Awaitable[None]]:
                 async def handle(text: str) -> None:
-                    text = delivered.take(stream, text, skip)
-                    if text:
-                        result = on_output(stream, text.encode("utf-8"))
-                        if result is not None:
-                            await result
+                    await _hand_on(on_output, stream, delivered.take(stream, text, skip))
 
                 return handle
 
+            opened, before = time.monotonic(), delivered.total
             stream = asyncio.create_task(
                 remote.process.get_session_command_logs_async(
                     session, command, handler("stdout"), handler("stderr")
@@ -1134,8 +1157,10 @@ class DaytonaSandbox(Sandbox):
             if error is None:
                 code = await self._exit_code(remote, session, command, EXIT_CODE_WAIT)
                 if code is not None:
+                    for name in STREAMS:
+                        await _hand_on(on_output, name, delivered.flush(name))
                     return code
-                failure_reason = "the stream ended before the command did"
+                why = "the stream ended before the command did"
             else:
                 failure = classify(error, "toolbox")
                 if failure.kind in ("refused", "skew", "auth"):
@@ -1148,21 +1173,35 @@ class DaytonaSandbox(Sandbox):
                         api_url=settings.api_url,
                         secrets=self.backend.secrets,
                     ) from error
-                failure_reason = scrub(failure.message, self.backend.secrets)
-            failures += 1
-            if failures > settings.retries:
-                raise SandboxFailed(
-                    f"Daytona: following the command's output failed {failures} times: "
-                    f"{failure_reason}"
-                )
+                why = scrub(failure.message, self.backend.secrets)
+            progressed = delivered.total > before or time.monotonic() - opened >= QUIET_CHECK
+            failures = 1 if progressed else failures + 1
             code = await self._exit_code(remote, session, command, 0.0)
             if code is not None:  # it ended meanwhile: the rest in one request
                 await self._rest(remote, session, command, delivered, on_output)
                 return code
-            log.warning(
-                "daytona.output_reconnect", agent=self.agent, sandbox=self.id, why=failure_reason
-            )
+            log.warning("daytona.output_reconnect", agent=self.agent, sandbox=self.id, why=why)
             await asyncio.sleep(backoff(failures, settings.retry_backoff, RETRY_CAP))
+
+    async def _poll(
+        self,
+        remote: AsyncSandbox,
+        session: str,
+        command: str,
+        delivered: Delivered,
+        on_output: OutputCallback,
+    ) -> int | None:
+        """Follow the command by reading its whole log now and then, until it has an exit code
+        (when its stream cannot be kept open)."""
+        log.warning("daytona.output_polled", agent=self.agent, sandbox=self.id)
+        waited = 0
+        while True:
+            code = await self._exit_code(remote, session, command, 0.0)
+            await self._rest(remote, session, command, delivered, on_output)
+            if code is not None:
+                return code
+            await asyncio.sleep(poll_interval(waited, 0.5, 5.0))
+            waited += 1
 
     async def _watch(
         self,
@@ -1207,11 +1246,9 @@ class DaytonaSandbox(Sandbox):
             command,
         )
         for stream in STREAMS:
-            text = delivered.rest(stream, getattr(logs, stream, None) or "")
-            if text:
-                result = on_output(stream, text.encode("utf-8"))
-                if result is not None:
-                    await result
+            await _hand_on(
+                on_output, stream, delivered.rest(stream, getattr(logs, stream, None) or "")
+            )
 
     async def _exit_code(
         self, remote: AsyncSandbox, session: str, command: str, within: float
@@ -1347,6 +1384,13 @@ class DaytonaSandbox(Sandbox):
         await self._git(
             ["git", "-C", path, "pull", "--ff-only", "origin", branch], "git pull", call
         )
+
+
+async def _hand_on(on_output: OutputCallback, stream: str, text: str) -> None:
+    if text:
+        result = on_output(stream, text.encode("utf-8"))
+        if result is not None:
+            await result
 
 
 def all_branches_argv(path: str) -> list[str]:
