@@ -20,7 +20,7 @@ import executor_support
 import pytest
 import structlog
 from executor_support import StartExecutor, create_and_claim, finished, until
-from fake_daytona import FakeDaytona
+from fake_daytona import FakeDaytona, sdk_server
 from git_support import Remote
 
 from schemas import events as ev
@@ -306,6 +306,25 @@ async def test_a_restarted_executor_finds_and_reuses_its_agents_sandboxes(
     assert task.status == "completed" and task.outcome is not None and "kept" in task.outcome.result
     await second.stop()
     assert sandbox.state == "destroyed"
+
+
+@pytest.mark.skipif(sdk_server() != "hosted", reason="the probe's refusal of the current SDK line")
+async def test_an_sdk_that_does_not_fit_the_server_fails_tasks_at_once_naming_the_fix(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    # given: the current SDK and an open-source v0.190 server
+    fake = await FakeDaytona(server="oss").start()
+    try:
+        await start_daytona(start_executor, fake)
+        started = time.monotonic()
+        task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo never")
+        task = await finished(watch, swarm_id, task_id)
+    finally:
+        await fake.stop()
+    # then: the task fails at once, saying which install fits, and no sandbox was made
+    assert task.status == "failed" and task.reason is not None
+    assert "daytona-oss" in task.reason and "kvm" in task.reason
+    assert time.monotonic() - started < 10 and not fake.create_requests
 
 
 async def test_claude_missing_in_the_sandbox_fails_with_a_clear_reason(

@@ -306,16 +306,19 @@ def test_the_sdk_and_server_lines_are_told_by_version() -> None:
         "hosted",
         "unknown",
     )
-    assert (server_line("v0.190.0"), server_line("0.230.2"), server_line("0.0.0-dev")) == (
-        "open-source",
-        "hosted",
-        "unknown",
-    )
+    assert server_line("v0.190.0", "https://daytona.example.com/api") == "open-source"
+    assert server_line("0.0.0-dev", "https://app.daytona.io/api") == "hosted"  # by its address
+    # a version alone says nothing of another line (the hosted service's numbering is its own)
+    assert server_line("0.231.0", "http://10.0.0.5:3000/api") == "unknown"
+    assert server_line("0.0.0-dev", "http://localhost:3000/api") == "unknown"
 
 
 def test_the_current_sdk_against_an_open_source_server_is_named_with_the_fix() -> None:
     verdict = judge(
-        api_url="http://d/api", sdk_version=HOSTED_SDK, server_version="0.190.0", required=REQUIRED
+        api_url="http://d:3000/api",
+        sdk_version=HOSTED_SDK,
+        server_version="0.190.0",
+        required=REQUIRED,
     )
     assert not verdict.fits
     assert "Sandbox.kvm" in verdict.message and "SandboxListItem.networkBlockAll" in verdict.message
@@ -354,11 +357,14 @@ def test_the_open_source_sdk_against_the_hosted_service_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("sdk", "server", "required"),
-    [(HOSTED_SDK, "0.231.0", REQUIRED), (OSS_SDK, "0.190.0", REQUIRED_0190)],
+    ("sdk", "url", "server", "required"),
+    [
+        (HOSTED_SDK, "https://app.daytona.io/api", "0.231.0", REQUIRED),
+        (OSS_SDK, "http://daytona.internal:3000/api", "0.190.0", REQUIRED_0190),
+    ],
 )
-def test_the_supported_pairs_fit(sdk: str, server: str, required) -> None:
-    assert judge(api_url="u", sdk_version=sdk, server_version=server, required=required).fits
+def test_the_supported_pairs_fit(sdk: str, url: str, server: str, required) -> None:
+    assert judge(api_url=url, sdk_version=sdk, server_version=server, required=required).fits
 
 
 def test_a_server_that_says_nothing_is_used_as_it_is() -> None:

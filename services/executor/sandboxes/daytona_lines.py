@@ -16,6 +16,7 @@ sees that before any task does and names the fix.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -58,11 +59,17 @@ def sdk_line(sdk_version: str | None) -> Line:
     return "unknown"
 
 
-def server_line(server_version: str | None) -> Line:
+def server_line(server_version: str | None, api_url: str = "") -> Line:
+    """The hosted service is known by its address (``*.daytona.io``); an open-source server by
+    its version (the 0.190 line: the last public release). Anything else cannot be told from
+    what it says: its answers decide."""
+    host = (urllib.parse.urlsplit(api_url).hostname or "").lower()
+    if host == "daytona.io" or host.endswith(".daytona.io"):
+        return "hosted"
     parsed = version(server_version)
-    if parsed is None:
-        return "unknown"
-    return "open-source" if parsed[:2] <= OPEN_SOURCE else "hosted"
+    if parsed is not None and parsed[:2] == OPEN_SOURCE:
+        return "open-source"
+    return "unknown"
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ def judge(
     """Whether the installed SDK (``sdk_version``; ``required``: the JSON fields its models
     require, by model) fits the server at ``api_url`` (``server_version`` from its /config;
     ``samples``: raw objects it sent, by model)."""
-    sdk, server = sdk_line(sdk_version), server_line(server_version)
+    sdk, server = sdk_line(sdk_version), server_line(server_version, api_url)
     missing = sorted(
         {
             f"{model}.{name}"
@@ -130,8 +137,8 @@ def judge(
     if server == "unknown":
         return Verdict(
             True,
-            f"{said}: its line cannot be told from its version; {sdk_said} is used as it is "
-            f"(a mismatch shows as a clear failure on the first call)",
+            f"{said}: its line cannot be told from its address or version; {sdk_said} is used "
+            f"as it is (a mismatch shows as a clear failure on the first call)",
             server,
             sdk,
         )
