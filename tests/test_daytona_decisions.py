@@ -22,21 +22,19 @@ from pydantic import BaseModel, ValidationError
 from schemas.errors import Invalid
 from services.executor import config as executor_config
 from services.executor.sandboxes import SandboxFailed
-from services.executor.sandboxes.daytona import (
-    DaytonaSettings,
-    Delivered,
-    env_file,
-    runner_script,
-    sandbox_labels,
-    sandbox_name,
-    session_command,
-)
+from services.executor.sandboxes.daytona import DaytonaSettings, sandbox_labels, sandbox_name
 from services.executor.sandboxes.daytona_errors import (
     DaytonaAuthRefused,
     DaytonaSkew,
     classify,
 )
 from services.executor.sandboxes.daytona_lines import judge, sdk_line, server_line
+from services.executor.sandboxes.daytona_session import (
+    Delivered,
+    env_file,
+    runner_script,
+    session_command,
+)
 from services.executor.sandboxes.daytona_states import Seen, next_step, rank
 
 CANARY = "sk-ant-canary-7f3a9c0d1e2b"

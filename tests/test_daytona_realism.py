@@ -25,7 +25,7 @@ from git_support import Remote, git
 from waiting import until
 
 from services.executor.git import GitFailed
-from services.executor.sandboxes import GitCall, SandboxFailed, SandboxLost
+from services.executor.sandboxes import GitCall, SandboxFailed, SandboxLost, daytona_session
 from services.executor.sandboxes import daytona as daytona_module
 from services.executor.sandboxes.daytona import DaytonaBackend, DaytonaSandbox
 from services.executor.sandboxes.daytona_errors import (
@@ -497,8 +497,8 @@ async def test_a_socket_the_sdks_keepalive_drops_is_reopened(
 async def test_a_stalled_stream_is_left_once_the_command_has_ended(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(daytona_module, "QUIET_CHECK", 0.3)
-    monkeypatch.setattr(daytona_module, "CLOSE_GRACE", 0.3)
+    monkeypatch.setattr(daytona_session, "QUIET_CHECK", 0.3)
+    monkeypatch.setattr(daytona_session, "CLOSE_GRACE", 0.3)
     async with daytona() as (fake, backend):
         sandbox = await started(backend)
         fake.stall_streams(after=300)

@@ -1,7 +1,8 @@
 """The ``daytona`` sandbox: one Daytona sandbox per agent, driven through the official ``daytona``
-SDK's async client (``AsyncDaytona``). With ``daytona_errors.py`` (what a failure means),
-``daytona_states.py`` (what to do in which sandbox state) and ``daytona_lines.py`` (which server
-fits which SDK), the only code that knows Daytona; only this module imports the SDK.
+SDK's async client (``AsyncDaytona``). With ``daytona_session.py`` (one command), and the pure
+``daytona_errors.py`` (what a failure means), ``daytona_states.py`` (what to do in which sandbox
+state) and ``daytona_lines.py`` (which server fits which SDK), the only code that knows Daytona
+(and the only code that imports the SDK).
 
 Configuration: ``DAYTONA_API_KEY`` (required, environment only), ``DAYTONA_API_URL`` (default
 Daytona's hosted service) and ``DAYTONA_TARGET`` (region) from the executor's environment
@@ -42,19 +43,9 @@ started again when Daytona auto-stopped it).
 Every call to Daytona is bounded by a client-side timeout (``request_timeout``; the wait for a
 sandbox by ``timeout``; git by the git call's deadline; a command by its own timeout).
 
-Commands: each ``exec`` runs in a Daytona session of its own with asynchronous execution: a
-runner script (POSIX ``sh``: an image need not have bash) and, when there is one, an environment
-file (the credentials: ``ANTHROPIC_API_KEY``..., git tokens) are uploaded to a private directory;
-the session runs the script, which reads the environment file and deletes it before it starts the
-command. So credentials reach the command's environment only, at execution time: never the
-sandbox's labels or its environment, nor the command line Daytona records. Output streams through
-the SDK's log follow (a websocket; the daemon frames it per line: a partial line shows once
-complete, an unterminated last line gets a ``\\n``, NUL bytes are dropped) to ``on_output``. A
-dropped stream (the SDK's keepalive gives up, the proxy cuts it) is opened again and what was
-already delivered is skipped; a stream that stays silent is checked against the command's exit
-code and, once the command has ended, the rest of its output is read in one request. Timeout,
-cancel or a cancelled caller delete the session: the daemon stops the command's whole process
-tree (SIGTERM, then SIGKILL). The exit code is the session command's.
+Commands: each ``exec`` runs in a Daytona session of its own (``daytona_session.py``: the runner
+script, credentials at execution time only, the followed output and what happens when its stream
+drops or stalls, timeouts and cancels).
 
 Failures (``daytona_errors.py``): an answer of the toolbox that could be the proxy's or the
 daemon's (400/401/403/404) is settled by reading the sandbox through the REST API: a 401 there is
@@ -81,7 +72,6 @@ import json
 import math
 import os
 import posixpath
-import re
 import shlex
 import time
 import uuid
@@ -97,10 +87,8 @@ from daytona import (
     CreateSandboxFromImageParams,
     CreateSandboxFromSnapshotParams,
     DaytonaConfig,
-    FileUpload,
     ListSandboxesQuery,
     Resources,
-    SessionExecuteRequest,
 )
 from daytona_api_client_async.models.sandbox import Sandbox as SandboxModel
 from daytona_api_client_async.models.sandbox_list_item import SandboxListItem as ListItemModel
@@ -132,6 +120,7 @@ from services.executor.sandboxes.daytona_errors import (
     classify,
 )
 from services.executor.sandboxes.daytona_lines import Verdict, judge
+from services.executor.sandboxes.daytona_session import SessionRun
 from services.executor.sandboxes.daytona_states import Seen, next_step, poll_interval, rank
 
 log = structlog.get_logger("executor.daytona")
@@ -141,17 +130,10 @@ T = TypeVar("T")
 DEFAULT_API_URL = "https://app.daytona.io/api"
 SHUTDOWN_POLICIES = ("keep", "stop", "delete")
 MANAGED_BY = ("managed-by", "swarm")
-RUNS_DIR = ".swarm/runs"  # under the sandbox user's home: one private directory per command
 FRESH_SECONDS = 5.0  # a sandbox seen working this recently is not read again before a call
 QUICK_TIMEOUT = 60.0  # seconds for one-shot helper commands (test -e, command -v, rm)
-KILL_GRACE = 5.0  # after the session is deleted, how long the last output may take to arrive
 CALL_MARGIN = 10.0  # on top of a server-side timeout: how long the answer may take to arrive
-QUIET_CHECK = 15.0  # a followed command silent this long: is it still running?
-CLOSE_GRACE = 3.0  # the daemon closes a followed log ~1 s after the command exits
-EXIT_CODE_WAIT = 5.0  # after the stream ends: how long the exit code may take to show
 RETRY_CAP = 8.0
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-STREAMS = ("stdout", "stderr")
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -289,42 +271,6 @@ def seen(sandbox: Any) -> Seen:
     )
 
 
-def env_file(env: Mapping[str, str]) -> str:
-    """A file the runner script sources: ``export NAME='value'`` per variable."""
-    lines = []
-    for name, value in env.items():
-        if not ENV_NAME.fullmatch(name):
-            raise Invalid("env", f"{name!r} is not an environment variable name")
-        lines.append(f"export {name}={shlex.quote(value)}")
-    return "\n".join(lines) + "\n"
-
-
-def runner_script(
-    argv: Sequence[str], directory: str, run_dir: str, *, with_env: bool, with_stdin: bool
-) -> str:
-    """The script a session runs for one command (POSIX sh, no bash needed): it reads the
-    environment file (and deletes it), goes to ``directory`` and runs ``argv`` (its stdin: the
-    uploaded input, or nothing). The script itself holds no secret."""
-    if not argv:
-        raise Invalid("argv", "no command to run")
-    lines = [
-        "# swarm: one command of a task (its environment file is read, then deleted)",
-        f"run={shlex.quote(run_dir)}",
-    ]
-    if with_env:
-        lines += ['. "$run/env"', 'rm -f -- "$run/env"']
-    lines.append(f"cd -- {shlex.quote(directory)} || exit 126")
-    source = '"$run/stdin"' if with_stdin else "/dev/null"
-    lines.append(f"{shlex.join(argv)} < {source}")
-    return "\n".join(lines) + "\n"
-
-
-def session_command(run_dir: str, merge_stderr: bool) -> str:
-    """What the session runs (and Daytona records): the runner script, nothing secret."""
-    command = f"sh {shlex.quote(posixpath.join(run_dir, 'run.sh'))}"
-    return command + " 2>&1" if merge_stderr else command
-
-
 def creation_params(
     settings: DaytonaSettings, swarm: str, agent: str, name: str
 ) -> CreateSandboxFromSnapshotParams | CreateSandboxFromImageParams:
@@ -340,58 +286,6 @@ def creation_params(
             resources = Resources(cpu=settings.cpu, memory=settings.memory, disk=settings.disk)
         return CreateSandboxFromImageParams(image=settings.image, resources=resources, **common)
     return CreateSandboxFromSnapshotParams(snapshot=settings.snapshot, **common)
-
-
-@dataclass
-class Delivered:
-    """How much of a command's output (characters, per stream) went to ``on_output``.
-
-    The daemon frames output per line, so only whole lines are handed on: what follows the last
-    newline waits for its newline (or a clean end). That keeps a stream cut short from handing
-    on the SDK's leftovers (a partial stream marker, half a character): a stream opened again
-    replays from the start and skips exactly what was handed on; the whole log, read in one
-    request, goes on from there."""
-
-    sent: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STREAMS, 0))
-    held: dict[str, str] = field(default_factory=lambda: dict.fromkeys(STREAMS, ""))
-    last: float = field(default_factory=time.monotonic)  # when output last arrived
-
-    @property
-    def total(self) -> int:
-        return sum(self.sent.values())
-
-    def replay(self) -> dict[str, int]:
-        """A new stream: what it must skip (it starts from the beginning again); what the last
-        one held back is dropped (the new one brings it again)."""
-        self.held = dict.fromkeys(STREAMS, "")
-        return dict(self.sent)
-
-    def take(self, stream: str, text: str, skip: dict[str, int]) -> str:
-        """Of ``text`` (the next piece of ``stream``), the new whole lines: counted as sent."""
-        if skip[stream]:
-            cut = min(skip[stream], len(text))
-            skip[stream] -= cut
-            text = text[cut:]
-        self.last = time.monotonic()
-        held = self.held[stream] + text
-        end = held.rfind("\n") + 1
-        self.held[stream] = held[end:]
-        self.sent[stream] += end
-        return held[:end]
-
-    def flush(self, stream: str) -> str:
-        """The stream ended cleanly: what it held back (but a partial stream marker)."""
-        text = self.held[stream].rstrip("\x01\x02")
-        self.held[stream] = ""
-        self.sent[stream] += len(text)
-        return text
-
-    def rest(self, stream: str, whole: str) -> str:
-        """Of ``whole`` (all of ``stream`` so far), what was not sent yet: counted as sent."""
-        self.held[stream] = ""
-        text = whole[self.sent[stream] :]
-        self.sent[stream] += len(text)
-        return text
 
 
 def sdk_version() -> str | None:
@@ -1018,278 +912,53 @@ class DaytonaSandbox(Sandbox):
         merge_stderr: bool = False,
         cwd: str | None = None,
     ) -> ExecResult:
-        started = time.monotonic()
         remote = await self.ready()
-        run = uuid.uuid4().hex[:12]
-        run_dir = f"{self.home.rstrip('/')}/{RUNS_DIR}/{run}"
-        session = f"swarm-{run}"
-        script = runner_script(
+        run = SessionRun(self, remote, on_output)
+        return await run.run(
             argv,
-            self._path(cwd) if cwd else self.workdir,
-            run_dir,
-            with_env=bool(env),
-            with_stdin=stdin is not None,
-        )
-        uploads = [FileUpload(script.encode(), f"{run_dir}/run.sh")]
-        if env:
-            uploads.append(FileUpload(env_file(env).encode(), f"{run_dir}/env"))
-        if stdin is not None:
-            uploads.append(FileUpload(stdin, f"{run_dir}/stdin"))
-        opened = False
-        timed_out = cancelled = False
-        exit_code: int | None = None
-        try:
-            await self._toolbox("preparing the command", remote.fs.create_folder, run_dir, "700")
-            await self._toolbox("uploading the command", remote.fs.upload_files, uploads)
-            await self._open_session(remote, session)
-            opened = True
-            command = await self._start(remote, session, session_command(run_dir, merge_stderr))
-            follow = asyncio.create_task(self._follow(remote, session, command, on_output))
-            stop = asyncio.create_task(cancel.wait()) if cancel is not None else None
-            waiting: set[asyncio.Task] = {follow} | ({stop} if stop is not None else set())
-            try:
-                done, _ = await asyncio.wait(
-                    waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if follow in done:
-                    exit_code = follow.result()
-                else:
-                    cancelled = stop is not None and stop in done
-                    timed_out = not cancelled
-                    opened = not await self._end(remote, session)  # kills the command
-                    await asyncio.wait({follow}, timeout=KILL_GRACE)  # its last words
-            finally:
-                for task in waiting:
-                    task.cancel()
-                await asyncio.gather(*waiting, return_exceptions=True)
-        finally:
-            cleanup = asyncio.ensure_future(
-                self._clean_up(remote, session if opened else None, run_dir)
-            )
-            await asyncio.shield(cleanup)
-        return ExecResult(
-            exit_code=None if (timed_out or cancelled) else exit_code,
-            timed_out=timed_out,
-            cancelled=cancelled,
-            duration_s=time.monotonic() - started,
+            directory=self._path(cwd) if cwd else self.workdir,
+            env=env,
+            stdin=stdin,
+            timeout=timeout,
+            cancel=cancel,
+            merge_stderr=merge_stderr,
         )
 
-    async def _open_session(self, remote: AsyncSandbox, session: str) -> None:
-        """Create the command's session (a retried creation that had gone through answers 409:
-        the session is ours, it is there)."""
-        try:
-            await self._toolbox("opening a session", remote.process.create_session, session)
-        except DaemonRefused as error:
-            if error.status != 409:
-                raise
+    # --- what a session run needs of its sandbox (``daytona_session.Host``) ------------------
 
-    async def _start(self, remote: AsyncSandbox, session: str, command: str) -> str:
-        """Start the session's command, exactly once: a start whose answer was lost is looked
-        for in the session before it is sent again. The command's id."""
-        request = SessionExecuteRequest(command=command, run_async=True)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await self._toolbox(
-                    "starting the command",
-                    remote.process.execute_session_command,
-                    session,
-                    request,
-                    retry=False,
-                )
-                return str(response.cmd_id)
-            except DaytonaUnavailable:
-                if attempt > self.backend.settings.retries:
-                    raise
-                found = await self._toolbox(
-                    "reading the session", remote.process.get_session, session
-                )
-                if found.commands:
-                    return str(found.commands[0].id)
-                await asyncio.sleep(
-                    backoff(attempt, self.backend.settings.retry_backoff, RETRY_CAP)
-                )
+    @property
+    def retries(self) -> int:
+        return self.backend.settings.retries
 
-    async def _follow(
-        self, remote: AsyncSandbox, session: str, command: str, on_output: OutputCallback
-    ) -> int | None:
-        """Stream the command's output to ``on_output`` until it ends; its exit code.
+    @property
+    def retry_backoff(self) -> float:
+        return self.backend.settings.retry_backoff
 
-        A stream that drops (or ends while the command has no exit code) is opened again; it
-        replays from the start and what was delivered is skipped. A stream silent for
-        ``QUIET_CHECK`` seconds: the command's exit code is read; once it has one and the stream
-        has not closed within ``CLOSE_GRACE``, the rest of the output is read in one request.
-        Streams failing again and again with nothing coming through (``retries`` times): the
-        output is read by polling instead."""
-        delivered = Delivered()
-        settings = self.backend.settings
-        failures = 0
-        while True:
-            if failures > settings.retries:
-                return await self._poll(remote, session, command, delivered, on_output)
-            skip = delivered.replay()
+    @property
+    def api_url(self) -> str:
+        return self.backend.settings.api_url
 
-            def handler(
-                stream: str, skip: dict[str, int] = skip
-            ) -> Callable[[str], Awaitable[None]]:
-                async def handle(text: str) -> None:
-                    await _hand_on(on_output, stream, delivered.take(stream, text, skip))
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.backend.secrets
 
-                return handle
-
-            opened, before = time.monotonic(), delivered.total
-            stream = asyncio.create_task(
-                remote.process.get_session_command_logs_async(
-                    session, command, handler("stdout"), handler("stderr")
-                )
-            )
-            try:
-                ended = await self._watch(remote, session, command, stream, delivered)
-            finally:
-                if not stream.done():
-                    stream.cancel()
-                await asyncio.gather(stream, return_exceptions=True)
-            if ended is not None:  # the command ended while its stream was silent
-                await self._rest(remote, session, command, delivered, on_output)
-                return ended
-            error = stream.exception()
-            if error is None:
-                code = await self._exit_code(remote, session, command, EXIT_CODE_WAIT)
-                if code is not None:
-                    for name in STREAMS:
-                        await _hand_on(on_output, name, delivered.flush(name))
-                    return code
-                why = "the stream ended before the command did"
-            else:
-                failure = classify(error, "toolbox")
-                if failure.kind in ("refused", "skew", "auth"):
-                    if failure.kind == "refused" and await self._was_down():
-                        raise SandboxFailed(
-                            f"Daytona sandbox {self.id} was stopped while a command ran"
-                        ) from error
-                    raise failure.error(
-                        "following the command's output",
-                        api_url=settings.api_url,
-                        secrets=self.backend.secrets,
-                    ) from error
-                why = scrub(failure.message, self.backend.secrets)
-            progressed = delivered.total > before or time.monotonic() - opened >= QUIET_CHECK
-            failures = 1 if progressed else failures + 1
-            code = await self._exit_code(remote, session, command, 0.0)
-            if code is not None:  # it ended meanwhile: the rest in one request
-                await self._rest(remote, session, command, delivered, on_output)
-                return code
-            log.warning("daytona.output_reconnect", agent=self.agent, sandbox=self.id, why=why)
-            await asyncio.sleep(backoff(failures, settings.retry_backoff, RETRY_CAP))
-
-    async def _poll(
+    async def toolbox(
         self,
-        remote: AsyncSandbox,
-        session: str,
-        command: str,
-        delivered: Delivered,
-        on_output: OutputCallback,
-    ) -> int | None:
-        """Follow the command by reading its whole log now and then, until it has an exit code
-        (when its stream cannot be kept open)."""
-        log.warning("daytona.output_polled", agent=self.agent, sandbox=self.id)
-        waited = 0
-        while True:
-            code = await self._exit_code(remote, session, command, 0.0)
-            await self._rest(remote, session, command, delivered, on_output)
-            if code is not None:
-                return code
-            await asyncio.sleep(poll_interval(waited, 0.5, 5.0))
-            waited += 1
+        action: str,
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+        within: float | None = None,
+        retry: bool = True,
+        **kwargs: Any,
+    ) -> T:
+        return await self._toolbox(action, fn, *args, within=within, retry=retry, **kwargs)
 
-    async def _watch(
-        self,
-        remote: AsyncSandbox,
-        session: str,
-        command: str,
-        stream: asyncio.Task[None],
-        delivered: Delivered,
-    ) -> int | None:
-        """Wait for ``stream`` to end (None); or, when it stays silent and the command has
-        ended without the stream closing, the command's exit code."""
-        while True:
-            quiet_for = time.monotonic() - delivered.last
-            await asyncio.wait({stream}, timeout=max(0.05, QUIET_CHECK - quiet_for))
-            if stream.done():
-                return None
-            if time.monotonic() - delivered.last < QUIET_CHECK:
-                continue
-            code = await self._exit_code(remote, session, command, 0.0)
-            delivered.last = time.monotonic()
-            if code is None:
-                continue
-            await asyncio.wait({stream}, timeout=CLOSE_GRACE)
-            if stream.done():
-                return None
-            log.warning("daytona.output_stalled", agent=self.agent, sandbox=self.id)
-            return code
+    async def direct(self, action: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """A toolbox call without the refusal check (the session's own clean-up)."""
+        return await self.backend.call(action, fn, *args, api="toolbox")
 
-    async def _rest(
-        self,
-        remote: AsyncSandbox,
-        session: str,
-        command: str,
-        delivered: Delivered,
-        on_output: OutputCallback,
-    ) -> None:
-        """Deliver what the stream did not: the command's whole log, read in one request."""
-        logs = await self._toolbox(
-            "reading the command's output",
-            remote.process.get_session_command_logs,
-            session,
-            command,
-        )
-        for stream in STREAMS:
-            await _hand_on(
-                on_output, stream, delivered.rest(stream, getattr(logs, stream, None) or "")
-            )
-
-    async def _exit_code(
-        self, remote: AsyncSandbox, session: str, command: str, within: float
-    ) -> int | None:
-        """The session command's exit code (the daemon writes it before it closes the stream),
-        waited for up to ``within`` seconds; None while it runs."""
-        deadline = time.monotonic() + within
-        waited = 0
-        while True:
-            found = await self._toolbox(
-                "reading the exit code", remote.process.get_session_command, session, command
-            )
-            if found.exit_code is not None or time.monotonic() >= deadline:
-                return found.exit_code
-            await asyncio.sleep(poll_interval(waited, 0.05, 0.5))
-            waited += 1
-
-    async def _end(self, remote: AsyncSandbox, session: str) -> bool:
-        """Delete the session: the daemon stops the command's process tree. Whether it did."""
-        try:
-            await self.backend.call(
-                "stopping the command", remote.process.delete_session, session, api="toolbox"
-            )
-            return True
-        except SandboxFailed as error:
-            log.warning("daytona.session_not_deleted", sandbox=self.id, error=error.reason)
-            return False
-
-    async def _clean_up(self, remote: AsyncSandbox, session: str | None, run_dir: str) -> None:
-        """Best effort, bounded: the session (and what it still runs), the command's files."""
-        try:
-            async with asyncio.timeout(30):
-                if session is not None:
-                    with contextlib.suppress(Exception):
-                        await remote.process.delete_session(session)
-                with contextlib.suppress(Exception):
-                    await remote.process.exec(
-                        f"rm -rf -- {shlex.quote(run_dir)}", cwd=self.workdir or None, timeout=30
-                    )
-        except TimeoutError:
-            log.warning("daytona.cleanup_timed_out", sandbox=self.id, session=session)
+    async def was_down(self) -> bool:
+        return await self._was_down()
 
     # --- git --------------------------------------------------------------------------------
 
@@ -1384,13 +1053,6 @@ class DaytonaSandbox(Sandbox):
         await self._git(
             ["git", "-C", path, "pull", "--ff-only", "origin", branch], "git pull", call
         )
-
-
-async def _hand_on(on_output: OutputCallback, stream: str, text: str) -> None:
-    if text:
-        result = on_output(stream, text.encode("utf-8"))
-        if result is not None:
-            await result
 
 
 def all_branches_argv(path: str) -> list[str]:
