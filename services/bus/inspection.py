@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -170,13 +170,16 @@ def stream_of(info: Any) -> Stream:
     )
 
 
-async def _bucket_values(bus: Bus, bucket: str, kind: type) -> dict[str, Any]:
+T = TypeVar("T")
+
+
+async def _bucket_values(bus: Bus, bucket: str, kind: type[T]) -> dict[str, T]:
     try:
         kv = await bus.kv(bucket)
         keys = await kv.keys()
     except Exception:  # no bucket, or no keys
         return {}
-    found = {}
+    found: dict[str, T] = {}
     for key in keys:
         try:
             entry = await kv.get(key)

@@ -40,7 +40,8 @@ from services.bus.chat import decode as decode_chat
 from services.bus.history import Feed, chunk_attempt
 from services.bus.micro import error_body
 from services.gateway import openapi
-from services.gateway.commands import Commands, Context, Result
+from services.gateway.commands import Commands
+from services.gateway.context import Context, Result
 from services.gateway.routes import ROUTE_BY_NAME, ROUTES
 from services.gateway.validation import task_of
 
