@@ -721,7 +721,7 @@ class DaytonaSandbox(Sandbox):
         self._checked = -math.inf
         self._restarts = 0  # how often it had to be brought up again
         self._found: dict[str, str] = {}  # `which` answers, for this sandbox
-        self.preparing: asyncio.Task | None = None
+        self.preparing: asyncio.Task[None] | None = None
 
     @property
     def place(self) -> str:  # type: ignore[override]

@@ -230,7 +230,7 @@ class SessionRun:
             command = await self._start(session_command(self.run_dir, merge_stderr))
             follow = asyncio.create_task(self._follow(command))
             stop = asyncio.create_task(cancel.wait()) if cancel is not None else None
-            waiting: set[asyncio.Task] = {follow} | ({stop} if stop is not None else set())
+            waiting: set[asyncio.Task[object]] = {follow} | ({stop} if stop is not None else set())
             try:
                 done, _ = await asyncio.wait(
                     waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED

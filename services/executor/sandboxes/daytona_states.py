@@ -87,4 +87,4 @@ def rank(seen: Seen) -> int | None:
 
 def poll_interval(waited: int, first: float = 0.1, cap: float = 1.0) -> float:
     """Seconds before looking again, the ``waited``-th time (0, 1, ...): doubling to ``cap``."""
-    return min(first * (2**waited), cap)
+    return min(first * 2.0**waited, cap)
