@@ -63,6 +63,7 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field, replace
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,19 +74,6 @@ STDERR_PREFIX = b"\x02\x02\x02"
 KILL_GRACE = 2.0
 SERVER_WAIT = 30.0  # the API's wait for a sandbox to start before it answers
 CHUNK = 1024  # the daemon reads the log file this much at a time
-PHRASES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    408: "Request Timeout",
-    409: "Conflict",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
 CODES = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
@@ -494,7 +482,7 @@ class FakeDaytona:
                 "path": request.path_qs,
                 "timestamp": now_iso(),
                 "statusCode": refused.status,
-                "error": PHRASES.get(refused.status, "Error"),
+                "error": HTTPStatus(refused.status).phrase,
                 "message": refused.message,
             }
         else:

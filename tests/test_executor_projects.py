@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import shutil
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import executor_support
 import pytest
 from executor_support import QA, StartExecutor, create_and_claim, finished, until
+from git_support import Remote
 
 from schemas import events as ev
 from schemas.board import Checkout, ProjectView
@@ -31,42 +30,6 @@ FE = AgentConfig("frontend-agent", "Frontend Agent", "frontend", ("frontend", "u
 BE = AgentConfig("backend-agent", "Backend Agent", "backend", ("backend", "api"))
 THREE = (FE, BE, QA)
 GIT_TOKEN = "ghp_testtoken0123456789abcdef"
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
-    done = subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
-class Remote:
-    """A bare repository with a seed commit on ``main``, and a working copy to push from."""
-
-    def __init__(self, root: Path) -> None:
-        self.bare = root / "remote.git"
-        self.work = root / "seed"
-        git("init", "--quiet", "--bare", "-b", "main", str(self.bare))
-        git("init", "--quiet", "-b", "main", str(self.work))
-        git("remote", "add", "origin", str(self.bare), cwd=self.work)
-        self.seed = self.push("README", "hello\n")
-
-    @property
-    def url(self) -> str:
-        return f"file://{self.bare}"
-
-    def push(self, name: str, text: str) -> str:
-        (self.work / name).write_text(text)
-        git("add", name, cwd=self.work)
-        git("commit", "--quiet", "-m", f"write {name}", cwd=self.work)
-        git("push", "--quiet", "origin", "main", cwd=self.work)
-        return git("rev-parse", "HEAD", cwd=self.work)
 
 
 @pytest.fixture

@@ -808,7 +808,7 @@ class DaytonaSandbox(Sandbox):
                 await asyncio.sleep(poll_interval(waited))
                 waited += 1
 
-    async def _toolbox(
+    async def toolbox(
         self,
         action: str,
         fn: Callable[..., Awaitable[T]],
@@ -826,7 +826,7 @@ class DaytonaSandbox(Sandbox):
                 action, fn, *args, api="toolbox", within=within, retry=retry, **kwargs
             )
         except ToolboxRefused as refused:
-            if not await self._was_down():
+            if not await self.was_down():
                 raise DaemonRefused(refused.reason, refused.message, refused.status) from refused
             try:
                 result = await self.backend.call(
@@ -837,7 +837,7 @@ class DaytonaSandbox(Sandbox):
         self._checked = time.monotonic()
         return result
 
-    async def _was_down(self) -> bool:
+    async def was_down(self) -> bool:
         """Read the sandbox through the REST API (raising when the key is refused or the sandbox
         is lost); whether it was not running (and was brought up)."""
         restarts = self._restarts
@@ -860,7 +860,7 @@ class DaytonaSandbox(Sandbox):
         exit code and output (stdout and stderr together)."""
         remote = await self.ready()
         seconds = max(1, math.ceil(timeout))
-        response = await self._toolbox(
+        response = await self.toolbox(
             action,
             remote.process.exec,
             command,
@@ -942,23 +942,9 @@ class DaytonaSandbox(Sandbox):
     def secrets(self) -> tuple[str, ...]:
         return self.backend.secrets
 
-    async def toolbox(
-        self,
-        action: str,
-        fn: Callable[..., Awaitable[T]],
-        *args: Any,
-        within: float | None = None,
-        retry: bool = True,
-        **kwargs: Any,
-    ) -> T:
-        return await self._toolbox(action, fn, *args, within=within, retry=retry, **kwargs)
-
     async def direct(self, action: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """A toolbox call without the refusal check (the session's own clean-up)."""
         return await self.backend.call(action, fn, *args, api="toolbox")
-
-    async def was_down(self) -> bool:
-        return await self._was_down()
 
     # --- git --------------------------------------------------------------------------------
 
@@ -1000,7 +986,7 @@ class DaytonaSandbox(Sandbox):
         if remaining <= 0:
             raise self._too_long(action, call)
         try:
-            return await self._toolbox(action, fn, within=remaining, **kwargs)
+            return await self.toolbox(action, fn, within=remaining, **kwargs)
         except DaytonaUnavailable as error:
             if time.monotonic() >= call.deadline:
                 raise self._too_long(action, call) from error

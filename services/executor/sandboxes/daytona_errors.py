@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Literal
 
 from services.bus.logs import scrub
@@ -44,19 +45,6 @@ Api = Literal["rest", "toolbox"]
 BUSY_STATUS = frozenset({429, 502, 503, 504})
 TOOLBOX_REFUSED = frozenset({400, 401, 403, 404})
 FAILED_AUTH_HEADER = "x-ratelimit-remaining-failed-auth"
-PHRASES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    408: "Request Timeout",
-    409: "Conflict",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
 MESSAGE_CHARS = 300
 
 
@@ -164,7 +152,12 @@ class Failure:
 
 def describe(status: int | None) -> str | None:
     """``404 Not Found``; None without a status."""
-    return f"{status} {PHRASES.get(status, '')}".strip() if status else None
+    if not status:
+        return None
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
