@@ -411,7 +411,7 @@ class DaytonaBackend(Backend):
         query = {"labels": json.dumps({MANAGED_BY[0]: MANAGED_BY[1]}), "limit": "5"}
         try:
             timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
-            async with aiohttp.ClientSession(timeout=timeout) as http:
+            async with aiohttp.ClientSession(timeout=timeout, trust_env=True) as http:
                 async with http.get(f"{base}/config") as answer:
                     if answer.status == 200:
                         server_version = str((await answer.json()).get("version") or "") or None
