@@ -312,22 +312,29 @@ async def test_a_restarted_executor_finds_and_reuses_its_agents_sandboxes(
 
 
 @pytest.mark.skipif(sdk_server() != "hosted", reason="the probe's refusal of the current SDK line")
-async def test_an_sdk_that_does_not_fit_the_server_fails_tasks_at_once_naming_the_fix(
-    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+async def test_an_executor_whose_sdk_does_not_fit_the_server_refuses_to_start_naming_the_fix(
+    nats_url: str, swarm_id: str, tmp_path: Path
 ) -> None:
+    from services.bus.connection import NatsOptions
+    from services.executor.config import ExecutorConfig
+
     # given: the current SDK and an open-source v0.190 server
     fake = await FakeDaytona(server="oss").start()
+    executor = Executor(
+        ExecutorConfig(swarm=swarm_id, data_dir=tmp_path, backend="daytona", daytona=dict(FAST)),
+        nats=NatsOptions.from_env(nats_url),
+        env=daytona_env(fake),
+    )
     try:
-        await start_daytona(start_executor, fake)
-        started = time.monotonic()
-        task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo never")
-        task = await finished(watch, swarm_id, task_id)
+        # when / then: the executor says so and does not start (no task fails for it)
+        with pytest.raises(Invalid) as refused:
+            await executor.start()
     finally:
+        await executor.stop()
         await fake.stop()
-    # then: the task fails at once, saying which install fits, and no sandbox was made
-    assert task.status == "failed" and task.reason is not None
-    assert "daytona-oss" in task.reason and "kvm" in task.reason
-    assert time.monotonic() - started < 10 and not fake.create_requests
+    assert refused.value.field == "backend"
+    assert "daytona-oss" in refused.value.message and "kvm" in refused.value.message
+    assert not fake.create_requests
 
 
 async def test_claude_missing_in_the_sandbox_fails_with_a_clear_reason(

@@ -40,7 +40,7 @@ from schemas import events as ev
 from schemas import subjects
 from schemas.board import Board, TaskView
 from schemas.chat import ChatMessage
-from schemas.errors import Unavailable
+from schemas.errors import Invalid, Unavailable
 from services.bus import chat as chat_bus
 from services.bus.connection import NatsOptions
 from services.bus.dispatch import (
@@ -174,6 +174,9 @@ class Executor(Service):
 
     async def on_start(self) -> None:
         assert self.projection is not None
+        problem = await self.backend.check()  # [daytona hook] an SDK line that misfits the server
+        if problem is not None:
+            raise Invalid("backend", problem)
         self.projection.listen(self._on_event)
 
     async def on_ready(self) -> None:

@@ -23,8 +23,9 @@ swarm.toml::
 
 Supported servers (``daytona_lines.py``): the hosted service with the current SDK (the default
 install), and a self-hosted open-source Daytona v0.190 with SDK 0.190.x (the ``daytona-oss``
-extra). The first ``create`` probes the server (``/config``'s version and a page of sandboxes,
-read raw); a mismatch is logged once and fails every command at once, naming the fix.
+extra). ``check()`` (the executor calls it before it serves; else the first ``create``) probes
+the server (``/config``'s version and a page of sandboxes, read raw); a mismatch is logged and
+named, with the fix; the executor then refuses to start (every command would fail at once).
 
 Sandboxes: labelled ``{"swarm": <swarm>, "agent": <agent>, "managed-by": "swarm"}`` (nothing
 else: labels are visible to anyone with the key) and named ``swarm-<agent>-<random>``. Attaching
@@ -131,6 +132,7 @@ DEFAULT_API_URL = "https://app.daytona.io/api"
 SHUTDOWN_POLICIES = ("keep", "stop", "delete")
 MANAGED_BY = ("managed-by", "swarm")
 FRESH_SECONDS = 5.0  # a sandbox seen working this recently is not read again before a call
+PROBE_TIMEOUT = 10.0  # seconds each of the start-up probe's two requests may take
 QUICK_TIMEOUT = 60.0  # seconds for one-shot helper commands (test -e, command -v, rm)
 CALL_MARGIN = 10.0  # on top of a server-side timeout: how long the answer may take to arrive
 RETRY_CAP = 8.0
@@ -410,7 +412,7 @@ class DaytonaBackend(Backend):
         base = self.settings.api_url
         query = {"labels": json.dumps({MANAGED_BY[0]: MANAGED_BY[1]}), "limit": "5"}
         try:
-            timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
+            timeout = aiohttp.ClientTimeout(total=min(self.settings.request_timeout, PROBE_TIMEOUT))
             async with aiohttp.ClientSession(timeout=timeout, trust_env=True) as http:
                 async with http.get(f"{base}/config") as answer:
                     if answer.status == 200:
