@@ -230,3 +230,30 @@ class SandboxContract:
         assert failed.value.message.startswith("git clone failed")
         assert not await sandbox.path_exists("project")
         await sandbox.git_clone(remote, "main", "project", call)  # the sandbox is still fine
+
+    async def test_git_run_commits_as_the_identity_and_pushes_to_a_named_ref(
+        self, sandbox: Sandbox, remote: str
+    ) -> None:
+        call = GitCall.within(60, identity=("Agent", "agent@swarm.local"))
+        assert await sandbox.git_default_branch(remote, call) == "main"
+        await sandbox.git_clone(remote, "main", "project", call)
+        await shell(sandbox, "echo new > project/new.txt")
+        await sandbox.git_run("project", ["add", "--all"], "git add", call)
+        staged = await sandbox.git_run(
+            "project", ["diff", "--cached", "--quiet"], "git diff", call, ok=(0, 1)
+        )
+        assert staged.code == 1  # an exit code to branch on, not a failure
+        await sandbox.git_run("project", ["commit", "-q", "-m", "work"], "git commit", call)
+        await sandbox.git_run(
+            "project",
+            ["push", "-q", "--force", "origin", "HEAD:refs/heads/swarm/t1"],
+            "git push",
+            call,
+        )
+        author = await shell(sandbox, "git --git-dir remote.git log -1 --format=%ae swarm/t1")
+        assert author.strip() == "agent@swarm.local"
+        with pytest.raises(GitFailed) as failed:
+            await sandbox.git_run(
+                "project", ["rev-parse", "--verify", "nope"], "git rev-parse", call
+            )
+        assert failed.value.message.startswith("git rev-parse failed")

@@ -57,11 +57,15 @@ refused (git's credentials, a missing branch): that error is the caller's.
 Git (the project's checkout): the clone goes through the SDK's git API (credentials in the
 request body, as ``x-access-token`` and the token); the daemon clones a single branch, so the
 clone's fetch refspec is widened to every branch at once. Everything else (re-pointing, fetching,
-switching branches, pulling the checked-out branch, status) runs git's own commands as one-shot
-executions, with the pure commands and parsers of ``services/executor/git.py``: the toolbox's git
-status comes from go-git (no ``detached``, a detached HEAD reported as the branch ``HEAD``, a
-different idea of what is dirty) and its pull merges the remote's HEAD, not the checked-out
-branch.
+switching branches, pulling the checked-out branch, status, and ``git_run``: the task branch's
+commits, rebases, pushes to named refs) runs git's own commands as one-shot executions
+(``_git_ended``), with the pure commands and parsers of ``services/executor/git.py`` and the
+credentials and identity in the command's environment only. The toolbox's git API cannot stand in
+for those: its status comes from go-git (no ``detached``, a detached HEAD reported as the branch
+``HEAD``, a different idea of what is dirty), its pull merges the remote's HEAD, not the
+checked-out branch, its push sends the checked-out branch to the same name (no other refspec, no
+force), and the steps around a commit (exit codes to branch on, rebase, ``merge --squash``) have
+no API at all: one git works the whole checkout.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ import posixpath
 import shlex
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -100,9 +104,11 @@ from services.bus.logs import known_secrets, scrub
 from services.executor import git
 from services.executor.git import GitFailed
 from services.executor.sandboxes import (
+    OUTPUT_KEPT,
     Backend,
     ExecResult,
     GitCall,
+    GitOutput,
     OutputCallback,
     Sandbox,
     SandboxFailed,
@@ -954,17 +960,24 @@ class DaytonaSandbox(Sandbox):
     def _too_long(action: str, call: GitCall) -> GitFailed:
         return GitFailed(f"{action} failed: timed out (the git timeout is {call.timeout:g} s)")
 
-    async def _git(self, argv: list[str], action: str, call: GitCall) -> str:
+    async def _git_ended(
+        self, argv: list[str], action: str, call: GitCall, ok: Collection[int] = (0,)
+    ) -> GitOutput:
         """One git command (or a small step around one) as a one-shot execution, within the
-        operation's time: its output, or ``GitFailed`` with git's message. Every exec-based git
-        operation of ``Sandbox`` (checkout, pull, status, ...) runs through here."""
+        operation's time, with its credentials and identity in its environment only: how it
+        ended, or ``GitFailed`` with git's message unless its exit code is one of ``ok``. Every
+        exec-based git operation of ``Sandbox`` (checkout, pull, status, ``git_run``,
+        ``git_default_branch``...) runs through here."""
         remaining = call.deadline - time.monotonic()
         if remaining <= 0:
             raise self._too_long(action, call)
         try:
             code, output = await asyncio.wait_for(
                 self._quick(
-                    shlex.join(argv), action, timeout=remaining, env=git.git_env(call.token)
+                    shlex.join(argv),
+                    action,
+                    timeout=remaining,
+                    env=git.git_env(call.token, call.identity),
                 ),
                 remaining + CALL_MARGIN,
             )
@@ -974,9 +987,10 @@ class DaytonaSandbox(Sandbox):
             if error.status == 408:
                 raise self._too_long(action, call) from error
             raise GitFailed(git.failure(action, error.message, call.secrets)) from error
-        if code != 0:
-            raise GitFailed(git.failure(action, output, call.secrets))
-        return output
+        text = output[-OUTPUT_KEPT:]
+        if code not in ok:
+            raise GitFailed(git.failure(action, text, call.secrets))
+        return GitOutput(code if code is not None else -1, text)
 
     async def _git_api(
         self, action: str, call: GitCall, fn: Callable[..., Awaitable[T]], **kwargs: Any
