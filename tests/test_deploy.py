@@ -49,7 +49,7 @@ from services.bus.service import Bus
 from services.executor.config import host_executor_id
 
 TOKEN = "deploy-test-token-0123456789"
-SWARM_SERVICES = ("gateway", "scheduler", "scheduler-standby", "chat", "executor")
+SWARM_SERVICES = ("gateway", "scheduler", "scheduler-standby", "chat", "executor", "mcp")
 TERMINAL = ("completed", "failed", "cancelled")
 
 
@@ -294,6 +294,10 @@ def local_environment(
     if "SWARM_GATEWAY_PORT" in env:
         env["SWARM_GATEWAY_HOST"] = "127.0.0.1"  # here: never on every interface
         env["SWARM_GATEWAY_PORT"] = str(gateway_port)
+    if "SWARM_MCP_PORT" in env:
+        env["SWARM_MCP_HOST"] = "127.0.0.1"
+        env["SWARM_MCP_PORT"] = str(free_port())
+    env.pop("SWARM_MCP_URL", None)
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),

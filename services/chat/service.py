@@ -20,7 +20,7 @@ import msgspec
 from schemas import subjects
 from schemas.board import SwarmView
 from schemas.chat import AuthorKind, ChatMessage, InboxEntry, check_text, mentions_in, resolve
-from schemas.errors import Invalid, NotFound, Unavailable
+from schemas.errors import Forbidden, Invalid, NotFound, Unavailable
 from services.bus import chat as chat_bus
 from services.bus.micro import CommandRequest, Endpoint, serve
 from services.bus.service import Service
@@ -50,6 +50,8 @@ def message_from_request(
     kind = next((k for k in AUTHOR_KINDS if k == asked), None)
     if kind is None:
         raise Invalid("author_kind", "author_kind must be person, master, agent or system")
+    if kind == "agent" and author not in swarm_view.agents:
+        raise Forbidden(f"agent {author} is not registered in swarm {swarm}")
     channel = subjects.check_token(data.get("channel") or "general", "channel")
     mentions = mentions_in(text, extra)
     return ChatMessage(

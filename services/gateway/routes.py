@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from schemas.scopes import AGENT_VERBS
 from services.gateway import models
 
 
@@ -34,8 +35,18 @@ class Route:
     query: tuple[Query, ...] = ()
     stream: bool = False  # text/event-stream
     auth: bool = True
-    agent_token: bool = False  # an agent's own token is enough (for that agent's swarm)
     errors: tuple[int, ...] = (404,)
+    verb: str = ""  # the command's NATS verb, when it differs from ``name``
+
+    @property
+    def command(self) -> str:
+        """The verb ``schemas.scopes`` knows this route by (its NATS verb, or its name)."""
+        return self.verb or self.name
+
+    @property
+    def agent_token(self) -> bool:
+        """Whether an agent's own token is enough (for that agent's swarm)."""
+        return self.auth and self.command in AGENT_VERBS
 
 
 _SINCE = Query("since", "replay events after this log position (default 0: all)", "integer")
@@ -69,9 +80,10 @@ ROUTES: tuple[Route, ...] = (
         "DELETE",
         "/swarms/{swarm}",
         "delete_swarm",
-        "Delete a swarm",
+        "Delete a swarm (409 while tasks are claimed or running, unless force=1 stops them)",
         "swarms",
         response=models.Deleted,
+        query=(Query("force", "1: also when tasks are claimed or running (they are stopped)"),),
         errors=(404, 409),
     ),
     Route(
@@ -91,6 +103,7 @@ ROUTES: tuple[Route, ...] = (
         response=models.BoardAt,
         query=(Query("at", "a log position (integer), epoch seconds, or an ISO 8601 time"),),
         errors=(400, 404),
+        verb="board",
     ),
     Route(
         "GET",
@@ -248,8 +261,8 @@ ROUTES: tuple[Route, ...] = (
         body=models.PostChat,
         response=models.ChatMessage,
         status=201,
-        agent_token=True,
         errors=(400, 403, 404),
+        verb="chat_post",
     ),
     Route(
         "GET",
@@ -289,6 +302,7 @@ ROUTES: tuple[Route, ...] = (
         "The swarm's project with each agent's checkout (commit, dirty, ahead, behind, error)",
         "projects",
         response=models.Project,
+        verb="get_project",
     ),
     Route(
         "PATCH",
