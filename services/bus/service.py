@@ -4,6 +4,10 @@
 newest snapshot), announce readiness once replay has caught up, heartbeat readiness into the
 ``swarm_services`` bucket (what ``GET /health`` reads), and stop gracefully on SIGTERM/SIGINT.
 Subclasses fill ``on_ready`` (start their work) and ``on_stop``.
+
+``SWARM_READY_FILE``: a path touched after each heartbeat that NATS stored while the service was
+ready; a container health check only compares its age with the clock (no interpreter, no NATS
+client started every few seconds, which on a loaded machine took longer than the check's timeout).
 """
 
 from __future__ import annotations
@@ -125,6 +129,7 @@ class Service:
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._beat_now = asyncio.Event()
+        self.ready_file = os.environ.get("SWARM_READY_FILE") or None
         self.log = structlog.get_logger(self.name).bind(instance=self.instance)
 
     # --- hooks ------------------------------------------------------------------------------
@@ -176,10 +181,22 @@ class Service:
                 await kv.put(key, msgspec.json.encode(beat))
             except Exception as error:  # NATS away: try again next beat
                 self.log.debug("service.heartbeat_failed", error=str(error))
+            else:
+                if beat.ready:
+                    self._touch_ready_file()
             try:
                 await asyncio.wait_for(self._beat_now.wait(), HEARTBEAT_EVERY)
             except TimeoutError:
                 pass
+
+    def _touch_ready_file(self) -> None:
+        if self.ready_file is None:
+            return
+        try:
+            with open(self.ready_file, "a"):
+                os.utime(self.ready_file)
+        except OSError as error:
+            self.log.warning("service.ready_file_failed", path=self.ready_file, error=str(error))
 
     def beat_now(self) -> None:
         """Send the next readiness heartbeat at once (readiness changed)."""
