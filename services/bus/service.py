@@ -83,28 +83,48 @@ class Bus:
         )
 
     async def close(self) -> None:
+        """Drain and close; never raises (with the server gone, closing fails too: a caller
+        such as ``swarm doctor`` must still report what it found)."""
         if not self.nc.is_closed:
             try:
                 await self.nc.drain()
             except Exception:
-                await self.nc.close()
+                try:
+                    await self.nc.close()
+                except Exception as error:  # the connection was lost under it
+                    log.debug("bus.close_failed", error=str(error))
+
+
+async def latest_values(kv: KeyValue, timeout: float = 5.0) -> dict[str, bytes]:
+    """The current value of every key in a bucket, read through one ordered consumer on the
+    bucket's stream: one consistent view. (Listing the keys and then getting each one asks
+    replicas one by one; on a cluster a replica that has not applied the newest write yet
+    answers "no such key" for a key just created: a lease just taken looked free.) A read that
+    fails or stalls for ``timeout`` seconds raises: an empty answer means an empty bucket."""
+    watcher = await kv.watchall(ignore_deletes=True)
+    found: dict[str, bytes] = {}
+    try:
+        while True:
+            entry = await watcher.updates(timeout)
+            if entry is None:  # caught up with the bucket
+                return found
+            if entry.value:
+                found[entry.key] = entry.value
+    finally:
+        await watcher.stop()
 
 
 async def read_readiness(bus: Bus) -> list[Readiness]:
-    """Every service heartbeat currently in the bucket."""
+    """Every service heartbeat currently in the bucket. A read that fails (a timeout while a
+    NATS node is lost, no leader for the bucket) raises: "nobody heard from" must mean that,
+    never "could not look"."""
     kv = await bus.kv(subjects.SERVICES_BUCKET)
-    try:
-        keys = await kv.keys()
-    except Exception:  # NoKeysError: nothing yet
-        return []
     found = []
-    for key in keys:
+    for value in (await latest_values(kv)).values():
         try:
-            entry = await kv.get(key)
-        except Exception:
+            found.append(msgspec.json.decode(value, type=Readiness))
+        except msgspec.DecodeError:  # not a heartbeat of ours
             continue
-        if entry.value:
-            found.append(msgspec.json.decode(entry.value, type=Readiness))
     return found
 
 

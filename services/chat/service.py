@@ -19,11 +19,13 @@ import msgspec
 from schemas import subjects
 from schemas.chat import ChatMessage, InboxEntry, check_text, mentions_in, resolve
 from schemas.errors import Invalid, NotFound, Unavailable
+from schemas.positions import whole_number
 from services.bus import chat as chat_bus
 from services.bus.micro import CommandRequest, Endpoint, serve
 from services.bus.service import Service
 
 INBOX_CONSUMER = "chat_inbox"
+MAX_LIMIT = 1000  # messages in one history answer
 
 
 def message_from_request(swarm_view, swarm: str, data: dict, now: float) -> ChatMessage:
@@ -109,14 +111,12 @@ class Chat(Service):
         assert self.bus is not None
         swarm = request.token(2)
         self._swarm(swarm)
-        data = request.data if isinstance(request.data, dict) else {}
-        try:
-            since = int(data.get("since") or 0)
-            limit = int(data.get("limit") or 100)
-        except (TypeError, ValueError) as error:
-            raise Invalid("since", "since and limit must be integers") from error
-        if since < 0 or not 0 < limit <= 1000:
-            raise Invalid("limit", "since must be >= 0 and limit between 1 and 1000")
+        data = request.data
+        if not isinstance(data, dict):
+            raise Invalid("body", "the request body must be a JSON object")
+        since, limit = data.get("since"), data.get("limit")
+        since = 0 if since is None else whole_number(since, "since")
+        limit = 100 if limit is None else whole_number(limit, "limit", minimum=1, maximum=MAX_LIMIT)
         messages = await chat_bus.history(self.bus.js, swarm, since=since, limit=limit)
         return {"messages": [msgspec.to_builtins(m) for m in messages]}
 

@@ -52,7 +52,7 @@ from services.bus.eventlog import AppendConflict
 from services.bus.logs import known_secrets, redactor
 from services.bus.presence import Presence, put_presence, read_presence
 from services.bus.service import Service
-from services.executor import chat_lines, checkouts, decisions, mentions, runs, sandboxes
+from services.executor import chat_lines, checkouts, decisions, mentions, readiness, runs, sandboxes
 from services.executor import config as executor_config
 from services.executor.config import AgentConfig, ExecutorConfig
 from services.executor.decisions import Append
@@ -161,6 +161,7 @@ class Executor(Service):
             "swarm": self.swarm,
             "agents": sorted(self.hosted),
             "running": sorted(self.runs),
+            **readiness.report(self.config, self.env, self.board),  # for swarm doctor
         }
 
     # --- start and stop ---------------------------------------------------------------------

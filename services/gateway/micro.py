@@ -21,11 +21,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from schemas.errors import Invalid, NotFound
-from services.bus.micro import CommandRequest, Endpoint, serve
+from schemas.positions import whole_number
+from services.bus.micro import CommandRequest, Endpoint, Reply, serve
 from services.gateway.commands import RESERVED_SWARM, Commands, Context
+from services.gateway.context import Landed
 
 SERVICE_NAME = "swarm-gateway"
 SWARM_TOKEN = 2  # swarm.cmd.<swarm>.<verb>
+STATUS_HEADER = "Swarm-Status"  # 202 on a write answered while it is still being applied
 
 
 def _swarm(request: CommandRequest) -> str:
@@ -39,6 +42,14 @@ def _body(request: CommandRequest) -> dict[str, Any]:
     if not isinstance(request.data, dict):
         raise Invalid("body", "the request must be a JSON object")
     return dict(request.data)
+
+
+def _text(body: dict[str, Any], name: str) -> str | None:
+    """An optional string field (``None`` when absent)."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise Invalid(name, f"{name} must be a string")
+    return value
 
 
 def _take(body: dict[str, Any], name: str) -> str:
@@ -84,14 +95,17 @@ def endpoints(commands: Commands) -> list[Endpoint]:
     async def board(r: CommandRequest) -> Any:
         body = _body(r)
         at = body.get("at")
-        if at is None:
-            raise Invalid("at", 'at is required: {"at": <seq or time>}')
+        if isinstance(at, bool) or not isinstance(at, str | int | float):
+            raise Invalid("at", 'at is required: {"at": <seq, epoch seconds or ISO time>}')
         return await commands.board_at(_swarm(r), str(at))
 
     async def list_tasks(r: CommandRequest) -> Any:
         body = _body(r)
         return await commands.list_tasks(
-            _swarm(r), status=body.get("status"), tag=body.get("tag"), agent=body.get("agent")
+            _swarm(r),
+            status=_text(body, "status"),
+            tag=_text(body, "tag"),
+            agent=_text(body, "agent"),
         )
 
     async def create_task(r: CommandRequest) -> Any:
@@ -121,8 +135,8 @@ def endpoints(commands: Commands) -> list[Endpoint]:
         body = _body(r)
         task = _take(body, "task")
         attempt = body.get("attempt")
-        if attempt is not None and not isinstance(attempt, int):
-            raise Invalid("attempt", "attempt must be an integer")
+        if attempt is not None:
+            attempt = whole_number(attempt, "attempt", minimum=1)
         return await commands.task_output(_swarm(r), task, attempt)
 
     async def list_agents(r: CommandRequest) -> Any:
@@ -189,9 +203,13 @@ def endpoints(commands: Commands) -> list[Endpoint]:
             body = _body(r)
             commands.check_available()
             project, swarm = _project_of(r, body)
-            wait = bool(body.pop("wait", False))
+            wait = body.pop("wait", False)
+            if not isinstance(wait, bool):
+                raise Invalid("wait", "wait must be true or false")
             timeout = body.pop("timeout", None)
-            if timeout is not None and not isinstance(timeout, int | float):
+            if timeout is not None and (
+                isinstance(timeout, bool) or not isinstance(timeout, int | float)
+            ):
                 raise Invalid("timeout", "timeout must be a number of seconds")
             if body:
                 raise Invalid(next(iter(body)), f"{kind}_project takes project, wait, timeout")
@@ -232,9 +250,30 @@ def endpoints(commands: Commands) -> list[Endpoint]:
         ),
     }
     return [
-        Endpoint(name=verb, subject=f"swarm.cmd.*.{verb}", handler=handler, description=text)
+        Endpoint(
+            name=verb,
+            subject=f"swarm.cmd.*.{verb}",
+            handler=_answering_landed(handler),
+            description=text,
+        )
         for verb, (handler, text) in handlers.items()
     ]
+
+
+def _answering_landed(
+    handler: Callable[[CommandRequest], Awaitable[Any]],
+) -> Callable[[CommandRequest], Awaitable[Any]]:
+    """A write that landed but is not folded yet is answered, not failed: the id and where to
+    read it, with ``Swarm-Status: 202`` and ``Location`` headers (HTTP's 202)."""
+
+    async def handle(request: CommandRequest) -> Any:
+        try:
+            return await handler(request)
+        except Landed as landed:
+            headers = {STATUS_HEADER: "202", "Location": landed.location}
+            return Reply(landed.body(), headers)
+
+    return handle
 
 
 async def start(nc: Any, commands: Commands, version: str) -> Any:
