@@ -478,8 +478,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         for process in processes.values():  # each compose health check, as written
             try:
                 wait_until(process.healthy, 60, f"{process.name} healthy")
-            except AssertionError:
-                raise AssertionError(deployment.describe()) from None
+            except AssertionError as error:
+                raise AssertionError(f"{error}\n{deployment.describe()}") from None
         if can_have_own_host():  # docker compose up --scale executor=2: a second container
             first = processes["executor"]
             second = Process(

@@ -89,11 +89,10 @@ class Scheduler(Service):
 
     @property
     def ready(self) -> bool:
-        """Replay caught up and the leader lease read at least once (this one holds it, or knows
-        who does): before that a scheduler neither decides nor knows it stands by, and a
-        readiness heartbeat saying "ready" let ``swarm doctor`` see two ready schedulers and no
-        leader."""
-        return super().ready and self.lease is not None and self.lease.holder is not None
+        """Replay caught up and the leader lease looked at once (held here, or by another): before
+        that a scheduler neither decides nor knows it stands by, and a readiness heartbeat saying
+        "ready" let ``swarm doctor`` see two ready schedulers and no leader."""
+        return super().ready and self.lease is not None and self.lease.checked
 
     def detail(self) -> dict[str, Any]:
         return {"leader": self.leader, "rounds": self.rounds, "appended": self.appended}
