@@ -183,7 +183,7 @@ class Processes:
 
 def raw_life(task_id: str, now: float) -> list[ev.Event]:
     """The four events of one task's life, as the services write them."""
-    common = {"swarm": RAW_SWARM, "id": task_id, "time": now}
+    common: dict[str, Any] = {"swarm": RAW_SWARM, "id": task_id, "time": now}
     return [
         ev.TaskCreated(**common, actor="user", title=f"bench {task_id}", runtime="instant"),
         ev.TaskClaimed(**common, actor="scheduler:raw", agent="e0-a0", attempt=1),

@@ -35,6 +35,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from nats.aio.msg import Msg
+
 from schemas import events as ev
 from schemas import subjects
 from services.bus import logs
@@ -214,7 +216,7 @@ async def raw_replay(bus: Bus, subject_filter: str, count: int) -> tuple[Sample,
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     delivered = 0
 
-    async def on_msg(msg) -> None:  # type: ignore[no-untyped-def]
+    async def on_msg(msg: Msg) -> None:
         nonlocal delivered
         delivered += 1
         if delivered == count:

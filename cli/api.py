@@ -71,7 +71,9 @@ def error_from(status: int, body: bytes, url: str) -> SwarmError:
 
 def parse_stream(lines: Iterator[bytes]) -> Iterator[ServerEvent]:
     """Server-sent events from the lines of a ``text/event-stream`` body."""
-    event, data, ident = "message", [], None
+    data: list[str] = []
+    ident: int | None = None
+    event = "message"
     for raw in lines:
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
         if not line:

@@ -67,7 +67,7 @@ def chat_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "chat",
         help='post to the swarm\'s chat: swarm chat "message" [@mention ...]; alone: history',

@@ -730,7 +730,7 @@ def doctor_command(args: argparse.Namespace, environ: Mapping[str, str] | None =
     return 1 if any(c.status == FAIL for c in checks) else 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "doctor",
         help="check NATS, the streams, the services and the agents; say what to fix",

@@ -49,7 +49,7 @@ def events_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("events", help="the swarm's event log; -f follows it")
     parser.add_argument("--task", help="only this task's events")
     parser.add_argument("--since", type=int, default=0, help="only events after this position")

@@ -90,7 +90,8 @@ def create_command(args: argparse.Namespace) -> int:
 
 
 def attached_project(api: Api, swarm: str) -> dict[str, Any]:
-    return api.get(f"/swarms/{swarm}/project")
+    project: dict[str, Any] = api.get(f"/swarms/{swarm}/project")
+    return project
 
 
 def request_command(args: argparse.Namespace) -> int:
@@ -143,7 +144,7 @@ def list_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "project",
         help="the swarm's git project: create, init, sync, status, list",

@@ -155,7 +155,7 @@ def replay_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("status", help="the swarm, its agents and task counts")
     add_swarm_option(parser)
     parser.set_defaults(func=status_command)

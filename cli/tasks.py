@@ -56,10 +56,11 @@ def wait_for_end(api: Api, swarm: str, task_id: str) -> dict[str, Any]:
         if message.event in TERMINAL_EVENTS:
             if message.event == "task.deleted":
                 return {"id": task_id, "status": "deleted", "result": None}
-            task = api.get(f"/swarms/{swarm}/tasks/{task_id}")
+            task: dict[str, Any] = api.get(f"/swarms/{swarm}/tasks/{task_id}")
             if task["status"] in TERMINAL:
                 return task
-    return api.get(f"/swarms/{swarm}/tasks/{task_id}")
+    last: dict[str, Any] = api.get(f"/swarms/{swarm}/tasks/{task_id}")
+    return last
 
 
 def task_command(args: argparse.Namespace) -> int:
@@ -129,7 +130,7 @@ def logs_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "task",
         help='create a task: swarm task "Title" [tags] [priority] [depends]',

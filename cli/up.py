@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -46,7 +47,7 @@ environment:
 SLOW_START_HINT = 30.0  # seconds without readiness before saying what is still missing
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "up",
         help="start NATS and every service on this machine (Ctrl-C stops them)",
@@ -189,7 +190,9 @@ def child_environment(
     return env
 
 
-def ready_children(report: Mapping, pids: Mapping[str, int | None], host: str) -> set[str]:
+def ready_children(
+    report: Mapping[str, Any], pids: Mapping[str, int | None], host: str
+) -> set[str]:
     """Which of our children ``/health`` reports ready: an instance with the child's pid, on
     this host (other machines' services may share an external NATS)."""
     services = report.get("services") or {}
@@ -346,6 +349,7 @@ def _up(args: argparse.Namespace, data_dir: Path) -> int:
             nats_line = f"{redact_url(nats_url)} (external)"
         else:
             nats.start()
+            assert nats.process is not None  # started
             nats_url = nats.url
             nats_line = f"{nats_url} (embedded, pid {nats.process.pid}, store {nats.store_dir})"
         url = api_url(args.gateway_host, args.gateway_port)
@@ -403,7 +407,9 @@ def _up(args: argparse.Namespace, data_dir: Path) -> int:
     return 0
 
 
-def _embedded_nats(requested_port: int | None, data_dir: Path, previous: dict) -> EmbeddedNats:
+def _embedded_nats(
+    requested_port: int | None, data_dir: Path, previous: Mapping[str, str]
+) -> EmbeddedNats:
     """The server to start (not started yet): on ``--nats-port``, else last time's port while
     it is free, else a free one; never beside a server of ours that is still running."""
     leftover = leftover_servers(data_dir / "ports")
@@ -445,10 +451,11 @@ async def _supervise(children: list[Child], url: str, token: str) -> None:
         await asyncio.gather(watcher, return_exceptions=True)
 
 
-async def _fetch(session: aiohttp.ClientSession, url: str) -> dict | None:
+async def _fetch(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
     try:
         async with session.get(url) as response:
-            return await response.json(content_type=None)
+            body: dict[str, Any] = await response.json(content_type=None)
+            return body
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
 

@@ -17,6 +17,7 @@ is how "first claim in log order wins" and zombie fencing hold even if a writer 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 from schemas import events as ev
 from schemas.board import (
@@ -32,13 +33,17 @@ from schemas.board import (
     TaskView,
 )
 
+E = TypeVar("E", bound=ev.Event)
 Mutator = Callable[[Board, ev.Event, int], bool]
 _MUTATORS: dict[type[ev.Event], Mutator] = {}
 
 
-def _on(event_type: type[ev.Event]) -> Callable[[Mutator], Mutator]:
-    def register(fn: Mutator) -> Mutator:
-        _MUTATORS[event_type] = fn
+def _on(
+    event_type: type[E],
+) -> Callable[[Callable[[Board, E, int], bool]], Callable[[Board, E, int], bool]]:
+    def register(fn: Callable[[Board, E, int], bool]) -> Callable[[Board, E, int], bool]:
+        # apply() calls it only with events of exactly ``event_type`` (looked up by type)
+        _MUTATORS[event_type] = cast(Mutator, fn)
         return fn
 
     return register

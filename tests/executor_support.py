@@ -91,7 +91,7 @@ async def create_and_claim(
         claimed, expected_seq=watch.board.version(swarm, "task", task_id)
     )
     await watch.wait_for(claim_seq)
-    assert watch.board.task(swarm, task_id).status == "claimed"  # type: ignore[union-attr]
+    assert watch.board.task(swarm, task_id).status == "claimed"
     dispatch = Dispatch(swarm=swarm, task=task_id, agent=agent, attempt=1, claim_seq=claim_seq)
     await publish_dispatch(bus.js, dispatch)
     return task_id, claim_seq

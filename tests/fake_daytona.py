@@ -206,7 +206,7 @@ class FakeDaytona:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = site._server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         return self
 
@@ -385,13 +385,13 @@ class FakeDaytona:
         paths: dict[str, str] = {}  # "files[i]" -> its destination (the ".path" field)
         written: list[dict[str, Any]] = []
         while (part := await reader.next()) is not None:
-            name = part.name or ""  # type: ignore[union-attr]
-            data = bytes(await part.read())  # type: ignore[union-attr]
+            name = part.name or ""
+            data = bytes(await part.read())
             index, _, kind = name.rpartition(".")
             if kind == "path":
                 paths[index] = data.decode()
             elif kind == "file":
-                filename = urllib.parse.unquote(part.filename or "")  # type: ignore[union-attr]
+                filename = urllib.parse.unquote(part.filename or "")
                 target = self._path(sandbox, paths.get(index) or filename)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,7 +64,7 @@ async def sse_events(
         current[name] = value
 
 
-Run = Callable[..., Awaitable[tuple[int, str, str]]]
+Run = Callable[..., Coroutine[Any, Any, tuple[int, str, str]]]
 
 
 def cli_runner(

@@ -61,8 +61,8 @@ def main(root: str, argv: list[str]) -> int:
         server.wait(10)
     else:
         result["exit"] = server.returncode
-    with open(log_path, errors="replace") as log:
-        result["log"] = log.read()[-4000:]
+    with open(log_path, errors="replace") as written:
+        result["log"] = written.read()[-4000:]
     print(json.dumps(result))
     return 0
 

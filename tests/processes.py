@@ -257,7 +257,7 @@ class Cluster:
     # --- waiting ----------------------------------------------------------------------------
 
     def until(
-        self, condition: Callable[[], T], timeout: float = 20.0, what: str = "condition"
+        self, condition: Callable[[], T | None], timeout: float = 20.0, what: str = "condition"
     ) -> T:
         """Poll ``condition`` until it returns something truthy; return that. A timeout shows
         the last lines of every process's log."""
@@ -358,7 +358,7 @@ class Cluster:
             except ProcessLookupError:
                 pass
         if self.nats.running:
-            left.append(f"nats-server {self.nats.process.pid}")  # type: ignore[union-attr]
+            left.append(f"nats-server {self.nats.process.pid}")
             self.nats.kill()
         return left
 

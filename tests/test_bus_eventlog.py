@@ -91,7 +91,7 @@ async def test_expected_sequence_is_scoped_to_one_aggregate(bus: Bus, swarm_id: 
 async def test_event_subject_names_swarm_aggregate_id_and_type(bus: Bus, swarm_id: str) -> None:
     seq = await bus.events.append(created(swarm_id, "t-subj"), expected_seq=0)
     msg = await bus.js.get_msg(subjects.EVENTS_STREAM, seq)
-    assert msg.subject == f"swarm.evt.{swarm_id}.task.t-subj.created"
+    assert msg.subject == f"swarm.evt.{swarm_id}.task.t-subj.created" and msg.data is not None
     assert ev.decode(msg.data).type == "task.created"
 
 

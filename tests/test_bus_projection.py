@@ -124,7 +124,7 @@ async def test_position_read_from_the_ack_subject_matches_nats_metadata(
 ) -> None:
     last = await seed(bus, swarm_id, 3)
     sub = await bus.js.subscribe(f"swarm.evt.{swarm_id}.>", ordered_consumer=True)
-    seen = []
+    seen: list[tuple[int, int]] = []
     while not seen or seen[-1][0] < last:
         msg = await sub.next_msg(timeout=5)
         meta = msg.metadata
@@ -142,6 +142,7 @@ async def test_a_board_too_large_for_one_message_is_snapshotted_through_the_obje
     scope = f"{first.scope}-large"
     assert await bus.snapshots.save(scope, first.board, inline_limit=100)
     entry = await (await bus.kv(subjects.SNAPSHOTS_BUCKET)).get(key_for(scope))
+    assert entry.value is not None
     name = object_name(entry.value)
     assert name is not None and packed_seq(entry.value) == first.seq
     assert await bus.snapshots.load(scope) == first.board

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from functools import partial
 
 from waiting import until as eventually
 
@@ -69,7 +70,7 @@ async def test_unknown_mention_is_refused_naming_it(bus: Bus, nats_url: str, swa
         json.dumps({"message": "hi", "mentions": ["@designer"]}).encode(),
         timeout=5,
     )
-    assert reply.headers["Nats-Service-Error-Code"] == "400"
+    assert reply.headers is not None and reply.headers["Nats-Service-Error-Code"] == "400"
     assert "@designer" in json.loads(reply.data)["error"]["message"]
     await chat.stop()
 
@@ -84,7 +85,7 @@ async def test_two_replicas_deliver_each_mention_once(
         for i in range(10)
     ]
     for agent in ("fe", "be", "qa"):
-        await eventually(lambda a=agent: _has_all(bus, swarm_id, a, posted))
+        await eventually(partial(_has_all, bus, swarm_id, agent, posted))
         assert await inbox_of(bus, swarm_id, agent) == posted
     for replica in replicas:
         await replica.stop()

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,8 +45,8 @@ def read_all(lines: list[str]) -> tuple[ClaudeStream, str]:
     return stream, shown
 
 
-def task(**fields) -> TaskView:
-    base = dict(swarm="s", id="t-1", title="Create Button", prompt="Create Button")
+def task(**fields: Any) -> TaskView:
+    base: dict[str, Any] = dict(swarm="s", id="t-1", title="Create Button", prompt="Create Button")
     base.update(fields)
     return TaskView(**base)
 

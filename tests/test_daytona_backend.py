@@ -40,6 +40,7 @@ from services.executor.runtimes import ClaudeOptions
 from services.executor.sandboxes import SandboxFailed, daytona
 from services.executor.sandboxes.daytona import (
     DaytonaBackend,
+    DaytonaSandbox,
     DaytonaSettings,
     env_file,
     runner_script,
@@ -211,7 +212,9 @@ async def start_daytona(
 
 async def prepared(executor: Executor, fake: FakeDaytona, agent: str = "qa-agent"):
     """The agent's sandbox (in the fake), once the executor has found or made it."""
-    remote = await executor.hosted[agent].sandbox.ready()  # waits for the executor's preparation
+    hosted = executor.hosted[agent].sandbox
+    assert isinstance(hosted, DaytonaSandbox)
+    remote = await hosted.ready()  # waits for the executor's preparation
     sandbox = fake.sandboxes[remote.id]
     assert sandbox.state == "started"
     return sandbox
@@ -356,7 +359,7 @@ async def test_a_vanished_sandbox_is_made_anew_and_the_task_requeued(
     gone = (await prepared(executor, fake)).id
     fake.lose(gone)
     task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo in the new one")
-    await until(lambda: watch.board.task(swarm_id, task_id).status == "requeued", what="requeue")  # type: ignore[union-attr]
+    await until(lambda: watch.board.task(swarm_id, task_id).status == "requeued", what="requeue")
     requeued = [
         e
         for _, e in await aggregate_events(bus.js, swarm_id, "task", task_id)

@@ -7,6 +7,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import APIError, BadRequestError
+
 from cli.doctor import (
     FAIL,
     OK,
@@ -429,8 +432,8 @@ def test_readiness_check_passes_only_for_a_fresh_ready_instance_on_this_host() -
 def test_provisioning_waits_for_a_forming_cluster_but_not_for_a_refusal() -> None:
     forming = streams.cluster_forming
 
-    assert forming(streams.NatsTimeoutError())  # no meta leader yet
-    assert forming(streams.BadRequestError(code=400, err_code=10005, description="no peers"))
-    assert forming(streams.APIError(code=503, err_code=10008, description="unavailable"))
-    assert not forming(streams.BadRequestError(code=400, err_code=10052, description="bad"))
-    assert not forming(streams.APIError(code=503, description="JetStream not enabled"))
+    assert forming(NatsTimeoutError())  # no meta leader yet
+    assert forming(BadRequestError(code=400, err_code=10005, description="no peers"))
+    assert forming(APIError(code=503, err_code=10008, description="unavailable"))
+    assert not forming(BadRequestError(code=400, err_code=10052, description="bad"))
+    assert not forming(APIError(code=503, description="JetStream not enabled"))

@@ -134,7 +134,7 @@ async def test_a_mention_reaches_the_next_prompt_once_even_across_an_executor_re
     assert prompt.startswith("Unread chat messages that mention you:\n- [master] @qa please")
     assert prompt.endswith(f"Task {task_id}: Check")
     assert (await running_event(bus, swarm_id, task_id)).inbox_read_through == seq
-    assert watch.board.agent(swarm_id, "qa-agent").read_through == seq  # type: ignore[union-attr]
+    assert watch.board.agent(swarm_id, "qa-agent").read_through == seq
 
     later = await mention(bus, chat, swarm_id, "@qa-agent and the signup page")
     task_id, _ = await create_and_claim(bus, watch, swarm_id, runtime="claude", title="Again")
@@ -147,7 +147,7 @@ async def test_a_mention_reaches_the_next_prompt_once_even_across_an_executor_re
     assert (await finished(watch, swarm_id, task_id)).status == "completed"
     assert asked(prompts)[2] == f"Task {task_id}: Third"
     assert (await running_event(bus, swarm_id, task_id)).inbox_read_through == 0
-    assert watch.board.agent(swarm_id, "qa-agent").read_through == later  # type: ignore[union-attr]
+    assert watch.board.agent(swarm_id, "qa-agent").read_through == later
 
 
 async def test_a_shell_task_leaves_mentions_unread_for_the_next_claude_task(
@@ -164,7 +164,7 @@ async def test_a_shell_task_leaves_mentions_unread_for_the_next_claude_task(
     task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo fine")
     assert (await finished(watch, swarm_id, task_id)).status == "completed"
     assert (await running_event(bus, swarm_id, task_id)).inbox_read_through == 0
-    assert watch.board.agent(swarm_id, "qa-agent").read_through == 0  # type: ignore[union-attr]
+    assert watch.board.agent(swarm_id, "qa-agent").read_through == 0
 
     task_id, _ = await create_and_claim(bus, watch, swarm_id, runtime="claude", title="Think")
     assert (await finished(watch, swarm_id, task_id)).status == "completed"

@@ -156,7 +156,7 @@ async def test_cancelled_running_task_is_killed_and_ends_cancelled(
     task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt=script)
     pid_file = executor.config.agents_root / "qa-agent" / "task.pid"
     await until(lambda: pid_file.exists() and pid_file.read_text().strip() != "", what="pid")
-    await until(lambda: watch.board.task(swarm_id, task_id).status == "running")  # type: ignore[union-attr]
+    await until(lambda: watch.board.task(swarm_id, task_id).status == "running")
     pid = int(pid_file.read_text())
 
     cancelled = ev.TaskCancelled(swarm=swarm_id, id=task_id, time=time.time(), reason="by test")
@@ -257,6 +257,7 @@ async def test_agents_are_registered_with_this_executor_and_kept_present(
     assert watch.board.swarms[swarm_id].name == swarm_id
     kv = await bus.kv(subjects.PRESENCE_BUCKET)
     entry = await kv.get(subjects.presence_key(swarm_id, "docs-agent"))
+    assert entry.value is not None
     presence = msgspec.json.decode(entry.value, type=Presence)
     assert presence.executor == "ex-test" and time.time() - presence.time < 10
 
@@ -276,7 +277,7 @@ async def test_api_registered_agent_is_taken_up_and_served(
     await bus.events.append(api_agent, expected_seq=0)
     await until(lambda: "api-agent" in executor.hosted, what="take-up")
     agent = watch.board.agent(swarm_id, "api-agent")
-    await until(lambda: watch.board.agent(swarm_id, "api-agent").executor == "ex-test")  # type: ignore[union-attr]
+    await until(lambda: watch.board.agent(swarm_id, "api-agent").executor == "ex-test")
     assert agent is not None
     task_id, _ = await create_and_claim(bus, watch, swarm_id, agent="api-agent", prompt="echo ok")
     task = await finished(watch, swarm_id, task_id)
@@ -314,7 +315,7 @@ async def test_restart_requeues_the_task_a_previous_life_left_running(
         expected_seq=0,
     )
     await watch.wait_for(seq)
-    if watch.board.agent(swarm_id, "qa-agent").status != "idle":  # type: ignore[union-attr]
+    if watch.board.agent(swarm_id, "qa-agent").status != "idle":
         pytest.fail("qa-agent should be idle")
     seq = await bus.events.append(
         ev.TaskClaimed(swarm=swarm_id, id=task_id, time=time.time(), agent="qa-agent", attempt=1),
@@ -334,7 +335,7 @@ async def test_restart_requeues_the_task_a_previous_life_left_running(
     await watch.wait_for(seq)
 
     await start_executor()
-    await until(lambda: watch.board.task(swarm_id, task_id).status == "requeued")  # type: ignore[union-attr]
+    await until(lambda: watch.board.task(swarm_id, task_id).status == "requeued")
     task = watch.board.task(swarm_id, task_id)
     assert task is not None and task.attempt == 2
     assert task.reason is not None and "ex-test restarted" in task.reason
@@ -345,9 +346,9 @@ async def test_stopping_executor_gives_the_running_attempt_back(
 ) -> None:
     executor = await start_executor()
     task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo on; sleep 300")
-    await until(lambda: watch.board.task(swarm_id, task_id).status == "running")  # type: ignore[union-attr]
+    await until(lambda: watch.board.task(swarm_id, task_id).status == "running")
     await executor.stop()
-    await until(lambda: watch.board.task(swarm_id, task_id).status == "requeued")  # type: ignore[union-attr]
+    await until(lambda: watch.board.task(swarm_id, task_id).status == "requeued")
     assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "running", "requeued"]
     task = watch.board.task(swarm_id, task_id)
     assert task is not None and task.attempt == 2

@@ -176,12 +176,12 @@ class Plausible:
             if task is None:
                 self.kinds["progress"].append(self._creator(s, t, sorted(view.tasks)))
                 continue
-            run = {"agent": task.agent, "attempt": task.attempt}
+            run: dict[str, Any] = {"agent": task.agent, "attempt": task.attempt}
             if task.status == "blocked" and deps_done(view, task):
                 self._add("progress", ev.TaskUnblocked, s, t, 4)  # the scheduler does it at once
             claimable = task.status in CLAIMABLE and deps_done(view, task)
             for agent in view.agents.values():
-                claim = {"agent": agent.id, "attempt": task.attempt}
+                claim: dict[str, Any] = {"agent": agent.id, "attempt": task.attempt}
                 if claimable and agent.status == "idle":
                     again = 3 if task.attempt > 1 else 1  # a requeued task is claimed soon
                     self._add("progress", ev.TaskClaimed, s, t, again, **claim)
@@ -202,7 +202,7 @@ class Plausible:
                     self._add("stale", ev.TaskRequeued, s, t, reason="late", attempt=skipped)
                 if task.attempt > 1:
                     for other in view.agents:
-                        zombie = {"agent": other, "attempt": task.attempt - 1}
+                        zombie: dict[str, Any] = {"agent": other, "attempt": task.attempt - 1}
                         self._add("stale", ev.TaskCompleted, s, t, 4, **zombie)
                         self._add("stale", ev.TaskFailed, s, t, 2, reason="late", **zombie)
             if task.status in FINISHED and task.agent is not None:
@@ -230,7 +230,7 @@ class Plausible:
             for a in view.agents:
                 checkout = project.checkouts.get(a)
                 if project.round and (checkout is None or checkout.state == "pending"):
-                    answer = {"agent": a, "round": project.round}
+                    answer: dict[str, Any] = {"agent": a, "round": project.round}
                     self._add(
                         "project", ev.ProjectSynced, s, p, commit=f"c{project.round}", **answer
                     )
@@ -249,7 +249,8 @@ class Plausible:
         return create
 
 
-KINDS = ("progress",) * 6 + ("setback", "setback", "stale", "near miss", "near miss", "repeat")
+KINDS: tuple[str, ...] = ("progress",) * 6
+KINDS += ("setback", "setback", "stale", "near miss", "near miss", "repeat")
 KINDS += ("project", "project", "arbitrary")
 
 IDS = {"swarm": SWARMS, "task": TASKS, "agent": AGENTS, "project": PROJECTS}
@@ -523,7 +524,9 @@ def _complete_any_attempt(board: Board, e: ev.TaskCompleted, seq: int) -> bool:
 
 
 def _log(*events: tuple[type[ev.Event], str, dict[str, Any]]) -> Log:
-    start = [(ev.SwarmCreated, "s1", {"name": "s1"})]
+    start: list[tuple[type[ev.Event], str, dict[str, Any]]] = [
+        (ev.SwarmCreated, "s1", {"name": "s1"})
+    ]
     start += [(ev.AgentRegistered, a, {"name": a}) for a in ("a1", "a2")]
     start += [(ev.TaskCreated, t, {"title": t}) for t in ("t1", "t2")]
     return [

@@ -79,7 +79,7 @@ async def test_errors_carry_the_status_code_and_the_field(bus: Bus, swarm: str) 
     code, answer = await ask(bus, f"swarm.cmd.{swarm}.create_task", {"title": "x", "priority": 9})
     assert (code, answer["error"]["field"]) == ("400", "priority")
     reply = await bus.nc.request(f"swarm.cmd.{swarm}.create_task", b"{oops", timeout=5)
-    assert reply.headers["Nats-Service-Error-Code"] == "400"
+    assert reply.headers is not None and reply.headers["Nats-Service-Error-Code"] == "400"
     code, answer = await ask(bus, f"swarm.cmd.{swarm}.get_task", {})
     assert (code, answer["error"]["field"]) == ("400", "task")
 

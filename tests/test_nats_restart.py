@@ -18,7 +18,7 @@ async def answering(bus: Bus, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            await bus.nc.flush(timeout=0.5)
+            await bus.nc.flush(timeout=0.5)  # type: ignore[arg-type]  # seconds: a float works
             return
         except Exception:
             if time.monotonic() > deadline:
@@ -56,7 +56,7 @@ async def test_kill_9_loses_no_acknowledged_event_and_service_carries_on(nats_fa
     assert info.state.last_seq == acked[-1]
     for seq in acked:
         msg = await writer.js.get_msg(subjects.EVENTS_STREAM, seq)
-        assert ev.decode(msg.data).swarm == "kill9"
+        assert msg.data is not None and ev.decode(msg.data).swarm == "kill9"
 
     after = await writer.events.append(
         ev.TaskCreated(swarm="kill9", id="after", time=time.time(), title="after restart"), 0

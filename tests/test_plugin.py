@@ -157,11 +157,11 @@ def test_every_swarm_invocation_names_a_command_whose_help_works(
         path = command_path(argv)
         assert path, f"{where}: `{line}` is not a swarm command"
         paths.setdefault(tuple(path), f"{where}: `{line}`")
-    for path, example in sorted(paths.items()):
+    for words, example in sorted(paths.items()):
         with pytest.raises(SystemExit) as exited:
-            main([*path, "--help"])
+            main([*words, "--help"])
         assert exited.value.code == 0, example
-        assert f"usage: swarm {' '.join(path)}" in capsys.readouterr().out
+        assert f"usage: swarm {' '.join(words)}" in capsys.readouterr().out
     assert {("chat",), ("project", "create"), ("project", "sync"), ("task",)} <= set(paths)
 
 
@@ -280,7 +280,11 @@ async def test_slash_project_creates_inits_and_shows_each_agents_checkout(
     assert (code, out.strip()) == (0, f"{project} init requested: round 1")
 
     commit = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-    for agent, fields in (("frontend-agent", {"commit": commit}), ("qa-agent", {})):
+    answers: list[tuple[str, dict[str, Any]]] = [
+        ("frontend-agent", {"commit": commit}),
+        ("qa-agent", {}),
+    ]
+    for agent, fields in answers:
         event = (
             ev.ProjectSynced(
                 swarm=swarm, id=project, time=time.time(), agent=agent, round=1, ahead=1, **fields

@@ -96,7 +96,7 @@ def when(
 
 def short(decisions: list[Decision]) -> list[tuple]:
     """``(type, id, fields...)``: what each decision says, without envelopes."""
-    out = []
+    out: list[tuple] = []
     for d in decisions:
         e = d.event
         if isinstance(e, ev.TaskClaimed):
@@ -496,8 +496,8 @@ def step_event(step: tuple, board: Board, time: float, tasks: int, agents: int) 
         return ev.AgentRegistered(swarm=S, id=agent, time=time, name=agent, executor="x")
     if task is None:
         return None
-    fields = {"swarm": S, "id": task.id, "time": time}
-    current = {"agent": task.agent or agent, "attempt": task.attempt}
+    fields: dict[str, Any] = {"swarm": S, "id": task.id, "time": time}
+    current: dict[str, Any] = {"agent": task.agent or agent, "attempt": task.attempt}
     if kind == "claim":
         return ev.TaskClaimed(**fields, agent=agent, attempt=task.attempt)
     if kind == "run":
@@ -558,11 +558,11 @@ def run(
             open_tasks.track(board, event)
     for step in lifecycle:
         time += 0.01
-        event = step_event(step, board, time, len(tasks), len(agents))
-        if event is not None:
-            apply(board, event, board.seq + 1)
+        stepped = step_event(step, board, time, len(tasks), len(agents))
+        if stepped is not None:
+            apply(board, stepped, board.seq + 1)
             if open_tasks is not None:
-                open_tasks.track(board, event)
+                open_tasks.track(board, stepped)
     now = time + after
     presence = {f"{S}.a{a}": now + ago for a, ago in seen.items()}
     in_flight = {f"{S}/{kind}/{'t' if kind == 'task' else 'a'}{i}" for kind, i in busy}
@@ -691,7 +691,7 @@ def test_tasks_caught_in_a_dependency_cycle_fail_naming_it_instead_of_waiting_fo
         ev.TaskUpdated(swarm=S, id="t1", time=T0, depends=["t2"]),
         created("t3", depends=["t2"]),  # waits on the cycle, not in it: fails once t2 fails
     )
-    failed = {d.event.id: d.event.reason for d in when(board) if d.event.type == "task.failed"}
+    failed = {d.event.id: d.event.reason for d in when(board) if isinstance(d.event, ev.TaskFailed)}
     assert failed == {
         "t1": "dependency cycle: t1 -> t2 -> t1",
         "t2": "dependency cycle: t2 -> t1 -> t2",

@@ -175,8 +175,8 @@ async def run_to_end(log: Log, task_id: str, ending: str = "completed") -> None:
     """Play the executor for a claimed task: running, then completed or failed."""
     view = log.task(task_id)
     assert view is not None and view.status == "claimed" and view.agent
-    common = {"swarm": log.swarm, "id": task_id, "time": time.time()}
-    attempt = {"agent": view.agent, "attempt": view.attempt}
+    common: dict[str, Any] = {"swarm": log.swarm, "id": task_id, "time": time.time()}
+    attempt: dict[str, Any] = {"agent": view.agent, "attempt": view.attempt}
     await log.append(ev.TaskRunning(**common, **attempt))
     if ending == "completed":
         await log.append(ev.TaskCompleted(**common, **attempt))
@@ -213,6 +213,7 @@ async def test_a_pending_task_is_claimed_once_by_the_matching_idle_agent_and_dis
     assert (claimed.agent, claimed.attempt) == ("ui-agent", 1)
     subject = subjects.dispatch(swarm_id, "ui-agent")
     message = await bus.js.get_last_msg(subjects.DISPATCH_STREAM, subject)
+    assert message.headers is not None and message.data is not None
     assert message.headers["Nats-Msg-Id"] == f"{swarm_id}:t1:1"
     dispatched = wire.decode(message.data)
     assert dispatched == wire.Dispatch(

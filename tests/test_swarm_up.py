@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from waiting import until_sync
@@ -37,12 +38,12 @@ from services.bus.embedded import free_port
 
 
 def test_restart_backoff_doubles_up_to_a_ceiling_and_starts_over_after_a_stable_run() -> None:
-    delays = [None]
+    delays: list[float] = []
     for _ in range(10):
-        delays.append(next_delay(delays[-1], uptime=1.0))
+        delays.append(next_delay(delays[-1] if delays else None, uptime=1.0))
 
-    assert delays[1:5] == [BACKOFF_FIRST, BACKOFF_FIRST * 2, BACKOFF_FIRST * 4, BACKOFF_FIRST * 8]
-    assert max(delays[1:]) == BACKOFF_MAX
+    assert delays[:4] == [BACKOFF_FIRST, BACKOFF_FIRST * 2, BACKOFF_FIRST * 4, BACKOFF_FIRST * 8]
+    assert max(delays) == BACKOFF_MAX
     assert next_delay(BACKOFF_MAX, uptime=STABLE_AFTER) == BACKOFF_FIRST
 
 
@@ -88,7 +89,7 @@ def test_api_url_of_a_wildcard_address_is_on_loopback() -> None:
 
 def test_services_get_where_everything_is_and_no_stray_nats_credentials() -> None:
     base = {"PATH": "/bin", "NATS_USER": "u", "NATS_PASSWORD": "p", "NATS_URL": "nats://old:1"}
-    options = dict(
+    options: dict[str, Any] = dict(
         nats_url="nats://127.0.0.1:4333",
         token="t0ken-value",
         host="127.0.0.1",

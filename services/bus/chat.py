@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import msgspec
+import nats.errors
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -95,13 +99,41 @@ async def deliver(
                 pass  # someone else wrote it meanwhile (or created it): read again
 
 
-async def inbox_consumer(js: JetStreamContext, durable: str):
+@dataclass(frozen=True)
+class PostedChat:
+    """A chat message taken from the shared inbox consumer (``message`` None: not a chat
+    message); ``ack`` once its mentions are in the inboxes."""
+
+    message: ChatMessage | None
+    _msg: Msg = field(repr=False)
+
+    async def ack(self) -> None:
+        await self._msg.ack()
+
+
+class InboxFeed:
+    """The chat replicas' shared pull consumer on ``SWARM_CHAT``, handing out typed messages."""
+
+    def __init__(self, sub: JetStreamContext.PullSubscription) -> None:
+        self._sub = sub
+
+    async def next(self, *, batch: int = 64, timeout: float = 1.0) -> list[PostedChat]:
+        """Wait up to ``timeout`` seconds for chat messages; ``[]`` when none came."""
+        try:
+            msgs = await self._sub.fetch(batch, timeout=timeout)
+        except nats.errors.TimeoutError:
+            return []
+        return [PostedChat(decode(msg.data, msg.metadata.sequence.stream), msg) for msg in msgs]
+
+
+async def inbox_consumer(js: JetStreamContext, durable: str) -> InboxFeed:
     """The durable pull consumer every chat replica shares: each message goes to one of them,
     and comes again if it was not acked within ``ack_wait`` (a replica died or stopped while a
     fetch was outstanding), so a stopped replica delays a mention by at most 5 s."""
-    return await js.pull_subscribe(
+    sub = await js.pull_subscribe(
         subjects.CHAT_ALL,
         durable=durable,
         stream=subjects.CHAT_STREAM,
         config=api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, ack_wait=5, max_deliver=-1),
     )
+    return InboxFeed(sub)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import ssl
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
@@ -95,7 +96,7 @@ async def connect(
     async def on_error(error: Exception) -> None:
         log.debug("nats.error", error=str(error), url=options.display)
 
-    kwargs: dict = dict(
+    kwargs: dict[str, Any] = dict(
         servers=options.servers,
         name=name,
         allow_reconnect=True,

@@ -19,6 +19,7 @@ import sysconfig
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 from schemas.errors import Unavailable
 
@@ -56,7 +57,16 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Cluster(TypedDict):
+    """A server's cluster block: the cluster's name, its route port, the other nodes' routes."""
+
+    name: str
+    port: int
+    routes: list[str]
 
 
 def config_text(
@@ -65,7 +75,7 @@ def config_text(
     store_dir: Path,
     ports_dir: Path,
     name: str,
-    cluster: dict | None = None,
+    cluster: Cluster | None = None,
     monitor_port: int | None = None,
 ) -> str:
     lines = [
@@ -107,7 +117,7 @@ class EmbeddedNats:
         port: int = 0,
         *,
         name: str = "swarm",
-        cluster: dict | None = None,
+        cluster: Cluster | None = None,
         monitor_port: int | None = None,
         preexec_fn: Callable[[], None] | None = None,
     ) -> None:
@@ -117,7 +127,7 @@ class EmbeddedNats:
         self.cluster = cluster
         self.monitor_port = monitor_port
         self.preexec_fn = preexec_fn
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:

@@ -89,7 +89,7 @@ class Feed:
         self.subject = subject
         self.after = after
         self._queue: asyncio.Queue[Record] = asyncio.Queue()
-        self._sub = None
+        self._sub: JetStreamContext.PushSubscription | None = None
         self._end: int | None = None  # the last sequence that existed at open (0: none)
         self._last = after
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -177,13 +177,16 @@ def stream_of(info: Any) -> Stream:
     )
 
 
-async def _bucket_values(bus: Bus, bucket: str, kind: type) -> dict[str, Any]:
+T = TypeVar("T")
+
+
+async def _bucket_values(bus: Bus, bucket: str, kind: type[T]) -> dict[str, T]:
     """Every value in ``bucket`` decoded as ``kind`` (no bucket: ``{}``); a failed read raises."""
     try:
         kv = await bus.kv(bucket)
     except BucketNotFoundError:
         return {}
-    found = {}
+    found: dict[str, T] = {}
     for key, value in (await latest_values(kv)).items():
         try:
             found[key] = msgspec.json.decode(value, type=kind)

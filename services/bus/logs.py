@@ -11,9 +11,10 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 SECRET_ENV = (
     "ANTHROPIC_API_KEY",
@@ -31,9 +32,9 @@ _SECRET_KEY = re.compile(r"(token|password|secret|api_key|apikey|authorization|c
 MASK = "***"
 
 
-def known_secrets(env: dict[str, str] | None = None) -> list[str]:
-    env = os.environ if env is None else env
-    return [v for k in SECRET_ENV if len(v := env.get(k, "")) >= 6]
+def known_secrets(env: Mapping[str, str] | None = None) -> list[str]:
+    source = os.environ if env is None else env
+    return [v for k in SECRET_ENV if len(v := source.get(k, "")) >= 6]
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -57,16 +58,19 @@ class Redactor:
         if isinstance(value, str):
             return scrub(value, self.secrets)
         if isinstance(value, dict):
-            return {
-                k: (MASK if _SECRET_KEY.search(str(k)) and v else self._clean(v))
-                for k, v in value.items()
-            }
+            return self._clean_mapping(value)
         if isinstance(value, list | tuple):
             return [self._clean(v) for v in value]
         return value
 
-    def __call__(self, logger: object, method: str, event_dict: dict) -> dict:
-        return self._clean(event_dict)  # type: ignore[return-value]
+    def _clean_mapping(self, value: Mapping[str, object]) -> dict[str, object]:
+        return {
+            k: (MASK if _SECRET_KEY.search(str(k)) and v else self._clean(v))
+            for k, v in value.items()
+        }
+
+    def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+        return self._clean_mapping(event_dict)
 
 
 redactor = Redactor()

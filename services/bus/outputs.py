@@ -3,7 +3,7 @@ and the whole output in the ``swarm_outputs`` object store. The readers are in `
 
 from __future__ import annotations
 
-from typing import BinaryIO
+import io
 
 from nats.js import JetStreamContext
 
@@ -27,7 +27,7 @@ async def publish_chunk(
     )
 
 
-async def store_output(js: JetStreamContext, name: str, source: BinaryIO) -> None:
+async def store_output(js: JetStreamContext, name: str, source: io.BufferedIOBase) -> None:
     """The whole output, as object ``name`` (``subjects.output_name``)."""
     store = await js.object_store(subjects.OUTPUT_STORE)
     await store.put(name, source)

@@ -62,8 +62,8 @@ class PresenceWatch:
         self._clock = clock
         self._on_change = on_change
         self.seen: dict[str, float] = {}
-        self._watcher = None
-        self._task: asyncio.Task | None = None
+        self._watcher: KeyValue.KeyWatcher | None = None
+        self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
     async def start(self, timeout: float = 10.0) -> None:

@@ -65,7 +65,7 @@ class Projection:
         self._waiter_count = 0
         self._listeners: list[Listener] = []
         self._ready = asyncio.Event()
-        self._sub = None
+        self._sub: JetStreamContext.PushSubscription | None = None
         self.started_from = 0  # the snapshot sequence replay started after
         self.undecodable = 0
 
@@ -104,8 +104,9 @@ class Projection:
         )
         info = await self._sub.consumer_info()
         if info.num_pending == 0:
-            delivered = info.delivered.consumer_seq if info.delivered else 0
-            target = info.delivered.stream_seq if delivered else 0
+            last = info.delivered
+            delivered = last.consumer_seq if last is not None else 0
+            target = last.stream_seq if last is not None and delivered else 0
             if not delivered or self.board.seq >= target:
                 self._ready.set()
             else:

@@ -19,6 +19,7 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 
 import msgspec
@@ -26,6 +27,7 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
+from structlog.typing import FilteringBoundLogger
 
 from schemas import subjects
 from schemas.errors import SwarmError
@@ -147,10 +149,12 @@ class Service:
         self.projection: Projection | None = None
         self.started_at = time.time()
         self.stopping = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._beat_now = asyncio.Event()
         self.ready_file = os.environ.get("SWARM_READY_FILE") or None
-        self.log = structlog.get_logger(self.name).bind(instance=self.instance)
+        self.log: FilteringBoundLogger = structlog.get_logger(self.name).bind(
+            instance=self.instance
+        )
 
     # --- hooks ------------------------------------------------------------------------------
 
@@ -163,13 +167,13 @@ class Service:
     async def on_stop(self) -> None:
         """Before the connection closes."""
 
-    def detail(self) -> dict[str, Any]:
+    def detail(self) -> dict[str, object]:
         """Extra facts for the readiness heartbeat."""
         return {}
 
     # --- running ----------------------------------------------------------------------------
 
-    def spawn(self, coro: Any, name: str) -> asyncio.Task:
+    def spawn(self, coro: Coroutine[object, object, None], name: str) -> asyncio.Task[None]:
         """Run a background loop that lives as long as the service."""
         task = asyncio.create_task(coro, name=name)
         self._tasks.append(task)

@@ -133,6 +133,7 @@ def bucket_configs(layout: Layout) -> list[api.KeyValueConfig]:
 
 
 async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
+    assert config.name is not None  # every config above names its stream
     try:
         await js.stream_info(config.name)
         await js.update_stream(config)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import get_args
 
 import msgspec
 
 from schemas import subjects
-from schemas.chat import ChatMessage, InboxEntry, check_text, mentions_in, resolve
+from schemas.board import SwarmView
+from schemas.chat import AuthorKind, ChatMessage, InboxEntry, check_text, mentions_in, resolve
 from schemas.errors import Invalid, NotFound, Unavailable
 from schemas.positions import whole_number
 from services.bus import chat as chat_bus
@@ -28,7 +30,12 @@ INBOX_CONSUMER = "chat_inbox"
 MAX_LIMIT = 1000  # messages in one history answer
 
 
-def message_from_request(swarm_view, swarm: str, data: dict, now: float) -> ChatMessage:
+AUTHOR_KINDS: tuple[AuthorKind, ...] = get_args(AuthorKind)
+
+
+def message_from_request(
+    swarm_view: SwarmView, swarm: str, data: object, now: float
+) -> ChatMessage:
     """Pure: validate a post and resolve its mentions against the swarm's agents."""
     if not isinstance(data, dict):
         raise Invalid("body", "the request body must be a JSON object")
@@ -41,8 +48,9 @@ def message_from_request(swarm_view, swarm: str, data: dict, now: float) -> Chat
     author = data.get("author") or "master"
     if not isinstance(author, str):
         raise Invalid("author", "author must be a string")
-    kind = data.get("author_kind") or ("agent" if author in swarm_view.agents else "person")
-    if kind not in ("person", "master", "agent", "system"):
+    asked = data.get("author_kind") or ("agent" if author in swarm_view.agents else "person")
+    kind = next((k for k in AUTHOR_KINDS if k == asked), None)
+    if kind is None:
         raise Invalid("author_kind", "author_kind must be person, master, agent or system")
     channel = subjects.check_token(data.get("channel") or "general", "channel")
     mentions = mentions_in(text, extra)
@@ -82,14 +90,14 @@ class Chat(Service):
         if micro is not None:
             await micro.stop()
 
-    def _swarm(self, swarm: str):
+    def _swarm(self, swarm: str) -> SwarmView:
         assert self.projection is not None
         view = self.projection.board.swarms.get(swarm)
         if view is None:
             raise NotFound(f"swarm {swarm} not found")
         return view
 
-    async def post(self, request: CommandRequest) -> dict:
+    async def post(self, request: CommandRequest) -> dict[str, object]:
         assert self.bus is not None and self.projection is not None
         swarm = request.token(2)
         seen = request.headers.get(subjects.SEEN_HEADER, "")
@@ -105,9 +113,10 @@ class Chat(Service):
         self.log.info(
             "chat.posted", swarm=swarm, seq=message.seq, recipients=len(message.recipients)
         )
-        return msgspec.to_builtins(message)
+        posted: dict[str, object] = msgspec.to_builtins(message)
+        return posted
 
-    async def history(self, request: CommandRequest) -> dict:
+    async def history(self, request: CommandRequest) -> dict[str, object]:
         assert self.bus is not None
         swarm = request.token(2)
         self._swarm(swarm)
@@ -122,17 +131,12 @@ class Chat(Service):
 
     async def _deliver_mentions(self) -> None:
         assert self.bus is not None and self.projection is not None
-        kv = await self.bus.kv(subjects.INBOX_BUCKET)
         while not self.stopping.is_set():
             try:
-                sub = await chat_bus.inbox_consumer(self.bus.js, INBOX_CONSUMER)
+                feed = await chat_bus.inbox_consumer(self.bus.js, INBOX_CONSUMER)
                 while not self.stopping.is_set():
-                    try:
-                        msgs = await sub.fetch(64, timeout=1)
-                    except TimeoutError:
-                        continue
-                    for msg in msgs:
-                        await self._deliver_one(kv, msg)
+                    for posted in await feed.next(batch=64, timeout=1):
+                        await self._deliver_one(posted)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # NATS away: start over
@@ -142,9 +146,11 @@ class Chat(Service):
                 except TimeoutError:
                     pass
 
-    async def _deliver_one(self, kv, msg) -> None:
-        message = chat_bus.decode(msg.data, msg.metadata.sequence.stream)
+    async def _deliver_one(self, posted: chat_bus.PostedChat) -> None:
+        assert self.bus is not None and self.projection is not None
+        message = posted.message
         if message is not None and message.recipients:
+            kv = await self.bus.kv(subjects.INBOX_BUCKET)
             entry = InboxEntry(
                 seq=message.seq,
                 id=message.id,
@@ -158,4 +164,4 @@ class Chat(Service):
                 read_through = agent.read_through if agent else 0
                 if entry.seq > read_through:
                     await chat_bus.deliver(kv, message.swarm, agent_id, entry, read_through)
-        await msg.ack()
+        await posted.ack()

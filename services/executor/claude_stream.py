@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from schemas.events import Usage
 
@@ -38,11 +37,11 @@ class ClaudeResult:
     duration_ms: int | None = None
 
 
-def _int(value: Any) -> int:
+def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def usage_of(raw: Any) -> Usage | None:
+def usage_of(raw: object) -> Usage | None:
     if not isinstance(raw, dict):
         return None
     return Usage(
@@ -53,13 +52,13 @@ def usage_of(raw: Any) -> Usage | None:
     )
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
 
 
-def _tool_line(block: dict) -> str:
+def _tool_line(block: dict[str, object]) -> str:
     name = block.get("name") or "tool"
     raw = block.get("input")
     if isinstance(raw, dict):
@@ -116,8 +115,9 @@ class ClaudeStream:
         if kind == "user":
             return self._user(message)
         if kind == "result":
+            result = message.get("result")
             self.result = ClaudeResult(
-                result=message.get("result") if isinstance(message.get("result"), str) else "",
+                result=result if isinstance(result, str) else "",
                 is_error=message.get("is_error") is not False,
                 subtype=str(message.get("subtype") or ""),
                 cost_usd=_number(message.get("total_cost_usd")),
@@ -129,9 +129,9 @@ class ClaudeStream:
             return ""
         return ""
 
-    def _assistant(self, message: dict) -> str:
-        if isinstance(message.get("error"), str):
-            self.errors.append(message["error"])
+    def _assistant(self, message: dict[str, object]) -> str:
+        if isinstance(error := message.get("error"), str):
+            self.errors.append(error)
         body = message.get("message")
         content = body.get("content") if isinstance(body, dict) else None
         if not isinstance(content, list):
@@ -140,14 +140,14 @@ class ClaudeStream:
         for block in content:
             if not isinstance(block, dict):
                 continue
-            if block.get("type") == "text" and isinstance(block.get("text"), str):
-                self.texts.append(block["text"])
-                shown.append(_with_newline(block["text"]))
+            if block.get("type") == "text" and isinstance(text := block.get("text"), str):
+                self.texts.append(text)
+                shown.append(_with_newline(text))
             elif block.get("type") == "tool_use":
                 shown.append(_tool_line(block))
         return "".join(shown)
 
-    def _user(self, message: dict) -> str:
+    def _user(self, message: dict[str, object]) -> str:
         """Tool results are often long (file contents): only failed ones are shown, briefly."""
         body = message.get("message")
         content = body.get("content") if isinstance(body, dict) else None

@@ -43,10 +43,10 @@ import os
 import re
 import socket
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from schemas import subjects
 from schemas.errors import Invalid
@@ -57,6 +57,9 @@ DEFAULT_MAX_AGENTS = 10
 DEFAULT_LEASE = 10.0
 DEFAULT_GIT_TIMEOUT = 120.0
 AUTO_ID = "auto"  # executor id: this host's name
+
+Table = dict[str, object]  # a TOML table as read (values checked where they are used)
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ class ExecutorConfig:
     ack_wait: float = 30.0  # a dispatch in progress is redelivered after this long without news
     git_timeout: float = DEFAULT_GIT_TIMEOUT  # one clone / pull of the project, at most
     # [daytona hook] swarm.toml's [daytona] table, as it is: read by sandboxes/daytona.py
-    daytona: dict[str, Any] = field(default_factory=dict)
+    daytona: Table = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -147,7 +150,7 @@ def parse_agent(spec: str) -> AgentConfig:
     )
 
 
-def _strings(value: Any, what: str) -> tuple[str, ...]:
+def _strings(value: object, what: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(s.strip() for s in value.split(",") if s.strip())
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -155,7 +158,13 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
     raise Invalid(what, f"{what} must be a list of strings")
 
 
-def _agents_from_toml(raw: Any, executor_id: str) -> tuple[AgentConfig, ...] | None:
+def _optional_str(value: object, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise Invalid(what, f"{what} must be a string, not {value!r}")
+
+
+def _agents_from_toml(raw: object, executor_id: str) -> tuple[AgentConfig, ...] | None:
     if raw is None:
         return None
     if not isinstance(raw, list):
@@ -172,22 +181,22 @@ def _agents_from_toml(raw: Any, executor_id: str) -> tuple[AgentConfig, ...] | N
                 name=str(entry.get("name") or agent_name(entry["id"])),
                 role=str(entry.get("role") or ""),
                 skills=_strings(entry.get("skills", []), f"agents[{index}].skills"),
-                sandbox_id=entry.get("sandbox_id"),
+                sandbox_id=_optional_str(entry.get("sandbox_id"), f"agents[{index}].sandbox_id"),
             )
         )
     return tuple(found)
 
 
-def _daytona_table(raw: Any) -> dict[str, Any]:
-    """[daytona hook] swarm.toml's ``[daytona]`` table (checked by the daytona backend)."""
+def _table(raw: object, name: str) -> Table:
+    """A top-level table of swarm.toml (``[daytona]``: checked by the daytona backend)."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise Invalid("daytona", "daytona must be a table ([daytona])")
+        raise Invalid(name, f"{name} must be a table ([{name}])")
     return dict(raw)
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> Table:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -195,11 +204,14 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise Invalid("config", f"{path}: {error}") from error
 
 
-def _number(value: Any, what: str, kind: type = float) -> Any:
-    try:
-        return kind(value)
-    except (TypeError, ValueError) as error:
-        raise Invalid(what, f"{what} must be a number, not {value!r}") from error
+def _number(value: object, what: str, kind: Callable[[str | float], N]) -> N:
+    """``value`` as ``kind`` (``int`` or ``float``)."""
+    if isinstance(value, str | int | float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    raise Invalid(what, f"{what} must be a number, not {value!r}")
 
 
 def load(
@@ -208,9 +220,9 @@ def load(
     """Build the configuration from ``swarm.toml`` (``--config``, ``SWARM_CONFIG``, or
     ``./swarm.toml`` when it exists), the environment and the flags."""
     env = os.environ if env is None else env
-    flags = vars(args) if args is not None else {}
+    flags: dict[str, object] = vars(args) if args is not None else {}
 
-    def flag(name: str) -> Any:
+    def flag(name: str) -> object:
         return flags.get(name)
 
     if env.get("SWARM_BACKEND") and not env.get("SWARM_SANDBOX_BACKEND"):
@@ -218,7 +230,7 @@ def load(
             "SWARM_BACKEND",
             "SWARM_BACKEND was renamed SWARM_SANDBOX_BACKEND (the one name everywhere): set that",
         )
-    config_path = flag("config") or env.get("SWARM_CONFIG")
+    config_path = _optional_str(flag("config"), "config") or env.get("SWARM_CONFIG")
     if config_path:
         if not Path(config_path).is_file():
             raise Invalid("config", f"config file {config_path} does not exist")
@@ -227,11 +239,13 @@ def load(
         toml = read_toml(Path("swarm.toml"))
     else:
         toml = {}
-    swarm_t = toml.get("swarm", {}) or {}
-    executor_t = toml.get("executor", {}) or {}
-    claude_t = toml.get("claude", {}) or {}
+    swarm_t = _table(toml.get("swarm") or None, "swarm")
+    executor_t = _table(toml.get("executor") or None, "executor")
+    claude_t = _table(toml.get("claude") or None, "claude")
 
-    def pick(flag_name: str, env_name: str | None, table: dict, key: str, default: Any) -> Any:
+    def pick(
+        flag_name: str, env_name: str | None, table: Table, key: str, default: object
+    ) -> object:
         for value in (flag(flag_name), env.get(env_name) if env_name else None, table.get(key)):
             if value is not None and value != "":
                 return value
@@ -243,21 +257,25 @@ def load(
     swarm = str(pick("swarm", "SWARM_DEFAULT_ID", swarm_t, "id", "default"))
 
     agents: tuple[AgentConfig, ...] | None = None
-    if flag("agent"):
-        agents = tuple(parse_agent(spec) for spec in flag("agent"))
+    agent_specs = flag("agent")
+    if isinstance(agent_specs, list) and agent_specs:
+        agents = tuple(parse_agent(str(spec)) for spec in agent_specs)
     else:
         agents = _agents_from_toml(toml.get("agents"), executor_id)
     max_turns = pick("max_turns", None, claude_t, "max_turns", None)
     claude = ClaudeOptions(
         bin=str(pick("claude_bin", "SWARM_CLAUDE_BIN", claude_t, "bin", "claude")),
-        model=pick("model", "SWARM_CLAUDE_MODEL", claude_t, "model", None),
+        model=_optional_str(pick("model", "SWARM_CLAUDE_MODEL", claude_t, "model", None), "model"),
         max_turns=_number(max_turns, "max_turns", int) if max_turns is not None else None,
-        permission_mode=pick("permission_mode", None, claude_t, "permission_mode", None),
+        permission_mode=_optional_str(
+            pick("permission_mode", None, claude_t, "permission_mode", None), "permission_mode"
+        ),
         allowed_tools=_strings(
             pick("allowed_tools", None, claude_t, "allowed_tools", []), "allowed_tools"
         ),
-        append_system_prompt=pick(
-            "append_system_prompt", None, claude_t, "append_system_prompt", None
+        append_system_prompt=_optional_str(
+            pick("append_system_prompt", None, claude_t, "append_system_prompt", None),
+            "append_system_prompt",
         ),
         skip_permissions=bool(
             flag("dangerously_skip_permissions") or claude_t.get("skip_permissions", False)
@@ -265,13 +283,14 @@ def load(
     )
     pass_env = list(_strings(executor_t.get("pass_env", []), "pass_env"))
     pass_env += _strings(env.get("SWARM_PASS_ENV", ""), "SWARM_PASS_ENV")
-    for entry in flag("pass_env") or []:
+    pass_env_flags = flag("pass_env")
+    for entry in pass_env_flags if isinstance(pass_env_flags, list) else []:
         pass_env += _strings(entry, "pass_env")
     config = ExecutorConfig(
         swarm=swarm,
         swarm_name=str(swarm_t.get("name") or swarm),
         executor_id=executor_id,
-        data_dir=Path(pick("data_dir", "SWARM_DATA_DIR", executor_t, "data_dir", ".swarm")),
+        data_dir=Path(str(pick("data_dir", "SWARM_DATA_DIR", executor_t, "data_dir", ".swarm"))),
         max_agents=_number(
             pick("max_agents", "SWARM_MAX_AGENTS", executor_t, "max_agents", DEFAULT_MAX_AGENTS),
             "max_agents",
@@ -283,17 +302,21 @@ def load(
         task_timeout=_number(
             pick("timeout", "SWARM_TASK_TIMEOUT", executor_t, "timeout", DEFAULT_TIMEOUT),
             "timeout",
+            float,
         ),
         claude=claude,
         pass_env=tuple(dict.fromkeys(pass_env)),
-        lease=_number(env.get("SWARM_LEASE_SECONDS") or DEFAULT_LEASE, "SWARM_LEASE_SECONDS"),
+        lease=_number(
+            env.get("SWARM_LEASE_SECONDS") or DEFAULT_LEASE, "SWARM_LEASE_SECONDS", float
+        ),
         git_timeout=_number(
             pick(
                 "git_timeout", "SWARM_GIT_TIMEOUT", executor_t, "git_timeout", DEFAULT_GIT_TIMEOUT
             ),
             "git_timeout",
+            float,
         ),
-        daytona=_daytona_table(toml.get("daytona")),  # [daytona hook]
+        daytona=_table(toml.get("daytona"), "daytona"),  # [daytona hook]
     )
     if agents is not None:
         config = replace(config, agents=agents)

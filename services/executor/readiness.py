@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from schemas.board import Board
 from services.executor.config import ExecutorConfig
@@ -31,7 +30,7 @@ def build(
     shell_path: str | None,
     env: Mapping[str, str],
     project_credentials: Iterable[str] = (),
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The report. ``backend_credentials``: all are needed to make sandboxes; a runtime's
     ``credentials``: any one is enough; ``project_credentials``: the variables projects name
     as their git token (``credentials_ref``). Each maps a name to whether it is set. With a
@@ -41,7 +40,7 @@ def build(
         return {name: bool((env.get(name) or "").strip()) for name in dict.fromkeys(names)}
 
     local = backend == "local"
-    claude: dict[str, Any] = {"bin": claude_bin, "in_sandbox": not local}
+    claude: dict[str, object] = {"bin": claude_bin, "in_sandbox": not local}
     if local:
         claude |= {"path": claude_path, "version": claude_version}
     claude["credentials"] = present(CREDENTIAL_ENV)
@@ -90,7 +89,7 @@ def report(
     board: Board,
     *,
     which: Callable[[str], str | None] = shutil.which,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """``build`` with this machine's facts; the credentials also name each variable a project of
     the executor's swarm reads its git token from (``credentials_ref``)."""
     claude_bin = config.claude.bin

@@ -30,23 +30,25 @@ import asyncio
 import copy
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-import msgspec
+from structlog.typing import FilteringBoundLogger
 
 from schemas import dispatch as wire
 from schemas import events as ev
 from schemas import subjects
-from schemas.board import Board
+from schemas.board import Board, TaskView
+from schemas.chat import ChatMessage
 from schemas.errors import Unavailable
 from services.bus import chat as chat_bus
 from services.bus.connection import NatsOptions
 from services.bus.dispatch import (
+    DispatchDelivery,
+    DispatchQueue,
+    UndecodableDispatch,
     agent_consumer,
     delete_agent_consumer,
-    next_dispatches,
 )
 from services.bus.eventlog import AppendConflict
 from services.bus.logs import known_secrets, redactor
@@ -56,7 +58,7 @@ from services.executor import chat_lines, checkouts, decisions, mentions, readin
 from services.executor import config as executor_config
 from services.executor.config import AgentConfig, ExecutorConfig
 from services.executor.decisions import Append
-from services.executor.git import CHECKOUT_DIR, GitFailed
+from services.executor.git import CHECKOUT_DIR, CheckoutStatus, GitFailed
 from services.executor.output import OutputSink
 from services.executor.runtimes import Verdict
 from services.executor.sandboxes import Sandbox
@@ -91,14 +93,14 @@ class ActiveRun:
 class HostedAgent:
     id: str
     sandbox: Sandbox
-    sub: Any = None  # the pull subscription on its dispatch subject
-    loop: asyncio.Task | None = None
+    sub: DispatchQueue  # its dispatches (a durable pull consumer)
+    loop: asyncio.Task[None] | None = None
     run: ActiveRun | None = None
     active: bool = True
     serving: bool = False  # between taking a dispatch and acking it
     api_env: dict[str, str] = field(default_factory=dict)  # runs.api_access: holds a secret
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # its checkout: git or a task
-    checkout_job: asyncio.Task | None = None
+    checkout_job: asyncio.Task[None] | None = None
 
 
 class Executor(Service):
@@ -139,10 +141,10 @@ class Executor(Service):
         self.runs: dict[str, ActiveRun] = {}
         self._agents_changed = asyncio.Event()
         self._projects_changed = asyncio.Event()
-        self._chat_lines: asyncio.Queue[tuple[Any, str]] = asyncio.Queue()
-        self._background: set[asyncio.Task] = set()
+        self._chat_lines: asyncio.Queue[tuple[ChatMessage, str]] = asyncio.Queue()
+        self._background: set[asyncio.Task[None]] = set()
         self._secrets = known_secrets(self.env)
-        self._presence_task: asyncio.Task | None = None
+        self._presence_task: asyncio.Task[None] | None = None
         self.log = self.log.bind(swarm=self.swarm, executor=self.me)
 
     # --- command line -----------------------------------------------------------------------
@@ -155,7 +157,7 @@ class Executor(Service):
     def from_args(cls, args: argparse.Namespace) -> Executor:
         return cls(executor_config.load(args), nats=NatsOptions.from_env(args.nats_url))
 
-    def detail(self) -> dict[str, Any]:
+    def detail(self) -> dict[str, object]:
         return {
             "executor": self.me,
             "swarm": self.swarm,
@@ -348,8 +350,7 @@ class Executor(Service):
             hosted.loop.cancel()
         assert self.bus is not None
         try:
-            if hosted.sub is not None:
-                await hosted.sub.unsubscribe()
+            await hosted.sub.close()
             kv = await self.bus.kv(subjects.PRESENCE_BUCKET)
             await kv.delete(subjects.presence_key(self.swarm, agent))
             if gone:
@@ -404,14 +405,14 @@ class Executor(Service):
                 try:
                     if await self._append(append) is None:
                         continue
-                    view = self.board.agent(self.swarm, append.event.id)
-                    if view is not None and view.executor == self.me:
-                        self.log.info("executor.took_up", agent=view.id)
-                        await self._host(view.id, view.sandbox_id)
+                    taken = self.board.agent(self.swarm, append.event.id)
+                    if taken is not None and taken.executor == self.me:
+                        self.log.info("executor.took_up", agent=taken.id)
+                        await self._host(taken.id, taken.sandbox_id)
                 except Exception:
                     self.log.exception("executor.take_up_failed", agent=append.event.id)
 
-    def _later(self, coro: Any) -> None:
+    def _later(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -452,7 +453,7 @@ class Executor(Service):
     async def _serve_agent(self, hosted: HostedAgent) -> None:
         while hosted.active and not self.stopping.is_set():
             try:
-                messages = await next_dispatches(hosted.sub, timeout=1.0)
+                messages = await hosted.sub.next(timeout=1.0)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # NATS away, consumer gone: try again shortly
@@ -470,14 +471,15 @@ class Executor(Service):
                 finally:
                     hosted.serving = False
 
-    async def _serve(self, hosted: HostedAgent, msg: Any) -> None:
+    async def _serve(
+        self, hosted: HostedAgent, msg: DispatchDelivery | UndecodableDispatch
+    ) -> None:
         assert self.bus is not None and self.projection is not None
-        try:
-            dispatch = wire.decode(msg.data)
-        except msgspec.DecodeError as error:
-            self.log.error("executor.dispatch_undecodable", agent=hosted.id, error=str(error))
+        if isinstance(msg, UndecodableDispatch):
+            self.log.error("executor.dispatch_undecodable", agent=hosted.id, error=msg.error)
             await msg.term()
             return
+        dispatch = msg.dispatch
         log = self.log.bind(task=dispatch.task, agent=dispatch.agent, attempt=dispatch.attempt)
         if dispatch.task in self.runs:
             return  # redelivered while it runs here: the run acks it when it ends
@@ -505,7 +507,13 @@ class Executor(Service):
         finally:
             keepalive.cancel()
 
-    async def _serve_claimed(self, hosted: HostedAgent, dispatch: Any, msg: Any, log: Any) -> None:
+    async def _serve_claimed(
+        self,
+        hosted: HostedAgent,
+        dispatch: wire.Dispatch,
+        msg: DispatchDelivery,
+        log: FilteringBoundLogger,
+    ) -> None:
         """With the agent's checkout to itself: a due checkout first, then ``running`` (with the
         mentions its prompt takes), the run, the result."""
         assert self.bus is not None and self.projection is not None
@@ -580,7 +588,7 @@ class Executor(Service):
             hosted.run = None
             await self._ack(msg, log)
 
-    async def _ack(self, msg: Any, log: Any) -> None:
+    async def _ack(self, msg: DispatchDelivery, log: FilteringBoundLogger) -> None:
         """Ack without waiting for a reply (a round trip per task otherwise). A lost ack only
         brings the message back after ``ack_wait``, as a stale dispatch that is dropped; the
         consumer's ``max_ack_pending`` of 2 keeps the agent's next dispatch coming meanwhile."""
@@ -589,7 +597,7 @@ class Executor(Service):
         except Exception as error:
             log.warning("executor.ack_failed", error=str(error))
 
-    async def _keep_in_progress(self, msg: Any) -> None:
+    async def _keep_in_progress(self, msg: DispatchDelivery) -> None:
         while True:
             await asyncio.sleep(self.config.ack_wait / 3)
             try:
@@ -598,7 +606,7 @@ class Executor(Service):
                 pass
 
     async def _run(
-        self, hosted: HostedAgent, task: Any, run: ActiveRun, delivery: mentions.Delivery
+        self, hosted: HostedAgent, task: TaskView, run: ActiveRun, delivery: mentions.Delivery
     ) -> Verdict:
         assert self.bus is not None
         sink = None
@@ -646,7 +654,7 @@ class Executor(Service):
         return verdict
 
     async def _finish(
-        self, run: ActiveRun, verdict: Verdict, log: Any
+        self, run: ActiveRun, verdict: Verdict, log: FilteringBoundLogger
     ) -> ev.TaskCompleted | ev.TaskFailed | None:
         """Append the result (or, when this executor is stopping, give the attempt back).
         Returns the result appended (None: refused, or given back)."""
@@ -797,7 +805,7 @@ class Executor(Service):
                 self._secrets.append(token)
             redactor.add(token)
         started = time.monotonic()
-        outcome: Any
+        outcome: CheckoutStatus | GitFailed
         try:
             outcome = await checkouts.perform(
                 hosted.sandbox,

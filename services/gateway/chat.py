@@ -58,7 +58,10 @@ class ChatRelay:
             headers["Idempotency-Key"] = ctx.idempotency_key
         if ctx.correlation_id:
             headers["X-Correlation-Id"] = ctx.correlation_id
-        return await self._call(swarm_id, "chat_post", body, headers=headers, timeout=TIMEOUT)
+        posted: dict[str, Any] = await self._call(
+            swarm_id, "chat_post", body, headers=headers, timeout=TIMEOUT
+        )
+        return posted
 
     async def history(self, swarm_id: str, *, since: int = 0, limit: int = 100) -> dict[str, Any]:
         """``{"messages": [...]}``: the newest ``limit`` messages after position ``since``,
@@ -70,7 +73,8 @@ class ChatRelay:
         self.commands.check_available()
         swarm_of(self.commands.board, swarm_id)
         body = {"since": since, "limit": limit}
-        return await self._call(swarm_id, "chat_history", body, timeout=TIMEOUT)
+        found: dict[str, Any] = await self._call(swarm_id, "chat_history", body, timeout=TIMEOUT)
+        return found
 
     async def recent(self, swarm_id: str) -> list[dict[str, Any]]:
         """The last messages, for status; ``[]`` when the chat service does not answer (status

@@ -67,13 +67,14 @@ RESERVED_SWARM = "_"  # the swarm token of swarm-level NATS commands (swarm.cmd.
 
 
 def task_json(task: TaskView) -> dict[str, Any]:
-    body = msgspec.to_builtins(task)
+    body: dict[str, Any] = msgspec.to_builtins(task)
     body["result"] = task.outcome.result if task.outcome is not None else None
     return body
 
 
 def agent_json(agent: AgentView) -> dict[str, Any]:
-    return msgspec.to_builtins(agent)
+    body: dict[str, Any] = msgspec.to_builtins(agent)
+    return body
 
 
 def swarm_json(swarm: SwarmView) -> dict[str, Any]:

@@ -43,8 +43,8 @@ from services.bus.history import Feed, chunk_attempt
 from services.bus.micro import decode_body, error_body
 from services.gateway import openapi
 from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
-from services.gateway.commands import Commands, Context, Result
-from services.gateway.context import Landed
+from services.gateway.commands import Commands
+from services.gateway.context import Context, Landed, Result
 from services.gateway.routes import ROUTE_BY_NAME, ROUTES
 from services.gateway.validation import task_of
 

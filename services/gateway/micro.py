@@ -23,8 +23,8 @@ from typing import Any
 from schemas.errors import Invalid, NotFound
 from schemas.positions import whole_number
 from services.bus.micro import CommandRequest, Endpoint, Reply, serve
-from services.gateway.commands import RESERVED_SWARM, Commands, Context
-from services.gateway.context import Landed
+from services.gateway.commands import RESERVED_SWARM, Commands
+from services.gateway.context import Context, Landed
 
 SERVICE_NAME = "swarm-gateway"
 SWARM_TOKEN = 2  # swarm.cmd.<swarm>.<verb>
@@ -193,8 +193,7 @@ def endpoints(commands: Commands) -> list[Endpoint]:
     async def get_project(r: CommandRequest) -> Any:
         body = _body(r)
         if "project" not in body:
-            swarm = _swarm(r)
-            return await projects.swarm_project(swarm)
+            return await projects.swarm_project(_swarm(r))
         project, swarm = _project_of(r, body)
         return await projects.get(project, swarm)
 

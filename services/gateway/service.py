@@ -36,9 +36,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def health_report(beats: list[Readiness], now: float) -> dict:
+def health_report(beats: list[Readiness], now: float) -> dict[str, Any]:
     """Pure: which services are up and ready, from their last heartbeats."""
-    report: dict[str, dict] = {}
+    report: dict[str, dict[str, Any]] = {}
     for name in SERVICES:
         fresh = [b for b in beats if b.service == name and now - b.time <= STALE_AFTER]
         report[name] = {
@@ -77,9 +77,12 @@ class Gateway(Service):
         port: int = DEFAULT_PORT,
         token: str | None = None,
         max_body: int = MAX_BODY,
-        **kwargs,
+        nats: NatsOptions | None = None,
+        instance: str | None = None,
+        swarm: str | None = None,
+        snapshot_every: int = 2000,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(nats=nats, instance=instance, swarm=swarm, snapshot_every=snapshot_every)
         if not token and not is_loopback(host):
             raise Invalid(
                 "SWARM_API_TOKEN",

@@ -15,7 +15,7 @@ import hashlib
 import re
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
 from schemas.board import (
@@ -58,7 +58,9 @@ def check_depends(swarm: SwarmView, task_id: str, depends: list[str]) -> list[st
                 return depends
             return swarm.tasks[tid].depends
 
-        def __iter__(self):  # pragma: no cover - the search never iterates the whole graph
+        def __iter__(
+            self,
+        ) -> Iterator[str]:  # pragma: no cover - the search never iterates the whole graph
             return iter(swarm.tasks)
 
         def __len__(self) -> int:  # pragma: no cover
@@ -112,10 +114,11 @@ def find_agent(board: Board, ref: str, swarm_id: str | None = None) -> AgentView
     """The agent whose sandbox id or agent id is ``ref`` (sandbox id first), in ``swarm_id``
     or in any swarm; ``Conflict`` when several swarms hold a match and none was named."""
     swarms = [swarm_of(board, swarm_id)] if swarm_id else list(board.swarms.values())
-    for match in (
+    matchers: tuple[Callable[[AgentView], bool], ...] = (
         lambda a: a.sandbox_id == ref,
         lambda a: a.id == ref,
-    ):
+    )
+    for match in matchers:
         found = [a for s in swarms for a in s.agents.values() if match(a)]
         if len(found) == 1:
             return found[0]

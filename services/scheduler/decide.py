@@ -302,16 +302,17 @@ class _Planner:
     ) -> Decision:
         aggregate = cls.aggregate
         expected = self.board.version(self.swarm.id, aggregate, aggregate_id)
-        verb = cls.__struct_config__.tag.rsplit(".", 1)[1]  # type: ignore[union-attr]
+        verb = str(cls.__struct_config__.tag).rsplit(".", 1)[1]
         task = self.swarm.tasks.get(aggregate_id) if aggregate == "task" else None
         fields.setdefault("correlation_id", task.correlation_id if task else None)
+        # ``fields`` are the ones of ``cls`` (each caller names them): not checkable here
         event = cls(
             swarm=self.swarm.id,
             id=aggregate_id,
             time=self.now,
             actor=self.config.actor,
             event_id=msg_id(self.swarm.id, aggregate, aggregate_id, verb, expected, *more),
-            **fields,
+            **fields,  # type: ignore[arg-type]
         )
         return Decision(event=event, expected_seq=expected, agent=reserve)
 

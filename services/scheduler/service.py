@@ -20,7 +20,7 @@ import asyncio
 import dataclasses
 import os
 import time
-from typing import Any
+from collections.abc import Coroutine
 
 from schemas import dispatch as wire
 from schemas import events as ev
@@ -38,9 +38,9 @@ from services.scheduler.decide import Config, Decision, OpenTasks, decide
 _RELEVANT = (ev.TaskEvent, ev.AgentEvent, ev.SwarmEvent)
 
 
-def _context(event: ev.Event) -> dict[str, Any]:
+def _context(event: ev.Event) -> dict[str, object]:
     """What a log line about ``event`` carries: swarm, task or agent, and the facts that matter."""
-    context: dict[str, Any] = {"swarm": event.swarm, event.aggregate: event.id}
+    context: dict[str, object] = {"swarm": event.swarm, event.aggregate: event.id}
     if event.correlation_id:
         context["correlation_id"] = event.correlation_id
     for name in ("agent", "attempt", "reason", "retry_at"):
@@ -56,9 +56,16 @@ class Scheduler(Service):
     name = "scheduler"
 
     def __init__(
-        self, *, config: Config | None = None, reconcile_every: float | None = None, **kwargs: Any
+        self,
+        *,
+        config: Config | None = None,
+        reconcile_every: float | None = None,
+        nats: NatsOptions | None = None,
+        instance: str | None = None,
+        swarm: str | None = None,
+        snapshot_every: int = 2000,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(nats=nats, instance=instance, swarm=swarm, snapshot_every=snapshot_every)
         base = config or Config()
         if base.actor == "scheduler":
             base = dataclasses.replace(base, actor=f"scheduler:{self.instance}")
@@ -75,7 +82,7 @@ class Scheduler(Service):
         # version it must reach; 0 while the append is still on its way)
         self._in_flight: dict[str, tuple[str, int]] = {}
         self._to_dispatch: set[tuple[str, str]] = set()
-        self._appends: set[asyncio.Task] = set()
+        self._appends: set[asyncio.Task[None]] = set()
         self._open = OpenTasks()  # the tasks decide looks at, kept in step with the fold
 
     @property
@@ -94,7 +101,7 @@ class Scheduler(Service):
         "ready" let ``swarm doctor`` see two ready schedulers and no leader."""
         return super().ready and self.lease is not None and self.lease.checked
 
-    def detail(self) -> dict[str, Any]:
+    def detail(self) -> dict[str, object]:
         return {"leader": self.leader, "rounds": self.rounds, "appended": self.appended}
 
     # --- life -------------------------------------------------------------------------------
@@ -231,7 +238,7 @@ class Scheduler(Service):
             swarm, task = self._to_dispatch.pop()
             self._start(self._dispatch(swarm, task))
 
-    def _start(self, coro: Any) -> None:
+    def _start(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(coro)
         self._appends.add(task)
         task.add_done_callback(self._appends.discard)

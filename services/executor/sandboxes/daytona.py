@@ -537,7 +537,7 @@ class DaytonaSandbox(Sandbox):
         self._lock = asyncio.Lock()
         self._checked = -math.inf
         self._found: dict[str, str] = {}  # `which` answers, for this sandbox
-        self.preparing: asyncio.Task | None = None
+        self.preparing: asyncio.Task[None] | None = None
 
     @property
     def place(self) -> str:  # type: ignore[override]
@@ -716,7 +716,7 @@ class DaytonaSandbox(Sandbox):
             command = response.cmd_id
             follow = asyncio.create_task(self._follow(remote, session, command, on_output))
             stop = asyncio.create_task(cancel.wait()) if cancel is not None else None
-            waiting: set[asyncio.Task] = {follow} | ({stop} if stop is not None else set())
+            waiting: set[asyncio.Task[object]] = {follow} | ({stop} if stop is not None else set())
             try:
                 done, _ = await asyncio.wait(
                     waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED

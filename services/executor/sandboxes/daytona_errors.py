@@ -182,4 +182,4 @@ def backoff(attempt: int, first: float, cap: float, retry_after: float | None = 
     ``cap``; a server's Retry-After wins, within the cap."""
     if retry_after is not None:
         return min(retry_after, cap)
-    return min(first * (2 ** (attempt - 1)), cap)
+    return min(first * 2.0 ** (attempt - 1), cap)

@@ -147,7 +147,7 @@ class LocalSandbox(Sandbox):
             duration_s=time.monotonic() - started,
         )
 
-    async def _stop_group(self, pgid: int, exited: asyncio.Task) -> None:
+    async def _stop_group(self, pgid: int, exited: asyncio.Task[object]) -> None:
         _signal_group(pgid, signal.SIGTERM)
         done, _ = await asyncio.wait({exited}, timeout=self.kill_grace)
         if not done:
