@@ -61,22 +61,26 @@ async def http(gateway: Gateway) -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def hold_the_fold(gateway: Gateway, bus: Bus, swarm: str) -> Hold:
-    """Append an event the gateway's fold stops on; return once it is stuck there."""
-    hold = Hold(gateway, f"blocker-{swarm}")
+@pytest.fixture
+async def held(
+    gateway: Gateway, http: aiohttp.ClientSession, bus: Bus, swarm_id: str
+) -> AsyncIterator[Hold]:
+    """The swarm ``swarm_id``, then an event the gateway's fold stops on: yields once the fold
+    is stuck there (released at the latest when the test ends)."""
+    status, _ = await call(http, "POST", "/swarms", json={"id": swarm_id})
+    assert status == 201
+    hold = Hold(gateway, f"blocker-{swarm_id}")
     await bus.events.append(
-        ev.AgentRegistered(swarm=swarm, id=hold.blocker, time=time.time(), name="blocker")
+        ev.AgentRegistered(swarm=swarm_id, id=hold.blocker, time=time.time(), name="blocker")
     )
     await asyncio.wait_for(hold.holding.wait(), 10)
-    return hold
+    yield hold
+    hold.released.set()
 
 
 async def test_a_create_the_fold_has_not_applied_is_202_with_its_id_and_lands_once(
-    gateway: Gateway, http: aiohttp.ClientSession, bus: Bus, swarm_id: str
+    gateway: Gateway, http: aiohttp.ClientSession, bus: Bus, swarm_id: str, held: Hold
 ) -> None:
-    status, _ = await call(http, "POST", "/swarms", json={"id": swarm_id})
-    assert status == 201
-    hold = await hold_the_fold(gateway, bus, swarm_id)
 
     async with http.post(f"/swarms/{swarm_id}/tasks", json={"title": "while lagging"}) as answer:
         status, body, location = answer.status, await answer.json(), answer.headers["Location"]
@@ -90,7 +94,7 @@ async def test_a_create_the_fold_has_not_applied_is_202_with_its_id_and_lands_on
     assert gateway.commands is not None
     assert gateway.commands.board.task(swarm_id, task_id) is None  # not applied yet
 
-    hold.released.set()
+    held.released.set()
 
     async def readable() -> dict[str, Any] | None:
         status, task = await call(http, "GET", location)
@@ -103,11 +107,8 @@ async def test_a_create_the_fold_has_not_applied_is_202_with_its_id_and_lands_on
 
 
 async def test_over_nats_the_reply_carries_the_id_and_a_retry_with_the_key_finds_it(
-    gateway: Gateway, http: aiohttp.ClientSession, bus: Bus, swarm_id: str
+    http: aiohttp.ClientSession, bus: Bus, swarm_id: str, held: Hold
 ) -> None:
-    status, _ = await call(http, "POST", "/swarms", json={"id": swarm_id})
-    assert status == 201
-    hold = await hold_the_fold(gateway, bus, swarm_id)
     subject = f"swarm.cmd.{swarm_id}.create_task"
     headers = {"Idempotency-Key": "lagging-1"}
 
@@ -119,7 +120,7 @@ async def test_over_nats_the_reply_carries_the_id_and_a_retry_with_the_key_finds
     assert answered["Swarm-Status"] == "202"
     assert answered["Location"] == f"/swarms/{swarm_id}/tasks/{body['id']}"
     assert body["applying"] is True
-    hold.released.set()
+    held.released.set()
 
     retried = await bus.nc.request(subject, b'{"title": "over nats"}', timeout=10, headers=headers)
 
@@ -127,4 +128,4 @@ async def test_over_nats_the_reply_carries_the_id_and_a_retry_with_the_key_finds
     assert "Swarm-Status" not in (retried.headers or {})
     assert (again["id"], again["title"]) == (body["id"], "over nats")
     status, tasks = await call(http, "GET", f"/swarms/{swarm_id}/tasks")
-    assert [t["id"] for t in tasks] == [body["id"]]
+    assert (status, [t["id"] for t in tasks]) == (200, [body["id"]])
