@@ -660,7 +660,8 @@ async def test_a_second_executor_replica_has_its_own_id_and_takes_up_agents_from
     code, agent = await ask(
         nc, "swarm.cmd.default.register_agent", {"name": "Docs Agent", "skills": "docs"}
     )
-    assert (code, agent["id"], agent["executor"]) == (None, "docs-agent", None), agent
+    assert (code, agent["id"]) == (None, "docs-agent"), agent
+    assert agent["executor"] in (None, SECOND_HOST), agent  # it may be taken up already
 
     async def hosts() -> dict[str, str] | None:
         code, agents = await ask(nc, "swarm.cmd.default.list_agents")
