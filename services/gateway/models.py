@@ -186,7 +186,7 @@ class CreateProject(Request):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     git_url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] = Field(
         max_length=2000,
-        pattern=r"^\s*[^\s-]\S*\s*$",
+        json_schema_extra={"pattern": r"^\s*[^\s-]\S*\s*$"},  # check_git_url says more
         validation_alias=AliasChoices("gitUrl", "git_url"),
         description="https://, ssh://, git://, file://, user@host:path or a path; never with "
         "a password or token in it (also accepted as `git_url`)",
@@ -195,7 +195,7 @@ class CreateProject(Request):
     credentials_ref: str | None = Field(
         None,
         max_length=128,
-        pattern=r"^\s*(?:[A-Za-z_][A-Za-z0-9_]*)?\s*$",
+        json_schema_extra={"pattern": r"^\s*(?:[A-Za-z_][A-Za-z0-9_]*)?\s*$"},  # checked below
         validation_alias=AliasChoices("credentialsRef", "credentials_ref"),
         description="the NAME of the environment variable (on the executors) that holds the git "
         "token, e.g. GITHUB_TOKEN; never the token (also accepted as `credentials_ref`)",
