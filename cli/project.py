@@ -1,20 +1,26 @@
-"""``swarm project create|init|sync|status|list``: the swarm's git project.
+"""``swarm project create|init|sync|status|list|update|delete``: the swarm's git project.
 
-``create <name> <gitUrl>`` creates it and attaches it to the swarm; ``init`` asks every agent
-to clone it, ``sync`` to pull it (``--wait``: until every agent has answered; exit 1 if one
-failed or the wait timed out); ``status`` shows each agent's checkout: short commit,
-clean/dirty, ahead/behind, state or git's error. ``--credentials-ref`` takes the NAME of the
-environment variable (on the executors) holding the git token, never the token.
+``create <name> <gitUrl>`` creates it and attaches it to the swarm (branch: the remote's default
+unless ``--branch``; ``--mode integrate|branch|off``, ``--strategy rebase|merge``, ``--verify
+CMD``, ``--on-conflict resolve|fail``); ``init`` asks every agent to clone it, ``sync`` to pull
+it (``--wait``: until every agent has answered; exit 1 if one failed or the wait timed out);
+``status`` shows the branch's tip, each agent's checkout (where it is now: commit, branch, the
+task whose branch that is; state or git's error) and the tasks landed, in order; ``update``
+changes any setting (``""`` clears branch, verify, credentials); ``delete`` removes it.
+``--credentials-ref`` takes the NAME of the environment variable (on the executors) holding the
+git token, never the token.
 """
 
 from __future__ import annotations
 
 import argparse
 import uuid
+from datetime import datetime
 from typing import Any
 
 from cli.api import TIMEOUT, Api
 from cli.status import add_swarm_option, print_json, swarm_of
+from schemas.errors import Invalid
 
 WAIT_TIMEOUT = 120.0
 
@@ -32,7 +38,19 @@ def checkout_line(row: dict[str, Any]) -> str:
         tree, drift = "-", "-"
     if state == "sync_failed" and row.get("error"):
         state = f"sync_failed: {row['error'].strip().splitlines()[-1][:200]}"
-    return f"{row['agent']:<20} {short(row.get('commit')):<8} {tree:<6} {drift:<10} {state}"
+    on = row.get("branch") or "-"
+    return (
+        f"{row['agent']:<20} {short(row.get('commit')):<8} {on:<24} {tree:<6} {drift:<10} {state}"
+    )
+
+
+def landed_line(entry: dict[str, Any]) -> str:
+    resolves = f" (resolves {entry['resolves']})" if entry.get("resolves") else ""
+    moment = datetime.fromtimestamp(entry.get("at") or 0).strftime("%H:%M:%S")
+    return (
+        f"{short(entry['commit']):<8} {moment:<9} {entry['task']:<24} "
+        f"{entry.get('agent') or '-'}{resolves}"
+    )
 
 
 def progress(project: dict[str, Any]) -> str:
@@ -45,20 +63,48 @@ def progress(project: dict[str, Any]) -> str:
     return summary + (f", {failed} failed" if failed else "")
 
 
+def branch_text(project: dict[str, Any]) -> str:
+    target = project.get("target")
+    if project.get("branch"):
+        return f"branch {project['branch']}"
+    return f"branch {target} (the remote's default)" if target else "the remote's default branch"
+
+
+def integration_text(project: dict[str, Any]) -> str:
+    mode = project.get("mode", "integrate")
+    if mode == "off":
+        return "off (Swarm does no git around tasks)"
+    if mode == "branch":
+        return "branch (each task's branch swarm/<task> is pushed; nothing lands)"
+    verify = f", verify `{project['verify']}`" if project.get("verify") else ""
+    return (
+        f"integrate ({project.get('strategy', 'rebase')}{verify}, on conflict: "
+        f"{project.get('on_conflict', 'resolve')})"
+    )
+
+
 def render_project(project: dict[str, Any]) -> str:
     lines = [
         "=== PROJECT ===",
         f"Name: {project['name']} ({project['id']})",
-        f"Repository: {project['git_url']} (branch {project['branch']})",
+        f"Repository: {project['git_url']} ({branch_text(project)})",
+        f"Integration: {integration_text(project)}",
     ]
     if project.get("credentials_ref"):
         lines.append(f"Credentials: ${project['credentials_ref']}")
-    lines += [f"Status: {progress(project)}", "", "=== CHECKOUTS ==="]
+    lines.append(f"Status: {progress(project)}")
+    if project.get("tip"):
+        landed = project.get("landed_count", 0)
+        lines.append(f"Tip: {short(project['tip'])} ({landed} task(s) landed)")
+    lines += ["", "=== CHECKOUTS ==="]
     if project["checkouts"]:
-        lines.append(f"{'AGENT':<20} {'COMMIT':<8} {'TREE':<6} {'AHEAD/BEH':<10} STATE")
+        lines.append(f"{'AGENT':<20} {'COMMIT':<8} {'ON':<24} {'TREE':<6} {'AHEAD/BEH':<10} STATE")
         lines += [checkout_line(row) for row in project["checkouts"]]
     else:
         lines.append("No agents")
+    if project.get("landed"):
+        lines += ["", "=== LANDED (oldest first) ==="]
+        lines += [landed_line(entry) for entry in project["landed"]]
     return "\n".join(lines)
 
 
@@ -73,11 +119,12 @@ def create_command(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {
         "name": args.name,
         "gitUrl": args.git_url,
-        "branch": args.branch,
         "swarm": swarm_of(api, args),
     }
-    if args.credentials_ref:
-        body["credentialsRef"] = args.credentials_ref
+    for name, value in (("branch", args.branch), ("credentialsRef", args.credentials_ref)):
+        if value:
+            body[name] = value
+    body.update(settings_of(args))
     if args.id:
         body["id"] = args.id
     key = uuid.uuid4().hex
@@ -87,6 +134,54 @@ def create_command(args: argparse.Namespace) -> int:
     else:
         print(project["id"])
     return 0
+
+
+def settings_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The integration settings given on the command line."""
+    given = {
+        "mode": args.mode,
+        "strategy": args.strategy,
+        "verify": args.verify,
+        "onConflict": args.on_conflict,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def update_command(args: argparse.Namespace) -> int:
+    api = Api()
+    swarm = swarm_of(api, args)
+    project_id = args.project or attached_project(api, swarm)["id"]
+    body = settings_of(args)
+    for name, value in (
+        ("name", args.name),
+        ("gitUrl", args.url),
+        ("branch", args.branch),
+        ("credentialsRef", args.credentials_ref),
+    ):
+        if value is not None:
+            body[name] = value
+    if not body:
+        raise Invalid("update", "nothing to change: name at least one setting (see --help)")
+    project = api.request(
+        "PATCH", f"/projects/{project_id}", body, query={"swarm": swarm}, headers=idempotent()
+    )
+    print_json(project) if args.json else print(render_project(project))
+    return 0
+
+
+def delete_command(args: argparse.Namespace) -> int:
+    api = Api()
+    swarm = swarm_of(api, args)
+    project_id = args.project or attached_project(api, swarm)["id"]
+    answer = api.request(
+        "DELETE", f"/projects/{project_id}", query={"swarm": swarm}, headers=idempotent()
+    )
+    print_json(answer) if args.json else print(f"{project_id} deleted")
+    return 0
+
+
+def idempotent() -> dict[str, str]:
+    return {"Idempotency-Key": uuid.uuid4().hex}
 
 
 def attached_project(api: Api, swarm: str) -> dict[str, Any]:
@@ -139,15 +234,35 @@ def list_command(args: argparse.Namespace) -> int:
         mark = "*" if project["attached"] else " "
         print(
             f"{mark} {project['id']:<16} {project['swarm']:<16} {project['name']:<20} "
-            f"{project['git_url']} ({project['branch']})"
+            f"{project['git_url']} ({branch_text(project)}, {project.get('mode', 'integrate')})"
         )
     return 0
+
+
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        choices=("integrate", "branch", "off"),
+        help="integrate (default): each task's work lands on the branch; branch: only its "
+        "branch swarm/<task> is pushed; off: no git around tasks",
+    )
+    parser.add_argument(
+        "--strategy", choices=("rebase", "merge"), help="how work lands (default: rebase)"
+    )
+    parser.add_argument(
+        "--verify", help="a command run on the integrated result before it is pushed"
+    )
+    parser.add_argument(
+        "--on-conflict",
+        choices=("resolve", "fail"),
+        help="work that cannot land: a resolve task for an agent (default), or fail the task",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "project",
-        help="the swarm's git project: create, init, sync, status, list",
+        help="the swarm's git project: create, init, sync, status, list, update, delete",
         description="The swarm's git project, cloned into every agent's sandbox.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -159,14 +274,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     create.add_argument("name")
     create.add_argument("git_url", metavar="gitUrl", help="https://…, git@host:path, a path")
-    create.add_argument("--branch", default="main", help="default: main")
+    create.add_argument("--branch", help="the branch work lands on (default: the remote's default)")
     create.add_argument(
         "--credentials-ref",
         help="NAME of the environment variable holding the git token (e.g. GITHUB_TOKEN)",
     )
     create.add_argument("--id", help="choose the project's id (default: p-…)")
+    add_settings(create)
     add_swarm_option(create)
     create.set_defaults(func=create_command)
+
+    update = actions.add_parser(
+        "update",
+        help="change the project: URL, branch, credentials, mode, strategy, verify, on-conflict",
+        description="Change the project's settings. A new URL or branch makes every agent's "
+        'checkout follow (a new init round). "" clears --branch, --verify, --credentials-ref.',
+    )
+    update.add_argument("project", nargs="?", help="the project (default: the swarm's)")
+    update.add_argument("--name")
+    update.add_argument("--url", help="the repository URL")
+    update.add_argument("--branch", help='the branch work lands on ("": the remote\'s default)')
+    update.add_argument("--credentials-ref", help="NAME of the token's environment variable")
+    add_settings(update)
+    add_swarm_option(update)
+    update.set_defaults(func=update_command)
+
+    delete = actions.add_parser("delete", help="delete the project (the checkouts stay on disk)")
+    delete.add_argument("project", nargs="?", help="the project (default: the swarm's)")
+    add_swarm_option(delete)
+    delete.set_defaults(func=delete_command)
 
     for kind, text in (
         ("init", "clone the project into every agent's sandbox"),
@@ -187,7 +323,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action.set_defaults(func=request_command, kind=kind)
 
     status = actions.add_parser(
-        "status", help="each agent's checkout: commit, clean/dirty, ahead/behind, state"
+        "status",
+        help="the branch's tip, each agent's checkout (commit, branch, state), tasks landed",
     )
     add_swarm_option(status)
     status.set_defaults(func=status_command)

@@ -94,10 +94,37 @@ def message_line(message: dict[str, Any]) -> str:
     return f"[{moment}]{where} {author}: {message.get('text', '')}"
 
 
+def work_note(task: dict[str, Any]) -> str:
+    """Where a task's work is in git, in a few words (empty: no git around it)."""
+    work = task.get("integration")
+    if not work:
+        return ""
+    state = work["state"]
+    onto = work.get("onto") or "the branch"
+    if state == "landed":
+        by = f" by {work['resolved_by']}" if work.get("resolved_by") else ""
+        return f"landed {str(work.get('landed'))[:7]} on {onto}{by}"
+    if state in ("conflict", "verify_failed", "failed"):
+        what = {"conflict": "conflict in " + ", ".join(work.get("files") or ["?"])}.get(
+            state, "verify failed" if state == "verify_failed" else "could not land"
+        )
+        resolver = f"; resolving: {work['resolver']}" if work.get("resolver") else ""
+        return f"{what}{resolver}"
+    notes = {
+        "working": f"on {work['branch']}",
+        "landing": f"landing on {onto}",
+        "pushed": f"pushed {work['branch']}",
+        "unchanged": "nothing to land",
+    }
+    return notes.get(state, str(state))
+
+
 def task_line(task: dict[str, Any]) -> str:
     agent = task.get("agent") or "-"
     status, priority = task["status"], task["priority"]
-    return f"{task['id']:<16} {status:<10} {priority:<8} {agent:<18} {task['title']}"
+    note = work_note(task)
+    line = f"{task['id']:<16} {status:<10} {priority:<8} {agent:<18} {task['title']}"
+    return f"{line}  [{note}]" if note else line
 
 
 def when(seconds: float | None) -> str:
@@ -152,6 +179,12 @@ def replay_command(args: argparse.Namespace) -> int:
     print("\n".join(count_lines(board["counts"])))
     for task in board["tasks"]:
         print("  " + task_line(task))
+    project = board.get("project")
+    if project:
+        from cli.project import render_project  # the same view as `swarm project status`
+
+        print("")
+        print(render_project(project))
     return 0
 
 

@@ -7,13 +7,25 @@ from typing import Literal
 
 import msgspec
 
-from schemas.events import Priority, RunOutcome, Runtime, Trigger
+from schemas.events import (
+    IntegrationMode,
+    LandingProblem,
+    MergeStrategy,
+    OnConflict,
+    Priority,
+    RunOutcome,
+    Runtime,
+    Trigger,
+)
 
 TaskStatus = Literal[
     "blocked", "pending", "claimed", "running", "completed", "failed", "requeued", "cancelled"
 ]
 AgentStatus = Literal["idle", "working", "lost"]
 CheckoutState = Literal["pending", "synced", "sync_failed"]
+IntegrationState = Literal[
+    "working", "unchanged", "pushed", "landing", "landed", "conflict", "verify_failed", "failed"
+]
 
 CLAIMABLE: frozenset[str] = frozenset({"pending", "requeued"})
 ACTIVE: frozenset[str] = frozenset({"claimed", "running"})
@@ -21,6 +33,34 @@ FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 EDITABLE: frozenset[str] = frozenset({"blocked", "pending", "requeued"})
 
 PRIORITY_RANK: dict[str, int] = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+LANDED_KEPT = 200  # a project remembers this many of its last landed tasks (the log has all)
+
+
+class Integration(msgspec.Struct, kw_only=True):
+    """A task's work in git. ``state``: ``working`` (the run is on ``branch``, cut from
+    ``base``), ``unchanged`` (it ended with nothing to land), ``pushed`` (its branch is on the
+    remote; nothing lands: mode ``branch``, or the run failed), ``landing`` (an integration onto
+    ``onto`` is due), ``landed`` (at ``landed``), ``conflict`` (in ``files``), ``verify_failed``
+    (``output``: the command's last output) or ``failed`` (``output``: why). ``resolver``: the
+    task making it land after a conflict or a red verify; ``resolved_by``: the one that did."""
+
+    project: str
+    branch: str
+    base: str | None = None
+    head: str | None = None
+    state: IntegrationState = "working"
+    onto: str | None = None
+    landed: str | None = None
+    problem: LandingProblem | None = None
+    tip: str | None = None
+    files: list[str] = []
+    output: str = ""
+    resolve: bool = False
+    resolver: str | None = None
+    resolved_by: str | None = None
+    tries: int = 0
+    seconds: float | None = None
+    at: float | None = None
 
 
 class TaskView(msgspec.Struct, kw_only=True):
@@ -36,6 +76,7 @@ class TaskView(msgspec.Struct, kw_only=True):
     timeout: float | None = None
     triggers: list[Trigger] = []
     parent: str | None = None
+    resolves: str | None = None  # the task whose work this one makes land
     correlation_id: str | None = None  # of the request that created it: its events carry it
     status: TaskStatus = "pending"
     attempt: int = 1  # the attempt now claimed or running, or the next one to claim
@@ -49,6 +90,7 @@ class TaskView(msgspec.Struct, kw_only=True):
     started_at: float | None = None
     finished_at: float | None = None
     created_seq: int = 0  # log position of ``created``: the age order among equal times
+    integration: Integration | None = None  # its work in git (None: no project, or mode off)
 
 
 class AgentView(msgspec.Struct, kw_only=True):
@@ -68,11 +110,14 @@ class AgentView(msgspec.Struct, kw_only=True):
 
 
 class Checkout(msgspec.Struct, kw_only=True):
-    """One agent's copy of the project, as last reported."""
+    """One agent's copy of the project, as last reported: by its last init/sync answer, then by
+    the events of its tasks (``branch``/``commit``: where it is now)."""
 
     state: CheckoutState = "pending"
     round: int = 0
     commit: str | None = None
+    branch: str | None = None
+    task: str | None = None  # the task whose branch it is on
     dirty: bool = False
     ahead: int = 0
     behind: int = 0
@@ -80,18 +125,43 @@ class Checkout(msgspec.Struct, kw_only=True):
     at: float = 0.0
 
 
+class LandedTask(msgspec.Struct, kw_only=True):
+    """One task's work on the project's branch: ``commit`` holds it (``resolves``: it made
+    another task's work land)."""
+
+    task: str
+    commit: str
+    at: float
+    agent: str | None = None
+    resolves: str | None = None
+
+
 class ProjectView(msgspec.Struct, kw_only=True):
     swarm: str
     id: str
     name: str
     git_url: str
-    branch: str = "main"
+    branch: str | None = None  # None: the remote's default (``default_branch`` once known)
     credentials_ref: str | None = None
+    mode: IntegrationMode = "integrate"
+    strategy: MergeStrategy = "rebase"
+    verify: str | None = None
+    on_conflict: OnConflict = "resolve"
+    default_branch: str | None = None  # the remote's default, as the first checkout found it
     attached: bool = False
     round: int = 0  # bumped by each init or sync request
     request: Literal["none", "init", "sync"] = "none"
     checkouts: dict[str, Checkout] = {}
     created_at: float = 0.0
+    updated_at: float = 0.0
+    tip: str | None = None  # the project branch's newest commit Swarm knows of
+    landed: list[LandedTask] = []  # the last ``LANDED_KEPT`` tasks landed, in order
+    landed_count: int = 0  # all tasks landed so far
+
+    @property
+    def target(self) -> str | None:
+        """The branch work lands on: the one named, else the remote's default once known."""
+        return self.branch or self.default_branch
 
 
 class SwarmView(msgspec.Struct, kw_only=True):

@@ -16,7 +16,11 @@ SCHEMA_VERSION = 1
 
 Priority = Literal["critical", "high", "medium", "low"]
 Runtime = Literal["claude", "shell", "instant"]
-TriggerOn = Literal["completed", "failed"]
+TriggerOn = Literal["completed", "failed", "conflict"]  # conflict: the task that resolves it
+IntegrationMode = Literal["integrate", "branch", "off"]  # what happens to a task's work in git
+MergeStrategy = Literal["rebase", "merge"]  # how a task branch goes onto the project's branch
+OnConflict = Literal["resolve", "fail"]  # work that cannot land: a resolve task, or a failure
+LandingProblem = Literal["conflict", "verify", "error"]
 
 
 class Event(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=False):
@@ -81,7 +85,8 @@ class TaskSpec(msgspec.Struct, kw_only=True):
 
 
 class Trigger(msgspec.Struct, kw_only=True):
-    """A follow-up task created when this one ends ``on`` completed or failed."""
+    """A follow-up task created when this one ends ``on`` completed or failed; ``conflict``: the
+    task to create instead of the default resolve task when this one's work cannot land."""
 
     on: TriggerOn
     task: TaskSpec
@@ -102,6 +107,7 @@ class TaskCreated(TaskEvent, tag="task.created", kw_only=True):
     timeout: float | None = None
     triggers: list[Trigger] = []
     parent: str | None = None  # the task whose trigger created this one
+    resolves: str | None = None  # the task whose work (conflicted or red) this one makes land
 
 
 class TaskUpdated(TaskEvent, tag="task.updated", kw_only=True):
@@ -136,6 +142,8 @@ class TaskRunning(TaskEvent, tag="task.running", kw_only=True):
     attempt: int
     executor: str = ""
     inbox_read_through: int = 0
+    branch: str | None = None  # the task branch the run works on (``swarm/<task>``)
+    base: str | None = None  # the commit it was cut from: the project branch's newest tip
 
 
 class Usage(msgspec.Struct, kw_only=True):
@@ -159,10 +167,27 @@ class RunOutcome(msgspec.Struct, kw_only=True):
     duration_s: float | None = None
 
 
+class Work(msgspec.Struct, kw_only=True):
+    """What a run left in git: its task ``branch``, cut from ``base``, ending at ``head`` (the
+    run's commits plus Swarm's commit of what it left uncommitted; ``head == base``: nothing).
+    ``pushed``: the branch is on the remote. ``land``: an integration onto the project's branch
+    follows (``task.integrated`` or ``task.integration_failed``)."""
+
+    project: str
+    branch: str
+    base: str
+    head: str
+    onto: str | None = None  # the project branch it lands on
+    pushed: bool = False
+    land: bool = False
+    error: str | None = None  # why committing or pushing did not happen
+
+
 class TaskCompleted(TaskEvent, tag="task.completed", kw_only=True):
     attempt: int
     agent: str
     outcome: RunOutcome = msgspec.field(default_factory=RunOutcome)
+    work: Work | None = None
 
 
 class TaskFailed(TaskEvent, tag="task.failed", kw_only=True):
@@ -170,6 +195,38 @@ class TaskFailed(TaskEvent, tag="task.failed", kw_only=True):
     attempt: int = 0
     agent: str | None = None
     outcome: RunOutcome | None = None
+    work: Work | None = None
+
+
+class TaskIntegrated(TaskEvent, tag="task.integrated", kw_only=True):
+    """The completed attempt's work is on the project's branch ``onto``, at commit ``landed``
+    (the newest commit holding it). ``tries``: integrations it took (each lost push race is one
+    more); ``already``: a retry found it landed by an earlier try (a crash before this event)."""
+
+    attempt: int
+    project: str
+    onto: str
+    landed: str
+    tries: int = 1
+    seconds: float = 0.0
+    already: bool = False
+
+
+class TaskIntegrationFailed(TaskEvent, tag="task.integration_failed", kw_only=True):
+    """The completed attempt's work could not land on ``onto`` (its newest commit then: ``tip``):
+    a ``conflict`` in ``files``, ``verify`` failing (``output``: the command's last output), or
+    an ``error`` (git's message). ``resolve``: a resolve task follows; else the task fails."""
+
+    attempt: int
+    project: str
+    onto: str
+    problem: LandingProblem
+    tip: str | None = None
+    files: list[str] = []
+    output: str = ""
+    resolve: bool = False
+    tries: int = 1
+    seconds: float = 0.0
 
 
 class TaskRequeued(TaskEvent, tag="task.requeued", kw_only=True):
@@ -228,10 +285,40 @@ class ProjectEvent(Event):
 
 
 class ProjectCreated(ProjectEvent, tag="project.created", kw_only=True):
+    """``branch`` None: the remote's default branch. ``mode``: ``integrate`` (each task's work
+    lands on the branch), ``branch`` (each task's branch is pushed, nothing more), ``off`` (Swarm
+    does no git around tasks). ``verify``: a command run on the integrated result before it is
+    pushed (red: the work does not land). ``on_conflict``: ``resolve`` (a task for an agent) or
+    ``fail``."""
+
     name: str
     git_url: str
-    branch: str = "main"
+    branch: str | None = None
     credentials_ref: str | None = None  # the name of a secret, never the secret
+    mode: IntegrationMode = "integrate"
+    strategy: MergeStrategy = "rebase"
+    verify: str | None = None
+    on_conflict: OnConflict = "resolve"
+
+
+class ProjectUpdated(ProjectEvent, tag="project.updated", kw_only=True):
+    """Only the fields that changed are set; ``""`` clears ``branch`` (back to the remote's
+    default), ``credentials_ref`` and ``verify``. A new URL or branch asks every agent's checkout
+    to follow (a new ``init`` round) once the project has been initialised."""
+
+    name: str | None = None
+    git_url: str | None = None
+    branch: str | None = None
+    credentials_ref: str | None = None
+    mode: IntegrationMode | None = None
+    strategy: MergeStrategy | None = None
+    verify: str | None = None
+    on_conflict: OnConflict | None = None
+
+
+class ProjectDeleted(ProjectEvent, tag="project.deleted", kw_only=True):
+    """The project is gone (detached first if it was the swarm's); the agents' checkouts stay
+    on disk until another project's ``init`` reuses them."""
 
 
 class ProjectAttached(ProjectEvent, tag="project.attached", kw_only=True):
@@ -255,6 +342,8 @@ class ProjectSynced(ProjectEvent, tag="project.synced", kw_only=True):
     dirty: bool = False
     ahead: int = 0
     behind: int = 0
+    branch: str | None = None  # the project branch the checkout follows (the remote's default
+    # when the project names none)
 
 
 class ProjectSyncFailed(ProjectEvent, tag="project.sync_failed", kw_only=True):
@@ -273,6 +362,8 @@ AnyEvent = (
     | TaskRunning
     | TaskCompleted
     | TaskFailed
+    | TaskIntegrated
+    | TaskIntegrationFailed
     | TaskRequeued
     | TaskCancelled
     | TaskDeleted
@@ -281,6 +372,8 @@ AnyEvent = (
     | AgentLost
     | AgentDeregistered
     | ProjectCreated
+    | ProjectUpdated
+    | ProjectDeleted
     | ProjectAttached
     | ProjectInitRequested
     | ProjectSyncRequested

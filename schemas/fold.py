@@ -25,13 +25,18 @@ from schemas.board import (
     CLAIMABLE,
     EDITABLE,
     FINISHED,
+    LANDED_KEPT,
     AgentView,
     Board,
     Checkout,
+    Integration,
+    IntegrationState,
+    LandedTask,
     ProjectView,
     SwarmView,
     TaskView,
 )
+from schemas.landing import MAX_RESOLVE_ROUNDS, STUCK, deps_landed, problem_text
 
 E = TypeVar("E", bound=ev.Event)
 Mutator = Callable[[Board, ev.Event, int], bool]
@@ -72,11 +77,8 @@ def fold(events: list[tuple[int, ev.Event]], board: Board | None = None) -> Boar
 
 
 def deps_done(swarm: SwarmView, task: TaskView) -> bool:
-    for dep in task.depends:
-        other = swarm.tasks.get(dep)
-        if other is None or other.status != "completed":
-            return False
-    return True
+    """Every dependency completed, and its work is on the project's branch (``landing``)."""
+    return deps_landed(swarm, task)
 
 
 def _release_agent(swarm: SwarmView, task: TaskView) -> None:
@@ -137,6 +139,7 @@ def _task_created(board: Board, e: ev.TaskCreated, seq: int) -> bool:
         timeout=e.timeout,
         triggers=list(e.triggers),
         parent=e.parent,
+        resolves=e.resolves,
         correlation_id=e.correlation_id,
         created_at=e.time,
         updated_at=e.time,
@@ -144,6 +147,9 @@ def _task_created(board: Board, e: ev.TaskCreated, seq: int) -> bool:
     )
     task.status = "pending" if deps_done(swarm, task) else "blocked"
     swarm.tasks[e.id] = task
+    stuck = swarm.tasks.get(e.resolves) if e.resolves else None
+    if stuck is not None and stuck.integration is not None and stuck.integration.resolver is None:
+        stuck.integration.resolver = e.id
     return True
 
 
@@ -214,10 +220,57 @@ def _task_running(board: Board, e: ev.TaskRunning, seq: int) -> bool:
     task.status = "running"
     task.started_at = e.time
     task.updated_at = e.time
-    agent = found[0].agents.get(e.agent)
+    swarm = found[0]
+    agent = swarm.agents.get(e.agent)
     if agent is not None and e.inbox_read_through > agent.read_through:
         agent.read_through = e.inbox_read_through
+    task.integration = None
+    project = swarm.projects.get(swarm.project) if swarm.project else None
+    if e.branch is not None and project is not None:
+        task.integration = Integration(
+            project=project.id, branch=e.branch, base=e.base, onto=project.target, at=e.time
+        )
+        _checkout_moved(project, e.agent, e.branch, e.base, task.id, e.time)
     return True
+
+
+def _checkout_moved(
+    project: ProjectView, agent: str, branch: str, commit: str | None, task: str, at: float
+) -> None:
+    """An agent's checkout is now on ``branch`` at ``commit`` (a task's events say so)."""
+    checkout = project.checkouts.get(agent)
+    if checkout is None:
+        checkout = project.checkouts[agent] = Checkout(state="synced", at=at)
+    checkout.branch = branch
+    checkout.task = task
+    if commit is not None:
+        checkout.commit = commit
+    checkout.dirty = False
+    checkout.at = at
+
+
+def _record_work(swarm: SwarmView, task: TaskView, work: ev.Work | None, ran: bool) -> None:
+    """What the run left in git (``ran``: it completed, so its work may land)."""
+    if work is None:
+        task.integration = None
+        return
+    integration = task.integration or Integration(project=work.project, branch=work.branch)
+    integration.project = work.project
+    integration.branch = work.branch
+    integration.base = work.base
+    integration.head = work.head
+    integration.onto = work.onto or integration.onto
+    integration.output = work.error or ""
+    if ran and work.land:
+        integration.state = "landing"
+    elif work.pushed and work.head != work.base:
+        integration.state = "pushed"
+    else:
+        integration.state = "unchanged"
+    task.integration = integration
+    project = swarm.projects.get(work.project)
+    if project is not None and task.agent is not None:
+        _checkout_moved(project, task.agent, work.branch, work.head, task.id, task.updated_at)
 
 
 def _current_attempt(task: TaskView, attempt: int, agent: str | None) -> bool:
@@ -237,6 +290,7 @@ def _task_completed(board: Board, e: ev.TaskCompleted, seq: int) -> bool:
     task.updated_at = e.time
     _release_agent(swarm, task)
     task.agent = e.agent  # remembered: who did it
+    _record_work(swarm, task, e.work, ran=True)
     return True
 
 
@@ -261,6 +315,91 @@ def _task_failed(board: Board, e: ev.TaskFailed, seq: int) -> bool:
     worker = task.agent
     _release_agent(swarm, task)
     task.agent = worker
+    if e.attempt:
+        _record_work(swarm, task, e.work, ran=False)
+    return True
+
+
+def _landing(board: Board, e: ev.TaskIntegrated | ev.TaskIntegrationFailed) -> TaskView | None:
+    """The task whose integration ``e`` answers: completed, at that attempt, landing."""
+    found = _task(board, e)
+    if found is None:
+        return None
+    task = found[1]
+    work = task.integration
+    if task.status != "completed" or e.attempt != task.attempt or work is None:
+        return None
+    return task if work.state == "landing" else None
+
+
+@_on(ev.TaskIntegrated)
+def _task_integrated(board: Board, e: ev.TaskIntegrated, seq: int) -> bool:
+    task = _landing(board, e)
+    if task is None or task.integration is None:
+        return False
+    swarm = board.swarms[e.swarm]
+    work = task.integration
+    work.state = "landed"
+    work.onto = e.onto
+    work.landed = e.landed
+    work.tries = e.tries
+    work.seconds = e.seconds
+    work.at = e.time
+    task.updated_at = e.time
+    # the work of the tasks it resolved (a chain of resolve tasks) landed with it
+    current = task
+    for _ in range(MAX_RESOLVE_ROUNDS + 1):
+        stuck = swarm.tasks.get(current.resolves) if current.resolves else None
+        if stuck is None or stuck.integration is None or stuck.integration.state not in STUCK:
+            break
+        stuck.integration.state = "landed"
+        stuck.integration.landed = e.landed
+        stuck.integration.resolved_by = task.id
+        stuck.integration.at = e.time
+        current = stuck
+    project = swarm.projects.get(e.project)
+    if project is not None:
+        project.tip = e.landed
+        project.landed.append(
+            LandedTask(
+                task=task.id, commit=e.landed, at=e.time, agent=task.agent, resolves=task.resolves
+            )
+        )
+        del project.landed[:-LANDED_KEPT]
+        project.landed_count += 1
+        if task.agent is not None:
+            _checkout_moved(project, task.agent, work.branch, e.landed, task.id, e.time)
+    return True
+
+
+STUCK_STATE: dict[str, IntegrationState] = {
+    "conflict": "conflict",
+    "verify": "verify_failed",
+    "error": "failed",
+}
+
+
+@_on(ev.TaskIntegrationFailed)
+def _task_integration_failed(board: Board, e: ev.TaskIntegrationFailed, seq: int) -> bool:
+    """The work cannot land: it waits for a resolve task (``resolve``), or the task fails."""
+    task = _landing(board, e)
+    if task is None or task.integration is None:
+        return False
+    work = task.integration
+    work.state = STUCK_STATE[e.problem]
+    work.problem = e.problem
+    work.onto = e.onto
+    work.tip = e.tip
+    work.files = list(e.files)
+    work.output = e.output
+    work.resolve = e.resolve
+    work.tries = e.tries
+    work.seconds = e.seconds
+    work.at = e.time
+    task.updated_at = e.time
+    if not e.resolve:
+        task.status = "failed"
+        task.reason = f"its work did not land on {e.onto}: {problem_text(work)}"
     return True
 
 
@@ -274,6 +413,7 @@ def _task_requeued(board: Board, e: ev.TaskRequeued, seq: int) -> bool:
         return False
     _release_agent(swarm, task)
     task.status = "requeued"
+    task.integration = None
     task.attempt = e.attempt
     task.reason = e.reason
     task.retry_at = e.retry_at
@@ -385,8 +525,56 @@ def _project_created(board: Board, e: ev.ProjectCreated, seq: int) -> bool:
         git_url=e.git_url,
         branch=e.branch,
         credentials_ref=e.credentials_ref,
+        mode=e.mode,
+        strategy=e.strategy,
+        verify=e.verify,
+        on_conflict=e.on_conflict,
         created_at=e.time,
+        updated_at=e.time,
     )
+    return True
+
+
+@_on(ev.ProjectUpdated)
+def _project_updated(board: Board, e: ev.ProjectUpdated, seq: int) -> bool:
+    """Changed fields (``""`` clears an optional one). A new URL or branch, once the project has
+    been initialised, asks every checkout to follow: a new ``init`` round."""
+    project = _project(board, e)
+    if project is None:
+        return False
+    moved = False
+    if e.git_url is not None and e.git_url != project.git_url:
+        project.git_url = e.git_url
+        project.default_branch = None  # another remote: its default is found again
+        moved = True
+    if e.branch is not None and (e.branch or None) != project.branch:
+        project.branch = e.branch or None
+        moved = True
+    if e.name is not None:
+        project.name = e.name
+    if e.credentials_ref is not None:
+        project.credentials_ref = e.credentials_ref or None
+    if e.verify is not None:
+        project.verify = e.verify or None
+    if e.mode is not None:
+        project.mode = e.mode
+    if e.strategy is not None:
+        project.strategy = e.strategy
+    if e.on_conflict is not None:
+        project.on_conflict = e.on_conflict
+    project.updated_at = e.time
+    if moved and project.round > 0:
+        _request(board, e, "init")
+    return True
+
+
+@_on(ev.ProjectDeleted)
+def _project_deleted(board: Board, e: ev.ProjectDeleted, seq: int) -> bool:
+    swarm = board.swarms.get(e.swarm)
+    if swarm is None or swarm.projects.pop(e.id, None) is None:
+        return False
+    if swarm.project == e.id:
+        swarm.project = None
     return True
 
 
@@ -433,11 +621,16 @@ def _project_synced(board: Board, e: ev.ProjectSynced, seq: int) -> bool:
         state="synced",
         round=e.round,
         commit=e.commit,
+        branch=e.branch,
         dirty=e.dirty,
         ahead=e.ahead,
         behind=e.behind,
         at=e.time,
     )
+    if project.branch is None and project.default_branch is None and e.branch:
+        project.default_branch = e.branch  # the remote's default, as the first answer found it
+    if e.branch is not None and e.branch == project.target and project.tip is None:
+        project.tip = e.commit
     return True
 
 
@@ -451,6 +644,7 @@ def _project_sync_failed(board: Board, e: ev.ProjectSyncFailed, seq: int) -> boo
         state="sync_failed",
         round=e.round,
         commit=previous.commit if previous else None,
+        branch=previous.branch if previous else None,
         error=e.error,
         at=e.time,
     )

@@ -224,3 +224,54 @@ async def test_events_and_replay_show_the_log_and_the_board_as_it_was(
     assert code == 0
     assert out.splitlines()[0].startswith(f"=== BOARD at seq {seq} ")
     assert "first" in out and "second" not in out
+
+
+async def test_project_status_tasks_and_replay_show_where_each_tasks_work_landed(
+    run: Run, swarm: str, gateway: Gateway, bus: Bus
+) -> None:
+    await register(bus, gateway, swarm, "be", "Backend", "backend")
+    code, project, _ = await run("project", "create", "app", "/srv/app.git", "--verify", "make")
+    project = project.strip()
+    now = time.time()
+    await append(bus, gateway, ev.ProjectInitRequested(swarm=swarm, id=project, time=now))
+    synced = ev.ProjectSynced(
+        swarm=swarm, id=project, time=now, agent="be", round=1, commit="a" * 40, branch="master"
+    )
+    await append(bus, gateway, synced)
+    await run("task", "Build it", "--id", "build")
+    claimed = ev.TaskClaimed(swarm=swarm, id="build", time=now, agent="be", attempt=1)
+    await append(bus, gateway, claimed)
+    running = ev.TaskRunning(
+        swarm=swarm, id="build", time=now, agent="be", attempt=1, branch="swarm/build",
+        base="a" * 40,
+    )  # fmt: skip
+    await append(bus, gateway, running)
+    work = ev.Work(project=project, branch="swarm/build", base="a" * 40, head="b" * 40,
+                   onto="master", pushed=True, land=True)  # fmt: skip
+    done = ev.TaskCompleted(swarm=swarm, id="build", time=now, agent="be", attempt=1, work=work)
+    landing_at = await append(bus, gateway, done)
+    landed = ev.TaskIntegrated(swarm=swarm, id="build", time=now, attempt=1, project=project,
+                               onto="master", landed="c" * 40)  # fmt: skip
+    await append(bus, gateway, landed)
+
+    code, out, _ = await run("project", "status")
+    assert code == 0
+    assert "(branch master (the remote's default))" in out
+    assert "Integration: integrate (rebase, verify `make`, on conflict: resolve)" in out
+    assert "Tip: ccccccc (1 task(s) landed)" in out
+    row = next(line for line in out.splitlines() if line.startswith("be "))
+    assert row.split()[1:3] == ["ccccccc", "swarm/build"]
+    assert out.splitlines()[-1].split()[0::2] == ["ccccccc", "build"]
+    code, out, _ = await run("tasks")
+    assert "[landed ccccccc on master]" in out
+    code, out, _ = await run("replay", "--at", str(landing_at))
+    assert "[landing on master]" in out and "Tip: aaaaaaa (0 task(s) landed)" in out
+
+    code, out, _ = await run("project", "update", "--mode", "branch", "--verify", "")
+    assert code == 0 and "Integration: branch" in out
+    code, out, _ = await run("project", "update")
+    assert code != 0
+    code, out, _ = await run("project", "delete")
+    assert (code, out.strip()) == (0, f"{project} deleted")
+    code, _, err = await run("project", "status")
+    assert code == 1 and "has no project" in err

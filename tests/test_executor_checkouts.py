@@ -70,9 +70,19 @@ def test_an_init_request_is_due_for_every_agent() -> None:
             round=1,
             kind="init",
             git_url="/srv/app.git",
-            branch="main",
+            branch=None,  # none named: the remote's default, found when cloning
             credentials_ref="GITHUB_TOKEN",
         )
+
+
+def test_the_branch_the_first_checkout_found_is_the_one_every_agent_follows() -> None:
+    found = ev.ProjectSynced(
+        swarm=S, id="p1", time=7.0, agent="a1", round=1, commit="c1", branch="master"
+    )
+    board = log(swarm(), agent("a1"), agent("a2"), created(), attached(), init(), found)
+    request = checkouts.due(board, S, "a2")
+    assert request is not None and request.branch == "master"
+    assert board.swarms[S].projects["p1"].tip == "c1"
 
 
 def test_an_answered_round_is_not_due_again_whether_it_synced_or_failed() -> None:

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import shutil
 import socket
-import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import executor_support
 import pytest
 from executor_support import QA, StartExecutor, create_and_claim, finished, until
+from git_support import Remote, git
 
 from schemas import events as ev
 from schemas.board import Checkout, ProjectView
@@ -31,42 +31,6 @@ FE = AgentConfig("frontend-agent", "Frontend Agent", "frontend", ("frontend", "u
 BE = AgentConfig("backend-agent", "Backend Agent", "backend", ("backend", "api"))
 THREE = (FE, BE, QA)
 GIT_TOKEN = "ghp_testtoken0123456789abcdef"
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
-    done = subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
-class Remote:
-    """A bare repository with a seed commit on ``main``, and a working copy to push from."""
-
-    def __init__(self, root: Path) -> None:
-        self.bare = root / "remote.git"
-        self.work = root / "seed"
-        git("init", "--quiet", "--bare", "-b", "main", str(self.bare))
-        git("init", "--quiet", "-b", "main", str(self.work))
-        git("remote", "add", "origin", str(self.bare), cwd=self.work)
-        self.seed = self.push("README", "hello\n")
-
-    @property
-    def url(self) -> str:
-        return f"file://{self.bare}"
-
-    def push(self, name: str, text: str) -> str:
-        (self.work / name).write_text(text)
-        git("add", name, cwd=self.work)
-        git("commit", "--quiet", "-m", f"write {name}", cwd=self.work)
-        git("push", "--quiet", "origin", "main", cwd=self.work)
-        return git("rev-parse", "HEAD", cwd=self.work)
 
 
 @pytest.fixture
@@ -89,12 +53,13 @@ async def attach_and_init(
     *,
     project: str = "p1",
     credentials_ref: str | None = None,
+    **settings: Any,
 ) -> None:
-    """What ``swarm project create`` + ``init`` would append."""
+    """What ``swarm project create`` + ``init`` would append (``settings``: mode, verify...)."""
     now = time.time()
     created = ev.ProjectCreated(
         swarm=swarm, id=project, time=now, name=project, git_url=url,
-        credentials_ref=credentials_ref,
+        credentials_ref=credentials_ref, **settings,
     )  # fmt: skip
     await append(bus, watch, created)
     await append(bus, watch, ev.ProjectAttached(swarm=swarm, id=project, time=now))
@@ -205,8 +170,10 @@ async def test_init_clones_into_every_agent_and_sync_brings_all_to_the_pushed_co
 async def test_init_over_an_existing_checkout_reports_how_far_behind_it_is(
     bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor, remote: Remote
 ) -> None:
+    """Mode ``off`` (Swarm does no git around tasks): init switches branches, like a person
+    would, and says how far behind the branch is."""
     await start_executor()
-    await attach_and_init(bus, watch, swarm_id, remote.url)
+    await attach_and_init(bus, watch, swarm_id, remote.url, mode="off")
     assert (await answered(watch, swarm_id, ("qa-agent",)))["qa-agent"].commit == remote.seed
 
     remote.push("CHANGES", "later\n")
@@ -214,6 +181,24 @@ async def test_init_over_an_existing_checkout_reports_how_far_behind_it_is(
     checkout = (await answered(watch, swarm_id, ("qa-agent",)))["qa-agent"]
     assert checkout.state == "synced" and checkout.round == 2
     assert (checkout.commit, checkout.ahead, checkout.behind) == (remote.seed, 0, 1)
+
+
+async def test_init_over_an_existing_checkout_brings_it_to_the_remotes_tip(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor, remote: Remote
+) -> None:
+    """With Swarm's branches (the default mode), a checkout sits on the last task's branch
+    between tasks: init (and sync) put it on the project branch at the remote's tip."""
+    executor = await start_executor()
+    await attach_and_init(bus, watch, swarm_id, remote.url)
+    await answered(watch, swarm_id, ("qa-agent",))
+    checkout_dir = executor.config.agents_root / "qa-agent" / "project"
+    git("checkout", "-q", "-b", "swarm/elsewhere", cwd=checkout_dir)
+
+    pushed = remote.push("CHANGES", "later\n")
+    await append(bus, watch, ev.ProjectInitRequested(swarm=swarm_id, id="p1", time=time.time()))
+    checkout = (await answered(watch, swarm_id, ("qa-agent",)))["qa-agent"]
+    assert checkout.state == "synced" and checkout.round == 2
+    assert (checkout.commit, checkout.branch, checkout.behind) == (pushed, "main", 0)
 
 
 async def test_an_unreachable_url_fails_quickly_with_gits_reason(
@@ -227,7 +212,7 @@ async def test_an_unreachable_url_fails_quickly_with_gits_reason(
     assert time.monotonic() - started < 10
     assert checkout.state == "sync_failed" and checkout.commit is None
     assert checkout.error is not None
-    assert checkout.error.startswith("git clone failed: fatal: unable to access")
+    assert checkout.error.startswith("git ls-remote failed: fatal: unable to access")
     assert "Failed to connect" in checkout.error
     assert "credentials_ref SWARM_TEST_GIT_TOKEN is not set in executor ex-test" in checkout.error
     agent_dir = executor.config.agents_root / "qa-agent"
@@ -249,7 +234,7 @@ async def test_a_server_that_never_answers_is_cut_off_at_the_git_timeout(
         checkout = (await answered(watch, swarm_id, ("qa-agent",)))["qa-agent"]
         assert time.monotonic() - started < 8
     assert checkout.state == "sync_failed"
-    assert checkout.error == "git clone failed: timed out (the git timeout is 1 s)"
+    assert checkout.error == "git ls-remote failed: timed out (the git timeout is 1 s)"
     assert server.requests, "git never reached the server"
 
 

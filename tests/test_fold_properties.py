@@ -20,12 +20,14 @@ from hypothesis import strategies as st
 
 from schemas import events as ev
 from schemas import fold as fold_module
-from schemas.board import ACTIVE, CLAIMABLE, FINISHED, Board, SwarmView
+from schemas.board import ACTIVE, CLAIMABLE, FINISHED, Board, SwarmView, TaskView
 from schemas.fold import apply, deps_done, fold
+from schemas.landing import STUCK, needs_resolver
 from services.bus.snapshots import pack, unpack
 
 SWARMS = ("s1", "s2")
 TASKS = ("t1", "t2", "t3", "t4")
+RESOLVERS = tuple(f"{t}-r" for t in TASKS)
 AGENTS = ("a1", "a2", "a3")
 PROJECTS = ("p1", "p2")
 
@@ -84,6 +86,29 @@ ARBITRARY: dict[type[ev.Event], st.SearchStrategy[tuple[str, dict[str, Any]]]] =
     ),
     ev.TaskCancelled: st.tuples(names, st.just({})),
     ev.TaskDeleted: st.tuples(names, st.just({})),
+    ev.TaskIntegrated: st.tuples(
+        names,
+        st.fixed_dictionaries(
+            {
+                "attempt": attempts,
+                "project": st.sampled_from(("p1", "p2")),
+                "onto": st.just("main"),
+                "landed": st.sampled_from("xyz"),
+            }
+        ),
+    ),
+    ev.TaskIntegrationFailed: st.tuples(
+        names,
+        st.fixed_dictionaries(
+            {
+                "attempt": attempts,
+                "project": st.sampled_from(("p1", "p2")),
+                "onto": st.just("main"),
+                "problem": st.sampled_from(("conflict", "verify", "error")),
+                "resolve": st.booleans(),
+            }
+        ),
+    ),
     ev.AgentRegistered: st.tuples(
         agents, st.fixed_dictionaries({"name": st.just("A"), "skills": tag_lists})
     ),
@@ -93,6 +118,19 @@ ARBITRARY: dict[type[ev.Event], st.SearchStrategy[tuple[str, dict[str, Any]]]] =
     ev.ProjectCreated: st.tuples(
         st.sampled_from(PROJECTS), st.just({"name": "P", "git_url": "https://example.com/p.git"})
     ),
+    ev.ProjectUpdated: st.tuples(
+        st.sampled_from(PROJECTS),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "git_url": st.sampled_from(("https://example.com/q.git", "/srv/p.git")),
+                "branch": st.sampled_from(("", "main", "dev")),
+                "mode": st.sampled_from(("integrate", "branch", "off")),
+                "verify": st.sampled_from(("", "make test")),
+            },
+        ),
+    ),
+    ev.ProjectDeleted: st.tuples(st.sampled_from(PROJECTS), st.just({})),
     ev.ProjectAttached: st.tuples(st.sampled_from(PROJECTS), st.just({})),
     ev.ProjectInitRequested: st.tuples(st.sampled_from(PROJECTS), st.just({})),
     ev.ProjectSyncRequested: st.tuples(st.sampled_from(PROJECTS), st.just({})),
@@ -189,8 +227,23 @@ class Plausible:
                     self._add("stale", ev.TaskClaimed, s, t, **claim)
             if task.status == "claimed":
                 self._add("progress", ev.TaskRunning, s, t, 2, **run)
+                if view.project is not None:  # on its own branch of the project
+                    self._add(
+                        "progress", ev.TaskRunning, s, t, 6, branch=f"swarm/{t}", base="b0", **run
+                    )
             if task.status in ACTIVE:
                 self._add("progress", ev.TaskCompleted, s, t, 2, **run)
+                if view.project is not None:  # its work pushed; a landing follows
+                    work = ev.Work(
+                        project=view.project,
+                        branch=f"swarm/{t}",
+                        base="b0",
+                        head=f"h{t}",
+                        onto="main",
+                        pushed=True,
+                        land=True,
+                    )
+                    self._add("progress", ev.TaskCompleted, s, t, 6, work=work, **run)
                 self._add(
                     "progress", ev.TaskRequeued, s, t, 2, reason="lost", attempt=run["attempt"] + 1
                 )
@@ -208,6 +261,25 @@ class Plausible:
             if task.status in FINISHED and task.agent is not None:
                 self._add("stale", ev.TaskCompleted, s, t, **run)
                 self._add("stale", ev.TaskRunning, s, t, **run)
+            if task.integration is not None and task.status == "completed":
+                landing: dict[str, Any] = {
+                    "attempt": task.attempt,
+                    "project": task.integration.project,
+                    "onto": "main",
+                }
+                kind = "progress" if task.integration.state == "landing" else "stale"
+                self._add(kind, ev.TaskIntegrated, s, t, 4, landed=f"l{t}", **landing)
+                for problem in ("conflict", "verify"):
+                    for resolve in (True, False):
+                        self._add(
+                            kind, ev.TaskIntegrationFailed, s, t, problem=problem,
+                            resolve=resolve, files=["f.txt"], **landing,
+                        )  # fmt: skip
+                if needs_resolver(task):
+                    resolver = f"{t}-r"
+                    self._add(
+                        "progress", ev.TaskCreated, s, resolver, 3, title="resolve", resolves=t
+                    )
             if task.status not in FINISHED:
                 self._add("setback", ev.TaskCancelled, s, t)
             if task.status in ("blocked", "pending"):
@@ -224,7 +296,7 @@ class Plausible:
                 self._add("project", ev.ProjectCreated, s, p, name=p, git_url=url)
                 continue
             if not project.attached:
-                self._add("project", ev.ProjectAttached, s, p)
+                self._add("project", ev.ProjectAttached, s, p, 4)
             request = ev.ProjectSyncRequested if project.round else ev.ProjectInitRequested
             self._add("project", request, s, p)
             for a in view.agents:
@@ -253,7 +325,7 @@ KINDS: tuple[str, ...] = ("progress",) * 6
 KINDS += ("setback", "setback", "stale", "near miss", "near miss", "repeat")
 KINDS += ("project", "project", "arbitrary")
 
-IDS = {"swarm": SWARMS, "task": TASKS, "agent": AGENTS, "project": PROJECTS}
+IDS = {"swarm": SWARMS, "task": TASKS + RESOLVERS, "agent": AGENTS, "project": PROJECTS}
 
 
 def near_miss(draw: st.DrawFn, event: ev.Event) -> ev.Event:
@@ -397,6 +469,8 @@ class Witness:
                 assert prior.status not in FINISHED, where
             case ev.TaskUnblocked():
                 assert prior.status == "blocked" and prior.deps_done, where
+            case ev.TaskIntegrated(attempt=attempt) | ev.TaskIntegrationFailed(attempt=attempt):
+                assert prior.status == "completed" and prior.attempt == attempt, where
 
     def _claimed(self, event: ev.TaskClaimed, where: str) -> None:
         task = self.board.task(event.swarm, event.id)
@@ -413,7 +487,7 @@ class Witness:
             if previous is not None:
                 status, attempt = previous
                 assert task.attempt >= attempt, f"attempt went back {where}"
-                if status in FINISHED:
+                if status in FINISHED and not self._not_landed(task, status):
                     assert task.status == status, f"finished task {task.id} changed {where}"
                 if task.status == "running" and status != "running":
                     assert status == "claimed", f"{task.id} ran without a claim {where}"
@@ -425,6 +499,19 @@ class Witness:
                 assert agent is not None and agent.task == task.id, f"{task.id} {where}"
                 assert task.agent not in holders, f"{task.agent} runs two tasks {where}"
                 holders[task.agent] = task.id
+
+    @staticmethod
+    def _not_landed(task: TaskView, status: str) -> bool:
+        """The one change of a finished task: completed, then failed because its work could not
+        land (and no resolve task will make it)."""
+        work = task.integration
+        return (
+            status == "completed"
+            and task.status == "failed"
+            and work is not None
+            and work.state in STUCK
+            and not work.resolve
+        )
 
     def _agents(self, view: SwarmView, where: str) -> None:
         for agent in view.agents.values():
@@ -498,6 +585,7 @@ def test_generated_logs_walk_the_whole_task_life() -> None:
         *("completed", "failed", "cancelled", "completed on a later attempt", "zombie result"),
         *("applied task.unblocked", "applied agent.lost", "applied project.synced"),
         *("void task.claimed", "void task.completed", "void task.requeued"),
+        *("applied task.integrated", "applied task.integration_failed", "void task.integrated"),
     }
     assert wanted <= {name for name, count in seen.items() if count}, seen
 

@@ -223,6 +223,90 @@ async def test_wait_answers_200_once_every_agent_answered_the_round(
     assert (status, answer["error"]["field"]) == (400, "timeout")
 
 
+# --- update and delete -----------------------------------------------------------------------
+
+
+async def test_a_project_is_created_with_the_remotes_default_branch_and_integration_settings(
+    http: aiohttp.ClientSession, swarm: str
+) -> None:
+    project = await create(http, swarm)
+    assert (project["branch"], project["target"], project["mode"]) == (None, None, "integrate")
+    assert (project["strategy"], project["verify"], project["on_conflict"]) == (
+        "rebase",
+        None,
+        "resolve",
+    )
+    custom = await create(
+        http, swarm, mode="branch", strategy="merge", verify="make test", onConflict="fail"
+    )
+    assert (custom["mode"], custom["strategy"], custom["verify"]) == (
+        "branch",
+        "merge",
+        "make test",
+    )
+    assert custom["on_conflict"] == "fail"
+    status, answer = await call(
+        http, "POST", "/projects", json={"name": "x", "gitUrl": REPO, "mode": "sometimes"}
+    )
+    assert (status, answer["error"]["field"]) == (400, "mode")
+
+
+async def test_update_changes_only_what_it_names_and_a_new_url_starts_an_init_round(
+    http: aiohttp.ClientSession, gateway: Gateway, swarm: str
+) -> None:
+    project = await create(http, swarm, credentialsRef="GITHUB_TOKEN", verify="pytest -q")
+    pid = project["id"]
+    status, same = await call(http, "PATCH", f"/projects/{pid}", json={"mode": "integrate"})
+    assert status == 200 and same["round"] == 0
+    before = gateway.projection.board.version(swarm, "project", pid)
+
+    status, answer = await call(http, "PATCH", f"/projects/{pid}", json={"mode": "integrate"})
+    assert status == 200
+    assert gateway.projection.board.version(swarm, "project", pid) == before  # nothing changed
+
+    await call(http, "POST", f"/projects/{pid}/init")
+    moved = "https://github.com/example/fixed.git"
+    status, updated = await call(
+        http,
+        "PATCH",
+        f"/projects/{pid}?swarm={swarm}",
+        json={"gitUrl": moved, "branch": "master", "verify": "", "credentialsRef": ""},
+    )
+    assert status == 200, updated
+    assert (updated["git_url"], updated["branch"], updated["target"]) == (moved, "master", "master")
+    assert (updated["verify"], updated["credentials_ref"]) == (None, None)
+    assert (updated["round"], updated["request"]) == (2, "init")  # every checkout follows
+    assert {c["state"] for c in updated["checkouts"]} == {"pending"}
+
+    status, answer = await call(
+        http, "PATCH", f"/projects/{pid}", json={"gitUrl": "https://a:b@h/r"}
+    )
+    assert (status, answer["error"]["field"]) == (400, "git_url")
+    assert "a:b" not in json.dumps(answer)
+    status, answer = await call(http, "PATCH", f"/projects/{pid}", json={"branch": "a..b"})
+    assert (status, answer["error"]["field"]) == (400, "branch")
+    status, answer = await call(http, "PATCH", f"/projects/{pid}", json={"colour": "red"})
+    assert (status, answer["error"]["field"]) == (400, "colour")
+    status, answer = await call(http, "PATCH", "/projects/p-nothing", json={"mode": "off"})
+    assert status == 404
+
+
+async def test_delete_removes_the_project_and_detaches_it(
+    http: aiohttp.ClientSession, swarm: str
+) -> None:
+    project = await create(http, swarm)
+    status, answer = await call(http, "DELETE", f"/projects/{project['id']}")
+    assert (status, answer) == (200, {"id": project["id"], "deleted": True})
+    status, _ = await call(http, "GET", f"/swarms/{swarm}/project")
+    assert status == 404
+    status, view = await call(http, "GET", f"/swarms/{swarm}")
+    assert view["project"] is None
+    status, _ = await call(http, "DELETE", f"/projects/{project['id']}")
+    assert status == 404
+    again = await create(http, swarm, name="again")
+    assert again["attached"]
+
+
 # --- over NATS --------------------------------------------------------------------------------
 
 
@@ -251,6 +335,16 @@ async def test_project_commands_answer_over_nats_like_http(
         bus, f"swarm.cmd.{swarm}.create_project", {"name": "x", "gitUrl": "https://a:b@h/r"}
     )
     assert (code, answer["error"]["field"]) == ("400", "git_url")
+    code, updated = await ask(
+        bus, f"swarm.cmd.{swarm}.update_project", {"verify": "make check", "mode": "branch"}
+    )
+    assert (code, updated["verify"], updated["mode"]) == (None, "make check", "branch")
+    code, answer = await ask(bus, f"swarm.cmd.{swarm}.update_project", {"mode": "never"})
+    assert (code, answer["error"]["field"]) == ("400", "mode")
+    code, deleted = await ask(bus, "swarm.cmd._.delete_project", {"project": project["id"]})
+    assert (code, deleted["deleted"]) == (None, True)
+    code, answer = await ask(bus, f"swarm.cmd.{swarm}.get_project")
+    assert code == "404"
 
 
 # --- pure -------------------------------------------------------------------------------------
@@ -352,9 +446,13 @@ async def test_openapi_describes_the_project_routes_and_real_answers_match(
     assert {"get", "post"} <= set(paths["/projects"])
     assert "get" in paths["/swarms/{swarm}/project"]
     assert {"200", "202", "409"} <= set(paths["/projects/{project}/sync"]["post"]["responses"])
+    assert {"patch", "delete"} <= set(paths["/projects/{project}"])
     project = await create(http, swarm)
     status, started = await call(http, "POST", f"/projects/{project['id']}/init")
+    status, updated = await call(
+        http, "PATCH", f"/projects/{project['id']}", json={"verify": "true"}
+    )
     status, listed = await call(http, "GET", "/projects")
     schema = {"$ref": "#/components/schemas/Project", "components": document["components"]}
-    for value in (project, started, *listed):
+    for value in (project, started, updated, *listed):
         jsonschema.validate(value, schema)

@@ -287,7 +287,14 @@ async def test_slash_project_creates_inits_and_shows_each_agents_checkout(
     for agent, fields in answers:
         event = (
             ev.ProjectSynced(
-                swarm=swarm, id=project, time=time.time(), agent=agent, round=1, ahead=1, **fields
+                swarm=swarm,
+                id=project,
+                time=time.time(),
+                agent=agent,
+                round=1,
+                ahead=1,
+                branch="main",
+                **fields,
             )
             if fields
             else ev.ProjectSyncFailed(
@@ -307,7 +314,7 @@ async def test_slash_project_creates_inits_and_shows_each_agents_checkout(
     assert "round 1 (init): 2/2 answered, 1 failed" in out
     lines = {line.split()[0]: line for line in out.splitlines() if line.endswith("synced")}
     lines |= {line.split()[0]: line for line in out.splitlines() if "sync_failed:" in line}
-    assert lines["frontend-agent"].split()[1:5] == ["4b825dc", "clean", "↑1", "↓0"]
+    assert lines["frontend-agent"].split()[1:6] == ["4b825dc", "main", "clean", "↑1", "↓0"]
     assert "sync_failed: fatal: repository not found" in lines["qa-agent"]
 
     code, out, _ = await run("project", "sync", "--wait", "--timeout", "0.5")

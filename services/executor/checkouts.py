@@ -6,9 +6,12 @@ bumps it) and, per agent, the round its checkout last answered. An agent's check
 when its swarm has an attached project whose round is past the agent's (an agent registered
 after ``init`` has no checkout: round 0, so it is due too). Doing it:
 
-- no checkout yet (whatever was asked): clone ``branch`` of the URL into ``<agent dir>/project``;
+- no checkout yet (whatever was asked): clone ``branch`` of the URL into ``<agent dir>/project``
+  (no branch named: the remote's default, asked with ``git ls-remote --symref``);
 - ``init`` over an existing checkout: point ``origin`` at the URL, fetch, switch to the branch;
-- ``sync``: ``git pull --ff-only``;
+- ``sync``: ``git pull --ff-only`` (mode ``off``); with Swarm's branches (modes ``integrate``
+  and ``branch``) the checkout sits on the last task's branch between tasks, so a sync (like an
+  init) fetches and puts the project branch at the remote's tip;
 
 then ``project.synced(agent, round, commit, dirty, ahead, behind)``, or
 ``project.sync_failed(agent, round, error)`` with git's message. A failed round is answered too:
@@ -30,6 +33,7 @@ from typing import Literal
 from schemas import events as ev
 from schemas.board import Board
 from schemas.errors import Invalid
+from schemas.events import IntegrationMode
 from services.executor.git import CHECKOUT_DIR, CheckoutStatus, GitFailed
 from services.executor.sandboxes import GitCall, Sandbox
 
@@ -59,8 +63,9 @@ class CheckoutRequest:
     round: int
     kind: Literal["init", "sync"]
     git_url: str
-    branch: str
+    branch: str | None  # None: the remote's default
     credentials_ref: str | None = None
+    mode: IntegrationMode = "integrate"
 
     @property
     def msg_id(self) -> str:
@@ -95,8 +100,9 @@ def current(board: Board, swarm: str, agent: str) -> CheckoutRequest | None:
         round=project.round,
         kind="sync" if project.request == "sync" else "init",
         git_url=project.git_url,
-        branch=project.branch,
+        branch=project.target,
         credentials_ref=project.credentials_ref,
+        mode=project.mode,
     )
 
 
@@ -126,13 +132,18 @@ async def perform(
     token = credentials(request.credentials_ref, env)
     call = GitCall.within(timeout, token, secrets)
     try:
+        branch = request.branch or await sandbox.git_default_branch(request.git_url, call)
         if not await sandbox.path_exists(f"{CHECKOUT_DIR}/.git"):
-            await sandbox.git_clone(request.git_url, request.branch, CHECKOUT_DIR, call)
+            await sandbox.git_clone(request.git_url, branch, CHECKOUT_DIR, call)
+        elif request.mode != "off":  # to the remote's tip, whatever task branch it is on
+            await sandbox.git_run(CHECKOUT_DIR, ["reset", "-q", "--hard"], "git reset", call)
+            await sandbox.git_checkout(request.git_url, branch, CHECKOUT_DIR, call)
+            await sandbox.git_pull(CHECKOUT_DIR, call)
         elif request.kind == "init":
-            await sandbox.git_checkout(request.git_url, request.branch, CHECKOUT_DIR, call)
+            await sandbox.git_checkout(request.git_url, branch, CHECKOUT_DIR, call)
         else:
             await sandbox.git_pull(CHECKOUT_DIR, call)
-        return await sandbox.git_status(request.branch, CHECKOUT_DIR, call)
+        return await sandbox.git_status(branch, CHECKOUT_DIR, call)
     except Invalid as error:
         raise GitFailed(error.message) from error
     except GitFailed as error:
@@ -174,4 +185,5 @@ def answer(
         dirty=outcome.dirty,
         ahead=outcome.ahead,
         behind=outcome.behind,
+        branch=outcome.branch,
     )

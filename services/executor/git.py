@@ -107,12 +107,20 @@ def auth_header(token: str) -> str:
     return f"Authorization: Basic {pair}"
 
 
-def git_env(token: str | None = None) -> dict[str, str]:
+def identity(agent: str, name: str | None = None) -> tuple[str, str]:
+    """The git identity of an agent's commits: ``<agent name> <agent-id@swarm.local>``."""
+    return (name or agent).strip() or agent, f"{agent}@swarm.local"
+
+
+def git_env(token: str | None = None, who: tuple[str, str] | None = None) -> dict[str, str]:
     """The environment of every git command: the safety settings, plus the credentials (as an
-    ``http.extraHeader``) when there is a token."""
+    ``http.extraHeader``) when there is a token, plus ``user.name``/``user.email`` when ``who``
+    is given (the author of new commits; a rebase keeps each commit's author)."""
     config = list(SAFETY_CONFIG)
     if token:
         config.append(("http.extraHeader", auth_header(token)))
+    if who is not None:
+        config += [("user.name", who[0]), ("user.email", who[1])]
     env = dict(BASE_ENV)
     env["GIT_CONFIG_COUNT"] = str(len(config))
     for index, (key, value) in enumerate(config):
@@ -126,6 +134,19 @@ def git_env(token: str | None = None) -> dict[str, str]:
 
 def clone_argv(url: str, branch: str, dest: str = PARTIAL_DIR) -> list[str]:
     return ["git", "clone", "--branch", check_branch(branch), "--", check_url(url), dest]
+
+
+def default_branch_argv(url: str) -> list[str]:
+    """The remote's default branch (its ``HEAD``), without cloning."""
+    return ["git", "ls-remote", "--symref", "--", check_url(url), "HEAD"]
+
+
+def parse_default_branch(text: str) -> str | None:
+    """``ref: refs/heads/master\tHEAD`` -> ``master`` (None: the remote did not say)."""
+    for line in text.splitlines():
+        if line.startswith("ref: refs/heads/") and line.rstrip().endswith("HEAD"):
+            return line[len("ref: refs/heads/") :].split("\t", 1)[0].split()[0]
+    return None
 
 
 def set_origin_argv(path: str, url: str) -> list[str]:
@@ -159,6 +180,56 @@ def ahead_behind_argv(path: str, branch: str) -> list[str]:
         "--count",
         f"HEAD...refs/remotes/origin/{check_branch(branch)}",
     ]
+
+
+def remote_ref(branch: str) -> str:
+    """Where ``fetch`` keeps the remote's ``branch``."""
+    return f"refs/remotes/origin/{check_branch(branch)}"
+
+
+def task_branch(task: str) -> str:
+    """The branch a task's work goes on."""
+    return check_branch(f"swarm/{task}")
+
+
+def trailer(task: str) -> str:
+    """The line that marks a commit as a task's work (what a retry looks for)."""
+    return f"Swarm-Task: {task}"
+
+
+def landed_grep(task: str) -> str:
+    """A ``git log --grep`` pattern for the task's trailer line, and nothing longer."""
+    return f"^{trailer(task)}$"
+
+
+def commit_message(title: str, task: str, resolves: str | None = None) -> str:
+    """Swarm's commit of what a run left uncommitted: the task's title and the trailers."""
+    subject = " ".join(title.split())[:72] or task
+    lines = [subject, "", trailer(task)]
+    if resolves:
+        lines.append(f"Swarm-Resolves: {resolves}")
+    return "\n".join(lines) + "\n"
+
+
+_REJECTED = (
+    "[rejected]",
+    "(fetch first)",
+    "(non-fast-forward)",
+    "cannot lock ref",
+    "failed to update ref",
+    "incorrect old value provided",
+)
+
+
+def push_rejected(output: str) -> bool:
+    """Whether a failed push lost the race (the branch moved: fetch and try again) rather than
+    failed (no access, no network)."""
+    return any(mark in output for mark in _REJECTED)
+
+
+def conflicted_files(text: str) -> list[str]:
+    """``git diff --name-only --diff-filter=U`` -> the files, sorted."""
+    return sorted({line.strip() for line in text.splitlines() if line.strip()})
 
 
 # --- reading answers --------------------------------------------------------------------------

@@ -21,6 +21,11 @@ Checkouts: whenever the fold shows a hosted agent owing its swarm's attached pro
 (an init or sync request it has not answered), the executor does it and appends
 ``project.synced`` / ``project.sync_failed``; before running a task, a due checkout is done
 first. One lock per agent keeps git and the agent's task from working in the checkout at once.
+With an initialised project (``workplan.py``, ``integration.py``): the task runs on its own
+branch cut from the project branch's tip (``_start_work``), what it leaves is committed and
+pushed (``_keep_work``), and a completed task's work is landed on the project branch
+(``_land``); landings a crash left undone are done when the executor starts, and every few
+seconds after (``_land_left_over``).
 """
 
 from __future__ import annotations
@@ -54,7 +59,17 @@ from services.bus.eventlog import AppendConflict
 from services.bus.logs import known_secrets, redactor
 from services.bus.presence import Presence, put_presence, read_presence
 from services.bus.service import Service
-from services.executor import chat_lines, checkouts, decisions, mentions, readiness, runs, sandboxes
+from services.executor import (
+    chat_lines,
+    checkouts,
+    decisions,
+    integration,
+    mentions,
+    readiness,
+    runs,
+    sandboxes,
+    workplan,
+)
 from services.executor import config as executor_config
 from services.executor.config import AgentConfig, ExecutorConfig
 from services.executor.decisions import Append
@@ -145,6 +160,14 @@ class Executor(Service):
         self._background: set[asyncio.Task[None]] = set()
         self._secrets = known_secrets(self.env)
         self._presence_task: asyncio.Task[None] | None = None
+        self.git = integration.TaskGit(  # the git around each task: branch, commit, landing
+            env=self.env,
+            secrets=self._secrets,
+            git_timeout=self.config.git_timeout,
+            verify_timeout=self.config.task_timeout,
+            pass_env=self.config.pass_env,
+        )
+        self._landing: set[str] = set()  # tasks whose work is being landed here
         self.log = self.log.bind(swarm=self.swarm, executor=self.me)
 
     # --- command line -----------------------------------------------------------------------
@@ -192,6 +215,7 @@ class Executor(Service):
         self.spawn(self._take_up_loop(), "take-up")
         self.spawn(self._chat_loop(), "chat-lines")
         self.spawn(self._project_loop(), "checkouts")
+        self.spawn(self._land_left_over(), "landings")
         self.log.info("executor.serving", agents=sorted(self.hosted))
 
     async def on_stop(self) -> None:
@@ -524,6 +548,10 @@ class Executor(Service):
         claimed = self.board.task(self.swarm, dispatch.task)
         correlation = claimed.correlation_id if claimed is not None else None
         log = log.bind(correlation_id=correlation)
+        started = await self._start_work(hosted, dispatch, claimed, msg, log)
+        if started is None:
+            return  # it could not start in the project: failed, and said why
+        plan, base = started
         delivery = mentions.Delivery()
         if claimed is not None and mentions.takes_mentions(claimed.runtime):
             delivery = await self._unread(hosted.id)
@@ -537,6 +565,8 @@ class Executor(Service):
             executor=self.me,
             inbox_read_through=delivery.read_through,
             correlation_id=correlation,
+            branch=plan.branch if plan is not None else None,
+            base=base,
         )
         try:
             seq = await self.bus.events.append(
@@ -573,14 +603,19 @@ class Executor(Service):
             log.info("task.running", runtime=task.runtime, mentions=len(delivery.entries))
             self._say(run, "started", task.title)
             verdict = await self._run(hosted, task, run, delivery)
+            work = None
+            if plan is not None and base is not None and run.why is None:
+                verdict, work = await self._keep_work(hosted, plan, base, verdict)
             try:
-                result = await self._finish(run, verdict, log)
+                result = await self._finish(run, verdict, log, work)
             except Exception as error:  # a result that cannot be written must not leave the
                 log.exception("executor.result_unwritable")  # task running for ever
                 reason = f"executor could not record the result: {type(error).__name__}: {error}"
                 result = await self._finish(run, Verdict(False, ev.RunOutcome(), reason), log)
             if isinstance(result, ev.TaskCompleted):
                 self._say(run, "completed", result.outcome.result)
+                if plan is not None and result.work is not None and result.work.land:
+                    await self._land(hosted, plan, result.work.base, result.work.head, log)
             elif isinstance(result, ev.TaskFailed):
                 self._say(run, "failed", result.reason)
         finally:
@@ -654,7 +689,11 @@ class Executor(Service):
         return verdict
 
     async def _finish(
-        self, run: ActiveRun, verdict: Verdict, log: FilteringBoundLogger
+        self,
+        run: ActiveRun,
+        verdict: Verdict,
+        log: FilteringBoundLogger,
+        work: ev.Work | None = None,
     ) -> ev.TaskCompleted | ev.TaskFailed | None:
         """Append the result (or, when this executor is stopping, give the attempt back).
         Returns the result appended (None: refused, or given back)."""
@@ -681,6 +720,7 @@ class Executor(Service):
                 attempt=run.attempt,
                 agent=run.agent,
                 outcome=verdict.outcome,
+                work=work,
             )
         else:
             event = ev.TaskFailed(
@@ -693,6 +733,7 @@ class Executor(Service):
                 attempt=run.attempt,
                 agent=run.agent,
                 outcome=verdict.outcome,
+                work=work,
             )
         expected = run.running_seq
         while True:
@@ -717,6 +758,150 @@ class Executor(Service):
                 continue  # NATS away: keep trying (the msg id keeps it single)
             log.info(f"task.{event.verb}", result_seq=seq, reason=getattr(event, "reason", None))
             return event if isinstance(event, ev.TaskCompleted | ev.TaskFailed) else None
+
+    # --- the task's branch and landing its work (integration.py) ---------------------------
+
+    async def _start_work(
+        self,
+        hosted: HostedAgent,
+        dispatch: wire.Dispatch,
+        task: TaskView | None,
+        msg: DispatchDelivery,
+        log: FilteringBoundLogger,
+    ) -> tuple[workplan.WorkPlan | None, str | None] | None:
+        """Before the run: the task's branch from the project branch's newest tip. (plan,
+        base); (None, None) when there is no git around it; None when it cannot start in the
+        project (the task is failed with the reason, the dispatch acked)."""
+        if task is None:
+            return None, None
+        try:
+            plan = workplan.plan(self.board, self.swarm, task, hosted.id)
+            if plan is None:
+                return None, None
+            return plan, await self.git.start(hosted.sandbox, plan)
+        except GitFailed as error:
+            reason = f"could not start the task's branch: {error.message}"
+        except Exception as error:  # the sandbox itself failed
+            log.exception("executor.branch_crashed")
+            reason = f"could not start the task's branch: {type(error).__name__}: {error}"
+        log.warning("executor.branch_failed", error=reason)
+        failed = ev.TaskFailed(
+            swarm=self.swarm,
+            id=dispatch.task,
+            time=time.time(),
+            actor=decisions.actor(self.me),
+            correlation_id=task.correlation_id,
+            reason=reason,
+            attempt=dispatch.attempt,
+            agent=dispatch.agent,
+        )
+        await self._append(Append(failed, dispatch.claim_seq), retry_for=30.0)
+        await msg.ack()
+        return None
+
+    async def _keep_work(
+        self, hosted: HostedAgent, plan: workplan.WorkPlan, base: str, verdict: Verdict
+    ) -> tuple[Verdict, ev.Work]:
+        """After the run: commit what it left, push the branch. A completed run whose work
+        cannot be kept fails (its work would be lost otherwise)."""
+        try:
+            work = await self.git.keep(hosted.sandbox, plan, base, verdict.completed)
+        except Exception as error:
+            self.log.exception("executor.keep_crashed", task=plan.task)
+            message = f"{type(error).__name__}: {error}"
+            work = workplan.work(plan, base, base, pushed=False, ran=False, error=message)
+        if work.error and verdict.completed:
+            reason = f"its work could not be kept: {work.error}"
+            verdict = Verdict(False, verdict.outcome, reason)
+        return verdict, work
+
+    async def _land(
+        self,
+        hosted: HostedAgent,
+        plan: workplan.WorkPlan,
+        base: str,
+        head: str,
+        log: FilteringBoundLogger,
+    ) -> None:
+        """Land the completed task's work on the project branch and record how it went (with
+        the agent's checkout to itself)."""
+        if plan.task in self._landing:
+            return
+        self._landing.add(plan.task)
+        try:
+            try:
+                outcome = await self.git.land(hosted.sandbox, plan, base, head)
+            except Exception:  # the sandbox failed: still landing; tried again later
+                log.exception("executor.landing_crashed")
+                return
+            task = self.board.task(self.swarm, plan.task)
+            event = workplan.landing_event(
+                plan, outcome, decisions.actor(self.me), task.correlation_id if task else None
+            )
+            while True:
+                task = self.board.task(self.swarm, plan.task)
+                if (
+                    task is None
+                    or task.attempt != plan.attempt
+                    or task.integration is None
+                    or task.integration.state != "landing"
+                ):
+                    return  # recorded meanwhile (another try), or the task is gone
+                expected = self.board.version(self.swarm, "task", plan.task)
+                assert self.bus is not None and self.projection is not None
+                try:
+                    seq = await self.bus.events.append(event, expected_seq=expected, retry_for=30.0)
+                except AppendConflict:
+                    await self._settled("task", plan.task, expected)
+                    continue
+                except Unavailable as error:
+                    log.warning("executor.landing_unrecorded", error=error.message)
+                    return  # still landing in the log: done again (found landed) later
+                await self.projection.wait_for(seq)
+                log.info(
+                    event.type,
+                    landed=getattr(event, "landed", None),
+                    problem=getattr(event, "problem", None),
+                    tries=outcome.tries,
+                    seconds=round(outcome.seconds, 3),
+                )
+                return
+        finally:
+            self._landing.discard(plan.task)
+
+    async def _land_left_over(self) -> None:
+        """Landings left undone: a previous life of this executor stopped between a task's
+        ``completed`` and its landing (done in that agent's checkout), or the task's agent is
+        lost or gone (done in the checkout of an idle agent of ours; a second executor doing
+        the same finds the work landed)."""
+        for task in workplan.landings_due(self.board, self.swarm, list(self.hosted)):
+            hosted = self.hosted.get(task.agent or "") or self._idle_agent()
+            plan = workplan.landing_plan(self.board, self.swarm, task)
+            work = task.integration
+            if hosted is None or plan is None or work is None or task.id in self._landing:
+                continue
+            if work.base is None or work.head is None:
+                continue
+            async with hosted.lock:
+                if self.stopping.is_set():
+                    return
+                now = self.board.task(self.swarm, task.id)
+                if now is None or now.integration is None or now.integration.state != "landing":
+                    continue  # landed meanwhile (the run that completed it landed it)
+                log = self.log.bind(task=task.id, agent=hosted.id, ran_on=task.agent)
+                log.info("executor.landing_resumed")
+                await self._land(hosted, plan, work.base, work.head, log)
+
+    def _idle_agent(self) -> HostedAgent | None:
+        """One of ours with a checkout of the project and nothing to do right now."""
+        project = workplan.attached(self.board, self.swarm)
+        for hosted in self.hosted.values():
+            checkout = project.checkouts.get(hosted.id) if project is not None else None
+            if checkout is None or checkout.state != "synced":
+                continue
+            if hosted.run is None and not hosted.serving and not hosted.lock.locked():
+                return hosted
+        return None
 
     # --- mentions and chat lines -------------------------------------------------------------
 
@@ -771,6 +956,7 @@ class Executor(Service):
             except TimeoutError:
                 pass
             self._projects_changed.clear()
+            self._later(self._land_left_over())
             for hosted in list(self.hosted.values()):
                 busy = hosted.checkout_job is not None and not hosted.checkout_job.done()
                 if busy or checkouts.due(self.board, self.swarm, hosted.id) is None:

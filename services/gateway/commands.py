@@ -30,7 +30,7 @@ from services.gateway import models
 from services.gateway.chat import ChatRelay
 from services.gateway.context import Context, Landed, Result, location
 from services.gateway.models import parse
-from services.gateway.projects import Projects
+from services.gateway.projects import Projects, attached_project_json
 from services.gateway.validation import (
     check_cancellable,
     check_deletable,
@@ -267,6 +267,7 @@ class Commands:
             "tasks": [task_json(t) for t in sorted_tasks(swarm)] if swarm else [],
             "agents": [agent_json(a) for a in sorted_agents(swarm)] if swarm else [],
             "counts": task_counts(swarm) if swarm else {},
+            "project": attached_project_json(swarm) if swarm else None,
         }
 
     # --- tasks ----------------------------------------------------------------------------

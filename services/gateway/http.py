@@ -370,6 +370,24 @@ class HttpApi:
         swarm = request.match_info["swarm"]
         return json_response(await self.commands.projects.swarm_project(swarm))
 
+    async def update_project(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        project = await self.commands.projects.update(
+            request.match_info["project"],
+            body,
+            self.context(request),
+            swarm_id=request.query.get("swarm") or None,
+        )
+        return json_response(project)
+
+    async def delete_project(self, request: web.Request) -> web.Response:
+        answer = await self.commands.projects.delete(
+            request.match_info["project"],
+            self.context(request),
+            swarm_id=request.query.get("swarm") or None,
+        )
+        return json_response(answer)
+
     async def _project_request(self, request: web.Request, kind: str) -> web.Response:
         raw_timeout = request.query.get("timeout")
         try:

@@ -10,9 +10,11 @@ HTTP API's ``{"error": {...}}`` body.
 
 Projects: ``create_project`` (the HTTP body; the subject's swarm is the project's swarm, ``_``
 takes the body's ``swarm``), ``list_projects``, ``get_project`` (the swarm's project, or
-``{"project": <id>}``), ``init_project`` / ``sync_project`` (``{"project"?: <id>, "wait"?: true,
-"timeout"?: s}``; default: the swarm's project). Chat verbs (``chat_post``, ``chat_history``)
-belong to the chat service's own micro service, on the same ``swarm.cmd.<swarm>.*`` subjects.
+``{"project": <id>}``), ``update_project`` (``{"project"?: <id>, ...the PATCH body}``),
+``delete_project`` (``{"project"?: <id>}``), ``init_project`` / ``sync_project``
+(``{"project"?: <id>, "wait"?: true, "timeout"?: s}``; default: the swarm's project). Chat
+verbs (``chat_post``, ``chat_history``) belong to the chat service's own micro service, on the
+same ``swarm.cmd.<swarm>.*`` subjects.
 """
 
 from __future__ import annotations
@@ -197,6 +199,18 @@ def endpoints(commands: Commands) -> list[Endpoint]:
         project, swarm = _project_of(r, body)
         return await projects.get(project, swarm)
 
+    async def update_project(r: CommandRequest) -> Any:
+        body = _body(r)
+        project, swarm = _project_of(r, body)
+        return await projects.update(project, body, _context(r), swarm_id=swarm)
+
+    async def delete_project(r: CommandRequest) -> Any:
+        body = _body(r)
+        project, swarm = _project_of(r, body)
+        if body:
+            raise Invalid(next(iter(body)), 'delete_project takes only {"project"?: <id>}')
+        return await projects.delete(project, _context(r), swarm_id=swarm)
+
     def _request_project(kind: str) -> Callable[[CommandRequest], Awaitable[Any]]:
         async def handle(r: CommandRequest) -> Any:
             body = _body(r)
@@ -239,6 +253,11 @@ def endpoints(commands: Commands) -> list[Endpoint]:
         "list_projects": (list_projects, "the swarm's projects (_: every swarm's)"),
         "create_project": (create_project, "create and attach a project: the HTTP body"),
         "get_project": (get_project, 'the swarm\'s project, or {"project": <id>}'),
+        "update_project": (
+            update_project,
+            'change it: {"project"?, "git_url"?, "branch"?, "mode"?, "verify"?, ...}',
+        ),
+        "delete_project": (delete_project, 'delete it: {"project"?: <id>}'),
         "init_project": (
             _request_project("init"),
             'clone it everywhere: {"project"?, "wait"?, "timeout"?}',

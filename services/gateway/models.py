@@ -82,7 +82,10 @@ class TaskSpecIn(Request):
 
 
 class TriggerIn(Request):
-    on: Literal["completed", "failed"]
+    on: Literal["completed", "failed", "conflict"] = Field(
+        description="conflict: the task that resolves this one's work when it cannot land "
+        "(instead of the default resolve task)"
+    )
     task: TaskSpecIn
 
 
@@ -173,6 +176,27 @@ class PostChat(Request):
     channel: Id | None = Field(None, description="default `general`")
 
 
+IntegrationMode = Literal["integrate", "branch", "off"]
+MergeStrategy = Literal["rebase", "merge"]
+OnConflict = Literal["resolve", "fail"]
+VerifyCommand = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=4000, pattern=r"^[^\x00]*$"),
+]
+MODE_HELP = (
+    "integrate (default): each task works on swarm/<task> and its work lands on the branch; "
+    "branch: the task branch is pushed, nothing lands; off: Swarm does no git around tasks"
+)
+STRATEGY_HELP = "how a task's work goes onto the branch: rebase (default) or merge (a merge commit)"
+VERIFY_HELP = (
+    "a shell command run in the checkout on the integrated result before it is pushed "
+    "(e.g. the project's tests); when it fails, the work does not land"
+)
+ON_CONFLICT_HELP = (
+    "work that cannot land (a conflict, a red verify): resolve (default: a resolve task for an "
+    "agent) or fail (the task fails with the reason)"
+)
+
 GitRef = Annotated[
     str,
     StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9._/][A-Za-z0-9._/-]{0,254}$"),
@@ -191,7 +215,10 @@ class CreateProject(Request):
         description="https://, ssh://, git://, file://, user@host:path or a path; never with "
         "a password or token in it (also accepted as `git_url`)",
     )
-    branch: GitRef = "main"
+    branch: GitRef | None = Field(
+        None,
+        description="the branch work lands on; default: the remote's default branch (its HEAD)",
+    )
     credentials_ref: str | None = Field(
         None,
         max_length=128,
@@ -204,6 +231,40 @@ class CreateProject(Request):
         None,
         validation_alias=AliasChoices("swarmId", "swarm", "swarm_id"),
         description="the swarm to attach it to (also `swarmId`); default `default`",
+    )
+    mode: IntegrationMode = Field("integrate", description=MODE_HELP)
+    strategy: MergeStrategy = Field("rebase", description=STRATEGY_HELP)
+    verify: VerifyCommand | None = Field(None, description=VERIFY_HELP)
+    on_conflict: OnConflict = Field(
+        "resolve",
+        validation_alias=AliasChoices("onConflict", "on_conflict"),
+        description=ON_CONFLICT_HELP,
+    )
+
+
+class UpdateProject(Request):
+    """The fields to change; `""` clears `branch` (back to the remote's default),
+    `credentialsRef` and `verify`. A new URL or branch makes every agent's checkout follow (a
+    new init round) once the project has been initialised."""
+
+    name: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
+    git_url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] | None = Field(
+        None, max_length=2000, validation_alias=AliasChoices("gitUrl", "git_url")
+    )
+    branch: GitRef | Literal[""] | None = None
+    credentials_ref: str | None = Field(
+        None, max_length=128, validation_alias=AliasChoices("credentialsRef", "credentials_ref")
+    )
+    mode: IntegrationMode | None = Field(None, description=MODE_HELP)
+    strategy: MergeStrategy | None = Field(None, description=STRATEGY_HELP)
+    verify: VerifyCommand | Literal[""] | None = Field(None, description=VERIFY_HELP)
+    on_conflict: OnConflict | None = Field(
+        None,
+        validation_alias=AliasChoices("onConflict", "on_conflict"),
+        description=ON_CONFLICT_HELP,
     )
 
 
@@ -245,8 +306,35 @@ class TaskSpecOut(Response):
 
 
 class TriggerOut(Response):
-    on: Literal["completed", "failed"]
+    on: Literal["completed", "failed", "conflict"]
     task: TaskSpecOut
+
+
+class Integration(Response):
+    """A task's work in git: its branch, where it started and ended, and whether it landed."""
+
+    project: str
+    branch: str = Field(description="swarm/<task>")
+    base: str | None = Field(None, description="the commit it was cut from")
+    head: str | None = Field(None, description="the commit the run ended at")
+    state: Literal[
+        "working", "unchanged", "pushed", "landing", "landed", "conflict", "verify_failed", "failed"
+    ] = Field(
+        description="landing: an integration is due; unchanged: nothing to land; pushed: the "
+        "branch is on the remote, nothing lands (mode branch, or the run failed)"
+    )
+    onto: str | None = Field(None, description="the project branch it lands on")
+    landed: str | None = Field(None, description="the commit on it that holds the work")
+    problem: Literal["conflict", "verify", "error"] | None = None
+    tip: str | None = Field(None, description="the branch's commit the landing was tried on")
+    files: list[str] = Field([], description="the conflicting files")
+    output: str = Field("", description="verify's last output, or git's message")
+    resolve: bool = Field(False, description="a resolve task makes it land")
+    resolver: str | None = Field(None, description="that resolve task")
+    resolved_by: str | None = None
+    tries: int = Field(0, description="integrations it took (each lost push race is one more)")
+    seconds: float | None = Field(None, description="how long landing took")
+    at: float | None = None
 
 
 class Task(Response):
@@ -275,6 +363,10 @@ class Task(Response):
     started_at: float | None = None
     finished_at: float | None = None
     created_seq: int = 0
+    resolves: str | None = Field(None, description="the task whose work this one makes land")
+    integration: Integration | None = Field(
+        None, description="its work in git (null: no project, or mode off)"
+    )
 
 
 class LoggedEvent(BaseModel):
@@ -350,6 +442,16 @@ class Checkout(Response):
     behind: int = 0
     error: str | None = Field(None, description="git's message when the sync failed")
     at: float | None = None
+    branch: str | None = Field(None, description="the branch it is on now (swarm/<task>)")
+    task: str | None = Field(None, description="the task whose branch that is")
+
+
+class LandedTask(Response):
+    task: str
+    commit: str = Field(description="the commit on the branch that holds its work")
+    at: float
+    agent: str | None = None
+    resolves: str | None = Field(None, description="the task whose work it made land")
 
 
 class Project(Response):
@@ -357,16 +459,30 @@ class Project(Response):
     id: str
     name: str
     git_url: str
-    branch: str = "main"
+    branch: str | None = Field(
+        None, description="the branch named; null: the remote's default (see `target`)"
+    )
+    target: str | None = Field(
+        None, description="the branch work lands on (null until a checkout found the default)"
+    )
+    default_branch: str | None = Field(None, description="the remote's default branch")
     credentials_ref: str | None = Field(None, description="the NAME of the token's variable")
+    mode: IntegrationMode = Field("integrate", description=MODE_HELP)
+    strategy: MergeStrategy = Field("rebase", description=STRATEGY_HELP)
+    verify: str | None = Field(None, description=VERIFY_HELP)
+    on_conflict: OnConflict = Field("resolve", description=ON_CONFLICT_HELP)
     attached: bool = Field(description="whether it is its swarm's project")
     round: int = Field(0, description="bumped by each init or sync request")
     request: Literal["none", "init", "sync"] = "none"
     created_at: float = 0.0
+    updated_at: float = 0.0
     checkouts: list[Checkout] = Field(description="one per agent of the swarm")
     complete: bool = Field(
         description="every agent that can answer (hosted, not lost) answered this round"
     )
+    tip: str | None = Field(None, description="the branch's newest commit Swarm knows of")
+    landed: list[LandedTask] = Field([], description="the last tasks landed, oldest first")
+    landed_count: int = Field(0, description="every task landed so far")
 
 
 class Status(BaseModel):
@@ -385,6 +501,9 @@ class BoardAt(BaseModel):
     tasks: list[Task] = []
     agents: list[Agent] = []
     counts: dict[str, int] = {}
+    project: Project | None = Field(
+        None, description="the swarm's project then: its branch's tip and the tasks landed"
+    )
 
 
 class Output(BaseModel):

@@ -1,5 +1,5 @@
 """Projects through the gateway: create (and attach to a swarm), list, show with each agent's
-checkout, and ask every agent to clone (``init``) or pull (``sync``).
+checkout, update, delete, and ask every agent to clone (``init``) or pull (``sync``).
 
 A request bumps the project's round (``project.init_requested`` / ``project.sync_requested``);
 the executors answer per agent with ``project.synced`` (commit, dirty, ahead, behind) or
@@ -80,6 +80,8 @@ def checkout_rows(project: ProjectView, swarm: SwarmView) -> list[dict[str, Any]
                     "behind": 0,
                     "error": None,
                     "at": None,
+                    "branch": None,
+                    "task": None,
                 }
             )
         else:
@@ -94,14 +96,53 @@ def project_json(project: ProjectView, swarm: SwarmView) -> dict[str, Any]:
         "name": project.name,
         "git_url": project.git_url,
         "branch": project.branch,
+        "target": project.target,
+        "default_branch": project.default_branch,
         "credentials_ref": project.credentials_ref,
+        "mode": project.mode,
+        "strategy": project.strategy,
+        "verify": project.verify,
+        "on_conflict": project.on_conflict,
         "attached": project.attached,
         "round": project.round,
         "request": project.request,
         "created_at": project.created_at,
+        "updated_at": project.updated_at,
         "checkouts": checkout_rows(project, swarm),
         "complete": round_complete(project, swarm),
+        "tip": project.tip,
+        "landed": msgspec.to_builtins(project.landed),
+        "landed_count": project.landed_count,
     }
+
+
+def attached_project_json(swarm: SwarmView) -> dict[str, Any] | None:
+    project = swarm.projects.get(swarm.project) if swarm.project else None
+    return project_json(project, swarm) if project is not None else None
+
+
+def plan_update(spec: models.UpdateProject) -> dict[str, Any]:
+    """The ``project.updated`` fields a checked update asks for (``""`` clears)."""
+    changes: dict[str, Any] = {}
+    if spec.git_url is not None:
+        changes["git_url"] = check_git_url(spec.git_url)
+    if spec.branch is not None:
+        changes["branch"] = check_branch(spec.branch) if spec.branch else ""
+    if spec.credentials_ref is not None:
+        changes["credentials_ref"] = check_credentials_ref(spec.credentials_ref) or ""
+    for name in ("name", "mode", "strategy", "verify", "on_conflict"):
+        value = getattr(spec, name)
+        if value is not None:
+            changes[name] = value
+    return changes
+
+
+def _differs(project: ProjectView, name: str, value: Any) -> bool:
+    """Whether setting ``name`` to ``value`` (``""``: cleared) changes the project."""
+    current = getattr(project, name)
+    if name in ("branch", "credentials_ref", "verify"):
+        return bool((value or None) != current)
+    return bool(value != current)
 
 
 def all_projects(board: Board, swarm_id: str | None = None) -> list[tuple[ProjectView, SwarmView]]:
@@ -161,7 +202,7 @@ class Projects:
         spec = parse(models.CreateProject, data)
         git_url = check_git_url(spec.git_url)
         credentials_ref = check_credentials_ref(spec.credentials_ref)
-        branch = check_branch(spec.branch)
+        branch = check_branch(spec.branch) if spec.branch else None
         key = check_key(ctx.idempotency_key)
         commands = self.commands
         commands.check_available()
@@ -179,6 +220,10 @@ class Projects:
                 git_url=git_url,
                 branch=branch,
                 credentials_ref=credentials_ref,
+                mode=spec.mode,
+                strategy=spec.strategy,
+                verify=spec.verify,
+                on_conflict=spec.on_conflict,
             )
             await commands.append(event, ctx, "create_project")
             created = True
@@ -187,6 +232,36 @@ class Projects:
             attach = ev.ProjectAttached(**commands.envelope(swarm_id, project_id, ctx))
             await commands.append(attach, ctx, "attach_project")
         return Result(project_json(*self._view(swarm_id, project_id)), created=created)
+
+    async def update(
+        self, project_id: str, data: Any, ctx: Context, *, swarm_id: str | None = None
+    ) -> dict[str, Any]:
+        """``project.updated`` with the fields that change (none: nothing is appended). A new
+        URL or branch of an initialised project starts a new init round (the fold's rule)."""
+        spec = parse(models.UpdateProject, data)
+        changes = plan_update(spec)
+        commands = self.commands
+        commands.check_available()
+        project = find_project(self.board, project_id, swarm_id)
+        changed = {k: v for k, v in changes.items() if _differs(project, k, v)}
+        if changed:
+            event = ev.ProjectUpdated(
+                **commands.envelope(project.swarm, project.id, ctx), **changed
+            )
+            await commands.append(event, ctx, "update_project")
+        return project_json(*self._view(project.swarm, project.id))
+
+    async def delete(
+        self, project_id: str, ctx: Context, *, swarm_id: str | None = None
+    ) -> dict[str, Any]:
+        """``project.deleted``: gone from the board (and detached). Tasks already running
+        finish; their work still lands on the branch they started from."""
+        commands = self.commands
+        commands.check_available()
+        project = find_project(self.board, project_id, swarm_id)
+        event = ev.ProjectDeleted(**commands.envelope(project.swarm, project.id, ctx))
+        await commands.append(event, ctx, "delete_project")
+        return {"id": project.id, "deleted": True}
 
     async def request(
         self,

@@ -337,6 +337,28 @@ ROUTES: tuple[Route, ...] = (
         response=models.Project,
     ),
     Route(
+        "PATCH",
+        "/projects/{project}",
+        "update_project",
+        "Change a project's URL, branch, credentials, mode, strategy, verify or on_conflict "
+        "(a new URL or branch: every checkout follows, a new init round)",
+        "projects",
+        body=models.UpdateProject,
+        response=models.Project,
+        query=(Query("swarm", "the swarm, when the project id exists in several"),),
+        errors=(400, 404, 409),
+    ),
+    Route(
+        "DELETE",
+        "/projects/{project}",
+        "delete_project",
+        "Delete a project (detached from its swarm; the checkouts stay on disk)",
+        "projects",
+        response=models.Deleted,
+        query=(Query("swarm", "the swarm, when the project id exists in several"),),
+        errors=(404, 409),
+    ),
+    Route(
         "POST",
         "/projects/{project}/init",
         "init_project",

@@ -16,7 +16,10 @@ What it decides, per swarm:
   deleted -> ``task.failed`` saying which dependency and why (no task waits forever);
 - **unblocks**: a blocked task whose dependencies all completed -> ``task.unblocked``;
 - **triggers**: a finished task's follow-ups for how it ended -> ``task.created`` with the id
-  ``<task>-<on>-<index>``, appended with expected sequence 0 so it exists exactly once;
+  ``<task>-<on>-<index>``, appended with expected sequence 0 so it exists exactly once (a
+  completed task's, once its work has landed: ``schemas.landing``);
+- **resolve tasks**: a completed task whose work cannot land and whose project resolves
+  conflicts -> ``task.created`` ``<origin>-resolve-<round>`` (``resolving.py``), exactly once;
 - **claims**: claimable tasks (pending, or requeued and past ``retry_at``, dependencies done) to
   free agents (idle, hosted, present), by ``matching.match``.
 
@@ -40,7 +43,9 @@ from schemas.board import ACTIVE, CLAIMABLE, FINISHED, AgentView, Board, SwarmVi
 from schemas.errors import Invalid
 from schemas.fold import deps_done
 from schemas.graph import on_cycles
+from schemas.landing import dependency_landing, landing, needs_resolver, resolve_task_id
 from services.scheduler.matching import match
+from services.scheduler.resolving import resolve_spec
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -111,8 +116,13 @@ def msg_id(
 
 
 def may_need_decision(task: TaskView) -> bool:
-    """Unfinished, or finished with follow-ups (triggers) that may be left to write."""
-    return task.status not in FINISHED or (bool(task.triggers) and task.status != "cancelled")
+    """Unfinished, or finished with follow-ups (triggers, a resolve task) that may be left to
+    write."""
+    return (
+        task.status not in FINISHED
+        or (bool(task.triggers) and task.status != "cancelled")
+        or needs_resolver(task)
+    )
 
 
 @dataclass
@@ -231,7 +241,9 @@ def _decide_swarm(
     for task in tasks:
         status = task.status
         if status in FINISHED:  # most of a long-lived swarm: only follow-ups left to write
-            if task.triggers and status != "cancelled":
+            if needs_resolver(task):
+                out += planner.resolver(task)
+            elif task.triggers and status != "cancelled" and landed_or_failed(swarm, task):
                 out += planner.follow_ups(task)
             continue
         if not free and not task.depends and status in CLAIMABLE:
@@ -256,6 +268,12 @@ def _decide_swarm(
     for task, agent in match(claimable, free):
         out.append(planner.claim(task, agent))
     return out
+
+
+def landed_or_failed(swarm: SwarmView, task: TaskView) -> bool:
+    """A finished task whose follow-ups may be written: a completed one once its work landed (a
+    task whose work then cannot land fails, and its ``failed`` follow-ups are the ones)."""
+    return task.status != "completed" or landing(swarm, task).state == "done"
 
 
 class _Depends(Mapping[str, list[str]]):
@@ -348,7 +366,8 @@ class _Planner:
         )
 
     def cascade(self, task: TaskView) -> Decision | None:
-        """Fail a waiting task whose dependency can no longer complete."""
+        """Fail a waiting task whose dependency can no longer complete, or whose dependency's
+        work can never land."""
         for dep in task.depends:
             other = self.swarm.tasks.get(dep)
             if other is None:
@@ -358,7 +377,10 @@ class _Planner:
             elif other.status in ("failed", "cancelled"):
                 why = other.status
             else:
-                continue
+                found = dependency_landing(self.swarm, dep)
+                if found.state != "never":
+                    continue
+                why = found.reason
             return self._decision(ev.TaskFailed, task.id, reason=f"dependency {dep} {why}")
         return None
 
@@ -379,24 +401,37 @@ class _Planner:
                 continue
             if self.board.version(self.swarm.id, "task", follow_up):
                 continue  # written already (even if deleted since)
-            spec = trigger.task
-            out.append(
-                self._decision(
-                    ev.TaskCreated,
-                    follow_up,
-                    title=spec.title,
-                    prompt=spec.prompt,
-                    description=spec.description,
-                    tags=list(spec.tags),
-                    priority=spec.priority,
-                    depends=list(spec.depends),
-                    runtime=spec.runtime,
-                    timeout=spec.timeout,
-                    parent=task.id,
-                    correlation_id=task.correlation_id,  # a follow-up belongs to the same story
-                )
-            )
+            out.append(self._created(follow_up, trigger.task, task))
         return out
+
+    def _created(
+        self, task_id: str, spec: ev.TaskSpec, parent: TaskView, resolves: str | None = None
+    ) -> Decision:
+        """``task.created`` for a follow-up of ``parent`` (a trigger's, or its resolve task),
+        appended with expected sequence 0: it exists exactly once."""
+        return self._decision(
+            ev.TaskCreated,
+            task_id,
+            title=spec.title,
+            prompt=spec.prompt,
+            description=spec.description,
+            tags=list(spec.tags),
+            priority=spec.priority,
+            depends=list(spec.depends),
+            runtime=spec.runtime,
+            timeout=spec.timeout,
+            parent=parent.id,
+            resolves=resolves,
+            correlation_id=parent.correlation_id,  # a follow-up belongs to the same story
+        )
+
+    def resolver(self, task: TaskView) -> list[Decision]:
+        """``task.created`` for the task that makes ``task``'s stuck work land, once."""
+        resolver = resolve_task_id(self.swarm, task)
+        if self.busy("task", resolver) or self.board.version(self.swarm.id, "task", resolver):
+            return []  # on its way, or written already (the fold links it)
+        project = self.swarm.projects.get(task.integration.project) if task.integration else None
+        return [self._created(resolver, resolve_spec(task, project), task, resolves=task.id)]
 
     def claim(self, task: TaskView, agent: AgentView) -> Decision:
         return self._decision(

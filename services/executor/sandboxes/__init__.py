@@ -7,10 +7,11 @@ started. ``local`` (``sandboxes/local.py``) is the default; a Daytona backend go
 interface.
 
 Git (the agent's checkout of the project): ``git_clone``, ``git_checkout``, ``git_pull``,
-``git_status`` and ``path_exists`` have working implementations here, built on ``exec`` and the
-pure commands of ``services/executor/git.py``; a backend with its own git API (Daytona's SDK)
-overrides them. Each raises ``GitFailed`` with git's message (trimmed, masked), and is done (or
-killed) by its ``GitCall``'s deadline.
+``git_status``, ``git_default_branch``, ``git_run`` (any git command in a checkout, for the
+steps around a task: ``services/executor/integration.py``) and ``path_exists`` have working
+implementations here, built on ``exec`` and the pure commands of ``services/executor/git.py``; a
+backend with its own git API (Daytona's SDK) overrides them. Each raises ``GitFailed`` with git's
+message (trimmed, masked), and is done (or killed) by its ``GitCall``'s deadline.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncio
 import shutil
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from schemas.errors import Invalid
@@ -32,20 +33,33 @@ OUTPUT_KEPT = 64 * 1024  # of a git command's output, the last this many charact
 @dataclass(frozen=True)
 class GitCall:
     """What every command of one git operation shares: the time it has (``timeout`` seconds,
-    until ``deadline`` on ``time.monotonic()``), the credentials (a token, or None) and the
-    secrets to mask."""
+    until ``deadline`` on ``time.monotonic()``), the credentials (a token, or None), the
+    secrets to mask, and who new commits are by (``identity``: name, e-mail)."""
 
     timeout: float
     deadline: float
     token: str | None = None
     secrets: tuple[str, ...] = ()
+    identity: tuple[str, str] | None = None
 
     @classmethod
     def within(
-        cls, timeout: float, token: str | None = None, secrets: Iterable[str] = ()
+        cls,
+        timeout: float,
+        token: str | None = None,
+        secrets: Iterable[str] = (),
+        identity: tuple[str, str] | None = None,
     ) -> GitCall:
         masked = tuple(s for s in (*secrets, token or "") if s)
-        return cls(timeout, time.monotonic() + timeout, token, masked)
+        return cls(timeout, time.monotonic() + timeout, token, masked, identity)
+
+
+@dataclass(frozen=True)
+class GitOutput:
+    """How a git command ended: its exit code and (the last of) its output."""
+
+    code: int
+    text: str
 
 
 # (stream, data): stream is "stdout" or "stderr"; data is raw bytes as they came.
@@ -126,6 +140,13 @@ class Sandbox(ABC):
 
     async def _git(self, argv: list[str], action: str, call: GitCall) -> str:
         """Run one command of a git operation within its time; its output, or ``GitFailed``."""
+        return (await self._git_ended(argv, action, call)).text
+
+    async def _git_ended(
+        self, argv: list[str], action: str, call: GitCall, ok: Collection[int] = (0,)
+    ) -> GitOutput:
+        """Run one command of a git operation within its time; how it ended, or ``GitFailed``
+        when its exit code is not one of ``ok``."""
         kept: list[str] = []
 
         def collect(stream: str, data: bytes) -> None:
@@ -141,7 +162,7 @@ class Sandbox(ABC):
             result = await self.exec(
                 argv,
                 on_output=collect,
-                env=git.git_env(call.token),
+                env=git.git_env(call.token, call.identity),
                 timeout=timeout,
                 merge_stderr=True,
             )
@@ -149,9 +170,35 @@ class Sandbox(ABC):
             raise GitFailed(f"{action} failed: could not start {argv[0]}: {error}") from error
         if result.timed_out:
             raise GitFailed(too_long)
-        if result.exit_code != 0:
-            raise GitFailed(git.failure(action, "".join(kept), call.secrets))
-        return "".join(kept)[-OUTPUT_KEPT:]
+        text = "".join(kept)[-OUTPUT_KEPT:]
+        if result.exit_code not in ok:
+            raise GitFailed(git.failure(action, text, call.secrets))
+        return GitOutput(result.exit_code if result.exit_code is not None else -1, text)
+
+    async def git_run(
+        self,
+        path: str,
+        args: Sequence[str],
+        action: str,
+        call: GitCall,
+        *,
+        ok: Collection[int] = (0,),
+    ) -> GitOutput:
+        """``git -C <path> <args>`` (``path`` relative to the working directory) within the
+        call's time, with its credentials and identity; ``GitFailed`` unless its exit code is
+        one of ``ok``. The steps of a task's branch and its integration are built on it."""
+        return await self._git_ended(["git", "-C", path, *args], action, call, ok)
+
+    async def git_default_branch(self, url: str, call: GitCall) -> str:
+        """The remote's default branch (what ``HEAD`` points at there)."""
+        text = await self._git(git.default_branch_argv(url), "git ls-remote", call)
+        branch = git.parse_default_branch(text)
+        if branch is None:
+            raise GitFailed(
+                "git ls-remote failed: the remote names no default branch (an empty "
+                "repository?); give the project a branch"
+            )
+        return git.check_branch(branch)
 
     async def git_clone(self, url: str, branch: str, path: str, call: GitCall) -> None:
         """Clone ``branch`` of ``url`` into ``path`` (not a checkout yet): into
