@@ -445,11 +445,14 @@ def runtime_check(facts: Facts) -> Check:
             continue
         claude = runtimes["claude"]
         backend = str(beat.detail.get("backend") or "local")
+        lacks = []
         if not claude.get("in_sandbox") and not claude.get("path"):
-            claude_problems.append(f"{name}: no `{claude.get('bin') or 'claude'}` on its PATH")
+            lacks.append(f"no `{claude.get('bin') or 'claude'}` on its PATH")
         credentials = _set(claude.get("credentials"))
         if credentials and not any(credentials.values()):
-            claude_problems.append(f"{name}: none of {' or '.join(credentials)} set")
+            lacks.append(f"none of {' or '.join(credentials)} set")
+        if lacks:
+            claude_problems.append(f"{name}: {', '.join(lacks)}")
         for variable, present in _set(beat.detail.get("backend_credentials")).items():
             if not present:
                 problems.append(f"{name}: {variable} not set (the {backend} backend needs it)")

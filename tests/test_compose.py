@@ -31,6 +31,8 @@ from waiting import until_sync as wait_until
 
 from services.bus.embedded import free_port
 
+pytestmark = pytest.mark.timeout(1200)  # seconds: a cold image build, then a cluster run
+
 TOKEN = "compose-test-token-0123456789abcdef"
 UP_TIMEOUT = 600  # seconds for build + start + health (a cold build downloads every wheel)
 TERMINAL = ("completed", "failed", "cancelled")
@@ -226,6 +228,7 @@ def test_compose_up_runs_a_shell_task_through_the_gateway_and_doctor_passes(
         "task.completed",
     ]
     doctor = project.doctor()
+    print(doctor.stdout)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "All checks passed" in doctor.stdout
     assert "✓ executor: 2 ready" in doctor.stdout, doctor.stdout  # --scale executor=2

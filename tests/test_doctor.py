@@ -312,7 +312,7 @@ def test_an_executor_without_claude_fails_while_claude_tasks_wait_and_warns_othe
 
     assert quiet.status == WARN and "claude tasks would fail there" in quiet.detail
     assert busy.status == FAIL
-    assert "box-1: no `claude` on its PATH" in busy.detail
+    assert "box-1: no `claude` on its PATH;" in busy.detail
     assert "box-2: none of ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN set" in busy.detail
     assert "1 claude task(s) waiting (t-1)" in busy.detail
     assert "INSTALL_CLAUDE=1" in busy.fix
