@@ -2,9 +2,10 @@
 
 Each test copies the checkout (its tracked files as they are now, like a fresh clone) into a
 temporary directory, runs ``docker compose up --build --scale executor=2 --wait`` there under a
-project name of its own, with every published port moved to a free one, and always ends with
-``down -v``. Without an engine (CI, a laptop without Docker) they skip, saying so;
-``bash /work/shared/tools/docker-local.sh`` gives a machine without Docker Hub an engine.
+project name of its own, with every published port moved to a free one and an image tag of its
+own, and always ends with ``down -v`` and removing that image. Without an engine (CI, a laptop
+without Docker) they skip, saying so; ``bash /work/shared/tools/docker-local.sh`` gives a machine
+without Docker Hub an engine.
 
 - one server: a shell task goes through the gateway's HTTP API and completes; ``swarm doctor``
   (the compose ``doctor`` tool service) passes;
@@ -97,11 +98,16 @@ class Project:
     up_seconds: float = 0.0
 
     @property
+    def image(self) -> str:
+        return f"swarm-test:{self.name}"
+
+    @property
     def env(self) -> dict[str, str]:
         return {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": str(self.directory),
             "SWARM_API_TOKEN": TOKEN,
+            "SWARM_IMAGE": self.image,  # never overwrites an operator's swarm:local
             "SWARM_GATEWAY_PUBLISH": f"127.0.0.1:{self.gateway_port}",
             "SWARM_NATS_PUBLISH": f"127.0.0.1:{self.nats_port}",
             "SWARM_NATS_MONITOR_PUBLISH": f"127.0.0.1:{self.monitor_port}",
@@ -134,6 +140,7 @@ class Project:
 
     def down(self) -> None:
         self.compose("down", "-v", "--remove-orphans", "--timeout", "10", timeout=180)
+        subprocess.run(["docker", "rmi", self.image], capture_output=True, timeout=60)
 
     # --- the gateway, from this machine ---------------------------------------------------
 
