@@ -32,9 +32,10 @@ VARIABLES: tuple[tuple[str, str], ...] = (
     (
         "SWARM_AGENT_TOKEN",
         "inside an agent's sandbox: its own token, used when SWARM_API_TOKEN is absent "
-        "(it can only post chat, as that agent)",
+        "(it reads its swarm, chats and creates follow-up tasks, as that agent)",
     ),
     ("SWARM_DEFAULT_ID", f"the swarm commands act on (default {DEFAULT_SWARM!r})"),
+    ("SWARM_MCP_URL", "the MCP server (written by `swarm up`), for Claude Code's swarm tools"),
     ("SWARM_ENV_FILE", f"the env file to read (default ./{DEFAULT_DATA_DIR}/{FILE_NAME})"),
     ("SWARM_DATA_DIR", f"the data directory `swarm up` used ({FILE_NAME} is read from there)"),
     ("NATS_URL", "NATS server(s), comma separated (written by `swarm up`)"),

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import chat, doctor, down, envfile, events, project, status, tasks, up
+from cli import chat, doctor, down, envfile, events, project, status, swarms, tasks, up
 from schemas.errors import SwarmError
 
-COMMAND_MODULES = [up, down, status, tasks, events, chat, project, doctor]
+COMMAND_MODULES = [up, down, status, swarms, tasks, events, chat, project, doctor]
 
 
 def environment_help() -> str:

@@ -32,8 +32,9 @@ from schemas.subjects import check_token
 from services.bus.connection import NatsOptions, connect, redact_url
 from services.bus.embedded import EmbeddedNats, free_port, port_is_free
 
-SERVICES = ("gateway", "scheduler", "chat", "executor")  # start order, and stop order
+SERVICES = ("gateway", "scheduler", "chat", "executor", "mcp")  # start order, and stop order
 DEFAULT_GATEWAY_PORT = 7700
+DEFAULT_MCP_PORT = 7701
 LOCK_FILE = "swarm.lock"
 NATS_AUTH_ENV = ("NATS_USER", "NATS_PASSWORD", "NATS_TOKEN", "NATS_CREDS")
 NATS_TLS_ENV = ("NATS_CA", "NATS_CERT", "NATS_KEY")
@@ -74,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--gateway-port", type=int, default=DEFAULT_GATEWAY_PORT, help="default 7700"
     )
     parser.add_argument(
+        "--mcp-port",
+        type=int,
+        help=f"port of the MCP server (default: last time's while free, else {DEFAULT_MCP_PORT} "
+        "while free, else any); its URL goes into the env file as SWARM_MCP_URL",
+    )
+    parser.add_argument(
         "--swarm", default=envfile.DEFAULT_SWARM, help="default swarm id (default 'default')"
     )
     parser.add_argument(
@@ -105,9 +112,9 @@ def choose_token(flag: str | None, environ: Mapping[str, str], previous: Mapping
     )
 
 
-def remembered_port(previous: Mapping[str, str]) -> int | None:
+def remembered_port(previous: Mapping[str, str], name: str = "SWARM_NATS_PORT") -> int | None:
     try:
-        port = int(previous.get("SWARM_NATS_PORT", ""))
+        port = int(previous.get(name, ""))
     except ValueError:
         return None
     return port if 1 <= port <= 65535 else None
@@ -130,6 +137,24 @@ def choose_nats_port(
     return 0
 
 
+def choose_mcp_port(
+    requested: int | None, remembered: int | None, is_free: Callable[[int], bool]
+) -> int:
+    """``--mcp-port`` (which must be free), else last time's while free, else 7701 while free,
+    else 0 (any free port)."""
+    if requested is not None:
+        if not is_free(requested):
+            raise Conflict(
+                f"MCP port {requested} is taken by another process; choose another with "
+                "--mcp-port (or leave it out)"
+            )
+        return requested
+    for candidate in (remembered, DEFAULT_MCP_PORT):
+        if candidate is not None and is_free(candidate):
+            return candidate
+    return 0
+
+
 def api_url(host: str, port: int) -> str:
     """Where clients reach the gateway: a wildcard listen address is reached on loopback."""
     if host in ("0.0.0.0", "", "::"):
@@ -148,6 +173,7 @@ def env_file_values(
     data_dir: Path,
     nats_port: int | None,
     monitor_url: str | None = None,
+    mcp_url: str | None = None,
 ) -> dict[str, str]:
     values = {
         "SWARM_API_URL": url,
@@ -156,6 +182,8 @@ def env_file_values(
         "NATS_URL": nats_url,
         "SWARM_DATA_DIR": str(data_dir),
     }
+    if mcp_url:
+        values["SWARM_MCP_URL"] = mcp_url
     if nats_port is not None:
         values["SWARM_NATS_PORT"] = str(nats_port)
     if monitor_url:
@@ -173,6 +201,7 @@ def child_environment(
     swarm: str,
     data_dir: Path,
     embedded: bool,
+    mcp_port: int | None = None,
 ) -> dict[str, str]:
     """The services' environment: ours, plus where everything is. The embedded server has no
     auth or TLS, so inherited NATS credentials would only get in the way."""
@@ -187,6 +216,12 @@ def child_environment(
         SWARM_DEFAULT_ID=swarm,
         SWARM_DATA_DIR=str(data_dir),
     )
+    if mcp_port is not None:  # the MCP server listens beside the gateway; agents get its URL
+        env.update(
+            SWARM_MCP_HOST=host,
+            SWARM_MCP_PORT=str(mcp_port),
+            SWARM_MCP_URL=mcp_url(host, mcp_port),
+        )
     return env
 
 
@@ -208,6 +243,11 @@ def ready_children(
             ):
                 ready.add(name)
     return ready
+
+
+def mcp_url(host: str, port: int) -> str:
+    """Where MCP clients reach the MCP server (streamable HTTP at ``/mcp``)."""
+    return f"{api_url(host, port)}/mcp"
 
 
 # --- the data directory -----------------------------------------------------------------------
@@ -308,6 +348,7 @@ def _raise_stop(signum: int, frame: object) -> None:
 def run(args: argparse.Namespace) -> int:
     check_port(args.nats_port, "--nats-port")
     check_port(args.gateway_port, "--gateway-port")
+    check_port(args.mcp_port, "--mcp-port")
     check_token(args.swarm, "--swarm")
     if args.nats_url and args.nats_port is not None:
         raise Invalid("--nats-port", "--nats-port and --nats-url exclude each other")
@@ -341,6 +382,14 @@ def _up(args: argparse.Namespace, data_dir: Path) -> int:
             f"gateway port {args.gateway_port} on {args.gateway_host} is taken by another "
             "process; choose another with --gateway-port"
         )
+    mcp_port = (
+        choose_mcp_port(
+            args.mcp_port,
+            remembered_port(previous, "SWARM_MCP_PORT"),
+            lambda port: port != args.gateway_port and address_is_free(args.gateway_host, port),
+        )
+        or free_port()
+    )
     nats = None if args.nats_url else _embedded_nats(args.nats_port, data_dir, previous)
     try:
         if nats is None:
@@ -362,7 +411,9 @@ def _up(args: argparse.Namespace, data_dir: Path) -> int:
             data_dir=data_dir,
             nats_port=nats.port if nats else None,
             monitor_url=nats.monitor_url if nats else None,
+            mcp_url=mcp_url(args.gateway_host, mcp_port),
         )
+        values["SWARM_MCP_PORT"] = str(mcp_port)
         header = (
             f"Swarm, written by `swarm up` at {now}.\n"
             f"Load it with: source {env_path}\n"
@@ -373,6 +424,7 @@ def _up(args: argparse.Namespace, data_dir: Path) -> int:
         logs_dir.mkdir(exist_ok=True)
         say(f"Swarm is starting (pid {os.getpid()}, data dir {data_dir})")
         say(f"  API       {url}  (swarm {args.swarm!r}; token in the env file)")
+        say(f"  MCP       {mcp_url(args.gateway_host, mcp_port)}  (same token)")
         say(f"  NATS      {nats_line}")
         say(f"  env file  {env_path}")
         say(f"            source {env_path}")
@@ -387,6 +439,7 @@ def _up(args: argparse.Namespace, data_dir: Path) -> int:
             swarm=args.swarm,
             data_dir=data_dir,
             embedded=nats is not None,
+            mcp_port=mcp_port,
         )
         children = [
             Child(

@@ -1,10 +1,11 @@
-"""Per-agent tokens: what an agent inside its sandbox holds to post to chat, and nothing else.
+"""Per-agent tokens: what an agent inside its sandbox holds to talk to Swarm as itself.
 
 ``agent.<swarm>.<agent>.<mac>`` where ``mac`` is the first 32 hex digits of
 HMAC-SHA256(key = the API token, message = ``"<swarm>:<agent>"``). Whoever holds the API token
 (the executor, to hand tokens out; the gateway, to check them) can make and verify one; an agent
-that holds one can act only as itself in its own swarm, and the gateway accepts it only to post
-chat (author forced to that agent). Changing the API token invalidates every agent token.
+that holds one can act only as itself in its own swarm, within what ``schemas.scopes`` allows
+(reading its swarm, chat, follow-up tasks). Changing the API token invalidates every agent
+token.
 
 Pure: no clock, no storage. The token is a secret: never put it in an event, a log or chat.
 """

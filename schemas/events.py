@@ -106,7 +106,8 @@ class TaskCreated(TaskEvent, tag="task.created", kw_only=True):
     runtime: Runtime = "claude"
     timeout: float | None = None
     triggers: list[Trigger] = []
-    parent: str | None = None  # the task whose trigger created this one
+    parent: str | None = None  # the task whose trigger (or whose running agent) created this one
+    parent_attempt: int | None = None  # created by the agent running ``parent``: which attempt
     resolves: str | None = None  # the task whose work (conflicted or red) this one makes land
 
 
@@ -259,6 +260,7 @@ class AgentRegistered(AgentEvent, tag="agent.registered", kw_only=True):
     sandbox_id: str | None = None
     executor: str | None = None  # the executor hosting it, if one has taken it up
     backend: str = "local"
+    labels: list[str] | None = None  # only executors with all these labels host it (None: keep)
 
 
 class AgentUpdated(AgentEvent, tag="agent.updated", kw_only=True):

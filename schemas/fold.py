@@ -139,6 +139,7 @@ def _task_created(board: Board, e: ev.TaskCreated, seq: int) -> bool:
         timeout=e.timeout,
         triggers=list(e.triggers),
         parent=e.parent,
+        parent_attempt=e.parent_attempt,
         resolves=e.resolves,
         correlation_id=e.correlation_id,
         created_at=e.time,
@@ -466,6 +467,8 @@ def _agent_registered(board: Board, e: ev.AgentRegistered, seq: int) -> bool:
     agent.sandbox_id = e.sandbox_id
     agent.executor = e.executor
     agent.backend = e.backend
+    if e.labels is not None:
+        agent.labels = list(e.labels)
     agent.status = "working" if agent.task else "idle"
     agent.updated_at = e.time
     return True

@@ -47,6 +47,7 @@ VALUED = {
     "--max-turns",
     "--permission-mode",
     "--append-system-prompt",
+    "--mcp-config",
 }
 BOOLEAN = {"-p", "--print", "--verbose", "--dangerously-skip-permissions"}
 VARIADIC = {"--allowedTools", "--allowed-tools"}

@@ -183,6 +183,8 @@ class Cluster:
         self.nats = EmbeddedNats(self.root / "nats")
         self.gateway_port = free_port()
         self.api = Api(f"http://127.0.0.1:{self.gateway_port}", self.token)
+        self.mcp_port = free_port()
+        self.mcp_url = f"http://127.0.0.1:{self.mcp_port}/mcp"
 
     # --- starting ---------------------------------------------------------------------------
 
@@ -201,6 +203,7 @@ class Cluster:
             "SWARM_API_TOKEN": self.token,
             "SWARM_API_URL": self.api.url,
             "SWARM_GATEWAY_PORT": str(self.gateway_port),
+            "SWARM_MCP_URL": self.mcp_url,
             "SWARM_LEASE_SECONDS": str(self.lease),
             "SWARM_RETRY_BACKOFF": str(self.retry_backoff),
             "SWARM_LOG_LEVEL": "info",
@@ -225,6 +228,10 @@ class Cluster:
 
     def gateway(self) -> Process:
         return self.spawn("gateway")
+
+    def mcp(self) -> Process:
+        """The MCP server on ``mcp_url``."""
+        return self.spawn("mcp", ["--port", str(self.mcp_port)])
 
     def scheduler(self, instance: str) -> Process:
         return self.spawn(

@@ -226,6 +226,33 @@ async def test_events_and_replay_show_the_log_and_the_board_as_it_was(
     assert "first" in out and "second" not in out
 
 
+async def test_swarms_lists_and_swarm_create_and_delete_manage_them(
+    run: Run, swarm: str, gateway: Gateway, bus: Bus
+) -> None:
+    other = f"{swarm}-two"
+    code, out, err = await run("swarm", "create", other, "--name", "Second")
+    assert (code, out.strip(), err) == (0, other, "")
+    code, out, _ = await run("swarms")
+    lines = {
+        line.split()[1] if line.startswith("*") else line.split()[0]: line
+        for line in out.splitlines()
+    }
+    assert lines[swarm].startswith(f"* {swarm}  dev-swarm  0 agents  0 tasks")  # the default
+    assert lines[other].startswith(f"  {other}  Second  0 agents  0 tasks")
+
+    # a running task: delete refuses (naming it), --force stops it and deletes
+    await register(bus, gateway, other, "qa-agent", "QA Agent", "qa")
+    _, task_id, _ = await run("task", "Long one", "qa", "--swarm", other)
+    await put_to_work(bus, gateway, other, task_id.strip(), "qa-agent")
+    code, _, err = await run("swarm", "delete", other)
+    assert code == 1
+    assert f"1 claimed or running task(s) ({task_id.strip()})" in err and "--force" in err
+    code, out, _ = await run("swarm", "delete", other, "--force")
+    assert (code, out.strip()) == (0, f"deleted {other}")
+    _, out, _ = await run("swarms")
+    assert other not in out
+
+
 async def test_project_status_tasks_and_replay_show_where_each_tasks_work_landed(
     run: Run, swarm: str, gateway: Gateway, bus: Bus
 ) -> None:

@@ -95,6 +95,7 @@ class Project:
     gateway_port: int = field(default_factory=free_port)
     nats_port: int = field(default_factory=free_port)
     monitor_port: int = field(default_factory=free_port)
+    mcp_port: int = field(default_factory=free_port)
     up_seconds: float = 0.0
 
     @property
@@ -111,6 +112,7 @@ class Project:
             "SWARM_GATEWAY_PUBLISH": f"127.0.0.1:{self.gateway_port}",
             "SWARM_NATS_PUBLISH": f"127.0.0.1:{self.nats_port}",
             "SWARM_NATS_MONITOR_PUBLISH": f"127.0.0.1:{self.monitor_port}",
+            "SWARM_MCP_PUBLISH": f"127.0.0.1:{self.mcp_port}",
         }
 
     def compose(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -49,7 +49,7 @@ from services.bus.service import Bus
 from services.executor.config import host_executor_id
 
 TOKEN = "deploy-test-token-0123456789"
-SWARM_SERVICES = ("gateway", "scheduler", "scheduler-standby", "chat", "executor")
+SWARM_SERVICES = ("gateway", "scheduler", "scheduler-standby", "chat", "executor", "mcp")
 TERMINAL = ("completed", "failed", "cancelled")
 
 
@@ -115,7 +115,7 @@ def test_health_checks_use_health_and_each_services_readiness() -> None:
 
     nats_check = " ".join(services["nats"]["healthcheck"]["test"])
     assert "/healthz?js-enabled-only=true" in nats_check
-    for name in ("gateway", "scheduler", "scheduler-standby", "chat", "executor"):
+    for name in ("gateway", "scheduler", "scheduler-standby", "chat", "executor", "mcp"):
         kind, test = services[name]["healthcheck"]["test"]
         assert kind == "CMD-SHELL" and '"$SWARM_READY_FILE"' in test and "-lt 10" in test
         assert environment(services[name])["SWARM_READY_FILE"] == "/tmp/swarm.ready"
@@ -394,6 +394,10 @@ def local_environment(
     if "SWARM_GATEWAY_PORT" in env:
         env["SWARM_GATEWAY_HOST"] = "127.0.0.1"  # here: never on every interface
         env["SWARM_GATEWAY_PORT"] = str(gateway_port)
+    if "SWARM_MCP_PORT" in env:
+        env["SWARM_MCP_HOST"] = "127.0.0.1"
+        env["SWARM_MCP_PORT"] = str(free_port())
+    env.pop("SWARM_MCP_URL", None)
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),

@@ -162,7 +162,7 @@ async def test_an_agent_gets_the_api_its_swarm_and_a_chat_token_that_never_shows
         assert token not in message.text
 
 
-async def test_an_agent_posts_to_chat_from_its_sandbox_with_its_token_and_nothing_more(
+async def test_an_agent_posts_chat_and_a_follow_up_from_its_sandbox_and_nothing_destructive(
     bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor, nats_url: str
 ) -> None:
     gateway = Gateway(nats=NatsOptions.from_env(nats_url), port=free_port(), token=API_TOKEN)
@@ -178,14 +178,21 @@ async def test_an_agent_posts_to_chat_from_its_sandbox_with_its_token_and_nothin
         script = (
             f'{post} -d \'{{"message": "found the bug", "author": "master"}}\''
             ' "$SWARM_API_URL/swarms/$SWARM_DEFAULT_ID/chat"\n'
-            f'{post} -d \'{{"title": "sneaky"}}\' "$SWARM_API_URL/swarms/$SWARM_DEFAULT_ID/tasks"\n'
+            f'{post} -d \'{{"title": "review it"}}\''
+            ' "$SWARM_API_URL/swarms/$SWARM_DEFAULT_ID/tasks"\n'
+            f'{post.replace("POST", "DELETE")} "$SWARM_API_URL/swarms/$SWARM_DEFAULT_ID"\n'
         )
         task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt=script)
         task = await finished(watch, swarm_id, task_id)
         assert task.status == "completed" and task.outcome is not None
-        assert task.outcome.result.split() == ["201", "403"]
+        assert task.outcome.result.split() == ["201", "201", "403"]
         posted = [m for m in await lines_of(bus, swarm_id, 3) if "found the bug" in m.text]
         assert [(m.author, m.author_kind) for m in posted] == [("qa-agent", "agent")]
+        follow_ups = [t for t in watch.board.swarms[swarm_id].tasks.values() if t.parent]
+        assert [(t.title, t.parent, t.parent_attempt) for t in follow_ups] == [
+            ("review it", task_id, 1)
+        ]
+        assert swarm_id in watch.board.swarms
     finally:
         await chat.stop()
         await gateway.stop()

@@ -180,3 +180,29 @@ def test_the_sandbox_backend_has_one_variable_name_and_the_old_one_is_refused_by
         load(flags(), {"SWARM_BACKEND": "daytona"})
     assert refused.value.field == "SWARM_BACKEND"
     assert "SWARM_SANDBOX_BACKEND" in refused.value.message
+
+
+def test_the_built_in_agents_join_only_the_default_swarm() -> None:
+    assert load(flags(), env={}).agents == DEFAULT_AGENTS
+    assert load(flags(), env={"SWARM_DEFAULT_ID": "dev"}).agents == DEFAULT_AGENTS
+    # an executor started for another swarm hosts only API-registered agents (of any swarm)
+    assert load(flags("--swarm", "payments"), env={}).agents == ()
+    assert load(flags("--swarm", "payments"), env={"SWARM_DEFAULT_ID": "dev"}).agents == ()
+    # configured agents join the swarm named
+    config = load(flags("--swarm", "payments", "--agent", "pay-agent:api"), env={})
+    assert (config.swarm, [a.id for a in config.agents]) == ("payments", ["pay-agent"])
+
+
+def test_placement_labels_and_served_swarms_come_from_toml_environment_or_flags(
+    tmp_path: Path,
+) -> None:
+    assert (load(flags(), env={}).labels, load(flags(), env={}).swarms) == ((), None)
+    (tmp_path / "swarm.toml").write_text('[executor]\nlabels = ["gpu"]\nswarms = ["web"]\n')
+    config = load(flags(), env={})
+    assert (config.labels, config.swarms) == (("gpu",), ("web",))
+    config = load(flags(), env={"SWARM_EXECUTOR_LABELS": "gpu,eu", "SWARM_EXECUTOR_SWARMS": "a"})
+    assert (config.labels, config.swarms) == (("gpu", "eu"), ("a",))
+    config = load(flags("--labels", "arm64", "--swarms", "b,c"), env={})
+    assert (config.labels, config.swarms) == (("arm64",), ("b", "c"))
+    with pytest.raises(Invalid):
+        load(flags("--swarms", "not a swarm"), env={})

@@ -235,3 +235,18 @@ async def test_command_fields_of_the_wrong_kind_are_400_naming_them(
     code, answer = await request(bus, f"swarm.cmd.{ids['swarm']}.{verb}", json.dumps(body).encode())
 
     assert (code, answer["error"]["field"]) == ("400", field), answer
+
+
+async def test_a_seen_position_that_is_not_one_is_400_naming_the_header(
+    bus: Bus, ids: dict[str, str]
+) -> None:
+    for verb, body in (("status", b""), ("chat_post", b'{"message": "hi"}')):
+        reply = await bus.nc.request(
+            f"swarm.cmd.{ids['swarm']}.{verb}",
+            body,
+            timeout=10,
+            headers={"Swarm-Seen-Seq": "\u00b2"},
+        )
+        code = (reply.headers or {}).get("Nats-Service-Error-Code")
+        answer = json.loads(reply.data)
+        assert (code, answer["error"]["field"]) == ("400", "Swarm-Seen-Seq"), (verb, answer)

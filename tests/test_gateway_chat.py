@@ -171,7 +171,7 @@ async def test_the_stream_replays_after_since_then_delivers_a_new_message_live(
 # --- per-agent tokens -------------------------------------------------------------------------
 
 
-async def test_an_agent_token_posts_only_as_its_agent(
+async def test_an_agent_token_posts_as_its_agent_reads_its_swarm_and_changes_nothing_else(
     gateway: Gateway, http: aiohttp.ClientSession, swarm: str
 ) -> None:
     as_fe = {"Authorization": f"Bearer {make_agent_token(TOKEN, swarm, 'fe')}"}
@@ -186,19 +186,26 @@ async def test_an_agent_token_posts_only_as_its_agent(
         assert (message["author"], message["author_kind"]) == ("fe", "agent")
         assert message["recipients"] == ["be"]
 
+        # idle, it has no run to make a follow-up of
         status, answer = await call(agent, "POST", f"/swarms/{swarm}/tasks", json={"title": "x"})
         assert (status, answer["error"]["code"]) == (403, "forbidden")
+        assert "only while it runs a task" in answer["error"]["message"]
+        for path in (f"/swarms/{swarm}/chat", f"/swarms/{swarm}/status", f"/swarms/{swarm}/tasks"):
+            status, _ = await call(agent, "GET", path)
+            assert status == 200, path
         for method, path in (
-            ("GET", f"/swarms/{swarm}/chat"),
-            ("GET", f"/swarms/{swarm}/chat/stream"),
-            ("GET", f"/swarms/{swarm}/status"),
             ("POST", "/projects"),
+            ("GET", "/swarms"),
+            ("DELETE", f"/swarms/{swarm}"),
+            ("POST", f"/swarms/{swarm}/agents"),
             ("GET", "/no-such-route"),
         ):
             status, _ = await call(agent, method, path)
             assert status == 403, path
     status, tasks = await call(http, "GET", f"/swarms/{swarm}/tasks")
     assert (status, tasks) == (200, [])
+    status, view = await call(http, "GET", f"/swarms/{swarm}")
+    assert status == 200 and view["id"] == swarm
 
 
 async def test_an_agent_token_is_refused_in_another_swarm_forged_or_for_an_unknown_agent(

@@ -322,7 +322,7 @@ async def test_slash_project_creates_inits_and_shows_each_agents_checkout(
     assert "round 2 (sync): 0/2 answered" in out
 
 
-async def test_inside_a_sandbox_the_agent_token_posts_as_the_agent_and_nothing_else(
+async def test_inside_a_sandbox_the_agent_token_posts_as_the_agent_reads_and_changes_nothing(
     run: Run, swarm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SWARM_API_TOKEN")
@@ -331,6 +331,11 @@ async def test_inside_a_sandbox_the_agent_token_posts_as_the_agent_and_nothing_e
     code, out, err = await run("chat", "Tests pass on main", "--author", "master")
     assert (code, err) == (0, "")
     assert "qa-agent: Tests pass on main" in out
-    code, out, err = await run("task", "Sneaky task")
+    code, out, err = await run("status")
+    assert (code, err) == (0, "")
+    code, out, err = await run("task", "Sneaky task")  # idle: no run to follow up
     assert code == 1
-    assert "agent token" in err
+    assert "only while it runs a task" in err
+    code, out, err = await run("cancel", "t-anything")
+    assert code == 1
+    assert "an agent token cannot cancel task" in err

@@ -27,6 +27,7 @@ from cli.up import (
     SERVICES,
     api_url,
     child_environment,
+    choose_mcp_port,
     choose_nats_port,
     choose_token,
     ready_children,
@@ -75,6 +76,19 @@ def test_nats_port_is_last_times_while_free_else_any() -> None:
     assert choose_nats_port(4444, 4333, taken(4333)) == 4444
 
 
+def test_mcp_port_is_the_asked_one_else_last_times_else_7701_else_any() -> None:
+    def taken(*ports: int) -> Callable[[int], bool]:
+        return lambda port: port not in ports
+
+    assert choose_mcp_port(None, None, taken()) == 7701
+    assert choose_mcp_port(None, 7802, taken()) == 7802
+    assert choose_mcp_port(None, 7802, taken(7802)) == 7701
+    assert choose_mcp_port(None, 7802, taken(7802, 7701)) == 0
+    assert choose_mcp_port(7900, 7802, taken()) == 7900
+    with pytest.raises(Conflict, match="--mcp-port"):
+        choose_mcp_port(7900, None, taken(7900))
+
+
 def test_a_taken_nats_port_asked_for_is_an_error_naming_port_and_flag() -> None:
     with pytest.raises(Conflict) as raised:
         choose_nats_port(4444, None, lambda port: False)
@@ -107,6 +121,10 @@ def test_services_get_where_everything_is_and_no_stray_nats_credentials() -> Non
     assert embedded["SWARM_API_URL"] == "http://127.0.0.1:7700"
     assert embedded["SWARM_DEFAULT_ID"] == "dev"
     assert embedded["SWARM_DATA_DIR"] == "/data"
+    assert "SWARM_MCP_URL" not in embedded
+    with_mcp = child_environment(base, embedded=True, mcp_port=7801, **options)
+    assert with_mcp["SWARM_MCP_URL"] == "http://127.0.0.1:7801/mcp"
+    assert with_mcp["SWARM_MCP_PORT"] == "7801"
     assert embedded["PATH"] == "/bin"
     assert "NATS_USER" not in embedded and "NATS_PASSWORD" not in embedded
     assert external["NATS_USER"] == "u" and external["NATS_PASSWORD"] == "p"
@@ -335,6 +353,11 @@ def test_swarm_up_starts_everything_restarts_a_killed_child_and_stops_cleanly_on
     assert stat.S_IMODE(env_path.stat().st_mode) == 0o600
     assert str(env_path) in up.out
     assert values["SWARM_API_TOKEN"] not in up.out + up.err
+    # the MCP server is the fifth child: its URL in the env file, its health answering
+    mcp_url = values["SWARM_MCP_URL"]
+    assert mcp_url.startswith("http://127.0.0.1:") and mcp_url.endswith("/mcp")
+    with urllib.request.urlopen(mcp_url.removesuffix("/mcp") + "/health", timeout=5) as answer:
+        assert json.load(answer)["ok"] is True
 
     # a second swarm up on the same data dir refuses, naming the one running
     second = swarm("up", "--data-dir", str(up.data_dir), "--gateway-port", "1")
@@ -379,8 +402,15 @@ def test_children_die_with_a_killed_swarm_up_and_the_next_one_reuses_the_nats_po
 
     first.process.kill()  # kill -9: no chance to stop anything itself
     first.process.wait()
-    wait_until(lambda: not processes_using(first.data_dir), "every child to die with it", 15)
-    assert not any(alive(pid) for pid in first_pids.values())
+    # a child being torn down can no longer show its environment before it stops running
+    wait_until(
+        lambda: (
+            not processes_using(first.data_dir)
+            and not any(alive(pid) for pid in first_pids.values())
+        ),
+        "every child to die with it",
+        15,
+    )
 
     second = swarm_up(tmp_path / "data")
     second.wait_ready()

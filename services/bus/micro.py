@@ -194,7 +194,7 @@ async def call(
             message, field = detail.get("message") or message, detail.get("field")
         except (ValueError, KeyError, TypeError, AttributeError):
             pass
-        status = int(code) if code.isdigit() else 500
+        status = int(code) if code.isascii() and code.isdigit() else 500
         raise from_status(status, message, field)
     try:
         return json.loads(reply.data) if reply.data else None

@@ -24,6 +24,7 @@ from services.bus.service import Bus, Readiness, read_readiness
 
 FRESH_FOR = 10.0  # seconds: a heartbeat older than this is a service that is gone
 SERVICES = ("gateway", "scheduler", "executor", "chat")
+OPTIONAL_SERVICES = ("mcp",)  # Swarm works without them
 
 
 def fresh(beats: Iterable[Readiness], now: float, within: float = FRESH_FOR) -> list[Readiness]:
@@ -75,7 +76,7 @@ async def check(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.bus.ready", description=__doc__)
-    parser.add_argument("service", choices=SERVICES)
+    parser.add_argument("service", choices=(*SERVICES, *OPTIONAL_SERVICES))
     parser.add_argument("--nats-url", help="NATS server(s), comma separated (env NATS_URL)")
     parser.add_argument(
         "--any-host", action="store_true", help="an instance anywhere counts, not only here"

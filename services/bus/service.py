@@ -132,6 +132,7 @@ async def read_readiness(bus: Bus) -> list[Readiness]:
 
 class Service:
     name = "service"
+    folds = True  # False: a thin process that keeps no fold of the log (the MCP server)
 
     def __init__(
         self,
@@ -152,6 +153,7 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._beat_now = asyncio.Event()
         self.ready_file = os.environ.get("SWARM_READY_FILE") or None
+        self._serving = False  # on_ready has returned
         self.log: FilteringBoundLogger = structlog.get_logger(self.name).bind(
             instance=self.instance
         )
@@ -181,6 +183,8 @@ class Service:
 
     @property
     def ready(self) -> bool:
+        if not self.folds:
+            return self._serving and self.bus is not None and self.bus.nc.is_connected
         return self.projection is not None and self.projection.ready
 
     async def _heartbeat(self) -> None:
@@ -229,20 +233,23 @@ class Service:
     async def start(self) -> None:
         self.bus = await Bus.connect(self.nats_options, name=f"{self.name}-{self.instance}")
         await self.bus.provision()
-        self.projection = self.bus.projection(
-            swarm=self.swarm_filter, snapshot_every=self.snapshot_every
-        )
+        if self.folds:
+            self.projection = self.bus.projection(
+                swarm=self.swarm_filter, snapshot_every=self.snapshot_every
+            )
         await self.on_start()
         self.spawn(self._heartbeat(), "heartbeat")
-        await self.projection.start()
-        await self.projection.wait_ready()
+        if self.projection is not None:
+            await self.projection.start()
+            await self.projection.wait_ready()
         self.log.info(
             "service.ready",
-            seq=self.projection.seq,
-            from_snapshot=self.projection.started_from,
+            seq=self.projection.seq if self.projection else None,
+            from_snapshot=self.projection.started_from if self.projection else None,
             nats=self.nats_options.display,
         )
         await self.on_ready()
+        self._serving = True
         self.beat_now()
 
     async def stop(self) -> None:

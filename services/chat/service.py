@@ -20,7 +20,7 @@ import msgspec
 from schemas import subjects
 from schemas.board import SwarmView
 from schemas.chat import AuthorKind, ChatMessage, InboxEntry, check_text, mentions_in, resolve
-from schemas.errors import Invalid, NotFound, Unavailable
+from schemas.errors import Forbidden, Invalid, NotFound, Unavailable
 from schemas.positions import whole_number
 from services.bus import chat as chat_bus
 from services.bus.micro import CommandRequest, Endpoint, serve
@@ -52,6 +52,8 @@ def message_from_request(
     kind = next((k for k in AUTHOR_KINDS if k == asked), None)
     if kind is None:
         raise Invalid("author_kind", "author_kind must be person, master, agent or system")
+    if kind == "agent" and author not in swarm_view.agents:
+        raise Forbidden(f"agent {author} is not registered in swarm {swarm}")
     channel = subjects.check_token(data.get("channel") or "general", "channel")
     mentions = mentions_in(text, extra)
     return ChatMessage(
@@ -100,10 +102,12 @@ class Chat(Service):
     async def post(self, request: CommandRequest) -> dict[str, object]:
         assert self.bus is not None and self.projection is not None
         swarm = request.token(2)
-        seen = request.headers.get(subjects.SEEN_HEADER, "")
-        if seen.isdigit():  # the caller's fold knows of agents ours may not have yet
+        seen = request.headers.get(subjects.SEEN_HEADER)
+        if seen:  # the caller's fold knows of agents ours may not have yet
             try:
-                await self.projection.wait_for(int(seen), timeout=2.0)
+                await self.projection.wait_for(
+                    whole_number(seen, subjects.SEEN_HEADER), timeout=2.0
+                )
             except Unavailable:
                 pass  # resolve with what we have: an unknown mention is then refused
         message = message_from_request(self._swarm(swarm), swarm, request.data, time.time())

@@ -1,5 +1,5 @@
 import sys
 
-from services.executor.service import Executor
+from services.executor.fleet import Fleet
 
-sys.exit(Executor.main())
+sys.exit(Fleet.main())

@@ -3,8 +3,8 @@ one before), else defaults.
 
 ```toml
 [swarm]
-id = "default"                  # the swarm this executor serves (env SWARM_DEFAULT_ID)
-name = "default"
+id = "default"                  # the swarm its configured agents join (env SWARM_DEFAULT_ID);
+name = "default"                # it hosts API-registered agents of every swarm (see swarms)
 
 [executor]
 id = "local"                    # stable per executor (env SWARM_EXECUTOR_ID); "auto": hostname
@@ -14,6 +14,8 @@ data_dir = ".swarm"             # agents' working directories live in <data_dir>
 timeout = 600                   # seconds a task may run unless the task says otherwise
 git_timeout = 120               # seconds a clone or pull of the project may take
 pass_env = ["HTTPS_PROXY"]      # extra variables of the executor's environment agents get
+labels = ["gpu"]                # placement: it takes up agents whose labels it all has
+swarms = ["web", "payments"]    # placement: only these swarms' agents (default: every swarm)
 
 [claude]
 bin = "claude"                  # env SWARM_CLAUDE_BIN
@@ -27,7 +29,7 @@ skip_permissions = false        # --dangerously-skip-permissions: only in isolat
 [daytona]                       # backend = "daytona": see services/executor/sandboxes/daytona.py
 snapshot = "swarm-agent"        # or image = "..."; env DAYTONA_API_URL, _API_KEY, _TARGET
 
-[[agents]]                      # none given: the three default agents
+[[agents]]                      # none given: the three default agents (default swarm only)
 id = "frontend-agent"
 name = "Frontend Agent"
 role = "frontend"
@@ -95,6 +97,8 @@ class ExecutorConfig:
     git_timeout: float = DEFAULT_GIT_TIMEOUT  # one clone / pull of the project, at most
     # [daytona hook] swarm.toml's [daytona] table, as it is: read by sandboxes/daytona.py
     daytona: Table = field(default_factory=dict)
+    labels: tuple[str, ...] = ()  # placement: agents asking for labels need all of them here
+    swarms: tuple[str, ...] | None = None  # placement: the swarms it takes agents of (None: all)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -262,6 +266,13 @@ def load(
         agents = tuple(parse_agent(str(spec)) for spec in agent_specs)
     else:
         agents = _agents_from_toml(toml.get("agents"), executor_id)
+    if agents is None and swarm != (env.get("SWARM_DEFAULT_ID") or "default"):
+        agents = ()  # the built-in agents belong to the default swarm only
+    labels = _strings(pick("labels", "SWARM_EXECUTOR_LABELS", executor_t, "labels", []), "labels")
+    served = pick("swarms", "SWARM_EXECUTOR_SWARMS", executor_t, "swarms", None)
+    swarms = None if served is None else _strings(served, "swarms")
+    for name in swarms or ():
+        subjects.check_token(name, "swarms")
     max_turns = pick("max_turns", None, claude_t, "max_turns", None)
     claude = ClaudeOptions(
         bin=str(pick("claude_bin", "SWARM_CLAUDE_BIN", claude_t, "bin", "claude")),
@@ -317,6 +328,8 @@ def load(
             float,
         ),
         daytona=_table(toml.get("daytona"), "daytona"),  # [daytona hook]
+        labels=tuple(dict.fromkeys(labels)),
+        swarms=swarms,
     )
     if agents is not None:
         config = replace(config, agents=agents)
@@ -326,7 +339,17 @@ def load(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--config", help="swarm.toml to read (env SWARM_CONFIG; default ./swarm.toml if present)")
-    add("--swarm", help="the swarm id to serve (env SWARM_DEFAULT_ID; default 'default')")
+    add(
+        "--swarm",
+        help="the swarm its configured agents join (env SWARM_DEFAULT_ID; default 'default'); "
+        "the three built-in agents join only the default swarm",
+    )
+    add("--labels", help="placement labels, comma separated (env SWARM_EXECUTOR_LABELS)")
+    add(
+        "--swarms",
+        help="take up API-registered agents of these swarms only, comma separated "
+        "(env SWARM_EXECUTOR_SWARMS; default every swarm)",
+    )
     add(
         "--executor-id",
         help="this executor's stable id, 'auto' for the host name "

@@ -52,6 +52,7 @@ class ClaudeOptions:
     allowed_tools: tuple[str, ...] = ()
     append_system_prompt: str | None = None
     skip_permissions: bool = False  # --dangerously-skip-permissions: only in isolated sandboxes
+    mcp_config: str | None = None  # --mcp-config: the swarm's MCP server (membership.mcp_config)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ def claude_command(options: ClaudeOptions, binary: str, prompt: str) -> Command:
         argv.append("--dangerously-skip-permissions")
     if options.append_system_prompt:
         argv += ["--append-system-prompt", options.append_system_prompt]
+    if options.mcp_config:
+        argv += ["--mcp-config", options.mcp_config]
     if options.allowed_tools:
         argv += ["--allowedTools", *options.allowed_tools]  # variadic: ends at "--"
     if len(prompt.encode()) > ARG_MAX_PROMPT:

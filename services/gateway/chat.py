@@ -42,7 +42,7 @@ class ChatRelay:
         spec = parse(models.PostChat, data)
         body: dict[str, Any] = {
             "message": spec.message,
-            "mentions": spec.mentions,
+            "mentions": [*spec.mentions, *spec.mention],
             "channel": spec.channel or "general",
         }
         if agent is not None:

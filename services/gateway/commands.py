@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from schemas import events as ev
-from schemas import subjects
+from schemas import scopes, subjects
 from schemas.board import FINISHED, AgentView, Board, SwarmView, TaskView
 from schemas.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
 from services.bus import history
@@ -37,6 +37,7 @@ from services.gateway.validation import (
     check_depends,
     check_editable,
     check_key,
+    check_swarm_deletable,
     derived_id,
     find_agent,
     msg_id,
@@ -125,15 +126,23 @@ class Commands:
         clock: Callable[[], float] = time.time,
         read_your_writes: float = READ_YOUR_WRITES,
         append_retry: float = APPEND_RETRY,
+        follow_ups: int = scopes.DEFAULT_FOLLOW_UPS,
     ) -> None:
         self.bus = bus
         self.projection = projection
         self.clock = clock
         self.read_your_writes = read_your_writes  # seconds to wait for our fold to hold a write
         self.append_retry = append_retry  # seconds to retry an append whose ack was lost
+        self.follow_ups = follow_ups  # follow-up tasks per agent run (SWARM_AGENT_FOLLOW_UPS)
         self._graph_lock = asyncio.Lock()  # one dependency change at a time (cycle check)
+        self._follow_up_lock = asyncio.Lock()  # one agent-made task at a time (the bound)
         self.chat = ChatRelay(self)
         self.projects = Projects(self)
+
+    def _follow_up_change(self, ctx: Context) -> AbstractAsyncContextManager[Any]:
+        """Tasks created by agents are written one at a time, so two of them cannot both pass
+        the per-run bound. (Two gateway replicas racing could each let one more through.)"""
+        return self._follow_up_lock if ctx.agent else nullcontext()
 
     def _graph_change(self, depends: list[str] | None) -> AbstractAsyncContextManager[Any]:
         """Writes that add dependency edges run one at a time, so two of them cannot each pass
@@ -233,9 +242,15 @@ class Commands:
             raise Conflict(f"swarm {swarm_id} was not created (it changed meanwhile)")
         return Result(swarm_json(swarm), created=True)
 
-    async def delete_swarm(self, swarm_id: str, ctx: Context) -> dict[str, Any]:
+    async def delete_swarm(
+        self, swarm_id: str, ctx: Context, *, force: bool = False
+    ) -> dict[str, Any]:
+        """Delete a swarm. With claimed or running tasks: refused (409) unless ``force``; forced,
+        their runs are stopped (each executor kills the process) and nothing of the swarm stays
+        on the board (the log keeps its history)."""
         self.check_available()
-        swarm_of(self.board, swarm_id)
+        swarm = swarm_of(self.board, swarm_id)
+        check_swarm_deletable(swarm, force=force)
         await self.append(
             ev.SwarmDeleted(**self.envelope(swarm_id, swarm_id, ctx)), ctx, "delete_swarm"
         )
@@ -306,6 +321,8 @@ class Commands:
         return {**body, "events": [event_json(s, e) for s, e in events[start:]]}
 
     async def create_task(self, swarm_id: str, data: Any, ctx: Context) -> Result:
+        """Create a task. An agent (``ctx.agent``) creates follow-ups of the task it runs: the
+        new task's ``parent`` is that task, at most ``follow_ups`` per run, without triggers."""
         self.check_available()
         swarm = swarm_of(self.board, swarm_id)
         spec = parse(models.CreateTask, data)
@@ -316,19 +333,28 @@ class Commands:
             if key:
                 return Result(task_json(existing))
             raise Conflict(f"task {task_id} already exists in swarm {swarm_id}")
-        event = ev.TaskCreated(
-            **self.envelope(swarm_id, task_id, ctx),
-            title=spec.title,
-            prompt=spec.prompt or spec.title,
-            description=spec.description,
-            tags=spec.tags,
-            priority=spec.priority,
-            depends=spec.depends,
-            runtime=spec.runtime,
-            timeout=spec.timeout,
-            triggers=[_trigger(t) for t in spec.triggers],
-        )
-        async with self._graph_change(spec.depends):
+        if ctx.agent and spec.triggers:
+            raise Invalid("triggers", "a task an agent creates cannot carry triggers")
+        async with self._follow_up_change(ctx), self._graph_change(spec.depends):
+            origin = (
+                scopes.follow_up(swarm_of(self.board, swarm_id), ctx.agent, self.follow_ups)
+                if ctx.agent
+                else None
+            )
+            event = ev.TaskCreated(
+                **self.envelope(swarm_id, task_id, ctx),
+                title=spec.title,
+                prompt=spec.prompt or spec.title,
+                description=spec.description,
+                tags=spec.tags,
+                priority=spec.priority,
+                depends=spec.depends,
+                runtime=spec.runtime,
+                timeout=spec.timeout,
+                triggers=[_trigger(t) for t in spec.triggers],
+                parent=origin.parent if origin else None,
+                parent_attempt=origin.parent_attempt if origin else None,
+            )
             check_depends(swarm_of(self.board, swarm_id), task_id, spec.depends)
             await self.append(event, ctx, "create_task")
         task = self.board.task(swarm_id, task_id)
@@ -342,9 +368,16 @@ class Commands:
         self.check_available()
         task = task_of(self.board, swarm_id, task_id)
         spec = parse(models.UpdateTask, data)
-        changes = {k: v for k, v in spec.model_dump(exclude_unset=True).items() if v is not None}
-        if not changes:
-            return task_json(task)
+        if spec.status == "cancelled":  # the prototype's clients cancel by setting the status
+            return await self.cancel_task(swarm_id, task_id, {}, ctx)
+        current = task_json(task)
+        changes = {
+            k: v
+            for k, v in spec.model_dump(exclude_unset=True).items()
+            if v is not None and (k == "triggers" or v != current.get(k))
+        }
+        if not changes:  # nothing differs (a client sending the task back as it read it)
+            return current
         check_editable(task)
         if "triggers" in changes:
             changes["triggers"] = [_trigger(t) for t in spec.triggers or []]
@@ -437,6 +470,7 @@ class Commands:
             sandbox_id=spec.sandbox_id,
             executor=None,
             backend=spec.backend,
+            labels=spec.labels,
         )
         await self.append(event, ctx, "register_agent")
         agent = self.board.agent(swarm_id, agent_id)

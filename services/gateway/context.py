@@ -10,11 +10,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Context:
-    """Who asks, and how to recognise a retry."""
+    """Who asks, and how to recognise a retry. ``agent``: the caller holds that agent's own
+    token (``schemas.scopes``): it acts as that agent, within an agent's scope."""
 
     idempotency_key: str | None = None
     correlation_id: str | None = None
     actor: str = "gateway"
+    agent: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,20 +5,18 @@ Server-sent event streams (``/events``, ``/logs``, ``/chat/stream``) read the st
 position with ``services.bus.history.Feed`` and keep following it live.
 
 Auth: ``Authorization: Bearer <SWARM_API_TOKEN>`` everywhere but ``/health``; an agent's own
-token (``schemas.agent_tokens``) only on the routes marked ``agent_token`` (posting chat), only
-for that agent's swarm, and the handler then acts as that agent.
+token (``schemas.agent_tokens``) only where ``schemas.scopes`` allows it (reading its swarm, chat,
+follow-up tasks), only for that agent's swarm, and the handler then acts as that agent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -26,10 +24,8 @@ import structlog
 from aiohttp import web
 
 from schemas import subjects
-from schemas.agent_tokens import verify_agent_token
 from schemas.board import FINISHED
 from schemas.errors import (
-    Forbidden,
     Invalid,
     NotFound,
     SwarmError,
@@ -38,6 +34,7 @@ from schemas.errors import (
     Unavailable,
 )
 from schemas.positions import MAX_POSITION, whole_number
+from schemas.scopes import Caller, authorize, bearer, identify
 from services.bus.chat import decode as decode_chat
 from services.bus.history import Feed, chunk_attempt
 from services.bus.micro import decode_body, error_body
@@ -192,31 +189,19 @@ class HttpApi:
     @web.middleware
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.token and request.path not in OPEN_ROUTES:
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            given = given.strip()
-            if scheme.lower() != "bearer" or not given:
-                raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-            if not hmac.compare_digest(given.encode(), self.token.encode()):
-                self.check_agent_token(request, given)
+            caller = identify(self.token, bearer(request.headers.get("Authorization")))
+            if caller.is_agent:
+                self.check_agent_token(request, caller)
         return await handler(request)
 
-    def check_agent_token(self, request: web.Request, given: str) -> None:
-        """Let an agent's own token through where a route allows it, for its own swarm only;
-        remember which agent it is (``request[AGENT]``)."""
-        assert self.token is not None
-        holder = verify_agent_token(self.token, given)
-        if holder is None:
-            raise Unauthorized("wrong bearer token (Authorization: Bearer <token>)")
-        swarm, agent = holder
+    def check_agent_token(self, request: web.Request, caller: Caller) -> None:
+        """Let an agent's own token through where ``schemas.scopes`` allows it, for its own swarm
+        only; remember which agent it is (``request[AGENT]``)."""
         route = ROUTE_BY_NAME.get(request.match_info.route.name or "")
-        if route is None or not route.agent_token:
-            raise Forbidden(
-                f"an agent token only posts chat (POST /swarms/{swarm}/chat); this needs "
-                "SWARM_API_TOKEN"
-            )
-        if request.match_info.get("swarm") != swarm:
-            raise Forbidden(f"this agent token belongs to swarm {swarm}")
-        request[AGENT] = agent
+        verb = route.command if route is not None and route.auth else "use this route"
+        authorize(caller, verb, request.match_info.get("swarm"))
+        assert caller.agent is not None
+        request[AGENT] = caller.agent
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -226,10 +211,12 @@ class HttpApi:
         return decode_body(await request.read())
 
     def context(self, request: web.Request) -> Context:
+        agent = request.get(AGENT)
         return Context(
             idempotency_key=request.headers.get("Idempotency-Key"),
             correlation_id=request[CORRELATION],
-            actor="gateway",
+            actor=agent or "gateway",
+            agent=agent,
         )
 
     @staticmethod
@@ -258,7 +245,9 @@ class HttpApi:
 
     async def delete_swarm(self, request: web.Request) -> web.Response:
         swarm = request.match_info["swarm"]
-        return json_response(await self.commands.delete_swarm(swarm, self.context(request)))
+        force = _flag(request, "force", False)
+        answer = await self.commands.delete_swarm(swarm, self.context(request), force=force)
+        return json_response(answer)
 
     async def status(self, request: web.Request) -> web.Response:
         return json_response(await self.commands.status(request.match_info["swarm"]))
@@ -350,10 +339,7 @@ class HttpApi:
         body = await self.body(request)
         swarm = request.match_info["swarm"]
         context = self.context(request)
-        agent = request.get(AGENT)
-        if agent is not None:
-            context = replace(context, actor=agent)
-        message = await self.commands.chat.post(swarm, body, context, agent=agent)
+        message = await self.commands.chat.post(swarm, body, context, agent=context.agent)
         return json_response(message, 201)
 
     # --- projects -------------------------------------------------------------------------

@@ -5,6 +5,9 @@ group, so each request is answered once. Swarm-level verbs (``list_swarms``, and
 ``create_swarm`` without an id) use the reserved swarm token ``_``: ``swarm.cmd._.list_swarms``.
 A request naming a task or an agent carries it in the body: ``{"task": "t-1"}``,
 ``{"agent": "<sandbox id or agent id>"}``. An ``Idempotency-Key`` header works as over HTTP.
+``Authorization: Bearer <agent token>`` makes the request that agent's, in its scope
+(``schemas.scopes``: what the MCP server forwards for an agent); without it a request has full
+access. ``Swarm-Seen-Seq: <seq>`` answers from a fold that holds that log position.
 Errors answer with the micro error headers (``Nats-Service-Error-Code``: the HTTP status) and the
 HTTP API's ``{"error": {...}}`` body.
 
@@ -22,15 +25,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from schemas.errors import Invalid, NotFound
+from schemas import subjects
+from schemas.errors import Invalid, NotFound, Unavailable
 from schemas.positions import whole_number
-from services.bus.micro import CommandRequest, Endpoint, Reply, serve
+from schemas.scopes import FULL, Caller, authorize, bearer, identify
+from services.bus.micro import CommandRequest, Endpoint, Handler, Reply, serve
 from services.gateway.commands import RESERVED_SWARM, Commands
 from services.gateway.context import Context, Landed
 
 SERVICE_NAME = "swarm-gateway"
 SWARM_TOKEN = 2  # swarm.cmd.<swarm>.<verb>
 STATUS_HEADER = "Swarm-Status"  # 202 on a write answered while it is still being applied
+SEEN_WAIT = 5.0  # seconds to wait for the fold to reach a caller's Swarm-Seen-Seq
 
 
 def _swarm(request: CommandRequest) -> str:
@@ -61,17 +67,32 @@ def _take(body: dict[str, Any], name: str) -> str:
     return value
 
 
-def _context(request: CommandRequest) -> Context:
-    headers = request.headers
-    return Context(
-        idempotency_key=headers.get("Idempotency-Key"),
-        correlation_id=headers.get("X-Correlation-Id"),
-        actor="gateway",
-    )
+def _swarm_or_any(request: CommandRequest) -> str | None:
+    token = request.token(SWARM_TOKEN)
+    return None if token == RESERVED_SWARM else token
 
 
-def endpoints(commands: Commands) -> list[Endpoint]:
+def caller(request: CommandRequest, api_token: str | None) -> Caller:
+    """Who asks: a request without ``Authorization`` has full access (whoever may publish on
+    ``swarm.cmd.>`` is trusted by NATS); with an agent's token, that agent."""
+    given = bearer(request.headers.get("Authorization"))
+    if given is None:
+        return FULL
+    return identify(api_token, given)
+
+
+def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint]:
     """One endpoint per verb, each on ``swarm.cmd.*.<verb>``."""
+
+    def _context(request: CommandRequest) -> Context:
+        headers = request.headers
+        agent = caller(request, api_token).agent
+        return Context(
+            idempotency_key=headers.get("Idempotency-Key"),
+            correlation_id=headers.get("X-Correlation-Id"),
+            actor=agent or "gateway",
+            agent=agent,
+        )
 
     async def list_swarms(r: CommandRequest) -> Any:
         return await commands.list_swarms()
@@ -89,7 +110,10 @@ def endpoints(commands: Commands) -> list[Endpoint]:
         return await commands.get_swarm(_swarm(r))
 
     async def delete_swarm(r: CommandRequest) -> Any:
-        return await commands.delete_swarm(_swarm(r), _context(r))
+        force = _body(r).get("force", False)
+        if not isinstance(force, bool):
+            raise Invalid("force", "force must be true or false")
+        return await commands.delete_swarm(_swarm(r), _context(r), force=force)
 
     async def status(r: CommandRequest) -> Any:
         return await commands.status(_swarm(r))
@@ -155,10 +179,6 @@ def endpoints(commands: Commands) -> list[Endpoint]:
         return await commands.update_agent(agent, body, _context(r), swarm_id=swarm)
 
     projects = commands.projects
-
-    def _swarm_or_any(request: CommandRequest) -> str | None:
-        token = request.token(SWARM_TOKEN)
-        return None if token == RESERVED_SWARM else token
 
     async def list_projects(r: CommandRequest) -> Any:
         return await projects.list_projects(_swarm_or_any(r))
@@ -267,11 +287,29 @@ def endpoints(commands: Commands) -> list[Endpoint]:
             'pull it everywhere: {"project"?, "wait"?, "timeout"?}',
         ),
     }
+
+    def guarded(verb: str, handler: Handler) -> Handler:
+        """The agent-token scope (``schemas.scopes``), then the caller's ``Swarm-Seen-Seq``
+        (answer from a fold that holds what the caller has seen), then the handler."""
+
+        async def handle(r: CommandRequest) -> Any:
+            authorize(caller(r, api_token), verb, _swarm_or_any(r))
+            seen = r.headers.get(subjects.SEEN_HEADER)
+            if seen:
+                try:
+                    position = whole_number(seen, subjects.SEEN_HEADER)
+                    await commands.projection.wait_for(position, timeout=SEEN_WAIT)
+                except Unavailable:
+                    pass  # answer from what the fold has
+            return await handler(r)
+
+        return handle
+
     return [
         Endpoint(
             name=verb,
             subject=f"swarm.cmd.*.{verb}",
-            handler=_answering_landed(handler),
+            handler=guarded(verb, _answering_landed(handler)),
             description=text,
         )
         for verb, (handler, text) in handlers.items()
@@ -294,12 +332,12 @@ def _answering_landed(
     return handle
 
 
-async def start(nc: Any, commands: Commands, version: str) -> Any:
+async def start(nc: Any, commands: Commands, version: str, api_token: str | None = None) -> Any:
     """Serve the endpoints on ``nc``; returns the micro service (``await it.stop()``)."""
     return await serve(
         nc,
         name=SERVICE_NAME,
         version=version,
         description="Swarm's commands over NATS: swarm.cmd.<swarm>.<verb>, JSON in and out",
-        endpoints=endpoints(commands),
+        endpoints=endpoints(commands, api_token),
     )

@@ -65,6 +65,34 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _ignored(what: str) -> Any:
+    """A field the prototype's clients send that Swarm accepts and ignores (never dumped)."""
+    return Field(None, exclude=True, description=f"accepted from the prototype's clients; {what}")
+
+
+_LOG_OWNS = "ignored: the event log owns it"
+
+
+class PrototypeTaskFields(BaseModel):
+    """What the prototype's clients send with a task beyond its content (often the whole task
+    object as they last read it): the lifecycle fields its server stored. In Swarm the scheduler
+    and the executors write those as events, so they are accepted and ignored; ``status:
+    "cancelled"`` in an update cancels the task."""
+
+    status: Any = _ignored('ignored, except "cancelled" in an update, which cancels the task')
+    agent: Any = _ignored(_LOG_OWNS)
+    assignedAgent: Any = _ignored(_LOG_OWNS)
+    result: Any = _ignored(_LOG_OWNS)
+    output: Any = _ignored(_LOG_OWNS)
+    error: Any = _ignored(_LOG_OWNS)
+    swarmId: Any = _ignored("ignored: the path names the swarm")
+    createdAt: Any = _ignored(_LOG_OWNS)
+    updatedAt: Any = _ignored(_LOG_OWNS)
+    claimedAt: Any = _ignored(_LOG_OWNS)
+    startedAt: Any = _ignored(_LOG_OWNS)
+    completedAt: Any = _ignored(_LOG_OWNS)
+
+
 # --- requests ---------------------------------------------------------------------------------
 
 
@@ -76,7 +104,11 @@ class TaskSpecIn(Request):
     description: str = Field("", max_length=20_000)
     tags: Words = Field([], description="a list or a comma-separated string")
     priority: Priority = "medium"
-    depends: Ids = Field([], description="ids of tasks this one waits for")
+    depends: Ids = Field(
+        [],
+        validation_alias=AliasChoices("depends", "dependencies", "dependsOn"),
+        description="ids of tasks this one waits for (also `dependencies`, `dependsOn`)",
+    )
     runtime: Runtime = Field("claude", description="`instant` only measures Swarm's overhead")
     timeout: Timeout | None = Field(None, description="seconds; default: the executor's")
 
@@ -89,13 +121,14 @@ class TriggerIn(Request):
     task: TaskSpecIn
 
 
-class CreateTask(TaskSpecIn):
+class CreateTask(TaskSpecIn, PrototypeTaskFields):
     id: Id | None = Field(None, description="optional client-chosen id")
     triggers: list[TriggerIn] = Field([], max_length=20)
 
 
-class UpdateTask(Request):
-    """Only the fields given change; only a task not yet claimed (blocked, pending, requeued)."""
+class UpdateTask(Request, PrototypeTaskFields):
+    """Only the fields given that differ from the task change; only a task not yet claimed
+    (blocked, pending, requeued). ``status: "cancelled"`` cancels it instead."""
 
     title: (
         Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
@@ -105,10 +138,13 @@ class UpdateTask(Request):
     description: str | None = Field(None, max_length=20_000)
     tags: Words | None = None
     priority: Priority | None = None
-    depends: Ids | None = None
+    depends: Ids | None = Field(
+        None, validation_alias=AliasChoices("depends", "dependencies", "dependsOn")
+    )
     runtime: Runtime | None = None
     timeout: Timeout | None = None
     triggers: list[TriggerIn] | None = None
+    id: Any = _ignored("ignored: the path names the task")
 
 
 class CancelTask(Request):
@@ -135,9 +171,18 @@ class RegisterAgent(Request):
         description="an existing sandbox to attach to (also accepted as `sandbox_id`)",
     )
     backend: Literal["local", "daytona"] = "local"
+    labels: Words = Field(
+        [],
+        description="placement: only an executor with all these labels takes it up "
+        "(a list or a comma-separated string)",
+    )
+    status: Any = _ignored("ignored: presence and the log say whether it is idle or working")
 
 
 class UpdateAgent(Request):
+    """The prototype's sandboxes report their ``status`` (and current task, last seen) here:
+    accepted and ignored, as presence leases and the log say what an agent does."""
+
     name: (
         Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
         | None
@@ -147,6 +192,13 @@ class UpdateAgent(Request):
     sandbox_id: str | None = Field(
         None, max_length=200, validation_alias=AliasChoices("sandboxId", "sandbox_id")
     )
+    status: Any = _ignored("ignored: presence and the log say whether it is idle or working")
+    currentTask: Any = _ignored(_LOG_OWNS)
+    task: Any = _ignored(_LOG_OWNS)
+    lastSeen: Any = _ignored("ignored: presence leases say it")
+    lastHeartbeat: Any = _ignored("ignored: presence leases say it")
+    swarmId: Any = _ignored("ignored: use ?swarm= when the id exists in several")
+    id: Any = _ignored("ignored: the path names the agent")
 
 
 def _mention_list(value: Any) -> Any:
@@ -172,8 +224,20 @@ class PostChat(Request):
         max_length=100,
         description="extra mentions (`@all`, `@<role>`, `@<agent>`): a list or a string",
     )
-    author: Word | None = Field(None, description="who speaks (default `master`)")
+    mention: Annotated[list[Mention], BeforeValidator(_mention_list)] = Field(
+        [],
+        max_length=100,
+        exclude=True,
+        description="the prototype's name: added to `mentions`",
+    )
+    author: Word | None = Field(
+        None,
+        validation_alias=AliasChoices("author", "from"),
+        description="who speaks (default `master`; also accepted as `from`)",
+    )
     channel: Id | None = Field(None, description="default `general`")
+    type: Any = _ignored("ignored")
+    timestamp: Any = _ignored("ignored: the chat service stamps the time")
 
 
 IntegrationMode = Literal["integrate", "branch", "off"]
@@ -350,6 +414,9 @@ class Task(Response):
     timeout: float | None = None
     triggers: list[TriggerOut] = []
     parent: str | None = None
+    parent_attempt: int | None = Field(
+        None, description="an agent's follow-up: the attempt of `parent` that created it"
+    )
     status: TaskStatus
     attempt: int
     agent: str | None = None
@@ -395,6 +462,7 @@ class Agent(Response):
     sandbox_id: str | None = None
     executor: str | None = Field(None, description="the executor hosting it (none yet: null)")
     backend: str = "local"
+    labels: list[str] = Field([], description="executors hosting it must have all these labels")
     status: AgentStatus
     task: str | None = Field(None, description="the task it is working on")
     registered_at: float = 0.0

@@ -21,7 +21,7 @@ REF = "#/components/schemas/{model}"
 _REASONS = {
     400: "Bad input; `error.field` names the field, parameter or header at fault",
     401: "Missing or wrong bearer token",
-    403: "An agent token used outside posting to its own swarm's chat",
+    403: "An agent token used outside its scope (schemas.scopes)",
     404: "Unknown swarm, task, agent or project",
     409: "Not allowed in the current state, or lost a race: read again and retry",
     413: "Body too large",

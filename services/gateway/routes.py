@@ -13,6 +13,7 @@ from typing import Any, get_args
 from pydantic import BaseModel
 
 from schemas.positions import MAX_POSITION
+from schemas.scopes import AGENT_VERBS
 from services.gateway import models
 from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
 from services.gateway.projects import MAX_WAIT
@@ -39,8 +40,18 @@ class Route:
     query: tuple[Query, ...] = ()
     stream: bool = False  # text/event-stream
     auth: bool = True
-    agent_token: bool = False  # an agent's own token is enough (for that agent's swarm)
     errors: tuple[int, ...] = (404,)
+    verb: str = ""  # the command's NATS verb, when it differs from ``name``
+
+    @property
+    def command(self) -> str:
+        """The verb ``schemas.scopes`` knows this route by (its NATS verb, or its name)."""
+        return self.verb or self.name
+
+    @property
+    def agent_token(self) -> bool:
+        """Whether an agent's own token is enough (for that agent's swarm)."""
+        return self.auth and self.command in AGENT_VERBS
 
 
 _POSITION = {"minimum": 0, "maximum": MAX_POSITION}
@@ -92,9 +103,10 @@ ROUTES: tuple[Route, ...] = (
         "DELETE",
         "/swarms/{swarm}",
         "delete_swarm",
-        "Delete a swarm",
+        "Delete a swarm (409 while tasks are claimed or running, unless force=1 stops them)",
         "swarms",
         response=models.Deleted,
+        query=(Query("force", "1: also when tasks are claimed or running (they are stopped)"),),
         errors=(404, 409),
     ),
     Route(
@@ -120,6 +132,7 @@ ROUTES: tuple[Route, ...] = (
             ),
         ),
         errors=(400, 404),
+        verb="board",
     ),
     Route(
         "GET",
@@ -289,8 +302,8 @@ ROUTES: tuple[Route, ...] = (
         body=models.PostChat,
         response=models.ChatMessage,
         status=201,
-        agent_token=True,
         errors=(400, 403, 404),
+        verb="chat_post",
     ),
     Route(
         "GET",
@@ -335,6 +348,7 @@ ROUTES: tuple[Route, ...] = (
         "The swarm's project with each agent's checkout (commit, dirty, ahead, behind, error)",
         "projects",
         response=models.Project,
+        verb="get_project",
     ),
     Route(
         "PATCH",

@@ -7,7 +7,6 @@ answers 503 until the fold has caught up); the micro endpoints start once it has
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import time
 from importlib import metadata
@@ -15,7 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from schemas.errors import Invalid, Unavailable
+from schemas import scopes
+from schemas.errors import Unavailable
 from services.bus.connection import NatsOptions
 from services.bus.service import Readiness, Service, read_readiness
 from services.gateway import micro
@@ -23,23 +23,15 @@ from services.gateway.commands import Commands
 from services.gateway.http import MAX_BODY, HttpApi
 
 SERVICES = ("gateway", "scheduler", "executor", "chat")
+OPTIONAL_SERVICES = ("mcp",)  # reported when running; Swarm works without them
 STALE_AFTER = 10.0  # seconds without a heartbeat before a service counts as gone
 DEFAULT_PORT = 7700
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def health_report(beats: list[Readiness], now: float) -> dict[str, Any]:
     """Pure: which services are up and ready, from their last heartbeats."""
     report: dict[str, dict[str, Any]] = {}
-    for name in SERVICES:
+    for name in (*SERVICES, *OPTIONAL_SERVICES):
         fresh = [b for b in beats if b.service == name and now - b.time <= STALE_AFTER]
         report[name] = {
             "ready": any(b.ready for b in fresh),
@@ -55,7 +47,7 @@ def health_report(beats: list[Readiness], now: float) -> dict[str, Any]:
                 for b in sorted(fresh, key=lambda b: b.instance)
             ],
         }
-    return {"ok": all(s["ready"] for s in report.values()), "services": report}
+    return {"ok": all(report[name]["ready"] for name in SERVICES), "services": report}
 
 
 def _version() -> str:
@@ -77,20 +69,18 @@ class Gateway(Service):
         port: int = DEFAULT_PORT,
         token: str | None = None,
         max_body: int = MAX_BODY,
+        follow_ups: int = scopes.DEFAULT_FOLLOW_UPS,
         nats: NatsOptions | None = None,
         instance: str | None = None,
         swarm: str | None = None,
         snapshot_every: int = 2000,
     ) -> None:
         super().__init__(nats=nats, instance=instance, swarm=swarm, snapshot_every=snapshot_every)
-        if not token and not is_loopback(host):
-            raise Invalid(
-                "SWARM_API_TOKEN",
-                f"refusing to listen on non-loopback address {host} without SWARM_API_TOKEN",
-            )
+        scopes.check_listen(host, token)
         self.host = host
         self.port = port
         self.token = token
+        self.follow_ups = follow_ups
         self.version = _version()
         self.commands: Commands | None = None
         self.api = HttpApi(self, token=token, max_body=max_body)
@@ -100,7 +90,7 @@ class Gateway(Service):
 
     async def on_start(self) -> None:
         assert self.bus is not None and self.projection is not None
-        self.commands = Commands(self.bus, self.projection)
+        self.commands = Commands(self.bus, self.projection, follow_ups=self.follow_ups)
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port)
@@ -115,7 +105,7 @@ class Gateway(Service):
 
     async def on_ready(self) -> None:
         assert self.bus is not None and self.commands is not None
-        self.micro = await micro.start(self.bus.nc, self.commands, self.version)
+        self.micro = await micro.start(self.bus.nc, self.commands, self.version, self.token)
         self.log.info("gateway.micro_started", service=micro.SERVICE_NAME)
 
     async def on_stop(self) -> None:
@@ -148,7 +138,9 @@ class Gateway(Service):
         # This process answers, so its own readiness is known first-hand.
         report["services"]["gateway"]["ready"] = self.ready
         report["ok"] = (
-            nats_ok and unread is None and all(s["ready"] for s in report["services"].values())
+            nats_ok
+            and unread is None
+            and all(report["services"][name]["ready"] for name in SERVICES)
         )
         report["nats"] = "connected" if nats_ok else "unreachable"
         if unread is not None:
@@ -162,6 +154,13 @@ class Gateway(Service):
         parser.add_argument(
             "--port", type=int, default=int(os.environ.get("SWARM_GATEWAY_PORT", DEFAULT_PORT))
         )
+        parser.add_argument(
+            "--agent-follow-ups",
+            type=int,
+            default=int(os.environ.get("SWARM_AGENT_FOLLOW_UPS", scopes.DEFAULT_FOLLOW_UPS)),
+            help="follow-up tasks one run of an agent may create with its own token "
+            f"(env SWARM_AGENT_FOLLOW_UPS, default {scopes.DEFAULT_FOLLOW_UPS})",
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Gateway:
@@ -170,4 +169,5 @@ class Gateway(Service):
             host=args.host,
             port=args.port,
             token=os.environ.get("SWARM_API_TOKEN") or None,
+            follow_ups=args.agent_follow_ups,
         )

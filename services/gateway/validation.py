@@ -93,6 +93,19 @@ def check_deletable(task: TaskView) -> None:
         raise Conflict(f"task {task.id} is {task.status}: cancel it before deleting it")
 
 
+def check_swarm_deletable(swarm: SwarmView, *, force: bool) -> None:
+    """A swarm with claimed or running tasks is deleted only when forced (their runs are then
+    stopped); ``Conflict`` names them."""
+    active = sorted(t.id for t in swarm.tasks.values() if t.status in ACTIVE)
+    if active and not force:
+        shown = ", ".join(active[:5]) + (f" and {len(active) - 5} more" if len(active) > 5 else "")
+        raise Conflict(
+            f"swarm {swarm.id} has {len(active)} claimed or running task(s) ({shown}): cancel "
+            "them first, or delete with force (?force=1, swarm swarm delete --force), which "
+            "stops their runs"
+        )
+
+
 # --- lookups ----------------------------------------------------------------------------------
 
 

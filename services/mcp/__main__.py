@@ -1,0 +1,5 @@
+import sys
+
+from services.mcp.service import McpServer
+
+sys.exit(McpServer.main())
