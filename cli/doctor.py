@@ -311,12 +311,11 @@ def service_checks(facts: Facts, lease: float) -> list[Check]:
                 )
             )
             continue
-        names = ", ".join(
-            sorted(str(b.detail.get("executor") or b.instance) for b in ready)
-            if service == "executor"
-            else sorted(f"{b.instance}@{b.host}" for b in ready)
-        )
-        detail = f"{len(ready)} ready ({names})"
+        if service == "executor":  # one executor beats once, and once more per swarm it serves
+            shown = sorted(by_executor(ready))
+        else:
+            shown = sorted(f"{b.instance}@{b.host}" for b in ready)
+        detail = f"{len(shown)} ready ({', '.join(shown)})"
         if service == "scheduler" and facts.leases_error is not None:
             said = sorted(b.instance for b in ready if b.detail.get("leader"))
             found.append(
@@ -356,6 +355,15 @@ def service_checks(facts: Facts, lease: float) -> list[Check]:
 
 def fresh_beats(facts: Facts) -> list[Readiness]:
     return [b for b in facts.services if facts.now - b.time <= FRESH_FOR]
+
+
+def by_executor(beats: list[Readiness]) -> dict[str, list[Readiness]]:
+    """Executor heartbeats by the executor they come from (its process and each swarm it
+    serves beat separately)."""
+    found: dict[str, list[Readiness]] = {}
+    for beat in beats:
+        found.setdefault(str(beat.detail.get("executor") or beat.instance), []).append(beat)
+    return found
 
 
 def agent_check(facts: Facts, lease: float) -> Check:
@@ -437,14 +445,19 @@ def runtime_check(facts: Facts) -> Check:
         return Check("runtimes", UNKNOWN, "unknown: no ready executor to report them")
     claude_waiting = [t.id for t in facts.waiting or [] if t.runtime == "claude"]
     claude_problems, problems, unknown, fine = [], [], [], []
-    for beat in sorted(executors, key=lambda b: str(b.detail.get("executor") or b.instance)):
-        name = str(beat.detail.get("executor") or beat.instance)
-        runtimes = beat.detail.get("runtimes")
-        if not isinstance(runtimes, dict) or not isinstance(runtimes.get("claude"), dict):
+    for name, beats in sorted(by_executor(executors).items()):
+        reports = [
+            b.detail
+            for b in beats
+            if isinstance(b.detail.get("runtimes"), dict)
+            and isinstance(b.detail["runtimes"].get("claude"), dict)
+        ]
+        if not reports:
             unknown.append(name)
             continue
-        claude = runtimes["claude"]
-        backend = str(beat.detail.get("backend") or "local")
+        report = reports[0]  # one process: the same binary and environment for every swarm
+        claude = report["runtimes"]["claude"]
+        backend = str(report.get("backend") or "local")
         lacks = []
         if not claude.get("in_sandbox") and not claude.get("path"):
             lacks.append(f"no `{claude.get('bin') or 'claude'}` on its PATH")
@@ -453,10 +466,11 @@ def runtime_check(facts: Facts) -> Check:
             lacks.append(f"none of {' or '.join(credentials)} set")
         if lacks:
             claude_problems.append(f"{name}: {', '.join(lacks)}")
-        for variable, present in _set(beat.detail.get("backend_credentials")).items():
+        for variable, present in _set(report.get("backend_credentials")).items():
             if not present:
                 problems.append(f"{name}: {variable} not set (the {backend} backend needs it)")
-        for variable, present in _set(beat.detail.get("project_credentials")).items():
+        projects = {k: v for r in reports for k, v in _set(r.get("project_credentials")).items()}
+        for variable, present in sorted(projects.items()):
             if not present:
                 problems.append(f"{name}: {variable} not set (a project's credentials_ref)")
         where = (

@@ -437,3 +437,19 @@ def test_provisioning_waits_for_a_forming_cluster_but_not_for_a_refusal() -> Non
     assert forming(APIError(code=503, err_code=10008, description="unavailable"))
     assert not forming(BadRequestError(code=400, err_code=10052, description="bad"))
     assert not forming(APIError(code=503, description="JetStream not enabled"))
+
+
+def test_an_executor_serving_several_swarms_counts_once_and_reports_every_projects_token() -> None:
+    facts = healthy()
+    facts.services = [
+        *[b for b in facts.services if b.service != "executor"],
+        beat("executor", "box-1", executor="box-1", swarms=["default", "web"]),  # its process
+        beat("executor", "box-1.default", executor="box-1", **runs_report()),
+        beat("executor", "box-1.web", executor="box-1", **runs_report(GITHUB_TOKEN="")),
+    ]
+
+    checks = statuses(facts)
+
+    assert checks["executor"].detail == "1 ready (box-1)"
+    assert checks["runtimes"].status == FAIL
+    assert checks["runtimes"].detail == "box-1: GITHUB_TOKEN not set (a project's credentials_ref)"
