@@ -6,9 +6,10 @@
     Name: dev-swarm
     Status: active
     Sandboxes: 3
+    Spent: $1.25 of a $5.00 budget
     === AGENTS ===
-    [🟢 IDLE] Frontend Agent (frontend)
-    [🔵 WORKING] Backend Agent (backend)
+    [🟢 IDLE] Frontend Agent (frontend)  $0.42
+    [🔵 WORKING] Backend Agent (backend)  $0.83
       └─ Task: t-123
     === TASKS ===
     Pending: 3
@@ -49,7 +50,8 @@ def agent_lines(agents: list[dict[str, Any]]) -> list[str]:
     for agent in agents:
         badge = AGENT_BADGES.get(agent["status"], agent["status"].upper())
         role = f" ({agent['role']})" if agent.get("role") else ""
-        lines.append(f"[{badge}] {agent['name']}{role}")
+        spent = f"  ${agent['spent_usd']:.2f}" if agent.get("spent_usd") else ""
+        lines.append(f"[{badge}] {agent['name']}{role}{spent}")
         if agent.get("task"):
             lines.append(f"  └─ Task: {agent['task']}")
     return lines
@@ -65,13 +67,27 @@ def count_lines(counts: dict[str, int]) -> list[str]:
     ]
 
 
+def spend_lines(swarm: dict[str, Any]) -> list[str]:
+    """``Spent: $1.25 of a $5.00 budget``, and why claude tasks are held once it is reached."""
+    spent, budget = swarm.get("spent_usd") or 0.0, swarm.get("budget_usd")
+    if budget is None:
+        lines = [f"Spent: ${spent:.2f} (no budget)"]
+    else:
+        lines = [f"Spent: ${spent:.2f} of a ${budget:.2f} budget"]
+    if swarm.get("budget_reached"):
+        lines.append(f"Budget reached: {swarm['budget_reached']}")
+    return lines
+
+
 def render_status(status: dict[str, Any]) -> str:
     swarm = status["swarm"]
+    held = bool(swarm.get("budget_reached"))
     lines = [
         "=== SWARM ===",
         f"Name: {swarm['name']}",
-        "Status: active",
+        "Status: budget reached (claude tasks held)" if held else "Status: active",
         f"Sandboxes: {swarm['agents']}",
+        *spend_lines(swarm),
         "",
         "=== AGENTS ===",
         *(agent_lines(status["agents"]) or ["No agents"]),
@@ -159,6 +175,27 @@ def agents_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def budget_command(args: argparse.Namespace) -> int:
+    """``swarm budget`` shows the spend; ``swarm budget 20`` sets the budget, ``none`` removes
+    it."""
+    api = Api()
+    path = f"/swarms/{swarm_of(api, args)}"
+    if args.usd is None:
+        swarm = api.get(path)
+    else:
+        wanted = None if args.usd.lower() in ("none", "off", "-") else _dollars(args.usd)
+        swarm = api.request("PATCH", path, {"budget_usd": wanted})
+    print_json(swarm) if args.json else print("\n".join(spend_lines(swarm)))
+    return 0
+
+
+def _dollars(text: str) -> float:
+    try:
+        return float(text.lstrip("$"))
+    except ValueError:
+        raise SystemExit(f"swarm budget: {text!r} is not an amount of dollars (or none)") from None
+
+
 def replay_command(args: argparse.Namespace) -> int:
     api = Api()
     board = api.get(f"/swarms/{swarm_of(api, args)}/board", at=args.at)
@@ -196,6 +233,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("agents", help="the swarm's agents")
     add_swarm_option(parser)
     parser.set_defaults(func=agents_command)
+
+    parser = subparsers.add_parser(
+        "budget", help="the swarm's spend; set its budget (swarm budget 20) or remove it (none)"
+    )
+    parser.add_argument("usd", nargs="?", help="dollars, or none")
+    add_swarm_option(parser)
+    parser.set_defaults(func=budget_command)
 
     parser = subparsers.add_parser("replay", help="the board as it was at a log position or time")
     parser.add_argument(

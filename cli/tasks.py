@@ -37,7 +37,27 @@ def task_body(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name)
         if value is not None:
             body[name] = value
+    claude = claude_settings(args)
+    if claude:
+        body["claude"] = claude
     return body
+
+
+def claude_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The task's own claude settings from ``--permission-mode``, ``--allow-tool``,
+    ``--deny-tool``, ``--max-budget-usd`` and ``--model`` (only the ones given)."""
+    settings: dict[str, Any] = {}
+    if args.permission_mode:
+        settings["permission_mode"] = args.permission_mode
+    if args.allow_tool:
+        settings["allowed_tools"] = args.allow_tool
+    if args.deny_tool:
+        settings["disallowed_tools"] = args.deny_tool
+    if args.max_budget_usd is not None:
+        settings["max_budget_usd"] = args.max_budget_usd
+    if args.model:
+        settings["model"] = args.model
+    return settings
 
 
 def progress(event: dict[str, Any]) -> str:
@@ -77,7 +97,8 @@ def task_command(args: argparse.Namespace) -> int:
     if args.json:
         print_json(ended)
     else:
-        print(f"{ended['id']} {ended['status']}")
+        cost = f" (${ended['cost_usd']:.2f})" if ended.get("cost_usd") else ""
+        print(f"{ended['id']} {ended['status']}{cost}")
         if ended.get("reason") and ended["status"] != "completed":
             print(ended["reason"])
         if ended.get("result"):
@@ -147,6 +168,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--id", help="choose the task's id")
     parser.add_argument("--key", help="Idempotency-Key (default: a fresh one)")
     parser.add_argument("--wait", action="store_true", help="wait until it ends")
+    claude = parser.add_argument_group("claude runs (default: the agent's, else the swarm's)")
+    claude.add_argument(
+        "--permission-mode",
+        choices=("default", "acceptEdits", "auto", "bypassPermissions", "dontAsk", "plan"),
+    )
+    claude.add_argument(
+        "--allow-tool", action="append", metavar="RULE", help='also allow, e.g. "Bash(make *)"'
+    )
+    claude.add_argument("--deny-tool", action="append", metavar="RULE", help="always deny")
+    claude.add_argument(
+        "--max-budget-usd", type=float, help="stop the run when its cost reaches this"
+    )
+    claude.add_argument("--model", help="claude --model for this task")
     add_swarm_option(parser)
     parser.set_defaults(func=task_command)
 

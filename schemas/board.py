@@ -8,6 +8,7 @@ from typing import Literal
 import msgspec
 
 from schemas.events import (
+    ClaudeTaskSettings,
     IntegrationMode,
     LandingProblem,
     MergeStrategy,
@@ -91,6 +92,10 @@ class TaskView(msgspec.Struct, kw_only=True):
     started_at: float | None = None
     finished_at: float | None = None
     created_seq: int = 0  # log position of ``created``: the age order among equal times
+    claude: ClaudeTaskSettings | None = None  # the task's own settings for its claude runs
+    cost_usd: float = 0.0  # what its recorded attempts cost together
+    session_id: str | None = None  # the claude session of its latest attempt
+    session_agent: str | None = None  # whose sandbox holds that session
     integration: Integration | None = None  # its work in git (None: no project, or mode off)
 
 
@@ -107,6 +112,7 @@ class AgentView(msgspec.Struct, kw_only=True):
     status: AgentStatus = "idle"
     task: str | None = None
     read_through: int = 0  # chat sequence of the last mention put in one of its prompts
+    spent_usd: float = 0.0  # what its recorded runs cost together
     registered_at: float = 0.0
     updated_at: float = 0.0
 
@@ -175,6 +181,8 @@ class SwarmView(msgspec.Struct, kw_only=True):
     agents: dict[str, AgentView] = {}
     projects: dict[str, ProjectView] = {}
     project: str | None = None  # the attached project
+    budget_usd: float | None = None  # the most its claude runs may cost together
+    spent_usd: float = 0.0  # what its recorded runs cost together
 
 
 class Board(msgspec.Struct, kw_only=True):

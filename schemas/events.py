@@ -21,6 +21,7 @@ IntegrationMode = Literal["integrate", "branch", "off"]  # what happens to a tas
 MergeStrategy = Literal["rebase", "merge"]  # how a task branch goes onto the project's branch
 OnConflict = Literal["resolve", "fail"]  # work that cannot land: a resolve task, or a failure
 LandingProblem = Literal["conflict", "verify", "error"]
+PermissionMode = Literal["default", "acceptEdits", "auto", "bypassPermissions", "dontAsk", "plan"]
 
 
 class Event(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=False):
@@ -60,8 +61,20 @@ class SwarmEvent(Event):
 
 
 class SwarmCreated(SwarmEvent, tag="swarm.created", kw_only=True):
+    """``budget_usd``: the most the swarm's claude runs may cost together (None: no limit);
+    once the recorded spend reaches it, no more claude tasks are claimed."""
+
     name: str
     description: str = ""
+    budget_usd: float | None = None
+
+
+class SwarmUpdated(SwarmEvent, tag="swarm.updated", kw_only=True):
+    """Only the fields that changed are present; ``budget_usd: null`` removes the budget."""
+
+    name: str | None = None
+    description: str | None = None
+    budget_usd: float | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class SwarmDeleted(SwarmEvent, tag="swarm.deleted", kw_only=True):
@@ -69,6 +82,18 @@ class SwarmDeleted(SwarmEvent, tag="swarm.deleted", kw_only=True):
 
 
 # --- task -------------------------------------------------------------------------------------
+
+
+class ClaudeTaskSettings(msgspec.Struct, kw_only=True):
+    """A claude task's own settings for its run (unset: the agent's, else the swarm's, else the
+    sandbox backend's default). ``allowed_tools`` / ``disallowed_tools`` add to the agent's
+    lists; ``max_budget_usd`` stops the run when its cost reaches it (``--max-budget-usd``)."""
+
+    permission_mode: PermissionMode | None = None
+    allowed_tools: list[str] = []
+    disallowed_tools: list[str] = []
+    max_budget_usd: float | None = None
+    model: str | None = None
 
 
 class TaskSpec(msgspec.Struct, kw_only=True):
@@ -82,6 +107,7 @@ class TaskSpec(msgspec.Struct, kw_only=True):
     depends: list[str] = []
     runtime: Runtime = "claude"
     timeout: float | None = None
+    claude: ClaudeTaskSettings | None = None
 
 
 class Trigger(msgspec.Struct, kw_only=True):
@@ -106,6 +132,7 @@ class TaskCreated(TaskEvent, tag="task.created", kw_only=True):
     runtime: Runtime = "claude"
     timeout: float | None = None
     triggers: list[Trigger] = []
+    claude: ClaudeTaskSettings | None = None
     parent: str | None = None  # the task whose trigger (or whose running agent) created this one
     parent_attempt: int | None = None  # created by the agent running ``parent``: which attempt
     resolves: str | None = None  # the task whose work (conflicted or red) this one makes land
@@ -123,6 +150,7 @@ class TaskUpdated(TaskEvent, tag="task.updated", kw_only=True):
     priority: Priority | None = None
     runtime: Runtime | None = None
     timeout: float | None = None
+    claude: ClaudeTaskSettings | None = None  # replaces the task's claude settings whole
 
 
 class TaskUnblocked(TaskEvent, tag="task.unblocked", kw_only=True):
@@ -143,6 +171,8 @@ class TaskRunning(TaskEvent, tag="task.running", kw_only=True):
     attempt: int
     executor: str = ""
     inbox_read_through: int = 0
+    session_id: str | None = None  # the claude session this attempt runs in
+    resumed: bool = False  # it continues the session of an earlier attempt
     branch: str | None = None  # the task branch the run works on (``swarm/<task>``)
     base: str | None = None  # the commit it was cut from: the project branch's newest tip
 
@@ -152,6 +182,15 @@ class Usage(msgspec.Struct, kw_only=True):
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
+
+
+class DeniedTool(msgspec.Struct, kw_only=True):
+    """A tool call the run was not permitted: the tool, what it was called with (shortened) and
+    what the CLI said."""
+
+    tool: str
+    input: str = ""
+    message: str = ""
 
 
 class RunOutcome(msgspec.Struct, kw_only=True):
@@ -166,6 +205,7 @@ class RunOutcome(msgspec.Struct, kw_only=True):
     usage: Usage | None = None
     session_id: str | None = None
     duration_s: float | None = None
+    denied_tools: list[DeniedTool] = []
 
 
 class Work(msgspec.Struct, kw_only=True):
@@ -356,6 +396,7 @@ class ProjectSyncFailed(ProjectEvent, tag="project.sync_failed", kw_only=True):
 
 AnyEvent = (
     SwarmCreated
+    | SwarmUpdated
     | SwarmDeleted
     | TaskCreated
     | TaskUpdated

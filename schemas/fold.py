@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar, cast
 
+import msgspec
+
 from schemas import events as ev
 from schemas.board import (
     ACTIVE,
@@ -108,8 +110,26 @@ def _swarm_created(board: Board, e: ev.SwarmCreated, seq: int) -> bool:
     if e.swarm in board.swarms:
         return False
     board.swarms[e.swarm] = SwarmView(
-        id=e.swarm, name=e.name, description=e.description, created_at=e.time
+        id=e.swarm,
+        name=e.name,
+        description=e.description,
+        created_at=e.time,
+        budget_usd=e.budget_usd,
     )
+    return True
+
+
+@_on(ev.SwarmUpdated)
+def _swarm_updated(board: Board, e: ev.SwarmUpdated, seq: int) -> bool:
+    swarm = board.swarms.get(e.swarm)
+    if swarm is None:
+        return False
+    if e.name is not None:
+        swarm.name = e.name
+    if e.description is not None:
+        swarm.description = e.description
+    if e.budget_usd is not msgspec.UNSET:
+        swarm.budget_usd = e.budget_usd
     return True
 
 
@@ -139,6 +159,7 @@ def _task_created(board: Board, e: ev.TaskCreated, seq: int) -> bool:
         timeout=e.timeout,
         triggers=list(e.triggers),
         parent=e.parent,
+        claude=e.claude,
         parent_attempt=e.parent_attempt,
         resolves=e.resolves,
         correlation_id=e.correlation_id,
@@ -168,6 +189,8 @@ def _task_updated(board: Board, e: ev.TaskUpdated, seq: int) -> bool:
         task.tags = list(e.tags)
     if e.triggers is not None:
         task.triggers = list(e.triggers)
+    if e.claude is not None:
+        task.claude = e.claude
     if e.depends is not None:
         task.depends = list(e.depends)
         if task.status != "requeued":
@@ -221,6 +244,9 @@ def _task_running(board: Board, e: ev.TaskRunning, seq: int) -> bool:
     task.status = "running"
     task.started_at = e.time
     task.updated_at = e.time
+    if e.session_id is not None:
+        task.session_id = e.session_id
+        task.session_agent = e.agent
     swarm = found[0]
     agent = swarm.agents.get(e.agent)
     if agent is not None and e.inbox_read_through > agent.read_through:
@@ -278,12 +304,25 @@ def _current_attempt(task: TaskView, attempt: int, agent: str | None) -> bool:
     return task.status in ACTIVE and attempt == task.attempt and agent == task.agent
 
 
+def _spend(swarm: SwarmView, task: TaskView, outcome: ev.RunOutcome | None) -> None:
+    """A run's recorded cost counts for its task, its agent and its swarm."""
+    cost = outcome.cost_usd if outcome is not None else None
+    if not cost or cost < 0:
+        return
+    task.cost_usd += cost
+    swarm.spent_usd += cost
+    agent = swarm.agents.get(task.agent) if task.agent else None
+    if agent is not None:
+        agent.spent_usd += cost
+
+
 @_on(ev.TaskCompleted)
 def _task_completed(board: Board, e: ev.TaskCompleted, seq: int) -> bool:
     found = _task(board, e)
     if found is None or not _current_attempt(found[1], e.attempt, e.agent):
         return False
     swarm, task = found
+    _spend(swarm, task, e.outcome)
     task.status = "completed"
     task.outcome = e.outcome
     task.reason = None
@@ -308,6 +347,7 @@ def _task_failed(board: Board, e: ev.TaskFailed, seq: int) -> bool:
             return False
     elif task.status in FINISHED or task.status in ACTIVE:
         return False
+    _spend(swarm, task, e.outcome)
     task.status = "failed"
     task.reason = e.reason
     task.outcome = e.outcome

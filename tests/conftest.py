@@ -70,3 +70,11 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
 def swarm_id() -> str:
     """A swarm of this test's own, so tests sharing the session server never meet."""
     return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def claude_bin() -> Path:
+    """The real Claude Code CLI, pinned and installed once (``tests/claude_cli.py``)."""
+    import claude_cli
+
+    return claude_cli.install()

@@ -11,8 +11,14 @@ Usage: as ``SWARM_CLAUDE_BIN`` (or ``--claude-bin``). Standard library only.
 Flags accepted (like the real CLI, anything else is an error): ``-p``/``--print``,
 ``--output-format text|json|stream-json`` (stream-json needs ``--verbose``), ``--verbose``,
 ``--model M``, ``--max-turns N``, ``--permission-mode M``, ``--allowedTools``/``--allowed-tools
-T...``, ``--append-system-prompt S``, ``--dangerously-skip-permissions``, ``--``, then the prompt
-(or the prompt on stdin).
+T...``, ``--disallowedTools T...``, ``--append-system-prompt S``,
+``--dangerously-skip-permissions``, ``--session-id ID`` (the session's id), ``--resume ID``,
+``--max-budget-usd N``, ``--include-hook-events``, ``--``, then the prompt (or the prompt on
+stdin).
+
+It stands in where the CLI's own behaviour does not matter (Swarm's plumbing: dispatch, output,
+timeouts, cancels); tests of what the CLI does run the real one (``tests/claude_cli.py``) against
+``tests/fake_anthropic.py``.
 
 ``FAKE_CLAUDE_MODE``:
 - ``auto`` (default): like the real CLI, ``success`` when ``ANTHROPIC_API_KEY`` or
@@ -47,10 +53,19 @@ VALUED = {
     "--max-turns",
     "--permission-mode",
     "--append-system-prompt",
+    "--session-id",
+    "--resume",
+    "--max-budget-usd",
     "--mcp-config",
 }
-BOOLEAN = {"-p", "--print", "--verbose", "--dangerously-skip-permissions"}
-VARIADIC = {"--allowedTools", "--allowed-tools"}
+BOOLEAN = {
+    "-p",
+    "--print",
+    "--verbose",
+    "--dangerously-skip-permissions",
+    "--include-hook-events",
+}
+VARIADIC = {"--allowedTools", "--allowed-tools", "--disallowedTools", "--disallowed-tools"}
 PERMISSION_MODES = {"default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"}
 
 
@@ -333,7 +348,7 @@ def main(argv: list[str]) -> int:
             "CLAUDE_CODE_OAUTH_TOKEN"
         )
         mode = "success" if has_credentials else "not-logged-in"
-    session = str(uuid.uuid4())
+    session = options.get("resume") or options.get("session-id") or str(uuid.uuid4())
     if mode == "not-logged-in":
         return not_logged_in(session, options, started)
     if mode == "success":

@@ -19,8 +19,9 @@ from schemas.board import TaskView
 from schemas.chat import InboxEntry
 from schemas.events import Usage
 from services.executor import runtimes
+from services.executor.claude_settings import ClaudeRun
 from services.executor.claude_stream import ClaudeStream, LineSplitter
-from services.executor.runtimes import ClaudeOptions, ClaudeOutput, ShellOutput
+from services.executor.runtimes import ClaudeOutput, ShellOutput, Verdict
 
 HERE = Path(__file__).parent
 CAPTURE = HERE / "fixtures" / "claude-stream-json-not-logged-in.jsonl"
@@ -67,7 +68,11 @@ def test_real_not_logged_in_capture_reads_as_an_error_result_with_its_session() 
     assert stream.result.session_id == stream.session_id
     assert stream.model == "claude-opus-5-5"
     assert stream.auth_failed
-    assert shown == "Not logged in · Please run /login\n"
+    assert shown.splitlines() == [
+        "· claude 2.1.330, model claude-opus-5-5, permission mode default, session "
+        "db7905af-2560-42c9-9f6f-224dff965378",
+        "Not logged in · Please run /login",
+    ]
 
 
 def test_fake_not_logged_in_lines_have_the_same_keys_as_the_real_capture() -> None:
@@ -93,7 +98,8 @@ def test_fake_success_reads_as_a_result_with_cost_turns_tokens_and_session() -> 
     assert stream.result.usage.input_tokens > 0 and stream.result.usage.output_tokens > 0
     assert stream.result.session_id and stream.result.session_id == stream.session_id
     assert not stream.auth_failed
-    assert shown.splitlines() == [
+    assert shown.splitlines()[0].startswith("· claude 2.1.330, model claude-opus-5-5")
+    assert shown.splitlines()[1:] == [
         "Working on: Task t-1: Create Button",
         "→ Bash: pwd",
         "Done: Task t-1: Create Button",
@@ -145,38 +151,52 @@ def test_lines_split_across_reads_are_put_back_together() -> None:
 # --- commands ---------------------------------------------------------------------------------
 
 
-def test_claude_command_has_the_print_stream_json_flags_and_the_configured_ones() -> None:
-    options = ClaudeOptions(
+def test_claude_command_has_the_print_stream_json_flags_and_the_run_s_own() -> None:
+    run = ClaudeRun(
         model="sonnet",
         max_turns=7,
         permission_mode="acceptEdits",
-        allowed_tools=("Read", "Bash(git log:*)"),
+        allowed_tools=("Read", "Bash(git log *)"),
+        disallowed_tools=("WebFetch",),
         append_system_prompt="Be brief.",
+        max_budget_usd=1.5,
+        session_id="5a386642-da6c-427f-8703-01e365db8290",
     )
-    command = runtimes.claude_command(options, "/bin/claude", "Task t-1: -rf is a title")
+    command = runtimes.claude_command(run, "/bin/claude", "Task t-1: -rf is a title")
     argv = command.argv
     assert argv[:5] == ["/bin/claude", "--print", "--output-format", "stream-json", "--verbose"]
+    assert "--include-hook-events" in argv
+    assert argv[argv.index("--session-id") + 1] == run.session_id
     assert argv[argv.index("--model") + 1] == "sonnet"
     assert argv[argv.index("--max-turns") + 1] == "7"
+    assert argv[argv.index("--max-budget-usd") + 1] == "1.5"
     assert argv[argv.index("--permission-mode") + 1] == "acceptEdits"
     assert argv[argv.index("--append-system-prompt") + 1] == "Be brief."
-    tools = argv[argv.index("--allowedTools") + 1 : argv.index("--")]
-    assert tools == ["Read", "Bash(git log:*)"]
+    assert argv[argv.index("--allowedTools") + 1] == "Read,Bash(git log *)"
+    assert argv[argv.index("--disallowedTools") + 1] == "WebFetch"
     assert argv[-2:] == ["--", "Task t-1: -rf is a title"]
-    assert "--dangerously-skip-permissions" not in argv
+    assert "--dangerously-skip-permissions" not in argv and "--resume" not in argv
     assert command.stdin is None and not command.merge_stderr
 
 
+def test_a_resumed_run_names_the_session_to_continue_and_no_new_one() -> None:
+    run = ClaudeRun(resume="s-1", session_id="s-2", permission_mode="bypassPermissions")
+    argv = runtimes.claude_command(run, "claude", "go on").argv
+    assert argv[argv.index("--resume") + 1] == "s-1" and "--session-id" not in argv
+    assert "--dangerously-skip-permissions" in argv and "--permission-mode" not in argv
+
+
 def test_the_real_flag_set_is_accepted_by_the_stand_in() -> None:
-    options = ClaudeOptions(
+    run = ClaudeRun(
         model="sonnet",
         max_turns=3,
-        permission_mode="acceptEdits",
-        allowed_tools=("Read", "Edit"),
+        permission_mode="bypassPermissions",
+        disallowed_tools=("WebFetch",),
         append_system_prompt="Be brief.",
-        skip_permissions=True,
+        max_budget_usd=2.0,
+        session_id="5a386642-da6c-427f-8703-01e365db8290",
     )
-    command = runtimes.claude_command(options, str(FAKE), "Task t-1: hello")
+    command = runtimes.claude_command(run, str(FAKE), "Task t-1: hello")
     done = subprocess.run(
         [sys.executable, *command.argv],
         env={"PATH": os.environ.get("PATH", ""), "FAKE_CLAUDE_MODE": "success"},
@@ -187,12 +207,12 @@ def test_the_real_flag_set_is_accepted_by_the_stand_in() -> None:
     assert done.returncode == 0, done.stderr
     stream, _ = read_all(done.stdout.splitlines())
     assert stream.result is not None and stream.result.result == "Done: Task t-1: hello"
-    assert stream.model == "sonnet"
+    assert stream.model == "sonnet" and stream.session_id == run.session_id
 
 
 def test_a_huge_prompt_goes_through_stdin() -> None:
     prompt = "x" * (runtimes.ARG_MAX_PROMPT + 1)
-    command = runtimes.claude_command(ClaudeOptions(), "claude", prompt)
+    command = runtimes.claude_command(ClaudeRun(), "claude", prompt)
     assert "--" not in command.argv and command.stdin == prompt.encode()
 
 
@@ -270,6 +290,98 @@ def test_claude_that_dies_without_a_result_fails_with_its_stderr() -> None:
     )
 
 
+def fixture(name: str) -> list[str]:
+    return (HERE / "fixtures" / f"claude-2.1.332-{name}.jsonl").read_text().splitlines()
+
+
+def judge_real(name: str, exit_code: int, api: str = "http://127.0.0.1:8765") -> Verdict:
+    output = ClaudeOutput(credentials_given=True, api=api)
+    shown = output.feed("stdout", ("\n".join(fixture(name)) + "\n").encode())
+    return output.verdict(exit_code, runtimes.tail(shown))
+
+
+def test_a_real_run_that_wrote_and_ran_what_it_was_allowed_completes() -> None:
+    verdict = judge_real("success", 0)
+    assert verdict.completed and verdict.reason is None
+    assert verdict.outcome.result == "All done." and verdict.outcome.denied_tools == []
+    assert verdict.outcome.cost_usd and verdict.outcome.turns == 3
+
+
+def test_a_real_run_with_denied_tools_fails_naming_each_tool_and_what_it_wanted() -> None:
+    verdict = judge_real("denied", 0)  # the CLI said success, exit 0: not a success
+    assert not verdict.completed and verdict.reason is not None
+    assert verdict.reason.startswith(
+        "claude was denied 2 tool calls: Write (/etc/swarm-probe.txt), Bash (chmod 600 "
+        "/etc/hosts) — the task is not done; allow them with"
+    )
+    assert [(d.tool, d.input) for d in verdict.outcome.denied_tools] == [
+        ("Write", "/etc/swarm-probe.txt"),
+        ("Bash", "chmod 600 /etc/hosts"),
+    ]
+    assert "haven't granted it" in verdict.outcome.denied_tools[0].message
+    assert verdict.outcome.denied_tools[1].message == "This command requires approval"
+    assert verdict.outcome.is_error and verdict.outcome.exit_code == 0
+
+
+def test_a_real_unreachable_api_fails_naming_the_base_url_and_the_retries() -> None:
+    verdict = judge_real("connection-refused", 1, api="http://10.9.9.9:1234")
+    assert verdict.reason == (
+        "API unreachable at http://10.9.9.9:1234 after 2 retries: API Error: Connection "
+        "refused — a firewall or proxy may be blocking it (ECONNREFUSED)"
+    )
+
+
+def test_a_real_overloaded_api_fails_naming_the_status_and_the_retries() -> None:
+    verdict = judge_real("overloaded", 1)
+    assert verdict.reason is not None
+    assert verdict.reason.startswith(
+        "API error 529 from http://127.0.0.1:8765 after 2 retries: API Error: Repeated 529"
+    )
+
+
+def test_a_real_run_stopped_at_its_budget_fails_saying_so() -> None:
+    verdict = judge_real("budget", 1)
+    assert verdict.reason == (
+        "claude stopped at the task's budget ($0.82 spent): Reached maximum budget ($0.5) — "
+        "raise max_budget_usd"
+    )
+    assert verdict.outcome.cost_usd == pytest.approx(0.82)
+
+
+def test_the_cli_s_system_lines_are_shown_readably() -> None:
+    _, shown = read_all(fixture("overloaded"))
+    assert "· API request failed (529 overloaded); retry 1 of 2 in 0.5 s" in shown
+    _, shown = read_all(fixture("connection-refused"))
+    assert "· API request failed (no answer); retry 2 of 2 in 1.1 s" in shown
+    _, shown = read_all(fixture("denied"))
+    assert "✗ denied Bash: This command requires approval" in shown
+    assert "← error: This command requires approval" not in shown  # said once
+    stream = ClaudeStream()
+    compacted: dict[str, object] = {"type": "system", "subtype": "compact_boundary"}
+    compacted["compact_metadata"] = {"trigger": "auto", "pre_tokens": 180000}
+    assert stream.feed(json.dumps(compacted)) == (
+        "· context compacted (auto, 180000 tokens before)\n"
+    )
+    hook: dict[str, object] = {"type": "system", "subtype": "hook_response"}
+    hook["hook_event"] = "PreToolUse"
+    hook.update(hook_name="lint", outcome="error", exit_code=2, stderr="ruff: 3 errors")
+    assert (
+        stream.feed(json.dumps(hook))
+        == "· hook PreToolUse lint: error, exit code 2: ruff: 3 errors\n"
+    )
+    assert stream.feed(json.dumps({"type": "system", "subtype": "ui_toast"})) == ""
+    notice = {"type": "system", "subtype": "informational", "content": "Heads up."}
+    assert stream.feed(json.dumps(notice)) == "· informational: Heads up.\n"
+
+
+def test_the_api_place_names_the_provider_in_use() -> None:
+    assert runtimes.api_place({}) == "https://api.anthropic.com"
+    assert runtimes.api_place({"ANTHROPIC_BASE_URL": "http://gw:8"}) == "http://gw:8"
+    bedrock = {"CLAUDE_CODE_USE_BEDROCK": "1", "AWS_REGION": "eu-west-1"}
+    assert runtimes.api_place(bedrock) == "Amazon Bedrock (eu-west-1)"
+    assert runtimes.api_place({"CLAUDE_CODE_USE_VERTEX": "true"}) == "Vertex AI (its region)"
+
+
 def test_missing_claude_binary_fails_saying_how_to_install_it() -> None:
     assert runtimes.find_claude("surely-not-a-claude-binary", os.environ.get("PATH")) is None
     verdict = runtimes.missing_claude("surely-not-a-claude-binary")
@@ -307,3 +419,24 @@ def test_the_instant_runtime_completes_with_nothing_done() -> None:
 def test_tail_keeps_the_last_4000_characters() -> None:
     assert runtimes.tail("a" * 10 + "b" * 4000) == "b" * 4000
     assert runtimes.tail("short") == "short"
+
+
+def test_a_run_killed_at_its_timeout_while_the_api_failed_says_so() -> None:
+    output = ClaudeOutput(api="http://gw:1")
+    retries = [line for line in fixture("overloaded") if '"api_retry"' in line]
+    shown = output.feed("stdout", ("\n".join(retries) + "\n").encode())
+    verdict = runtimes.timed_out(
+        output.verdict(None, shown), 30, from_task=True, meanwhile=output.meanwhile()
+    )
+    assert verdict.reason == (
+        "timeout: killed after 30 s (the task's timeout) while the API at http://gw:1 kept "
+        "failing (error 529; after 2 retries so far)"
+    )
+    assert ShellOutput().meanwhile() == ""
+
+
+def test_a_real_refused_key_fails_saying_the_credentials_were_not_accepted() -> None:
+    verdict = judge_real("unauthorized", 1)
+    assert verdict.reason is not None
+    assert verdict.reason.startswith("Failed to authenticate. API Error: 401")
+    assert verdict.reason.endswith(runtimes.CHECK_CREDENTIALS)

@@ -125,6 +125,7 @@ async def test_status_prints_the_prototype_layout(
         "Name: dev-swarm",
         "Status: active",
         "Sandboxes: 2",
+        "Spent: $0.00 (no budget)",
         "",
         "=== AGENTS ===",
         "[🟢 IDLE] Frontend Agent (frontend)",
@@ -136,6 +137,60 @@ async def test_status_prints_the_prototype_layout(
         "Running: 1",
         "Completed: 0",
     ]
+
+
+async def test_status_shows_costs_and_the_budget_that_holds_claude_tasks(
+    run: Run, swarm: str, gateway: Gateway, bus: Bus
+) -> None:
+    await register(bus, gateway, swarm, "backend-agent", "Backend Agent", "backend")
+    code, out, _ = await run("budget", "1")
+    assert (code, out.strip()) == (0, "Spent: $0.00 of a $1.00 budget")
+    _, busy, _ = await run("task", "Build API")
+    await put_to_work(bus, gateway, swarm, busy.strip(), "backend-agent")
+    event = ev.TaskCompleted(
+        swarm=swarm,
+        id=busy.strip(),
+        time=time.time(),
+        agent="backend-agent",
+        attempt=1,
+        outcome=ev.RunOutcome(result="done", cost_usd=1.5),
+    )
+    await append(bus, gateway, event)
+    code, out, _ = await run("status")
+    lines = out.splitlines()
+    assert "Status: budget reached (claude tasks held)" in lines
+    assert "Spent: $1.50 of a $1.00 budget" in lines
+    assert "Budget reached: swarm budget $1.00 reached ($1.50 spent): its claude tasks are " in (
+        out.replace("\n", " ")
+    )
+    assert "[🟢 IDLE] Backend Agent (backend)  $1.50" in lines
+    code, out, _ = await run("budget", "none")
+    assert (code, out.strip()) == (0, "Spent: $1.50 (no budget)")
+
+
+async def test_a_task_s_claude_settings_come_from_its_flags(
+    run: Run, swarm: str, gateway: Gateway
+) -> None:
+    code, out, err = await run(
+        "task",
+        "Careful work",
+        "--permission-mode",
+        "plan",
+        "--allow-tool",
+        "Bash(make *)",
+        "--deny-tool",
+        "WebFetch",
+        "--max-budget-usd",
+        "0.75",
+    )
+    assert (code, err) == (0, "")
+    task = gateway.projection.board.task(swarm, out.strip())
+    assert task is not None and task.claude is not None
+    assert (task.claude.permission_mode, task.claude.max_budget_usd) == ("plan", 0.75)
+    assert (task.claude.allowed_tools, task.claude.disallowed_tools) == (
+        ["Bash(make *)"],
+        ["WebFetch"],
+    )
 
 
 async def test_tasks_agents_and_cancel(run: Run, swarm: str, gateway: Gateway, bus: Bus) -> None:

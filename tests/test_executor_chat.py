@@ -127,9 +127,9 @@ async def test_a_line_posted_again_for_the_same_attempt_is_stored_once(
     assert (await finished(watch, swarm_id, task_id)).status == "completed"
     await lines_of(bus, swarm_id, 2)
     run = ActiveRun(swarm_id, task_id, 1, "qa-agent", running_seq=0)
-    executor._say(run, "completed", "once")  # a retry of the same attempt's line
-    executor._say(run, "started", "Run the checks")
-    await executor._chat_lines.join()
+    executor.serving.say(run, "completed", "once")  # a retry of the same attempt's line
+    executor.serving.say(run, "started", "Run the checks")
+    await executor.serving.chat_lines.join()
     assert [m.text.split(" ", 3)[2] for m in await chat_bus.history(bus.js, swarm_id)] == [
         "started",
         "completed",

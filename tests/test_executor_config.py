@@ -182,6 +182,77 @@ def test_the_sandbox_backend_has_one_variable_name_and_the_old_one_is_refused_by
     assert "SWARM_SANDBOX_BACKEND" in refused.value.message
 
 
+CLAUDE_TOML = """
+[swarm]
+budget_usd = 25
+
+[claude]
+disallowed_tools = ["WebFetch"]
+max_budget_usd = 2.5
+
+[git]
+email_domain = "agents.example.com"
+
+[[agents]]
+id = "careful-agent"
+permission_mode = "plan"
+allowed_tools = ["Bash(make *)"]
+model = "opus"
+git_name = "Careful One"
+git_email = "careful@example.com"
+
+[[agents]]
+id = "plain-agent"
+"""
+
+
+def test_claude_permissions_budgets_and_git_identity_come_from_swarm_toml(
+    elsewhere: Path,
+) -> None:
+    (elsewhere / "swarm.toml").write_text(CLAUDE_TOML)
+    config = load(flags(), env={})
+    assert config.claude.permission_mode is None  # unset: the backend's default applies
+    assert config.claude.allowed_tools is None
+    assert config.claude.disallowed_tools == ("WebFetch",)
+    assert config.claude.max_budget_usd == 2.5
+    assert config.swarm_budget_usd == 25.0
+    assert config.git_email_domain == "agents.example.com"
+    careful, plain = config.agents
+    assert (careful.claude.permission_mode, careful.claude.allowed_tools) == (
+        "plan",
+        ("Bash(make *)",),
+    )
+    assert (careful.claude.model, careful.git_name, careful.git_email) == (
+        "opus",
+        "Careful One",
+        "careful@example.com",
+    )
+    assert plain.claude.allowed_tools is None and plain.git_name is None
+
+
+def test_flags_and_environment_set_the_budgets_and_the_allow_list() -> None:
+    config = load(flags("--max-budget-usd", "1.5"), env={"SWARM_BUDGET_USD": "9"})
+    assert (config.claude.max_budget_usd, config.swarm_budget_usd) == (1.5, 9.0)
+    config = load(flags("--allowed-tools", "Bash(git *),Bash(npm *)"), env={})
+    assert config.claude.allowed_tools == ("Bash(git *)", "Bash(npm *)")
+
+
+@pytest.mark.parametrize(
+    ("toml", "field"),
+    [
+        ('[claude]\npermission_mode = "yolo"\n', "permission_mode"),
+        ("[claude]\nmax_budget_usd = 0\n", "max_budget_usd"),
+        ("[swarm]\nbudget_usd = -5\n", "budget_usd"),
+        ('[[agents]]\nid = "a"\npermission_mode = "always"\n', "agents.permission_mode"),
+    ],
+)
+def test_bad_claude_settings_name_the_field(elsewhere: Path, toml: str, field: str) -> None:
+    (elsewhere / "swarm.toml").write_text(toml)
+    with pytest.raises(Invalid) as caught:
+        load(flags(), env={})
+    assert caught.value.field == field
+
+
 def test_the_built_in_agents_join_only_the_default_swarm() -> None:
     assert load(flags(), env={}).agents == DEFAULT_AGENTS
     assert load(flags(), env={"SWARM_DEFAULT_ID": "dev"}).agents == DEFAULT_AGENTS

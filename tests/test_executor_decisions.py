@@ -8,6 +8,7 @@ from schemas.dispatch import Dispatch
 from schemas.fold import fold
 from services.executor import decisions
 from services.executor.config import AgentConfig
+from services.executor.runtimes import Verdict
 
 S = "s1"
 QA = AgentConfig("qa-agent", "QA Agent", "qa", ("qa", "test"))
@@ -182,3 +183,103 @@ def test_agents_nobody_hosts_are_taken_up_oldest_first_while_there_is_room() -> 
 def test_agents_hosted_here_are_found_after_a_restart() -> None:
     board = log(swarm(), agent("b-agent", at=5), agent("a-agent", at=4), agent("x", "ex2"))
     assert [a.id for a in decisions.hosted_here(board, S, "ex1")] == ["a-agent", "b-agent"]
+
+
+# --- an attempt's start, session and end --------------------------------------------------------
+
+SESSION = "5a386642-da6c-427f-8703-01e365db8290"
+ATTEMPT = decisions.Attempt(S, "t1", 2, "qa-agent", "corr-1")
+
+
+def claude_task(*events: ev.Event) -> Board:
+    made = ev.TaskCreated(swarm=S, id="t1", time=3.0, title="Write", runtime="claude")
+    return log(swarm(), agent(), made, claimed(), *events)
+
+
+def session_running(agent_id: str = "qa-agent", attempt: int = 1) -> ev.Event:
+    return ev.TaskRunning(
+        swarm=S, id="t1", time=5.0, agent=agent_id, attempt=attempt, session_id=SESSION
+    )
+
+
+def requeued(attempt: int = 2) -> ev.Event:
+    return ev.TaskRequeued(swarm=S, id="t1", time=6.0, attempt=attempt, reason="agent lost")
+
+
+def test_an_attempt_after_a_lost_one_on_the_same_agent_resumes_its_session() -> None:
+    board = claude_task(session_running(), requeued(), claimed(attempt=2))
+    task = board.task(S, "t1")
+    assert task is not None
+    assert decisions.session_to_resume(task, "qa-agent") == SESSION
+
+
+def test_another_agent_or_a_first_attempt_starts_a_new_session() -> None:
+    board = claude_task(session_running(), requeued())
+    task = board.task(S, "t1")
+    assert task is not None
+    assert decisions.session_to_resume(task, "other-agent") is None
+    first = claude_task(session_running()).task(S, "t1")
+    assert first is not None and decisions.session_to_resume(first, "qa-agent") is None
+
+
+def test_a_session_id_that_is_not_one_is_never_resumed() -> None:
+    odd = ev.TaskRunning(
+        swarm=S, id="t1", time=5.0, agent="qa-agent", attempt=1, session_id="x; rm -rf /"
+    )
+    task = claude_task(odd, requeued()).task(S, "t1")
+    assert task is not None and decisions.session_to_resume(task, "qa-agent") is None
+
+
+def test_running_carries_the_session_and_whether_it_resumes() -> None:
+    event = decisions.running(ATTEMPT, "ex1", 9.0, session_id=SESSION, resumed=True)
+    assert (event.id, event.agent, event.attempt, event.executor) == ("t1", "qa-agent", 2, "ex1")
+    assert (event.session_id, event.resumed, event.correlation_id) == (SESSION, True, "corr-1")
+    assert event.actor == "executor:ex1"
+
+
+def test_a_completed_verdict_becomes_completed_with_its_outcome() -> None:
+    outcome = ev.RunOutcome(result="done", cost_usd=0.5)
+    event = decisions.result(ATTEMPT, Verdict(True, outcome), "ex1", 9.0)
+    assert isinstance(event, ev.TaskCompleted)
+    assert (event.attempt, event.agent, event.outcome, event.correlation_id) == (
+        2,
+        "qa-agent",
+        outcome,
+        "corr-1",
+    )
+
+
+def test_a_failed_verdict_becomes_failed_with_its_reason_and_denied_tools() -> None:
+    denied = [ev.DeniedTool(tool="Write", input="/etc/x")]
+    outcome = ev.RunOutcome(is_error=True, denied_tools=denied)
+    verdict = Verdict(False, outcome, "claude was denied 1 tool call: Write (/etc/x)")
+    event = decisions.result(ATTEMPT, verdict, "ex1", 9.0)
+    assert isinstance(event, ev.TaskFailed)
+    assert event.reason == verdict.reason and event.outcome is not None
+    assert event.outcome.denied_tools == denied
+
+
+def test_an_attempt_stopped_for_a_reason_not_its_own_goes_back_with_the_next_attempt() -> None:
+    event = decisions.result(
+        ATTEMPT, Verdict(True, ev.RunOutcome()), "ex1", 9.0, given_back="executor stopped"
+    )
+    assert isinstance(event, ev.TaskRequeued)
+    assert (event.attempt, event.reason, event.retry_at) == (3, "executor stopped", 9.0)
+
+
+def test_a_run_in_a_project_names_its_branch_and_base_and_its_result_the_work_left() -> None:
+    event = decisions.running(ATTEMPT, "ex1", 9.0, branch="swarm/t1", base="abc123")
+    assert (event.branch, event.base) == ("swarm/t1", "abc123")
+    work = ev.Work(project="p1", branch="swarm/t1", base="abc123", head="def456", land=True)
+    done = decisions.result(ATTEMPT, Verdict(True, ev.RunOutcome()), "ex1", 9.0, work=work)
+    assert isinstance(done, ev.TaskCompleted) and done.work == work
+
+
+def test_an_attempt_that_could_not_start_fails_with_the_reason_and_no_outcome() -> None:
+    event = decisions.not_started(ATTEMPT, "ex1", 9.0, "could not start the task's branch: x")
+    assert (event.reason, event.attempt, event.agent, event.outcome) == (
+        "could not start the task's branch: x",
+        2,
+        "qa-agent",
+        None,
+    )

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from services.executor.claude_settings import ClaudeOptions, resolve
 from services.executor.config import ExecutorConfig
 from services.executor.fleet import member_settings
 from services.executor.membership import (
@@ -18,7 +19,7 @@ from services.executor.membership import (
     wants_mcp,
     with_bin,
 )
-from services.executor.runtimes import ClaudeOptions, claude_command
+from services.executor.runtimes import claude_command
 
 
 def test_the_mcp_config_names_the_swarm_server_with_variables_not_values() -> None:
@@ -63,11 +64,14 @@ def test_the_launcher_runs_this_environments_swarm_cli_from_anywhere(tmp_path: P
 
 
 def test_a_claude_run_gets_the_mcp_server_and_may_call_its_tools() -> None:
-    options = ClaudeOptions(mcp_config=mcp_config(), allowed_tools=("Read", MCP_TOOLS))
-    argv = claude_command(options, "claude", "do it").argv
+    options = ClaudeOptions(mcp_config=mcp_config(), allowed_tools=("Read",))
+    argv = claude_command(resolve(options, "local"), "claude", "do it").argv
     assert argv[argv.index("--mcp-config") + 1] == mcp_config()
-    assert argv[argv.index("--allowedTools") + 1 : argv.index("--")] == ["Read", "mcp__swarm"]
-    assert "--mcp-config" not in claude_command(ClaudeOptions(), "claude", "do it").argv
+    assert argv[argv.index("--allowedTools") + 1] == "Read,mcp__swarm"
+    default = resolve(ClaudeOptions(mcp_config=mcp_config()), "local").allowed_tools
+    assert MCP_TOOLS in default and "Bash(git *)" in default  # added to the backend's default
+    plain = claude_command(resolve(ClaudeOptions(), "local"), "claude", "do it").argv
+    assert "--mcp-config" not in plain and MCP_TOOLS not in plain[plain.index("--allowedTools") + 1]
 
 
 def test_members_get_swarm_on_path_and_the_mcp_server_only_when_it_is_known(
@@ -78,7 +82,7 @@ def test_members_get_swarm_on_path_and_the_mcp_server_only_when_it_is_known(
     member, member_env = member_settings(config, env, tmp_path / "bin")
     assert member_env["PATH"] == f"{tmp_path / 'bin'}:/usr/bin"
     assert member.claude.mcp_config == mcp_config()
-    assert member.claude.allowed_tools == (MCP_TOOLS,)
+    assert member.claude.allowed_tools is None  # the backend's default, + its tools (resolve)
     assert member.pass_env == ("HTTPS_PROXY", "SWARM_MCP_URL")
     # no MCP server known (or no API token to make agent tokens): no --mcp-config
     member, _ = member_settings(config, {"PATH": "/usr/bin", "SWARM_API_TOKEN": "t"}, None)

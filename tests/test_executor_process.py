@@ -113,12 +113,22 @@ async def test_claude_task_records_result_cost_turns_tokens_and_session(
     assert outcome.usage is not None and outcome.usage.input_tokens > 0
     assert outcome.session_id
     streamed = b"".join(c.data for c in await log_chunks(bus.js, swarm_id, task_id)).decode()
-    assert streamed.splitlines() == [
+    lines = streamed.splitlines()
+    assert lines[0].startswith("· permission mode acceptEdits (the local backend's default)")
+    assert lines[1] == (
+        f"· claude 2.1.330, model claude-opus-5-5, permission mode acceptEdits, "
+        f"session {outcome.session_id}"
+    )
+    assert lines[2:] == [
         f"Working on: Task {task_id}: Create Button",
         "→ Bash: pwd",
         f"Done: Task {task_id}: Create Button",
     ]
-    for _, event in await aggregate_events(bus.js, swarm_id, "task", task_id):
+    history = await aggregate_events(bus.js, swarm_id, "task", task_id)
+    running = history[2][1]
+    assert isinstance(running, ev.TaskRunning)
+    assert running.session_id == outcome.session_id and not running.resumed
+    for _, event in history:
         assert API_KEY not in ev.encode(event).decode()
 
 

@@ -564,3 +564,95 @@ def test_board_seq_never_goes_back() -> None:
     apply(board, created("t2"), 3)  # an older position folded late (e.g. a filtered replay)
     assert board.seq == 7
     assert board.version(S, "task", "t2") == 3
+
+
+# --- costs, budgets and sessions --------------------------------------------------------------
+
+
+def costing(task: str, agent: str, cost: float, attempt: int = 1) -> ev.TaskCompleted:
+    return ev.TaskCompleted(
+        swarm=S,
+        id=task,
+        time=6.0,
+        agent=agent,
+        attempt=attempt,
+        outcome=ev.RunOutcome(cost_usd=cost),
+    )
+
+
+def failed_costing(task: str, agent: str, cost: float) -> ev.TaskFailed:
+    outcome = ev.RunOutcome(cost_usd=cost, is_error=True)
+    return ev.TaskFailed(
+        swarm=S, id=task, time=6.0, agent=agent, attempt=1, reason="denied", outcome=outcome
+    )
+
+
+def test_run_costs_add_up_per_task_agent_and_swarm() -> None:
+    board = given(
+        swarm_created(),
+        registered("a1"),
+        registered("a2"),
+        created("t1"),
+        created("t2"),
+        claimed("t1", "a1"),
+        claimed("t2", "a2"),
+        costing("t1", "a1", 0.5),
+        failed_costing("t2", "a2", 0.25),
+    )
+    assert (task(board, "t1").cost_usd, task(board, "t2").cost_usd) == (0.5, 0.25)
+    assert (agent(board, "a1").spent_usd, agent(board, "a2").spent_usd) == (0.5, 0.25)
+    assert board.swarms[S].spent_usd == 0.75
+
+
+def test_a_refused_late_result_costs_nothing_on_the_board() -> None:
+    board = given(
+        swarm_created(), registered("a1"), created("t1"), claimed("t1", "a1"), requeued("t1", 2)
+    )
+    assert void(board, costing("t1", "a1", 3.0))
+    assert board.swarms[S].spent_usd == 0.0 and task(board, "t1").cost_usd == 0.0
+
+
+def test_a_task_s_cost_sums_its_attempts() -> None:
+    board = given(
+        swarm_created(),
+        registered("a1"),
+        created("t1"),
+        claimed("t1", "a1"),
+        requeued("t1", 2),
+        claimed("t1", "a1", attempt=2),
+        costing("t1", "a1", 0.5, attempt=2),
+    )
+    assert task(board, "t1").cost_usd == 0.5
+    board = when(board, created("t2"))
+    board = when(board, claimed("t2", "a1"))
+    board = when(board, costing("t2", "a1", 0.25))
+    assert agent(board, "a1").spent_usd == 0.75
+
+
+def test_a_swarm_budget_is_set_changed_and_removed_by_updates() -> None:
+    board = given(ev.SwarmCreated(swarm=S, id=S, time=1.0, name="Dev", budget_usd=5.0))
+    assert board.swarms[S].budget_usd == 5.0
+    board = when(board, ev.SwarmUpdated(swarm=S, id=S, time=2.0, name="Dev 2"))
+    assert (board.swarms[S].name, board.swarms[S].budget_usd) == ("Dev 2", 5.0)
+    board = when(board, ev.SwarmUpdated(swarm=S, id=S, time=3.0, budget_usd=None))
+    assert board.swarms[S].budget_usd is None
+
+
+def test_running_remembers_the_session_and_whose_sandbox_holds_it() -> None:
+    board = given(swarm_created(), registered("a1"), created("t1"), claimed("t1", "a1"))
+    board = when(
+        board,
+        ev.TaskRunning(swarm=S, id="t1", time=5.0, agent="a1", attempt=1, session_id="s-1"),
+    )
+    board = when(board, requeued("t1", 2))
+    assert (task(board, "t1").session_id, task(board, "t1").session_agent) == ("s-1", "a1")
+    assert task(board, "t1").agent is None
+
+
+def test_claude_settings_of_a_task_are_kept_and_replaced_by_an_update() -> None:
+    settings = ev.ClaudeTaskSettings(permission_mode="plan", allowed_tools=["Bash(make *)"])
+    board = given(swarm_created(), created("t1", claude=settings))
+    assert task(board, "t1").claude == settings
+    new = ev.ClaudeTaskSettings(max_budget_usd=2.0)
+    board = when(board, ev.TaskUpdated(swarm=S, id="t1", time=3.0, claude=new))
+    assert task(board, "t1").claude == new

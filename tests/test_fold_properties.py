@@ -53,6 +53,10 @@ reasons = st.sampled_from(("lost", "boom", "dependency t1 failed"))
 # event type -> strategy of (aggregate id, fields)
 ARBITRARY: dict[type[ev.Event], st.SearchStrategy[tuple[str, dict[str, Any]]]] = {
     ev.SwarmCreated: st.just(("", {"name": "Swarm"})),
+    ev.SwarmUpdated: st.tuples(
+        st.just(""),
+        st.fixed_dictionaries({}, optional={"budget_usd": st.sampled_from((None, 1.0))}),
+    ),
     ev.SwarmDeleted: st.just(("", {})),
     ev.TaskCreated: st.tuples(
         names,
@@ -73,7 +77,11 @@ ARBITRARY: dict[type[ev.Event], st.SearchStrategy[tuple[str, dict[str, Any]]]] =
     ev.TaskClaimed: st.tuples(names, st.fixed_dictionaries({"agent": agents, "attempt": attempts})),
     ev.TaskRunning: st.tuples(names, st.fixed_dictionaries({"agent": agents, "attempt": attempts})),
     ev.TaskCompleted: st.tuples(
-        names, st.fixed_dictionaries({"agent": agents, "attempt": attempts})
+        names,
+        st.fixed_dictionaries(
+            {"agent": agents, "attempt": attempts},
+            optional={"outcome": st.builds(ev.RunOutcome, cost_usd=st.sampled_from((0.25, 0.5)))},
+        ),
     ),
     ev.TaskFailed: st.tuples(
         names,

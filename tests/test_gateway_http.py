@@ -333,6 +333,77 @@ async def test_status_shows_agents_with_their_task_and_counts_by_state(
     assert answer["chat"] == []
 
 
+async def test_a_task_s_claude_settings_go_into_its_event_and_come_back(
+    http: aiohttp.ClientSession, swarm: str, bus: Bus
+) -> None:
+    settings = {
+        "permission_mode": "plan",
+        "allowed_tools": "Bash(make *), Bash(docker *)",
+        "max_budget_usd": 1.5,
+    }
+    task = await create_task(http, swarm, title="Careful", claude=settings)
+    assert task["claude"] == {
+        "permission_mode": "plan",
+        "allowed_tools": ["Bash(make *)", "Bash(docker *)"],
+        "disallowed_tools": [],
+        "max_budget_usd": 1.5,
+        "model": None,
+    }
+    status, updated = await call(
+        http, "PUT", f"/swarms/{swarm}/tasks/{task['id']}", json={"claude": {"model": "haiku"}}
+    )
+    assert status == 200 and updated["claude"]["model"] == "haiku"
+    assert updated["claude"]["permission_mode"] is None  # replaced whole
+    status, detail = await call(http, "GET", f"/swarms/{swarm}/tasks/{task['id']}")
+    created = detail["events"][0]
+    assert created["claude"]["allowed_tools"] == ["Bash(make *)", "Bash(docker *)"]
+
+
+@pytest.mark.parametrize(
+    ("claude", "field"),
+    [
+        ({"permission_mode": "yolo"}, "claude.permission_mode"),
+        ({"max_budget_usd": 0}, "claude.max_budget_usd"),
+        ({"max_budget_usd": -1}, "claude.max_budget_usd"),
+        ({"allowed_tools": ["x" * 501]}, "claude.allowed_tools[0]"),
+        ({"surprise": 1}, "claude.surprise"),
+    ],
+)
+async def test_bad_claude_settings_are_400_naming_the_field(
+    http: aiohttp.ClientSession, swarm: str, claude: dict[str, Any], field: str
+) -> None:
+    status, answer = await call(
+        http, "POST", f"/swarms/{swarm}/tasks", json={"title": "x", "claude": claude}
+    )
+    assert status == 400 and answer["error"]["field"] == field, answer
+
+
+async def test_a_swarm_budget_is_set_shown_with_the_spend_and_removed(
+    http: aiohttp.ClientSession, swarm_id: str, gateway: Gateway, bus: Bus
+) -> None:
+    status, made = await call(http, "POST", "/swarms", json={"id": swarm_id, "budget_usd": 1})
+    assert status == 201 and (made["budget_usd"], made["spent_usd"]) == (1.0, 0.0)
+    task = await create_task(http, swarm_id, title="costly")
+    await start_running(bus, gateway, swarm_id, task["id"], "backend-agent")
+    await complete(bus, gateway, swarm_id, task["id"], "backend-agent", cost_usd=1.25)
+    status, state = await call(http, "GET", f"/swarms/{swarm_id}/status")
+    assert state["swarm"]["spent_usd"] == 1.25
+    assert state["swarm"]["budget_reached"].startswith("swarm budget $1.00 reached ($1.25 spent)")
+    assert [(a["id"], a["spent_usd"]) for a in state["agents"]] == [("backend-agent", 1.25)]
+    status, done = await call(http, "GET", f"/swarms/{swarm_id}/tasks/{task['id']}")
+    assert done["cost_usd"] == 1.25
+    status, raised = await call(http, "PATCH", f"/swarms/{swarm_id}", json={"budget_usd": 5})
+    assert status == 200 and raised["budget_usd"] == 5.0 and raised["budget_reached"] is None
+    status, removed = await call(http, "PATCH", f"/swarms/{swarm_id}", json={"budget_usd": None})
+    assert status == 200 and removed["budget_usd"] is None
+    status, renamed = await call(http, "PATCH", f"/swarms/{swarm_id}", json={"name": "Renamed"})
+    assert renamed["name"] == "Renamed" and renamed["budget_usd"] is None
+    status, answer = await call(http, "PATCH", f"/swarms/{swarm_id}", json={"budget_usd": 0})
+    assert status == 400 and answer["error"]["field"] == "budget_usd"
+    status, _ = await call(http, "PATCH", "/swarms/no-such-swarm", json={"budget_usd": 1})
+    assert status == 404
+
+
 async def test_agent_registered_over_the_api_waits_for_an_executor_and_updates_by_sandbox(
     http: aiohttp.ClientSession, swarm: str
 ) -> None:
@@ -465,7 +536,7 @@ async def test_openapi_lists_every_path_and_describes_real_answers(
     paths = document["paths"]
     for path, verbs in {
         "/swarms": {"get", "post"},
-        "/swarms/{swarm}": {"get", "delete"},
+        "/swarms/{swarm}": {"get", "patch", "delete"},
         "/swarms/{swarm}/status": {"get"},
         "/swarms/{swarm}/tasks": {"get", "post"},
         "/swarms/{swarm}/tasks/{task}": {"get", "put", "delete"},

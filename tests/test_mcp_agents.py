@@ -70,6 +70,7 @@ async def test_a_claude_run_creates_a_follow_up_and_mentions_another_agent_throu
             "DISABLE_TELEMETRY": "1",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_AUTOUPDATER": "1",
+            "ENABLE_TOOL_SEARCH": "false",  # the MCP tools offered up front, not behind ToolSearch
         }
         executor = cluster.executor(
             "ex1",

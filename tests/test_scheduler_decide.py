@@ -116,6 +116,60 @@ def claim(task: str, agent: str, attempt: int = 1) -> tuple:
     return ("task.claimed", task, agent, attempt)
 
 
+# --- the swarm's budget ---------------------------------------------------------------------
+
+
+def completed_costing(task: str, agent: str, cost: float) -> ev.TaskCompleted:
+    return ev.TaskCompleted(
+        swarm=S, id=task, time=T0, agent=agent, attempt=1, outcome=ev.RunOutcome(cost_usd=cost)
+    )
+
+
+def budget(usd: float | None) -> ev.SwarmUpdated:
+    return ev.SwarmUpdated(swarm=S, id=S, time=T0, budget_usd=usd)
+
+
+def spent_swarm(*more: ev.Event) -> Board:
+    """A swarm with a $1 budget whose one run cost $1.25, then ``more``."""
+    return given(
+        ev.SwarmCreated(swarm=S, id=S, time=T0, name=S, budget_usd=1.0),
+        registered("a1"),
+        created("t1"),
+        claimed("t1", "a1"),
+        running("t1", "a1"),
+        completed_costing("t1", "a1", 1.25),
+        *more,
+    )
+
+
+def test_claude_tasks_are_not_claimed_once_the_swarm_spent_its_budget() -> None:
+    board = spent_swarm(created("t2"))
+    assert when(board) == []
+
+
+def test_shell_tasks_are_still_claimed_when_the_budget_is_spent() -> None:
+    board = spent_swarm(created("t2"), created("t3", runtime="shell"))
+    assert short(when(board)) == [claim("t3", "a1")]
+
+
+def test_raising_the_budget_lets_claude_tasks_be_claimed_again() -> None:
+    assert short(when(spent_swarm(created("t2"), budget(5.0)))) == [claim("t2", "a1")]
+    assert short(when(spent_swarm(created("t2"), budget(None)))) == [claim("t2", "a1")]
+
+
+def test_a_swarm_under_its_budget_claims_as_usual() -> None:
+    board = given(
+        ev.SwarmCreated(swarm=S, id=S, time=T0, name=S, budget_usd=2.0),
+        registered("a1"),
+        created("t1"),
+        claimed("t1", "a1"),
+        running("t1", "a1"),
+        completed_costing("t1", "a1", 1.25),
+        created("t2"),
+    )
+    assert short(when(board)) == [claim("t2", "a1")]
+
+
 # --- matching -------------------------------------------------------------------------------
 
 

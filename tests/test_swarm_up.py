@@ -268,9 +268,10 @@ def nats_pid(data_dir: Path) -> int:
 
 
 class Up:
-    """One `swarm up` process with its output in files."""
+    """One `swarm up` process with its output in files (``env``: its environment, default ours
+    without anything pointing elsewhere)."""
 
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.gateway_port = free_port()
         self.url = f"http://127.0.0.1:{self.gateway_port}"
@@ -291,7 +292,7 @@ class Up:
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
-                env=clean_environment(),
+                env=clean_environment() if env is None else env,
                 start_new_session=True,
             )
 

@@ -2,7 +2,8 @@
 
 Redaction works two ways, so no call site has to remember it: values under secret-looking keys
 (``token``, ``password``, ``api_key``…) are masked, and the values of known secret environment
-variables are masked wherever they appear in a line.
+variables (``schemas.environment.SECRET_ENV``, the one list of them) are masked wherever they
+appear in a line.
 """
 
 from __future__ import annotations
@@ -16,25 +17,15 @@ from collections.abc import Iterable, Mapping
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-SECRET_ENV = (
-    "ANTHROPIC_API_KEY",
-    "CLAUDE_CODE_OAUTH_TOKEN",
-    "DAYTONA_API_KEY",
-    "SWARM_API_TOKEN",
-    "SWARM_AGENT_TOKEN",
-    "NATS_PASSWORD",
-    "NATS_TOKEN",
-    "GIT_TOKEN",
-    "GITHUB_TOKEN",
-    "GH_TOKEN",
-)
+from schemas.environment import secret_values
+
 _SECRET_KEY = re.compile(r"(token|password|secret|api_key|apikey|authorization|credential)", re.I)
 MASK = "***"
 
 
 def known_secrets(env: Mapping[str, str] | None = None) -> list[str]:
-    source = os.environ if env is None else env
-    return [v for k in SECRET_ENV if len(v := source.get(k, "")) >= 6]
+    """The values of the secret variables (``schemas.environment.SECRET_ENV``) set in ``env``."""
+    return secret_values(os.environ if env is None else env)
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:

@@ -32,25 +32,11 @@ from typing import Literal
 
 from schemas import events as ev
 from schemas.board import Board
+from schemas.environment import NOT_GIT_CREDENTIALS
 from schemas.errors import Invalid
 from schemas.events import IntegrationMode
 from services.executor.git import CHECKOUT_DIR, CheckoutStatus, GitFailed
 from services.executor.sandboxes import GitCall, Sandbox
-
-NOT_GIT_CREDENTIALS = frozenset(
-    {
-        "ANTHROPIC_API_KEY",
-        "CLAUDE_CODE_OAUTH_TOKEN",
-        "DAYTONA_API_KEY",
-        "SWARM_API_TOKEN",
-        "SWARM_AGENT_TOKEN",
-        "NATS_PASSWORD",
-        "NATS_TOKEN",
-        "NATS_NKEY",
-        "NATS_CREDS",
-        "NATS_USER",
-    }
-)
 
 
 @dataclass(frozen=True)

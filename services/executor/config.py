@@ -5,6 +5,7 @@ one before), else defaults.
 [swarm]
 id = "default"                  # the swarm its configured agents join (env SWARM_DEFAULT_ID);
 name = "default"                # it hosts API-registered agents of every swarm (see swarms)
+budget_usd = 50                 # the swarm's budget when this executor creates it (then: API)
 
 [executor]
 id = "local"                    # stable per executor (env SWARM_EXECUTOR_ID); "auto": hostname
@@ -21,10 +22,15 @@ swarms = ["web", "payments"]    # placement: only these swarms' agents (default:
 bin = "claude"                  # env SWARM_CLAUDE_BIN
 model = "sonnet"
 max_turns = 30
-permission_mode = "acceptEdits"
-allowed_tools = ["Read", "Edit", "Bash(git:*)"]
+permission_mode = "acceptEdits" # default: local backend acceptEdits, daytona bypassPermissions
+allowed_tools = ["Bash(git *)"] # default (local): git, package managers, test runners, file tools
+disallowed_tools = ["WebFetch"]
+max_budget_usd = 5              # each task's --max-budget-usd unless the task says otherwise
 append_system_prompt = "You are one agent of a team..."
-skip_permissions = false        # --dangerously-skip-permissions: only in isolated sandboxes
+skip_permissions = false        # = permission_mode "bypassPermissions": only in isolated sandboxes
+
+[git]
+email_domain = "swarm.local"    # agents commit as "<agent name> <<agent id>@<domain>>"
 
 [daytona]                       # backend = "daytona": see services/executor/sandboxes/daytona.py
 snapshot = "swarm-agent"        # or image = "..."; env DAYTONA_API_URL, _API_KEY, _TARGET
@@ -35,6 +41,11 @@ name = "Frontend Agent"
 role = "frontend"
 skills = ["frontend", "ui"]
 executor = "local"              # optional: only the executor with this id hosts it
+git_name = "Frontend Agent"     # optional: its commits' author (default: its name, id@domain)
+git_email = "fe@example.com"
+permission_mode = "plan"        # optional: its own claude permissions and model
+allowed_tools = ["Bash(npm *)"]
+model = "opus"
 ```
 """
 
@@ -52,7 +63,8 @@ from typing import TypeVar
 
 from schemas import subjects
 from schemas.errors import Invalid
-from services.executor.runtimes import ClaudeOptions
+from services.executor.claude_settings import PERMISSION_MODES, AgentClaude, ClaudeOptions
+from services.executor.git import DEFAULT_EMAIL_DOMAIN
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_MAX_AGENTS = 10
@@ -71,6 +83,9 @@ class AgentConfig:
     role: str = ""
     skills: tuple[str, ...] = ()
     sandbox_id: str | None = None
+    claude: AgentClaude = field(default_factory=AgentClaude)
+    git_name: str | None = None
+    git_email: str | None = None
 
 
 DEFAULT_AGENTS: tuple[AgentConfig, ...] = (
@@ -84,6 +99,8 @@ DEFAULT_AGENTS: tuple[AgentConfig, ...] = (
 class ExecutorConfig:
     swarm: str = "default"
     swarm_name: str = ""  # the name given when this executor creates the swarm (default: its id)
+    swarm_budget_usd: float | None = None  # the budget given when this executor creates it
+    git_email_domain: str = DEFAULT_EMAIL_DOMAIN
     executor_id: str = "local"
     data_dir: Path = Path(".swarm")
     agents: tuple[AgentConfig, ...] = DEFAULT_AGENTS
@@ -114,6 +131,25 @@ class ExecutorConfig:
             raise Invalid("max_agents", f"max_agents must be 0 or more, not {self.max_agents}")
         if not self.task_timeout > 0:
             raise Invalid("timeout", f"timeout must be over 0 seconds, not {self.task_timeout}")
+        if self.claude.permission_mode not in (None, *PERMISSION_MODES):
+            raise Invalid(
+                "permission_mode",
+                f"permission_mode must be one of {', '.join(PERMISSION_MODES)}, "
+                f"not {self.claude.permission_mode!r}",
+            )
+        for agent in self.agents:
+            if agent.claude.permission_mode not in (None, *PERMISSION_MODES):
+                raise Invalid(
+                    "agents.permission_mode",
+                    f"agent {agent.id}: permission_mode must be one of "
+                    f"{', '.join(PERMISSION_MODES)}",
+                )
+        for name, value in (
+            ("max_budget_usd", self.claude.max_budget_usd),
+            ("budget_usd", self.swarm_budget_usd),
+        ):
+            if value is not None and not value > 0:
+                raise Invalid(name, f"{name} must be over 0 (dollars), not {value}")
         if not self.git_timeout > 0:
             raise Invalid(
                 "git_timeout", f"git_timeout must be over 0 seconds, not {self.git_timeout}"
@@ -186,6 +222,19 @@ def _agents_from_toml(raw: object, executor_id: str) -> tuple[AgentConfig, ...] 
                 role=str(entry.get("role") or ""),
                 skills=_strings(entry.get("skills", []), f"agents[{index}].skills"),
                 sandbox_id=_optional_str(entry.get("sandbox_id"), f"agents[{index}].sandbox_id"),
+                claude=AgentClaude(
+                    model=_optional_str(entry.get("model"), f"agents[{index}].model"),
+                    permission_mode=_optional_str(
+                        entry.get("permission_mode"), f"agents[{index}].permission_mode"
+                    ),
+                    allowed_tools=(
+                        None
+                        if entry.get("allowed_tools") is None
+                        else _strings(entry.get("allowed_tools"), f"agents[{index}].allowed_tools")
+                    ),
+                ),
+                git_name=_optional_str(entry.get("git_name"), f"agents[{index}].git_name"),
+                git_email=_optional_str(entry.get("git_email"), f"agents[{index}].git_email"),
             )
         )
     return tuple(found)
@@ -246,6 +295,7 @@ def load(
     swarm_t = _table(toml.get("swarm") or None, "swarm")
     executor_t = _table(toml.get("executor") or None, "executor")
     claude_t = _table(toml.get("claude") or None, "claude")
+    git_t = _table(toml.get("git") or None, "git")
 
     def pick(
         flag_name: str, env_name: str | None, table: Table, key: str, default: object
@@ -274,6 +324,9 @@ def load(
     for name in swarms or ():
         subjects.check_token(name, "swarms")
     max_turns = pick("max_turns", None, claude_t, "max_turns", None)
+    allowed = pick("allowed_tools", None, claude_t, "allowed_tools", None)
+    task_budget = pick("max_budget_usd", "SWARM_MAX_BUDGET_USD", claude_t, "max_budget_usd", None)
+    swarm_budget = pick("budget_usd", "SWARM_BUDGET_USD", swarm_t, "budget_usd", None)
     claude = ClaudeOptions(
         bin=str(pick("claude_bin", "SWARM_CLAUDE_BIN", claude_t, "bin", "claude")),
         model=_optional_str(pick("model", "SWARM_CLAUDE_MODEL", claude_t, "model", None), "model"),
@@ -281,8 +334,12 @@ def load(
         permission_mode=_optional_str(
             pick("permission_mode", None, claude_t, "permission_mode", None), "permission_mode"
         ),
-        allowed_tools=_strings(
-            pick("allowed_tools", None, claude_t, "allowed_tools", []), "allowed_tools"
+        allowed_tools=None if allowed is None else _strings(allowed, "allowed_tools"),
+        disallowed_tools=_strings(
+            pick("disallowed_tools", None, claude_t, "disallowed_tools", []), "disallowed_tools"
+        ),
+        max_budget_usd=(
+            _number(task_budget, "max_budget_usd", float) if task_budget is not None else None
         ),
         append_system_prompt=_optional_str(
             pick("append_system_prompt", None, claude_t, "append_system_prompt", None),
@@ -300,6 +357,10 @@ def load(
     config = ExecutorConfig(
         swarm=swarm,
         swarm_name=str(swarm_t.get("name") or swarm),
+        swarm_budget_usd=(
+            _number(swarm_budget, "budget_usd", float) if swarm_budget is not None else None
+        ),
+        git_email_domain=str(git_t.get("email_domain") or DEFAULT_EMAIL_DOMAIN),
         executor_id=executor_id,
         data_dir=Path(str(pick("data_dir", "SWARM_DATA_DIR", executor_t, "data_dir", ".swarm"))),
         max_agents=_number(
@@ -377,8 +438,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--claude-bin", help="the claude CLI (env SWARM_CLAUDE_BIN; default claude on PATH)")
     add("--model", help="claude --model")
     add("--max-turns", type=int, help="claude --max-turns")
-    add("--permission-mode", help="claude --permission-mode (e.g. acceptEdits)")
-    add("--allowed-tools", help="claude --allowedTools, comma separated")
+    add(
+        "--permission-mode",
+        help="claude --permission-mode (default: acceptEdits on the local backend, "
+        "bypassPermissions on daytona)",
+    )
+    add(
+        "--allowed-tools",
+        help="claude --allowedTools, comma separated (replaces the backend's default list)",
+    )
+    add("--disallowed-tools", help="claude --disallowedTools, comma separated")
+    add(
+        "--max-budget-usd",
+        type=float,
+        help="each claude task's --max-budget-usd unless the task says (env SWARM_MAX_BUDGET_USD)",
+    )
+    add(
+        "--budget-usd",
+        type=float,
+        help="the swarm's budget when this executor creates it (env SWARM_BUDGET_USD)",
+    )
     add("--append-system-prompt", help="claude --append-system-prompt")
     add(
         "--dangerously-skip-permissions",

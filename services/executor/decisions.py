@@ -1,5 +1,7 @@
 """The executor's decisions, as pure functions of the fold: whether to run a dispatch, which runs a
-previous life of this executor left behind, which agents to (re-)register or take up.
+previous life of this executor left behind, which agents to (re-)register or take up, which
+claude session an attempt continues, and the events that say an attempt started and how it
+ended.
 
 The service appends what these return, with the expected sequence of the aggregate taken from
 the same board, so a decision made on a stale board loses the race instead of doing harm.
@@ -7,14 +9,21 @@ the same board, so a decision made on a stale board loses the race instead of do
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TypedDict
 
 from schemas import events as ev
-from schemas.board import AgentView, Board
+from schemas.board import AgentView, Board, TaskView
 from schemas.dispatch import Dispatch
 from services.executor.config import AgentConfig
+from services.executor.runtimes import Verdict
+
+SESSION_ID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 
 
 @dataclass(frozen=True)
@@ -177,3 +186,123 @@ def take_ups(
         )
         for a in waiting[:free]
     ]
+
+
+# --- an attempt: its start, its session, its end ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of a task on an agent, as the events about it name it."""
+
+    swarm: str
+    task: str
+    attempt: int
+    agent: str
+    correlation_id: str | None = None
+
+
+class _Envelope(TypedDict):
+    """What every event about an attempt carries."""
+
+    swarm: str
+    id: str
+    time: float
+    actor: str
+    correlation_id: str | None
+
+
+def _envelope(attempt: Attempt, executor: str, now: float) -> _Envelope:
+    return _Envelope(
+        swarm=attempt.swarm,
+        id=attempt.task,
+        time=now,
+        actor=actor(executor),
+        correlation_id=attempt.correlation_id,
+    )
+
+
+def running(
+    attempt: Attempt,
+    executor: str,
+    now: float,
+    *,
+    inbox_read_through: int = 0,
+    session_id: str | None = None,
+    resumed: bool = False,
+    branch: str | None = None,
+    base: str | None = None,
+) -> ev.TaskRunning:
+    """``task.running``: the attempt starts here (with the mentions its prompt takes, for a
+    claude task the session it runs in — known before the CLI starts, so even an attempt that is
+    lost without a word leaves its session in the log — and, in a project, the task's branch and
+    the commit it was cut from)."""
+    return ev.TaskRunning(
+        **_envelope(attempt, executor, now),
+        agent=attempt.agent,
+        attempt=attempt.attempt,
+        executor=executor,
+        inbox_read_through=inbox_read_through,
+        session_id=session_id,
+        resumed=resumed,
+        branch=branch,
+        base=base,
+    )
+
+
+def session_to_resume(task: TaskView, agent: str) -> str | None:
+    """The claude session an attempt of ``task`` on ``agent`` may continue: the one an earlier
+    attempt ran in on the same agent (so in the same sandbox), when the task went back to the
+    queue instead of ending. Whether the sandbox still holds it is for the sandbox to say."""
+    if task.runtime != "claude" or task.attempt <= 1 or task.session_agent != agent:
+        return None
+    if task.session_id is None or not SESSION_ID.match(task.session_id):
+        return None
+    return task.session_id
+
+
+def result(
+    attempt: Attempt,
+    verdict: Verdict,
+    executor: str,
+    now: float,
+    *,
+    given_back: str | None = None,
+    work: ev.Work | None = None,
+) -> ev.TaskCompleted | ev.TaskFailed | ev.TaskRequeued:
+    """How the attempt ended, as the event to append: ``requeued`` (the next attempt, at once)
+    when it was stopped for a reason that is not the task's (``given_back``: this executor
+    stopping, the agent leaving, the sandbox lost), else ``completed`` or ``failed`` with the
+    run's outcome (and, in a project, the ``work`` it left) and, for a failure, why."""
+    envelope = _envelope(attempt, executor, now)
+    if given_back is not None:
+        return ev.TaskRequeued(
+            **envelope, attempt=attempt.attempt + 1, reason=given_back, retry_at=now
+        )
+    if verdict.completed:
+        return ev.TaskCompleted(
+            **envelope,
+            attempt=attempt.attempt,
+            agent=attempt.agent,
+            outcome=verdict.outcome,
+            work=work,
+        )
+    return ev.TaskFailed(
+        **envelope,
+        reason=verdict.reason or "failed",
+        attempt=attempt.attempt,
+        agent=attempt.agent,
+        outcome=verdict.outcome,
+        work=work,
+    )
+
+
+def not_started(attempt: Attempt, executor: str, now: float, reason: str) -> ev.TaskFailed:
+    """``failed`` for an attempt that could not start at all (e.g. its branch could not be cut
+    in the project): appended at the claim's sequence, with no run outcome."""
+    return ev.TaskFailed(
+        **_envelope(attempt, executor, now),
+        reason=reason,
+        attempt=attempt.attempt,
+        agent=attempt.agent,
+    )

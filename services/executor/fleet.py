@@ -53,13 +53,7 @@ def member_settings(
         environment["PATH"] = membership.with_bin(env.get("PATH"), str(bin_dir))
     if not (env.get(membership.URL_VARIABLE) and env.get("SWARM_API_TOKEN")):
         return config, environment
-    claude = replace(
-        config.claude,
-        mcp_config=membership.mcp_config(),
-        allowed_tools=tuple(dict.fromkeys([*config.claude.allowed_tools, membership.MCP_TOOLS]))
-        if config.claude.allowed_tools
-        else (membership.MCP_TOOLS,),
-    )
+    claude = replace(config.claude, mcp_config=membership.mcp_config())  # its tools allowed
     pass_env = tuple(dict.fromkeys([*config.pass_env, membership.URL_VARIABLE]))
     return replace(config, claude=claude, pass_env=pass_env), environment
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from schemas.errors import Invalid
 from services.bus.logs import scrub
@@ -107,26 +108,61 @@ def auth_header(token: str) -> str:
     return f"Authorization: Basic {pair}"
 
 
-def identity(agent: str, name: str | None = None) -> tuple[str, str]:
-    """The git identity of an agent's commits: ``<agent name> <agent-id@swarm.local>``."""
-    return (name or agent).strip() or agent, f"{agent}@swarm.local"
+class Identity(NamedTuple):
+    """Who a commit is by: its author and committer."""
+
+    name: str
+    email: str
 
 
-def git_env(token: str | None = None, who: tuple[str, str] | None = None) -> dict[str, str]:
+DEFAULT_EMAIL_DOMAIN = "swarm.local"
+_EMAIL_LOCAL = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def identity(
+    agent: str,
+    name: str | None = None,
+    *,
+    git_name: str | None = None,
+    git_email: str | None = None,
+    email_domain: str = DEFAULT_EMAIL_DOMAIN,
+) -> Identity:
+    """The git identity of an agent's commits — the run's own and Swarm's for it: the configured
+    ``git_name`` / ``git_email`` (``[[agents]]``), else ``<agent name> <agent-id@swarm.local>``
+    (the domain: ``[git] email_domain``)."""
+    local = _EMAIL_LOCAL.sub("-", agent) or "agent"
+    return Identity(
+        name=(git_name or name or agent).strip() or agent,
+        email=(git_email or f"{local}@{email_domain}").strip(),
+    )
+
+
+def config_env(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """``pairs`` as git reads them from the environment (``GIT_CONFIG_COUNT``/``KEY_n``/
+    ``VALUE_n``): one list per command, so whoever adds settings adds them to the same list."""
+    env = {"GIT_CONFIG_COUNT": str(len(pairs))}
+    for index, (key, value) in enumerate(pairs):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    return env
+
+
+def git_env(
+    token: str | None = None,
+    who: tuple[str, str] | None = None,
+    extra_config: Sequence[tuple[str, str]] = (),
+) -> dict[str, str]:
     """The environment of every git command: the safety settings, plus the credentials (as an
     ``http.extraHeader``) when there is a token, plus ``user.name``/``user.email`` when ``who``
-    is given (the author of new commits; a rebase keeps each commit's author)."""
+    is given (the author of new commits; a rebase keeps each commit's author), plus
+    ``extra_config`` (e.g. the settings of a task's commits: ``commits.config_pairs``)."""
     config = list(SAFETY_CONFIG)
     if token:
         config.append(("http.extraHeader", auth_header(token)))
     if who is not None:
         config += [("user.name", who[0]), ("user.email", who[1])]
-    env = dict(BASE_ENV)
-    env["GIT_CONFIG_COUNT"] = str(len(config))
-    for index, (key, value) in enumerate(config):
-        env[f"GIT_CONFIG_KEY_{index}"] = key
-        env[f"GIT_CONFIG_VALUE_{index}"] = value
-    return env
+    config += extra_config
+    return {**BASE_ENV, **config_env(config)}
 
 
 # --- commands ---------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 
 from schemas.board import Board
+from schemas.environment import CLAUDE_CREDENTIALS
 from services.executor.config import ExecutorConfig
-from services.executor.runtimes import CREDENTIAL_ENV
 
 BACKEND_CREDENTIALS = {"daytona": ("DAYTONA_API_KEY",)}  # what a backend needs to make sandboxes
 VERSION_TIMEOUT = 10.0
@@ -43,7 +43,7 @@ def build(
     claude: dict[str, object] = {"bin": claude_bin, "in_sandbox": not local}
     if local:
         claude |= {"path": claude_path, "version": claude_version}
-    claude["credentials"] = present(CREDENTIAL_ENV)
+    claude["credentials"] = present(CLAUDE_CREDENTIALS)
     return {
         "backend": backend,
         "backend_credentials": present(BACKEND_CREDENTIALS.get(backend, ())),

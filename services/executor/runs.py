@@ -1,5 +1,11 @@
 """One attempt of one task in an agent's sandbox: build the runtime's command, run it with the
-task's timeout and the run's cancel, stream what it prints, and say how it ended."""
+task's timeout and the run's cancel, stream what it prints, and say how it ended.
+
+Environment of a run, beyond the sandbox's basics: the ``pass_env`` names, the agent's API
+access and git identity (``extra_env``), the run's ids; a ``claude`` run also gets every Claude
+Code setting set in the executor's environment (``schemas.environment``: credentials, base URL,
+models, Bedrock/Vertex/Foundry and their cloud credentials, proxies, CA bundles, telemetry
+switches...), a ``shell`` run the proxies and CA bundles only."""
 
 from __future__ import annotations
 
@@ -7,12 +13,14 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from schemas import environment
 from schemas.agent_tokens import make_agent_token
 from schemas.board import TaskView
 from schemas.chat import InboxEntry
 from schemas.events import RunOutcome
-from services.executor import runtimes
-from services.executor.runtimes import ClaudeOptions, ClaudeOutput, ShellOutput, Verdict
+from services.executor import claude_settings, runtimes
+from services.executor.claude_settings import ClaudeOptions, ClaudeRun
+from services.executor.runtimes import ClaudeOutput, ShellOutput, Verdict
 from services.executor.sandboxes import Sandbox
 
 
@@ -25,6 +33,7 @@ class RunSettings:
     default_timeout: float = 600.0
     source_env: Mapping[str, str] = field(default_factory=dict)
     pass_env: tuple[str, ...] = ()
+    backend: str = "local"  # the sandbox backend: it decides the claude permission default
 
 
 def api_access(source_env: Mapping[str, str], swarm: str, agent: str) -> dict[str, str]:
@@ -47,14 +56,18 @@ def sandbox_env(
     task: TaskView,
     agent: str,
     *,
-    with_credentials: bool,
+    claude: ClaudeRun | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """What the command gets beyond the sandbox's basics: passed-through variables, ``extra``
-    (the agent's API access), ids and, for the claude runtime only, the credentials."""
-    env = {
-        name: settings.source_env[name] for name in settings.pass_env if name in settings.source_env
-    }
+    """What the command gets beyond the sandbox's basics: the network settings, for a claude
+    run (``claude`` given) every Claude Code setting, the passed-through variables, ``extra``
+    (the agent's API access and git identity) and the run's ids."""
+    source = settings.source_env
+    if claude is not None:
+        env = claude_settings.environment_of(source, claude)
+    else:
+        env = environment.network_settings(source)
+    env.update({name: source[name] for name in settings.pass_env if name in source})
     env.update(extra or {})
     env.update(
         SWARM_SWARM_ID=task.swarm,
@@ -62,8 +75,6 @@ def sandbox_env(
         SWARM_AGENT_ID=agent,
         SWARM_ATTEMPT=str(task.attempt),
     )
-    if with_credentials:
-        env.update(runtimes.credentials(settings.source_env))
     return env
 
 
@@ -79,19 +90,21 @@ async def execute(
     mentions: Sequence[InboxEntry] = (),
     extra_env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    claude: ClaudeRun | None = None,
 ) -> Verdict:
     """Run the task once; ``write`` gets readable output as it comes, ``tail`` returns the last
     of it. A run stopped through ``cancel`` still gets a verdict; its caller knows why it stopped
     and decides what it means. ``mentions`` go in front of a claude prompt; ``extra_env`` is
     given to the command; ``cwd`` (relative to the sandbox's working directory) is where it
-    runs."""
+    runs; ``claude``: the claude run's flags (default: the settings' for this task, new
+    session)."""
     if task.runtime == "instant":
         return runtimes.instant()
     output: ShellOutput | ClaudeOutput
     if task.runtime == "shell":
         command = runtimes.shell_command(task.prompt)
         output = ShellOutput()
-        env = sandbox_env(settings, task, agent, with_credentials=False, extra=extra_env)
+        env = sandbox_env(settings, task, agent, extra=extra_env)
     else:
         # the sandbox looks (a Daytona sandbox checks inside itself: `command -v`)
         binary = await sandbox.which(settings.claude.bin, settings.source_env.get("PATH"))
@@ -99,10 +112,19 @@ async def execute(
             verdict = runtimes.missing_claude(settings.claude.bin, sandbox.place)
             write(verdict.reason + "\n" if verdict.reason else "")
             return verdict
-        prompt = runtimes.task_prompt(task, mentions)
-        command = runtimes.claude_command(settings.claude, binary, prompt)
-        env = sandbox_env(settings, task, agent, with_credentials=True, extra=extra_env)
-        output = ClaudeOutput(credentials_given=bool(runtimes.credentials(settings.source_env)))
+        if claude is None:
+            claude = claude_settings.resolve(settings.claude, settings.backend, task=task.claude)
+        if claude.resume:
+            prompt = runtimes.resume_prompt(task, mentions)
+            write(f"· resuming session {claude.resume} of an earlier attempt\n")
+        else:
+            prompt = runtimes.task_prompt(task, mentions)
+        write(f"· {claude_settings.describe(claude)}\n")
+        command = runtimes.claude_command(claude, binary, prompt)
+        env = sandbox_env(settings, task, agent, claude=claude, extra=extra_env)
+        output = ClaudeOutput(
+            credentials_given=bool(runtimes.credentials(env)), api=runtimes.api_place(env)
+        )
     timeout = task.timeout or settings.default_timeout
 
     def on_output(stream: str, data: bytes) -> None:
@@ -127,6 +149,10 @@ async def execute(
     write(output.flush())
     verdict = output.verdict(result.exit_code, tail())
     verdict.outcome.duration_s = round(result.duration_s, 3)
+    if claude is not None and verdict.outcome.session_id is None:
+        verdict.outcome.session_id = claude.resume or claude.session_id  # it said nothing yet
     if result.timed_out:
-        verdict = runtimes.timed_out(verdict, timeout, from_task=task.timeout is not None)
+        verdict = runtimes.timed_out(
+            verdict, timeout, from_task=task.timeout is not None, meanwhile=output.meanwhile()
+        )
     return verdict

@@ -22,6 +22,7 @@ import msgspec
 from schemas import events as ev
 from schemas import scopes, subjects
 from schemas.board import FINISHED, AgentView, Board, SwarmView, TaskView
+from schemas.budgets import budget_reached
 from schemas.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
 from services.bus import history
 from services.bus.projection import Projection
@@ -87,6 +88,9 @@ def swarm_json(swarm: SwarmView) -> dict[str, Any]:
         "project": swarm.project,
         "tasks": len(swarm.tasks),
         "agents": len(swarm.agents),
+        "budget_usd": swarm.budget_usd,
+        "spent_usd": swarm.spent_usd,
+        "budget_reached": budget_reached(swarm),
     }
 
 
@@ -110,8 +114,14 @@ def sorted_agents(swarm: SwarmView) -> list[AgentView]:
     return sorted(swarm.agents.values(), key=lambda a: (a.registered_at, a.id))
 
 
+def _claude(settings: models.ClaudeSettingsIn | None) -> ev.ClaudeTaskSettings | None:
+    if settings is None:
+        return None
+    return msgspec.convert(settings.model_dump(), ev.ClaudeTaskSettings)
+
+
 def _trigger(trigger: models.TriggerIn) -> ev.Trigger:
-    return ev.Trigger(on=trigger.on, task=ev.TaskSpec(**trigger.task.model_dump()))
+    return ev.Trigger(on=trigger.on, task=msgspec.convert(trigger.task.model_dump(), ev.TaskSpec))
 
 
 # --- the handlers -----------------------------------------------------------------------------
@@ -235,12 +245,30 @@ class Commands:
             **self.envelope(swarm_id, swarm_id, ctx),
             name=spec.name or swarm_id,
             description=spec.description,
+            budget_usd=spec.budget_usd,
         )
         await self.append(event, ctx, "create_swarm")
         swarm = self.board.swarms.get(swarm_id)
         if swarm is None:
             raise Conflict(f"swarm {swarm_id} was not created (it changed meanwhile)")
         return Result(swarm_json(swarm), created=True)
+
+    async def update_swarm(self, swarm_id: str, data: Any, ctx: Context) -> dict[str, Any]:
+        """Rename it, describe it, set or remove its budget (``budget_usd: null``)."""
+        self.check_available()
+        swarm_of(self.board, swarm_id)
+        spec = parse(models.UpdateSwarm, data)
+        given = spec.model_dump(exclude_unset=True)
+        if not given:
+            return swarm_json(swarm_of(self.board, swarm_id))
+        event = ev.SwarmUpdated(
+            **self.envelope(swarm_id, swarm_id, ctx),
+            name=spec.name,
+            description=spec.description,
+            budget_usd=spec.budget_usd if "budget_usd" in given else msgspec.UNSET,
+        )
+        await self.append(event, ctx, "update_swarm")
+        return swarm_json(swarm_of(self.board, swarm_id))
 
     async def delete_swarm(
         self, swarm_id: str, ctx: Context, *, force: bool = False
@@ -354,6 +382,7 @@ class Commands:
                 triggers=[_trigger(t) for t in spec.triggers],
                 parent=origin.parent if origin else None,
                 parent_attempt=origin.parent_attempt if origin else None,
+                claude=_claude(spec.claude),
             )
             check_depends(swarm_of(self.board, swarm_id), task_id, spec.depends)
             await self.append(event, ctx, "create_task")
@@ -381,6 +410,8 @@ class Commands:
         check_editable(task)
         if "triggers" in changes:
             changes["triggers"] = [_trigger(t) for t in spec.triggers or []]
+        if "claude" in changes:
+            changes["claude"] = _claude(spec.claude)
         event = ev.TaskUpdated(**self.envelope(swarm_id, task_id, ctx), **changes)
         async with self._graph_change(spec.depends):
             if spec.depends is not None:

@@ -243,6 +243,11 @@ class HttpApi:
     async def get_swarm(self, request: web.Request) -> web.Response:
         return json_response(await self.commands.get_swarm(request.match_info["swarm"]))
 
+    async def update_swarm(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        swarm = request.match_info["swarm"]
+        return json_response(await self.commands.update_swarm(swarm, body, self.context(request)))
+
     async def delete_swarm(self, request: web.Request) -> web.Response:
         swarm = request.match_info["swarm"]
         force = _flag(request, "force", False)

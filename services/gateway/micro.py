@@ -109,6 +109,9 @@ def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint
     async def get_swarm(r: CommandRequest) -> Any:
         return await commands.get_swarm(_swarm(r))
 
+    async def update_swarm(r: CommandRequest) -> Any:
+        return await commands.update_swarm(_swarm(r), _body(r), _context(r))
+
     async def delete_swarm(r: CommandRequest) -> Any:
         force = _body(r).get("force", False)
         if not isinstance(force, bool):
@@ -257,6 +260,7 @@ def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint
         "list_swarms": (list_swarms, "list swarms (swarm token: _)"),
         "create_swarm": (create_swarm, "create the subject's swarm (or _ with an optional id)"),
         "get_swarm": (get_swarm, "get the swarm"),
+        "update_swarm": (update_swarm, 'rename it or set its budget: {"budget_usd": <usd>|null}'),
         "delete_swarm": (delete_swarm, "delete the swarm"),
         "status": (status, "swarm, agents, task counts"),
         "board": (board, 'the board as it was: {"at": <seq or time>}'),

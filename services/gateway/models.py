@@ -59,6 +59,10 @@ def _unique(value: Any) -> Any:
 Words = Annotated[list[Word], BeforeValidator(_unique), BeforeValidator(_comma_list)]
 Ids = Annotated[list[Id], BeforeValidator(_unique), BeforeValidator(_comma_list)]
 Timeout = Annotated[float, Field(gt=0, le=MAX_TIMEOUT)]
+Dollars = Annotated[float, Field(gt=0, le=1_000_000)]
+PermissionMode = Literal["default", "acceptEdits", "auto", "bypassPermissions", "dontAsk", "plan"]
+ToolRule = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+ToolRules = Annotated[list[ToolRule], BeforeValidator(_unique), BeforeValidator(_comma_list)]
 
 
 class Request(BaseModel):
@@ -96,6 +100,22 @@ class PrototypeTaskFields(BaseModel):
 # --- requests ---------------------------------------------------------------------------------
 
 
+class ClaudeSettingsIn(Request):
+    """A claude task's own settings for its run; unset: the agent's, else the swarm's, else the
+    sandbox backend's default (local: acceptEdits and a list of coding commands; daytona:
+    bypassPermissions)."""
+
+    permission_mode: PermissionMode | None = Field(None, description="claude --permission-mode")
+    allowed_tools: ToolRules = Field(
+        [], max_length=200, description='added to the agent\'s allowed tools, e.g. "Bash(make *)"'
+    )
+    disallowed_tools: ToolRules = Field([], max_length=200, description="always denied")
+    max_budget_usd: Dollars | None = Field(
+        None, description="the run stops when its cost reaches this (claude --max-budget-usd)"
+    )
+    model: Word | None = Field(None, description="claude --model for this task")
+
+
 class TaskSpecIn(Request):
     """A task's content: also the body of a trigger's follow-up task."""
 
@@ -111,6 +131,9 @@ class TaskSpecIn(Request):
     )
     runtime: Runtime = Field("claude", description="`instant` only measures Swarm's overhead")
     timeout: Timeout | None = Field(None, description="seconds; default: the executor's")
+    claude: ClaudeSettingsIn | None = Field(
+        None, description="the claude run's permissions, budget and model (claude tasks only)"
+    )
 
 
 class TriggerIn(Request):
@@ -144,6 +167,7 @@ class UpdateTask(Request, PrototypeTaskFields):
     runtime: Runtime | None = None
     timeout: Timeout | None = None
     triggers: list[TriggerIn] | None = None
+    claude: ClaudeSettingsIn | None = Field(None, description="replaces the task's claude settings")
     id: Any = _ignored("ignored: the path names the task")
 
 
@@ -157,6 +181,22 @@ class CreateSwarm(Request):
         None, description="defaults to the id"
     )
     description: str = Field("", max_length=20_000)
+    budget_usd: Dollars | None = Field(
+        None,
+        description="the most the swarm's claude runs may cost together; once its recorded "
+        "spend reaches it, its claude tasks are not claimed",
+    )
+
+
+class UpdateSwarm(Request):
+    """Only the fields given change; `budget_usd: null` removes the budget."""
+
+    name: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
+    description: str | None = Field(None, max_length=20_000)
+    budget_usd: Dollars | None = Field(None, description="dollars; null: no budget")
 
 
 class RegisterAgent(Request):
@@ -346,6 +386,12 @@ class Usage(Response):
     cache_creation_input_tokens: int = 0
 
 
+class DeniedTool(Response):
+    tool: str
+    input: str = Field("", description="what it was called with, shortened")
+    message: str = Field("", description="what the CLI said")
+
+
 class Outcome(Response):
     result: str = ""
     output: str | None = Field(None, description="object-store name of the full output")
@@ -356,6 +402,17 @@ class Outcome(Response):
     usage: Usage | None = None
     session_id: str | None = None
     duration_s: float | None = None
+    denied_tools: list[DeniedTool] = Field(
+        [], description="tool calls the run was not permitted (a run with any: failed)"
+    )
+
+
+class ClaudeSettingsOut(Response):
+    permission_mode: PermissionMode | None = None
+    allowed_tools: list[str] = []
+    disallowed_tools: list[str] = []
+    max_budget_usd: float | None = None
+    model: str | None = None
 
 
 class TaskSpecOut(Response):
@@ -367,6 +424,7 @@ class TaskSpecOut(Response):
     depends: list[str] = []
     runtime: Runtime = "claude"
     timeout: float | None = None
+    claude: ClaudeSettingsOut | None = None
 
 
 class TriggerOut(Response):
@@ -430,6 +488,10 @@ class Task(Response):
     started_at: float | None = None
     finished_at: float | None = None
     created_seq: int = 0
+    claude: ClaudeSettingsOut | None = None
+    cost_usd: float = Field(0.0, description="what its recorded attempts cost together")
+    session_id: str | None = Field(None, description="the claude session of its latest attempt")
+    session_agent: str | None = Field(None, description="the agent whose sandbox holds it")
     resolves: str | None = Field(None, description="the task whose work this one makes land")
     integration: Integration | None = Field(
         None, description="its work in git (null: no project, or mode off)"
@@ -467,6 +529,7 @@ class Agent(Response):
     task: str | None = Field(None, description="the task it is working on")
     registered_at: float = 0.0
     updated_at: float = 0.0
+    spent_usd: float = Field(0.0, description="what its recorded runs cost together")
 
 
 class Swarm(Response):
@@ -477,6 +540,11 @@ class Swarm(Response):
     project: str | None = None
     tasks: int = Field(0, description="how many tasks it holds")
     agents: int = Field(0, description="how many agents it has")
+    budget_usd: float | None = Field(None, description="its budget (null: none)")
+    spent_usd: float = Field(0.0, description="what its recorded runs cost together")
+    budget_reached: str | None = Field(
+        None, description="why its claude tasks are not claimed (null: they are)"
+    )
 
 
 class ChatMessage(Response):

@@ -100,6 +100,16 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("GET", "/swarms/{swarm}", "get_swarm", "Get a swarm", "swarms", response=models.Swarm),
     Route(
+        "PATCH",
+        "/swarms/{swarm}",
+        "update_swarm",
+        "Rename a swarm, or set or remove its budget (`budget_usd`, null: none)",
+        "swarms",
+        body=models.UpdateSwarm,
+        response=models.Swarm,
+        errors=(400, 404, 409),
+    ),
+    Route(
         "DELETE",
         "/swarms/{swarm}",
         "delete_swarm",

@@ -21,7 +21,8 @@ What it decides, per swarm:
 - **resolve tasks**: a completed task whose work cannot land and whose project resolves
   conflicts -> ``task.created`` ``<origin>-resolve-<round>`` (``resolving.py``), exactly once;
 - **claims**: claimable tasks (pending, or requeued and past ``retry_at``, dependencies done) to
-  free agents (idle, hosted, present), by ``matching.match``.
+  free agents (idle, hosted, present), by ``matching.match``; a swarm whose recorded spend has
+  reached its budget gets no claims for its claude tasks (``within_budget``).
 
 An aggregate gets at most one decision per call, and never one that is ``in_flight`` (the
 service's appends not yet folded back), so each decision applies to the board it was made on.
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 from schemas import events as ev
 from schemas import subjects
 from schemas.board import ACTIVE, CLAIMABLE, FINISHED, AgentView, Board, SwarmView, TaskView
+from schemas.budgets import budget_reached, held
 from schemas.errors import Invalid
 from schemas.fold import deps_done
 from schemas.graph import on_cycles
@@ -265,9 +267,17 @@ def _decide_swarm(
         if decision is not None:
             out.append(decision)
 
-    for task, agent in match(claimable, free):
+    for task, agent in match(within_budget(swarm, claimable), free):
         out.append(planner.claim(task, agent))
     return out
+
+
+def within_budget(swarm: SwarmView, claimable: list[TaskView]) -> list[TaskView]:
+    """The claimable tasks the swarm's budget lets through: none of its claude tasks once its
+    recorded spend has reached its budget (``schemas.budgets``)."""
+    if budget_reached(swarm) is None:
+        return claimable
+    return [task for task in claimable if not held(swarm, task)]
 
 
 def landed_or_failed(swarm: SwarmView, task: TaskView) -> bool:

@@ -1,0 +1,344 @@
+"""Hosting agents: which agents this executor serves, their sandboxes, their presence and their
+checkouts of the swarm's project.
+
+- **Registering and hosting.** Configured agents are registered (``agent.registered``) unless the
+  fold already shows them just so, or another executor's fresh presence holds them; agents
+  registered through the API with no executor are taken up (``agent.updated``) while there is
+  room (``max_agents``). Hosting one: its sandbox (created or attached), its dispatch queue, its
+  API access, a presence key, and its serving loop (``serving.py``).
+- **Presence.** A key per hosted agent in ``swarm_presence``, refreshed well within the lease;
+  an agent the fold shows lost while this executor still hosts it registers again.
+- **Checkouts.** Whenever the fold shows a hosted agent owing its swarm's attached project a
+  checkout (an init or sync request it has not answered), it is done and answered with
+  ``project.synced`` / ``project.sync_failed``; before a task, a due checkout is done first. One
+  lock per agent keeps git and the agent's task from working in the checkout at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+
+from schemas import subjects
+from schemas.environment import NOT_GIT_CREDENTIALS
+from services.bus.dispatch import DispatchQueue, agent_consumer, delete_agent_consumer
+from services.bus.logs import redactor
+from services.bus.presence import Presence, put_presence, read_presence
+from services.executor import checkouts, decisions, runs
+from services.executor.config import AgentConfig, ExecutorConfig
+from services.executor.git import CHECKOUT_DIR, CheckoutStatus, GitFailed
+from services.executor.ledger import Ledger
+from services.executor.sandboxes import Backend, Sandbox
+
+PRESENCE_EVERY = 2.0
+
+
+@dataclass
+class ActiveRun:
+    """An attempt running here. ``why``: what ended it early. If the fold still shows the attempt
+    running when it has ended (this executor is stopping, the agent left it), the attempt is
+    given back (``task.requeued``); else (cancelled, requeued elsewhere) nothing is appended."""
+
+    swarm: str
+    task: str
+    attempt: int
+    agent: str
+    running_seq: int
+    correlation_id: str | None = None
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    why: str | None = None
+
+    def stop(self, why: str) -> None:
+        if self.why is None:
+            self.why = why
+        self.cancel.set()
+
+    @property
+    def named(self) -> decisions.Attempt:
+        return decisions.Attempt(
+            self.swarm, self.task, self.attempt, self.agent, self.correlation_id
+        )
+
+
+@dataclass
+class HostedAgent:
+    id: str
+    sandbox: Sandbox
+    sub: DispatchQueue  # its dispatches (a durable pull consumer)
+    config: AgentConfig | None = None  # its [[agents]] entry (None: registered through the API)
+    loop: asyncio.Task[None] | None = None
+    run: ActiveRun | None = None
+    active: bool = True
+    serving: bool = False  # between taking a dispatch and acking it
+    api_env: dict[str, str] = field(default_factory=dict)  # runs.api_access: holds a secret
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # its checkout: git or a task
+    checkout_job: asyncio.Task[None] | None = None
+    hooks_path: str | None = None  # Swarm's git hooks in its sandbox, once installed
+
+
+ServeAgent = Callable[[HostedAgent], Coroutine[object, object, None]]
+
+
+class Hosting:
+    def __init__(
+        self,
+        ledger: Ledger,
+        config: ExecutorConfig,
+        backend: Backend,
+        env: Mapping[str, str],
+        secrets: list[str],
+        stopping: asyncio.Event,
+        serve: ServeAgent,
+    ) -> None:
+        self.ledger = ledger
+        self.config = config
+        self.backend = backend
+        self.env = env
+        self.secrets = secrets  # shared: masked in output, chat lines and logs
+        self.stopping = stopping
+        self.serve = serve
+        self.swarm = config.swarm
+        self.me = config.executor_id
+        self.log = ledger.log
+        self.hosted: dict[str, HostedAgent] = {}
+        self.agents_changed = asyncio.Event()
+        self.projects_changed = asyncio.Event()
+        self.background: set[asyncio.Task[None]] = set()
+        self.each_round: Callable[[], Coroutine[object, object, None]] | None = None
+        self._configured = {agent.id: agent for agent in config.agents}
+
+    # --- registering and hosting ---------------------------------------------------------------
+
+    async def present_elsewhere(self, agent: str) -> str | None:
+        """The other executor whose fresh presence holds ``agent``, if any."""
+        try:
+            kv = await self.ledger.bus.kv(subjects.PRESENCE_BUCKET)
+        except Exception:  # NATS away: nobody known to hold it
+            return None
+        presence = await read_presence(kv, self.swarm, agent)
+        if presence is None:
+            return None
+        if presence.executor != self.me and time.time() - presence.time < self.config.lease:
+            return presence.executor
+        return None
+
+    async def host_configured(self, agent: AgentConfig) -> None:
+        view = self.ledger.board.agent(self.swarm, agent.id)
+        if view is not None and view.executor not in (None, self.me):
+            other = await self.present_elsewhere(agent.id)
+            if other is not None:
+                self.log.warning(
+                    "executor.agent_hosted_elsewhere",
+                    agent=agent.id,
+                    error=f"agent {agent.id} is hosted by executor {other}; not hosting it here",
+                )
+                return
+        for _ in range(3):
+            append = decisions.registration(
+                self.ledger.board, self.swarm, agent, self.me, self.backend.name, time.time()
+            )
+            if append is None or await self.ledger.append(append) is not None:
+                break
+            await self.ledger.settled("agent", agent.id, append.expected_seq)
+        await self.host(agent.id, agent.sandbox_id)
+
+    async def host(self, agent: str, sandbox_id: str | None) -> None:
+        """Start serving an agent the fold says this executor hosts."""
+        if agent in self.hosted:
+            return
+        back = decisions.comeback(self.ledger.board, self.swarm, agent, self.me, time.time())
+        if back is not None:
+            await self.ledger.append(back)
+        sandbox = await self.backend.create(self.swarm, agent, sandbox_id)
+        sub = await agent_consumer(
+            self.ledger.bus.js, self.swarm, agent, ack_wait=self.config.ack_wait
+        )
+        api_env = runs.api_access(self.env, self.swarm, agent)
+        token = api_env.get("SWARM_AGENT_TOKEN")
+        if token:  # masked wherever it might show up: output, chat, logs
+            self.secrets.append(token)
+            redactor.add(token)
+        hosted = HostedAgent(
+            id=agent, sandbox=sandbox, sub=sub, config=self._configured.get(agent), api_env=api_env
+        )
+        self.hosted[agent] = hosted
+        await self.put_presence(hosted)
+        hosted.loop = asyncio.create_task(self.serve(hosted), name=f"agent-{agent}")
+        self.projects_changed.set()  # a checkout may be due
+        self.log.info("executor.hosting", agent=agent, sandbox=sandbox.id)
+
+    async def unhost(self, agent: str, *, gone: bool) -> None:
+        hosted = self.hosted.pop(agent, None)
+        if hosted is None:
+            return
+        hosted.active = False
+        if hosted.checkout_job is not None:
+            hosted.checkout_job.cancel()
+        if hosted.run is not None:
+            hosted.run.stop(
+                f"agent {agent} left executor {self.me} while attempt {hosted.run.attempt} "
+                "was running"
+            )
+        elif hosted.loop is not None:
+            hosted.loop.cancel()
+        try:
+            await hosted.sub.close()
+            kv = await self.ledger.bus.kv(subjects.PRESENCE_BUCKET)
+            await kv.delete(subjects.presence_key(self.swarm, agent))
+            if gone:
+                await delete_agent_consumer(self.ledger.bus.js, self.swarm, agent)
+        except Exception as error:
+            self.log.warning("executor.unhost_incomplete", agent=agent, error=str(error))
+        self.log.info("executor.unhosted", agent=agent, gone=gone)
+
+    async def take_up_loop(self) -> None:
+        """On agent events (and every two seconds): bring back hosted agents the fold shows lost
+        (their presence lapsed while NATS was away), and take up agents registered through the
+        API (no executor) while there is room."""
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.agents_changed.wait(), PRESENCE_EVERY)
+            except TimeoutError:
+                pass
+            self.agents_changed.clear()
+            board = self.ledger.board
+            for agent in list(self.hosted):
+                back = decisions.comeback(board, self.swarm, agent, self.me, time.time())
+                if back is not None and await self.ledger.append(back) is not None:
+                    self.log.info("executor.agent_back", agent=agent)
+            for view in decisions.hosted_here(self.ledger.board, self.swarm, self.me):
+                if view.id not in self.hosted:  # taken up, but hosting it failed: again
+                    try:
+                        await self.host(view.id, view.sandbox_id)
+                    except Exception as error:
+                        self.log.warning("executor.host_failed", agent=view.id, error=str(error))
+            free = self.config.max_agents - len(self.hosted)
+            ups = decisions.take_ups(self.ledger.board, self.swarm, self.me, free, time.time())
+            for append in ups:
+                try:
+                    if await self.ledger.append(append) is None:
+                        continue
+                    taken = self.ledger.board.agent(self.swarm, append.event.id)
+                    if taken is not None and taken.executor == self.me:
+                        self.log.info("executor.took_up", agent=taken.id)
+                        await self.host(taken.id, taken.sandbox_id)
+                except Exception:
+                    self.log.exception("executor.take_up_failed", agent=append.event.id)
+
+    # --- presence ------------------------------------------------------------------------------
+
+    async def put_presence(self, hosted: HostedAgent) -> None:
+        kv = await self.ledger.bus.kv(subjects.PRESENCE_BUCKET)
+        presence = Presence(
+            executor=self.me,
+            time=time.time(),
+            task=hosted.run.task if hosted.run is not None else None,
+        )
+        await put_presence(kv, self.swarm, hosted.id, presence)
+
+    async def presence_loop(self) -> None:
+        while not self.stopping.is_set():
+            for hosted in list(self.hosted.values()):
+                try:
+                    await self.put_presence(hosted)
+                except Exception as error:  # NATS away: next round
+                    self.log.debug("executor.presence_failed", agent=hosted.id, error=str(error))
+            # well within the lease, also when it is set short (a refresh every 2 s would let
+            # a 2 s lease lapse between refreshes)
+            await asyncio.sleep(min(PRESENCE_EVERY, self.config.lease / 3))
+
+    async def withdraw_presence(self) -> None:
+        """This executor stops: its agents' presence keys go at once."""
+        if not self.hosted:
+            return
+        try:
+            kv = await self.ledger.bus.kv(subjects.PRESENCE_BUCKET)
+            for agent in self.hosted:
+                await asyncio.wait_for(kv.delete(subjects.presence_key(self.swarm, agent)), 2)
+        except Exception as error:
+            self.log.debug("executor.presence_not_removed", error=str(error))
+
+    # --- the project's checkouts ---------------------------------------------------------------
+
+    async def project_loop(self) -> None:
+        """On project and agent events (and every few seconds): start the checkouts due for
+        hosted agents, each agent's on its own (they clone side by side)."""
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.projects_changed.wait(), 5 * PRESENCE_EVERY)
+            except TimeoutError:
+                pass
+            self.projects_changed.clear()
+            if self.each_round is not None:  # e.g. landings left over (serving.py)
+                self.later(self.each_round())
+            for hosted in list(self.hosted.values()):
+                busy = hosted.checkout_job is not None and not hosted.checkout_job.done()
+                if busy or checkouts.due(self.ledger.board, self.swarm, hosted.id) is None:
+                    continue
+                hosted.checkout_job = asyncio.create_task(
+                    self.checkout(hosted), name=f"checkout-{hosted.id}"
+                )
+                self.background.add(hosted.checkout_job)
+                hosted.checkout_job.add_done_callback(self.background.discard)
+
+    def later(self, coro: Coroutine[object, object, None]) -> None:
+        """Run ``coro`` in the background (cancelled when the executor stops)."""
+        task = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def checkout(self, hosted: HostedAgent) -> None:
+        async with hosted.lock:
+            await self.checkout_locked(hosted)
+
+    async def checkout_locked(self, hosted: HostedAgent, *, before_task: bool = False) -> None:
+        """Do the agent's due checkout, if any, and append how it went (holding its lock).
+        ``before_task``: also redo the current one if the checkout itself is gone (a sandbox
+        recreated from scratch), so the task still runs in the project."""
+        board = self.ledger.board
+        request = checkouts.due(board, self.swarm, hosted.id)
+        if request is None and before_task:
+            request = checkouts.current(board, self.swarm, hosted.id)
+            if request is not None and await hosted.sandbox.path_exists(f"{CHECKOUT_DIR}/.git"):
+                request = None
+        if request is None or not hosted.active or self.stopping.is_set():
+            return
+        log = self.log.bind(
+            agent=hosted.id, project=request.project, round=request.round, kind=request.kind
+        )
+        token = self.env.get(request.credentials_ref or "", "")
+        if len(token) >= 6 and request.credentials_ref not in NOT_GIT_CREDENTIALS:
+            if token not in self.secrets:  # masked in the agents' output and in logs too
+                self.secrets.append(token)
+            redactor.add(token)
+        started = time.monotonic()
+        outcome: CheckoutStatus | GitFailed
+        try:
+            outcome = await checkouts.perform(
+                hosted.sandbox,
+                request,
+                env=self.env,
+                timeout=self.config.git_timeout,
+                secrets=self.secrets,
+                executor=self.me,
+            )
+        except GitFailed as error:
+            outcome = error
+        except Exception as error:  # the sandbox itself failed: say so rather than stay silent
+            log.exception("executor.checkout_crashed")
+            outcome = GitFailed(f"checkout failed: {type(error).__name__}: {error}")
+        event = checkouts.answer(request, outcome, decisions.actor(self.me))
+        try:
+            seq = await self.ledger.bus.events.append(event, msg_id=request.msg_id, retry_for=10.0)
+            await self.ledger.projection.wait_for(seq)
+        except Exception as error:  # NATS away: still due, done again on the next round
+            log.warning("executor.checkout_unreported", error=str(error))
+            return
+        log.info(
+            f"project.{event.verb}",
+            seconds=round(time.monotonic() - started, 3),
+            commit=getattr(event, "commit", None),
+            error=getattr(event, "error", None),
+        )

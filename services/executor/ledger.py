@@ -1,0 +1,52 @@
+"""What hosting agents and serving dispatches share: the executor's fold of its swarm's log and
+the way to append to it (with the aggregate's expected sequence, then wait until the fold holds
+the event)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from structlog.typing import FilteringBoundLogger
+
+from schemas.board import Board
+from services.bus.eventlog import AppendConflict
+from services.bus.projection import Projection
+from services.bus.service import Bus
+from services.executor.decisions import Append
+
+SETTLE_SECONDS = 5.0
+
+
+class Ledger:
+    def __init__(
+        self, bus: Bus, projection: Projection, swarm: str, log: FilteringBoundLogger
+    ) -> None:
+        self.bus = bus
+        self.projection = projection
+        self.swarm = swarm
+        self.log = log
+
+    @property
+    def board(self) -> Board:
+        return self.projection.board
+
+    async def append(self, append: Append, *, retry_for: float = 5.0) -> int | None:
+        """Append and wait until the fold holds it; None when the aggregate moved on."""
+        try:
+            seq = await self.bus.events.append(
+                append.event, expected_seq=append.expected_seq, retry_for=retry_for
+            )
+        except AppendConflict:
+            self.log.info("executor.append_conflict", type=append.event.type, id=append.event.id)
+            return None
+        await self.projection.wait_for(seq)
+        return seq
+
+    async def settled(self, aggregate: str, aggregate_id: str, seen: int) -> None:
+        """After a conflict: wait (a little) until the fold shows the event that beat us."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while self.board.version(self.swarm, aggregate, aggregate_id) == seen:
+            if time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.02)
