@@ -40,16 +40,27 @@ class Remote:
     def url(self) -> str:
         return f"file://{self.bare}"
 
-    def push(self, name: str, text: str) -> str:
-        """Commit ``name`` with ``text`` on the branch and push it; the new commit."""
-        if self.has(self.branch):  # agents may have landed work since
+    def push(self, name: str, text: str, branch: str | None = None) -> str:
+        """Commit ``name`` with ``text`` on the branch (or on ``branch``, made from the branch
+        when new) and push it; the new commit."""
+        target = branch or self.branch
+        if target != self.branch:
+            if self.has(target):
+                git("fetch", "--quiet", "origin", target, cwd=self.work)
+                git("checkout", "--quiet", "-B", target, f"origin/{target}", cwd=self.work)
+            else:
+                git("checkout", "--quiet", "-b", target, cwd=self.work)
+        elif self.has(self.branch):  # agents may have landed work since
             git("pull", "--quiet", "--ff-only", "origin", self.branch, cwd=self.work)
         (self.work / name).parent.mkdir(parents=True, exist_ok=True)
         (self.work / name).write_text(text)
         git("add", name, cwd=self.work)
         git("commit", "--quiet", "-m", f"write {name}", cwd=self.work)
-        git("push", "--quiet", "origin", self.branch, cwd=self.work)
-        return git("rev-parse", "HEAD", cwd=self.work)
+        git("push", "--quiet", "origin", target, cwd=self.work)
+        commit = git("rev-parse", "HEAD", cwd=self.work)
+        if target != self.branch:
+            git("checkout", "--quiet", self.branch, cwd=self.work)
+        return commit
 
     def has(self, branch: str) -> bool:
         found = subprocess.run(

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 
 from schemas import events as ev
 from schemas.board import Board
+from schemas.errors import Invalid
 from services.bus.connection import NatsOptions
 from services.bus.logs import known_secrets
 from services.bus.service import Service
@@ -129,6 +130,9 @@ class Executor(Service):
 
     async def on_start(self) -> None:
         assert self.bus is not None and self.projection is not None
+        problem = await self.backend.check()  # [daytona hook] an SDK line that misfits the server
+        if problem is not None:
+            raise Invalid("backend", problem)
         ledger = Ledger(self.bus, self.projection, self.swarm, self.log)
         self._hosting_part = Hosting(
             ledger,

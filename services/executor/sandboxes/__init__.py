@@ -253,6 +253,11 @@ class Backend(ABC):
         """The agent's sandbox: attach to ``sandbox_id`` (or the one this backend made for the
         agent before) when it exists, else create it."""
 
+    async def check(self) -> str | None:
+        """What stops this backend from working at all (``daytona``: an SDK line that does not
+        fit the server), or None. Local sandboxes: nothing."""
+        return None
+
     async def close(self) -> None:
         """The executor stops: let go of the sandboxes (``daytona`` applies its shutdown policy:
         keep, stop or delete them). Local sandboxes are directories: nothing to do."""
