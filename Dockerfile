@@ -5,6 +5,36 @@
 #
 # Which service a container runs is its command (compose.yaml): python -m services.<name>.
 # Configuration is environment only (NATS_URL, SWARM_API_TOKEN, ...: see docs/operations.md).
+#
+# Installed from uv.lock: exactly the versions `./dev` installs, never a newer release.
+
+# --- build: the locked dependencies, then Swarm itself, into the virtualenv /opt/swarm ---------
+# (UV_SYSTEM_CERTS: trust the image's CA store, as pip does, e.g. for a TLS-inspecting proxy.)
+FROM python:3.11-slim AS build
+
+# The one tool not in uv.lock, pinned like ./dev pins it (a test checks they agree).
+ARG UV_VERSION=0.13.9
+RUN pip install --no-cache-dir --disable-pip-version-check --root-user-action=ignore \
+        --target /opt/uv "uv==${UV_VERSION}"
+
+ENV UV_PROJECT_ENVIRONMENT=/opt/swarm \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_LINK_MODE=copy \
+    UV_COMPILE_BYTECODE=1 \
+    UV_NO_CACHE=1 \
+    UV_SYSTEM_CERTS=1
+WORKDIR /src
+
+# Dependencies first: this layer is rebuilt only when uv.lock or pyproject.toml change.
+COPY pyproject.toml uv.lock README.md /src/
+RUN /opt/uv/bin/uv sync --frozen --no-default-groups --no-install-project --python python3
+
+COPY schemas /src/schemas
+COPY services /src/services
+COPY cli /src/cli
+RUN /opt/uv/bin/uv sync --frozen --no-default-groups --no-editable --python python3
+
+# --- run ---------------------------------------------------------------------------------------
 FROM python:3.11-slim
 
 # 1: also install Node.js and the Claude Code CLI (`claude`), for the claude runtime in
@@ -13,8 +43,7 @@ ARG INSTALL_CLAUDE=0
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PATH=/opt/swarm/bin:$PATH
 
 # git: executors clone the swarm's project into each agent's working directory.
 RUN set -eux; \
@@ -27,11 +56,7 @@ RUN set -eux; \
     fi; \
     rm -rf /var/lib/apt/lists/*
 
-COPY pyproject.toml README.md /src/
-COPY schemas /src/schemas
-COPY services /src/services
-COPY cli /src/cli
-RUN pip install /src && rm -rf /src
+COPY --from=build /opt/swarm /opt/swarm
 
 # Never root: agents run commands in this user's working directories.
 RUN useradd --create-home --uid 10001 --shell /bin/bash swarm

@@ -90,7 +90,7 @@ def parse_stream(lines: Iterator[bytes]) -> Iterator[ServerEvent]:
         elif name == "data":
             data.append(value)
         elif name == "id":
-            ident = int(value) if value.isdigit() else None
+            ident = int(value) if value.isascii() and value.isdigit() else None
 
 
 class Api:

@@ -31,15 +31,20 @@ from typing import Any
 from cli import envfile
 from cli.api import Api
 from schemas import subjects
+from schemas.board import AgentView, SwarmView
+from schemas.eligibility import untakeable
 from schemas.errors import Invalid, SwarmError, Unauthorized
 from services.bus import logs
 from services.bus.connection import NatsOptions
 from services.bus.inspection import BUCKET_STREAMS, EVENT_STREAMS, Facts, Stream, inspect
 from services.bus.ready import FRESH_FOR, SERVICES
+from services.bus.service import Readiness
 
-OK, FAIL, UNKNOWN = "ok", "fail", "unknown"
-MARKS = {OK: "✓", FAIL: "✗", UNKNOWN: "?"}
+OK, FAIL, UNKNOWN, WARN = "ok", "fail", "unknown", "warn"
+MARKS = {OK: "✓", FAIL: "✗", UNKNOWN: "?", WARN: "!"}
 DEFAULT_LEASE = 10.0
+DEFAULT_PENDING_AFTER = 600.0  # seconds pending before a task is flagged
+SHOWN = 5  # tasks or executors named in one line at most
 
 
 @dataclass(frozen=True)
@@ -285,7 +290,7 @@ def service_checks(facts: Facts, lease: float) -> list[Check]:
             for service in SERVICES
         ]
     found = []
-    alive = [b for b in facts.services if facts.now - b.time <= FRESH_FOR]
+    alive = fresh_beats(facts)
     for service in SERVICES:
         mine = [b for b in alive if b.service == service]
         ready = [b for b in mine if b.ready]
@@ -306,12 +311,24 @@ def service_checks(facts: Facts, lease: float) -> list[Check]:
                 )
             )
             continue
-        names = ", ".join(
-            sorted(str(b.detail.get("executor") or b.instance) for b in ready)
-            if service == "executor"
-            else sorted(f"{b.instance}@{b.host}" for b in ready)
-        )
-        detail = f"{len(ready)} ready ({names})"
+        if service == "executor":  # one executor beats once, and once more per swarm it serves
+            shown = sorted(by_executor(ready))
+        else:
+            shown = sorted(f"{b.instance}@{b.host}" for b in ready)
+        detail = f"{len(shown)} ready ({', '.join(shown)})"
+        if service == "scheduler" and facts.leases_error is not None:
+            said = sorted(b.instance for b in ready if b.detail.get("leader"))
+            found.append(
+                Check(
+                    service,
+                    UNKNOWN,
+                    f"{detail}; the leader lease could not be read ({facts.leases_error})"
+                    + (f"; heartbeats name leader {', '.join(said)}" if said else ""),
+                    f"run swarm doctor again; if it persists, see the {subjects.LEADER_BUCKET} "
+                    "bucket above (nats kv ls)",
+                )
+            )
+            continue
         if service == "scheduler":
             leaders = {
                 key: held
@@ -333,6 +350,19 @@ def service_checks(facts: Facts, lease: float) -> list[Check]:
             holder = sorted(held.instance for held in leaders.values())
             detail += f", leader {', '.join(holder)}"
         found.append(Check(service, OK, detail))
+    return found
+
+
+def fresh_beats(facts: Facts) -> list[Readiness]:
+    return [b for b in facts.services if facts.now - b.time <= FRESH_FOR]
+
+
+def by_executor(beats: list[Readiness]) -> dict[str, list[Readiness]]:
+    """Executor heartbeats by the executor they come from (its process and each swarm it
+    serves beat separately)."""
+    found: dict[str, list[Readiness]] = {}
+    for beat in beats:
+        found.setdefault(str(beat.detail.get("executor") or beat.instance), []).append(beat)
     return found
 
 
@@ -362,6 +392,8 @@ def agent_check(facts: Facts, lease: float) -> Check:
             problems.append(f"{name} is lost (executor {agent.executor} went away)")
             continue
         presence = facts.presence.get(subjects.presence_key(agent.swarm, agent.id))
+        if facts.presence_error is not None:
+            continue  # said once below: unknown, not missing
         if presence is None:
             problems.append(f"{name} has no presence key (executor {agent.executor})")
         elif facts.now - presence.time > lease:
@@ -369,7 +401,7 @@ def agent_check(facts: Facts, lease: float) -> Check:
                 f"{name} last present {facts.now - presence.time:.0f}s ago "
                 f"(executor {presence.executor})"
             )
-    if problems:
+    if problems and facts.presence_error is None:
         return Check(
             "agents",
             FAIL,
@@ -377,7 +409,176 @@ def agent_check(facts: Facts, lease: float) -> Check:
             "start the executor hosting each (it refreshes their presence and takes back lost "
             "ones), or start more executors / raise SWARM_MAX_AGENTS for agents nobody hosts",
         )
+    if facts.presence_error is not None:
+        return Check(
+            "agents",
+            UNKNOWN if not problems else FAIL,
+            "; ".join(
+                [
+                    *problems,
+                    f"presence unknown: the {subjects.PRESENCE_BUCKET} bucket could "
+                    f"not be read ({facts.presence_error})",
+                ]
+            ),
+            "run swarm doctor again; if it persists, see the buckets check above",
+        )
     return Check("agents", OK, f"{len(facts.agents)} present")
+
+
+def _named(items: list[str]) -> str:
+    shown = ", ".join(items[:SHOWN])
+    return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+
+
+def _set(credentials: Any) -> dict[str, bool]:
+    return (
+        {str(k): bool(v) for k, v in credentials.items()} if isinstance(credentials, dict) else {}
+    )
+
+
+def runtime_check(facts: Facts) -> Check:
+    """What each ready executor reports it can run (its heartbeat; names of credentials only):
+    the claude binary and a credential for it (a failure only while claude tasks wait, else a
+    warning), the backend's credentials and every project's token variable (failures)."""
+    executors = [b for b in fresh_beats(facts) if b.service == "executor" and b.ready]
+    if not executors:
+        return Check("runtimes", UNKNOWN, "unknown: no ready executor to report them")
+    claude_waiting = [t.id for t in facts.waiting or [] if t.runtime == "claude"]
+    claude_problems, problems, unknown, fine = [], [], [], []
+    for name, beats in sorted(by_executor(executors).items()):
+        reports = [
+            b.detail
+            for b in beats
+            if isinstance(b.detail.get("runtimes"), dict)
+            and isinstance(b.detail["runtimes"].get("claude"), dict)
+        ]
+        if not reports:
+            unknown.append(name)
+            continue
+        report = reports[0]  # one process: the same binary and environment for every swarm
+        claude = report["runtimes"]["claude"]
+        backend = str(report.get("backend") or "local")
+        lacks = []
+        if not claude.get("in_sandbox") and not claude.get("path"):
+            lacks.append(f"no `{claude.get('bin') or 'claude'}` on its PATH")
+        credentials = _set(claude.get("credentials"))
+        if credentials and not any(credentials.values()):
+            lacks.append(f"none of {' or '.join(credentials)} set")
+        if lacks:
+            claude_problems.append(f"{name}: {', '.join(lacks)}")
+        for variable, present in _set(report.get("backend_credentials")).items():
+            if not present:
+                problems.append(f"{name}: {variable} not set (the {backend} backend needs it)")
+        projects = {k: v for r in reports for k, v in _set(r.get("project_credentials")).items()}
+        for variable, present in sorted(projects.items()):
+            if not present:
+                problems.append(f"{name}: {variable} not set (a project's credentials_ref)")
+        where = (
+            "in its sandboxes"
+            if claude.get("in_sandbox")
+            else (
+                f"{claude.get('version') or 'claude'} at {claude.get('path')}"
+                if claude.get("path")
+                else "no claude"
+            )
+        )
+        fine.append(f"{name} ({backend}: {where})")
+    fix_claude = (
+        "install Claude Code in the image (docker compose build --build-arg INSTALL_CLAUDE=1, "
+        "or npm install -g @anthropic-ai/claude-code) or set SWARM_CLAUDE_BIN; give executors "
+        "ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN"
+    )
+    fix = "set the variable in the executors' environment (compose: .env) and restart them"
+    if problems or (claude_problems and claude_waiting):
+        what = [*problems, *claude_problems]
+        if claude_problems:
+            what.append(f"{len(claude_waiting)} claude task(s) waiting ({_named(claude_waiting)})")
+        return Check(
+            "runtimes",
+            FAIL,
+            "; ".join(what),
+            "; ".join([fix] + ([fix_claude] if claude_problems else [])),
+        )
+    if claude_problems:
+        return Check(
+            "runtimes",
+            WARN,
+            "; ".join(claude_problems) + ": claude tasks would fail there (shell tasks run)",
+            fix_claude,
+        )
+    if unknown and not fine:
+        return Check(
+            "runtimes",
+            UNKNOWN,
+            f"unknown: executors {_named(unknown)} do not report what they can run",
+            "upgrade them",
+        )
+    detail = "; ".join(fine) + (f"; {_named(unknown)} not reporting" if unknown else "")
+    return Check("runtimes", OK, detail)
+
+
+def task_checks(facts: Facts, pending_after: float) -> list[Check]:
+    """Tasks no registered agent's skills can take (they wait forever: a failure) and tasks
+    pending longer than ``pending_after`` seconds (flagged: a busy swarm queues)."""
+    if facts.waiting is None or facts.agents is None:
+        error = facts.waiting_error or facts.agents_error
+        return [
+            Check(
+                "tasks",
+                UNKNOWN,
+                f"unknown: the gateway did not list them over NATS ({error})",
+                "start the gateway; it answers swarm.cmd.<swarm>.list_tasks",
+            )
+        ]
+    swarms: dict[str, SwarmView] = {}
+    for agent in facts.agents:
+        view = swarms.setdefault(agent.swarm, SwarmView(id=agent.swarm, name=agent.swarm))
+        view.agents[agent.id] = AgentView(
+            swarm=agent.swarm, id=agent.id, name=agent.id, skills=list(agent.skills)
+        )
+    for task in facts.waiting:
+        view = swarms.setdefault(task.swarm, SwarmView(id=task.swarm, name=task.swarm))
+        view.tasks[task.id] = task
+    stuck = [
+        f"{task.swarm}/{task.id} [{','.join(task.tags)}]"
+        for view in swarms.values()
+        for task in untakeable(view)
+    ]
+    found = []
+    if stuck:
+        found.append(
+            Check(
+                "tasks",
+                FAIL,
+                f"{len(stuck)} task(s) no agent's skills can take: {_named(stuck)}",
+                "register an agent with one of those skills (POST /swarms/<swarm>/agents "
+                '{"name": ..., "skills": [...]}) or change the task\'s tags (PUT '
+                "/swarms/<swarm>/tasks/<id>)",
+            )
+        )
+    else:
+        found.append(Check("tasks", OK, f"{len(facts.waiting)} waiting, each takeable"))
+    old = sorted(
+        (
+            t
+            for t in facts.waiting
+            if t.status == "pending" and facts.now - t.updated_at > pending_after
+        ),
+        key=lambda t: t.updated_at,
+    )
+    if old:
+        oldest = facts.now - old[0].updated_at
+        found.append(
+            Check(
+                "pending",
+                WARN,
+                f"{len(old)} task(s) pending over {pending_after:g}s (oldest {oldest:.0f}s): "
+                f"{_named([f'{t.swarm}/{t.id}' for t in old])}",
+                "more agents with those skills, or more executors (docker compose up -d "
+                "--scale executor=N); swarm status shows who is busy",
+            )
+        )
+    return found
 
 
 def gateway_checks(gateway: GatewayFacts) -> list[Check]:
@@ -428,7 +629,12 @@ def gateway_checks(gateway: GatewayFacts) -> list[Check]:
 
 
 def judge(
-    facts: Facts, gateway: GatewayFacts, *, replicas: int | None, lease: float
+    facts: Facts,
+    gateway: GatewayFacts,
+    *,
+    replicas: int | None,
+    lease: float,
+    pending_after: float = DEFAULT_PENDING_AFTER,
 ) -> list[Check]:
     found = nats_checks(facts, replicas)
     if facts.error is None and facts.jetstream_error is None:
@@ -436,6 +642,8 @@ def judge(
         found.append(fsync_check(facts))
         found += service_checks(facts, lease)
         found.append(agent_check(facts, lease))
+        found.append(runtime_check(facts))
+        found += task_checks(facts, pending_after)
     return found + gateway_checks(gateway)
 
 
@@ -447,10 +655,12 @@ def render(checks: list[Check]) -> str:
             lines.append(f"    fix: {check.fix}")
     failed = sum(c.status == FAIL for c in checks)
     unknown = sum(c.status == UNKNOWN for c in checks)
+    warned = sum(c.status == WARN for c in checks)
     if failed:
         lines.append(f"{failed} problem(s) found.")
     else:
-        lines.append("All checks passed" + (f" ({unknown} unknown)." if unknown else "."))
+        notes = [f"{n} {what}" for n, what in ((unknown, "unknown"), (warned, "warning(s)")) if n]
+        lines.append("All checks passed" + (f" ({', '.join(notes)})." if notes else "."))
     return "\n".join(lines)
 
 
@@ -524,7 +734,13 @@ def doctor_command(args: argparse.Namespace, environ: Mapping[str, str] | None =
     )
     facts = asyncio.run(inspect(options, monitor_urls))
     gateway = probe_gateway(settings)
-    checks = judge(facts, gateway, replicas=replicas, lease=lease or DEFAULT_LEASE)
+    checks = judge(
+        facts,
+        gateway,
+        replicas=replicas,
+        lease=lease or DEFAULT_LEASE,
+        pending_after=args.pending_after,
+    )
     print(f"swarm doctor: NATS {facts.nats}, API {gateway.url}")
     print(render(checks))
     sys.stdout.flush()
@@ -549,5 +765,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         help="replicas the streams should have (default SWARM_REPLICAS, else 3 on a cluster "
         "of 3 or more, else 1)",
+    )
+    parser.add_argument(
+        "--pending-after",
+        type=float,
+        default=DEFAULT_PENDING_AFTER,
+        metavar="SECONDS",
+        help=f"flag tasks pending longer than this (default {DEFAULT_PENDING_AFTER:g})",
     )
     parser.set_defaults(func=doctor_command)

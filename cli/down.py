@@ -30,7 +30,7 @@ def running_pid(data_dir: Path) -> int | None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             text = os.read(fd, 64).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else None
+            return int(text) if text.isascii() and text.isdigit() else None
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None  # we got the lock: nobody runs there
     finally:

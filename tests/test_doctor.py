@@ -5,11 +5,22 @@ thing against a running cluster is in test_deploy.py.)"""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, BadRequestError
 
-from cli.doctor import FAIL, OK, UNKNOWN, GatewayFacts, expected_replicas, judge, render
+from cli.doctor import (
+    FAIL,
+    OK,
+    UNKNOWN,
+    WARN,
+    GatewayFacts,
+    expected_replicas,
+    judge,
+    render,
+)
+from schemas.board import TaskView
 from services.bus import streams
 from services.bus.inspection import (
     BUCKET_STREAMS,
@@ -26,6 +37,7 @@ from services.bus.leases import Lease
 from services.bus.presence import Presence
 from services.bus.ready import local_readiness
 from services.bus.service import Readiness
+from services.executor import readiness
 
 NOW = 1_000_000.0
 AGENTS = ("frontend-agent", "backend-agent", "qa-agent")
@@ -44,6 +56,33 @@ def beat(
         started_at=NOW - 100,
         time=NOW - age,
         detail=detail,
+    )
+
+
+def runs_report(backend: str = "local", claude_path: str | None = "/usr/bin/claude", **env: str):
+    """What an executor's heartbeat says it can run (the executor's own report builder)."""
+    return readiness.build(
+        backend=backend,
+        claude_bin="claude",
+        claude_path=claude_path,
+        claude_version="2.1.0 (Claude Code)",
+        shell_path="/bin/sh",
+        env={"ANTHROPIC_API_KEY": "sk-ant-secret-value", **env},
+        project_credentials=["GITHUB_TOKEN"] if "GITHUB_TOKEN" in env else [],
+    )
+
+
+def waiting_task(task_id: str, *, tags=(), runtime="claude", age=5.0, status="pending"):
+    return TaskView(
+        swarm="default",
+        id=task_id,
+        title=task_id,
+        prompt=task_id,
+        tags=list(tags),
+        runtime=runtime,
+        status=status,
+        created_at=NOW - age,
+        updated_at=NOW - age,
     )
 
 
@@ -77,12 +116,13 @@ def healthy(size: int = 3) -> Facts:
             beat("gateway", "g1"),
             beat("scheduler", "s1", leader=True),
             beat("scheduler", "s2", leader=False),
-            beat("executor", "e1", executor="box-1"),
+            beat("executor", "e1", executor="box-1", **runs_report()),
             beat("chat", "c1"),
         ],
         leases={"scheduler": Lease(instance="s1", time=NOW - 2)},
         presence={f"default.{a}": Presence(executor="box-1", time=NOW - 1) for a in AGENTS},
-        agents=[Agent("default", a, "box-1", "idle") for a in AGENTS],
+        agents=[Agent("default", a, "box-1", "idle", (a.split("-")[0],)) for a in AGENTS],
+        waiting=[],
         monitors=[
             Monitor(url=f"http://{n}:8222", server=n, jetstream=True, sync_always=True)
             for n in names
@@ -238,6 +278,101 @@ def test_schedulers_without_a_fresh_leader_lease_fail() -> None:
     assert check.status == FAIL and "leader lease" in check.detail
 
 
+def test_a_leader_lease_that_could_not_be_read_is_unknown_never_none_holds_it() -> None:
+    facts = dataclasses.replace(healthy(), leases={}, leases_error="TimeoutError: nats: timeout")
+
+    check = statuses(facts)["scheduler"]
+
+    assert check.status == UNKNOWN
+    assert "could not be read (TimeoutError" in check.detail
+    assert "none holds" not in check.detail
+    assert "heartbeats name leader s1" in check.detail  # what the schedulers themselves say
+
+
+def test_presence_that_could_not_be_read_is_unknown_not_every_agent_missing() -> None:
+    facts = dataclasses.replace(healthy(), presence={}, presence_error="TimeoutError")
+
+    check = statuses(facts)["agents"]
+
+    assert check.status == UNKNOWN
+    assert "presence unknown" in check.detail and "no presence key" not in check.detail
+
+
+def test_an_executor_without_claude_fails_while_claude_tasks_wait_and_warns_otherwise() -> None:
+    facts = healthy()
+    facts.services = [
+        beat("executor", "e1", executor="box-1", **runs_report(claude_path=None)),
+        beat("executor", "e2", executor="box-2", **runs_report(ANTHROPIC_API_KEY="")),
+        *[b for b in facts.services if b.service != "executor"],
+    ]
+
+    quiet = statuses(facts)["runtimes"]
+    facts.waiting = [waiting_task("t-1")]
+    busy = statuses(facts)["runtimes"]
+
+    assert quiet.status == WARN and "claude tasks would fail there" in quiet.detail
+    assert busy.status == FAIL
+    assert "box-1: no `claude` on its PATH;" in busy.detail
+    assert "box-2: none of ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN set" in busy.detail
+    assert "1 claude task(s) waiting (t-1)" in busy.detail
+    assert "INSTALL_CLAUDE=1" in busy.fix
+    assert "All checks passed (1 warning(s))." in render([quiet])
+
+
+def test_a_missing_backend_key_or_project_token_variable_fails_naming_the_variable() -> None:
+    facts = healthy()
+    facts.services = [
+        beat("executor", "e1", executor="box-1", **runs_report("daytona", DAYTONA_API_KEY="")),
+        beat("executor", "e2", executor="box-2", **runs_report(GITHUB_TOKEN="")),
+        *[b for b in facts.services if b.service != "executor"],
+    ]
+
+    check = statuses(facts)["runtimes"]
+
+    assert check.status == FAIL
+    assert "box-1: DAYTONA_API_KEY not set (the daytona backend needs it)" in check.detail
+    assert "box-2: GITHUB_TOKEN not set (a project's credentials_ref)" in check.detail
+
+
+def test_the_runtime_report_names_credentials_and_never_holds_their_values() -> None:
+    report = runs_report(GITHUB_TOKEN="ghp_abcdefghijklmnop123456")
+
+    assert report["runtimes"]["claude"]["credentials"] == {
+        "ANTHROPIC_API_KEY": True,
+        "CLAUDE_CODE_OAUTH_TOKEN": False,
+    }
+    assert report["project_credentials"] == {"GITHUB_TOKEN": True}
+    text = json.dumps(report)
+    assert "sk-ant-secret-value" not in text and "ghp_" not in text
+    checks = statuses(healthy())
+    assert checks["runtimes"].status == OK
+    assert "box-1 (local: 2.1.0 (Claude Code) at /usr/bin/claude)" in checks["runtimes"].detail
+
+
+def test_tasks_no_agent_can_take_fail_and_long_pending_ones_are_flagged() -> None:
+    facts = healthy()
+    facts.waiting = [
+        waiting_task("t-ui", tags=["frontend"]),
+        waiting_task("t-ml", tags=["ml", "gpu"]),
+        waiting_task("t-old", tags=["qa"], age=3600),
+        waiting_task("t-blocked", tags=["qa"], age=3600, status="blocked"),
+    ]
+
+    checks = statuses(facts)
+
+    assert checks["tasks"].status == FAIL
+    assert "1 task(s) no agent's skills can take: default/t-ml [ml,gpu]" in checks["tasks"].detail
+    assert "POST /swarms/<swarm>/agents" in checks["tasks"].fix
+    assert checks["pending"].status == WARN
+    assert "1 task(s) pending over 600s (oldest 3600s): default/t-old" in checks["pending"].detail
+
+
+def test_tasks_unknown_when_the_gateway_does_not_list_them() -> None:
+    facts = dataclasses.replace(healthy(), waiting=None, waiting_error="no service answers")
+
+    assert statuses(facts)["tasks"].status == UNKNOWN
+
+
 def test_lost_stale_and_unhosted_agents_fail_naming_each() -> None:
     facts = healthy()
     facts.agents = [
@@ -302,3 +437,19 @@ def test_provisioning_waits_for_a_forming_cluster_but_not_for_a_refusal() -> Non
     assert forming(APIError(code=503, err_code=10008, description="unavailable"))
     assert not forming(BadRequestError(code=400, err_code=10052, description="bad"))
     assert not forming(APIError(code=503, description="JetStream not enabled"))
+
+
+def test_an_executor_serving_several_swarms_counts_once_and_reports_every_projects_token() -> None:
+    facts = healthy()
+    facts.services = [
+        *[b for b in facts.services if b.service != "executor"],
+        beat("executor", "box-1", executor="box-1", swarms=["default", "web"]),  # its process
+        beat("executor", "box-1.default", executor="box-1", **runs_report()),
+        beat("executor", "box-1.web", executor="box-1", **runs_report(GITHUB_TOKEN="")),
+    ]
+
+    checks = statuses(facts)
+
+    assert checks["executor"].detail == "1 ready (box-1)"
+    assert checks["runtimes"].status == FAIL
+    assert checks["runtimes"].detail == "box-1: GITHUB_TOKEN not set (a project's credentials_ref)"

@@ -170,6 +170,18 @@ def test_a_git_timeout_that_is_not_positive_is_invalid() -> None:
     assert caught.value.field == "git_timeout"
 
 
+def test_the_sandbox_backend_has_one_variable_name_and_the_old_one_is_refused_by_name(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    assert load(flags(), {"SWARM_SANDBOX_BACKEND": "daytona"}).backend == "daytona"
+    with pytest.raises(Invalid) as refused:
+        load(flags(), {"SWARM_BACKEND": "daytona"})
+    assert refused.value.field == "SWARM_BACKEND"
+    assert "SWARM_SANDBOX_BACKEND" in refused.value.message
+
+
 CLAUDE_TOML = """
 [swarm]
 budget_usd = 25

@@ -2,12 +2,13 @@
 
 ``inspect`` connects like any client, then reads: the server it reached (name, version,
 cluster), whether JetStream answers, every stream and bucket Swarm provisions (config, replicas
-and their health), the services' readiness heartbeats, the leader leases, agent presence, the
-agents in the gateway's fold (over its NATS micro endpoints) and, where a monitoring port
-answers, each server's JetStream settings (``/varz``: whether it fsyncs every write).
+and their health), the services' readiness heartbeats (an executor's says what it can run), the
+leader leases, agent presence, the agents and the tasks not taken yet in the gateway's fold (over
+its NATS micro endpoints) and, where a monitoring port answers, each server's JetStream settings
+(``/varz``: whether it fsyncs every write).
 
 Nothing here decides what is wrong; it only gathers. A fact that could not be read is ``None``
-with the reason beside it.
+or empty with the reason beside it (``*_error``): an empty answer is never a failed read.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from schemas import subjects
+from schemas.board import TaskView
 from schemas.errors import SwarmError
 from services.bus import micro
 from services.bus.connection import NatsOptions, connect
 from services.bus.leases import Lease
 from services.bus.presence import Presence
-from services.bus.service import Bus, Readiness, read_readiness
+from services.bus.service import Bus, Readiness, latest_values, read_readiness
 
 EVENT_STREAMS = (
     subjects.EVENTS_STREAM,
@@ -86,6 +88,7 @@ class Agent:
     id: str
     executor: str | None
     status: str
+    skills: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,9 +116,13 @@ class Facts:
     services: list[Readiness] = field(default_factory=list)
     services_error: str | None = None  # the heartbeats could not be read
     leases: dict[str, Lease] = field(default_factory=dict)
+    leases_error: str | None = None  # the leader bucket could not be read
     presence: dict[str, Presence] = field(default_factory=dict)
+    presence_error: str | None = None
     agents: list[Agent] | None = None
     agents_error: str | None = None
+    waiting: list[TaskView] | None = None  # tasks not taken yet: blocked, pending, requeued
+    waiting_error: str | None = None
     monitors: list[Monitor] = field(default_factory=list)
 
 
@@ -174,36 +181,50 @@ T = TypeVar("T")
 
 
 async def _bucket_values(bus: Bus, bucket: str, kind: type[T]) -> dict[str, T]:
+    """Every value in ``bucket`` decoded as ``kind`` (no bucket: ``{}``); a failed read raises."""
     try:
         kv = await bus.kv(bucket)
-        keys = await kv.keys()
-    except Exception:  # no bucket, or no keys
+    except BucketNotFoundError:
         return {}
     found: dict[str, T] = {}
-    for key in keys:
+    for key, value in (await latest_values(kv)).items():
         try:
-            entry = await kv.get(key)
-            found[key] = msgspec.json.decode(entry.value or b"", type=kind)
-        except Exception:  # deleted meanwhile, or not ours
+            found[key] = msgspec.json.decode(value, type=kind)
+        except msgspec.DecodeError:  # not ours
             continue
     return found
 
 
-async def _agents(nc: NATS) -> list[Agent]:
+def _failure(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".rstrip(": ")
+
+
+WAITING = ("blocked", "pending", "requeued")  # tasks no agent has taken yet
+
+
+async def _agents_and_waiting(nc: NATS) -> tuple[list[Agent], list[TaskView]]:
+    """Every swarm's agents, and its tasks not taken yet, from the gateway's fold."""
     swarms = await micro.call(nc, subjects.command("_", "list_swarms"), {}, timeout=3.0)
-    found = []
+    agents: list[Agent] = []
+    waiting: list[TaskView] = []
     for swarm in swarms or []:
         listed = await micro.call(nc, subjects.command(swarm["id"], "list_agents"), {}, timeout=3.0)
         for agent in listed or []:
-            found.append(
+            agents.append(
                 Agent(
                     swarm=swarm["id"],
                     id=agent["id"],
                     executor=agent.get("executor"),
                     status=str(agent.get("status") or "?"),
+                    skills=tuple(agent.get("skills") or ()),
                 )
             )
-    return found
+        for status in WAITING:
+            tasks = await micro.call(
+                nc, subjects.command(swarm["id"], "list_tasks"), {"status": status}, timeout=3.0
+            )
+            waiting += [msgspec.convert(task, TaskView) for task in tasks or []]
+    return agents, waiting
 
 
 async def monitor(session: aiohttp.ClientSession, url: str) -> Monitor:
@@ -264,19 +285,31 @@ async def inspect(
                 except NotFoundError:
                     facts.streams[name] = None
                 except Exception as error:  # no leader (quorum lost), timeout
-                    facts.stream_errors[name] = f"{type(error).__name__}: {error}"
+                    facts.stream_errors[name] = _failure(error)
             try:
                 facts.services = await asyncio.wait_for(read_readiness(bus), timeout)
             except BucketNotFoundError:
                 facts.services = []
             except Exception as error:  # the bucket has no leader this moment
-                facts.services_error = f"{type(error).__name__}: {error}"
-            facts.leases = await _bucket_values(bus, subjects.LEADER_BUCKET, Lease)
-            facts.presence = await _bucket_values(bus, subjects.PRESENCE_BUCKET, Presence)
+                facts.services_error = _failure(error)
+            try:
+                facts.leases = await asyncio.wait_for(
+                    _bucket_values(bus, subjects.LEADER_BUCKET, Lease), timeout
+                )
+            except Exception as error:  # a timeout while a node is lost, no leader
+                facts.leases_error = _failure(error)
+            try:
+                facts.presence = await asyncio.wait_for(
+                    _bucket_values(bus, subjects.PRESENCE_BUCKET, Presence), timeout
+                )
+            except Exception as error:
+                facts.presence_error = _failure(error)
         try:
-            facts.agents = await _agents(nc)
+            facts.agents, facts.waiting = await _agents_and_waiting(nc)
         except SwarmError as error:
-            facts.agents_error = error.message
+            facts.agents_error = facts.waiting_error = error.message
+        except msgspec.ValidationError as error:
+            facts.agents_error = facts.waiting_error = f"unexpected answer: {error}"
         facts.now = time.time()
     finally:
         await bus.close()

@@ -35,6 +35,7 @@ class LeaderLease:
         self.instance = instance
         self.seconds = seconds
         self.holder: str | None = None  # who held it at the last look
+        self.checked = False  # a look at the lease has succeeded (held here or elsewhere)
         self._revision: int | None = None  # of our own last write
         self._held_until = 0.0  # monotonic
         self._watched: tuple[int, float] | None = None  # another's revision, first seen (mono)
@@ -59,11 +60,14 @@ class LeaderLease:
             else:
                 if not self._may_write(entry.value, entry.revision, started):
                     self._held_until = 0.0
+                    self.checked = True
                     return False
                 revision = await self._kv.update(self.key, value, last=entry.revision)
         except KeyWrongLastSequenceError:  # someone else wrote first
             self._held_until = 0.0
+            self.checked = True
             return False
+        self.checked = True
         if self.holder != self.instance:
             log.info("lease.acquired", key=self.key, instance=self.instance, previous=self.holder)
         self.holder = self.instance

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
@@ -41,6 +42,14 @@ class CommandRequest:
         return parts[index] if -len(parts) <= index < len(parts) else ""
 
 
+@dataclass(frozen=True)
+class Reply:
+    """A handler's answer with headers of its own (a plain value is answered without)."""
+
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 Handler = Callable[[CommandRequest], Awaitable[Any]]
 
 
@@ -59,13 +68,44 @@ def error_body(error: SwarmError) -> dict[str, Any]:
     return {"error": body}
 
 
-def decode_body(data: bytes) -> Any:
+MAX_DEPTH = 32  # nesting of a request body; Swarm's own bodies need 5
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests containers deeper than ``limit`` (iteratively: a deep value
+    must not exhaust the stack of the check meant to refuse it)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        children = current.values() if isinstance(current, dict) else current
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def decode_body(data: bytes, field: str = "body") -> Any:
+    """A request body (HTTP or NATS) as JSON values; ``{}`` when empty. Anything else is
+    ``Invalid(field)``, never a crash: not UTF-8, not JSON, NaN or Infinity, a number out of
+    64-bit range (an integer of thousands of digits would otherwise cost a quadratic conversion
+    and end in ``ValueError``), a lone surrogate, or containers nested deeper than
+    ``MAX_DEPTH`` (which would otherwise end in ``RecursionError``)."""
     if not data.strip():
         return {}
     try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise Invalid("body", f"the request body is not valid JSON: {error}") from error
+        value = msgspec.json.decode(data)
+    except RecursionError:
+        raise Invalid(field, f"the {field} nests deeper than {MAX_DEPTH} levels") from None
+    except msgspec.ValidationError as error:  # numbers msgspec will not hold
+        raise Invalid(field, f"the {field} holds a number out of range: {error}") from None
+    except msgspec.DecodeError as error:
+        raise Invalid(field, f"the {field} is not valid JSON: {error}") from None
+    if isinstance(value, dict | list) and (data.count(b"[") + data.count(b"{") > MAX_DEPTH):
+        if _depth_exceeds(value, MAX_DEPTH):
+            raise Invalid(field, f"the {field} nests deeper than {MAX_DEPTH} levels")
+    return value
 
 
 def _wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[None]]:
@@ -89,7 +129,10 @@ def _wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[None]]:
             }
             await request.respond_error("500", "internal error", json.dumps(body).encode())
             return
-        await request.respond(json.dumps(result).encode())
+        if isinstance(result, Reply):
+            await request.respond(json.dumps(result.body).encode(), headers=result.headers)
+        else:
+            await request.respond(json.dumps(result).encode())
 
     return handle
 
@@ -151,7 +194,7 @@ async def call(
             message, field = detail.get("message") or message, detail.get("field")
         except (ValueError, KeyError, TypeError, AttributeError):
             pass
-        status = int(code) if code.isdigit() else 500
+        status = int(code) if code.isascii() and code.isdigit() else 500
         raise from_status(status, message, field)
     try:
         return json.loads(reply.data) if reply.data else None

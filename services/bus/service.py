@@ -4,6 +4,10 @@
 newest snapshot), announce readiness once replay has caught up, heartbeat readiness into the
 ``swarm_services`` bucket (what ``GET /health`` reads), and stop gracefully on SIGTERM/SIGINT.
 Subclasses fill ``on_ready`` (start their work) and ``on_stop``.
+
+``SWARM_READY_FILE``: a path touched after each heartbeat that NATS stored while the service was
+ready; a container health check only compares its age with the clock (no interpreter, no NATS
+client started every few seconds, which on a loaded machine took longer than the check's timeout).
 """
 
 from __future__ import annotations
@@ -81,28 +85,48 @@ class Bus:
         )
 
     async def close(self) -> None:
+        """Drain and close; never raises (with the server gone, closing fails too: a caller
+        such as ``swarm doctor`` must still report what it found)."""
         if not self.nc.is_closed:
             try:
                 await self.nc.drain()
             except Exception:
-                await self.nc.close()
+                try:
+                    await self.nc.close()
+                except Exception as error:  # the connection was lost under it
+                    log.debug("bus.close_failed", error=str(error))
+
+
+async def latest_values(kv: KeyValue, timeout: float = 5.0) -> dict[str, bytes]:
+    """The current value of every key in a bucket, read through one ordered consumer on the
+    bucket's stream: one consistent view. (Listing the keys and then getting each one asks
+    replicas one by one; on a cluster a replica that has not applied the newest write yet
+    answers "no such key" for a key just created: a lease just taken looked free.) A read that
+    fails or stalls for ``timeout`` seconds raises: an empty answer means an empty bucket."""
+    watcher = await kv.watchall(ignore_deletes=True)
+    found: dict[str, bytes] = {}
+    try:
+        while True:
+            entry = await watcher.updates(timeout)
+            if entry is None:  # caught up with the bucket
+                return found
+            if entry.value:
+                found[entry.key] = entry.value
+    finally:
+        await watcher.stop()
 
 
 async def read_readiness(bus: Bus) -> list[Readiness]:
-    """Every service heartbeat currently in the bucket."""
+    """Every service heartbeat currently in the bucket. A read that fails (a timeout while a
+    NATS node is lost, no leader for the bucket) raises: "nobody heard from" must mean that,
+    never "could not look"."""
     kv = await bus.kv(subjects.SERVICES_BUCKET)
-    try:
-        keys = await kv.keys()
-    except Exception:  # NoKeysError: nothing yet
-        return []
     found = []
-    for key in keys:
+    for value in (await latest_values(kv)).values():
         try:
-            entry = await kv.get(key)
-        except Exception:
+            found.append(msgspec.json.decode(value, type=Readiness))
+        except msgspec.DecodeError:  # not a heartbeat of ours
             continue
-        if entry.value:
-            found.append(msgspec.json.decode(entry.value, type=Readiness))
     return found
 
 
@@ -128,6 +152,7 @@ class Service:
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._beat_now = asyncio.Event()
+        self.ready_file = os.environ.get("SWARM_READY_FILE") or None
         self._serving = False  # on_ready has returned
         self.log: FilteringBoundLogger = structlog.get_logger(self.name).bind(
             instance=self.instance
@@ -184,10 +209,22 @@ class Service:
                 await kv.put(key, msgspec.json.encode(beat))
             except Exception as error:  # NATS away: try again next beat
                 self.log.debug("service.heartbeat_failed", error=str(error))
+            else:
+                if beat.ready:
+                    self._touch_ready_file()
             try:
                 await asyncio.wait_for(self._beat_now.wait(), HEARTBEAT_EVERY)
             except TimeoutError:
                 pass
+
+    def _touch_ready_file(self) -> None:
+        if self.ready_file is None:
+            return
+        try:
+            with open(self.ready_file, "a"):
+                os.utime(self.ready_file)
+        except OSError as error:
+            self.log.warning("service.ready_file_failed", path=self.ready_file, error=str(error))
 
     def beat_now(self) -> None:
         """Send the next readiness heartbeat at once (readiness changed)."""

@@ -21,11 +21,13 @@ from schemas import subjects
 from schemas.board import SwarmView
 from schemas.chat import AuthorKind, ChatMessage, InboxEntry, check_text, mentions_in, resolve
 from schemas.errors import Forbidden, Invalid, NotFound, Unavailable
+from schemas.positions import whole_number
 from services.bus import chat as chat_bus
 from services.bus.micro import CommandRequest, Endpoint, serve
 from services.bus.service import Service
 
 INBOX_CONSUMER = "chat_inbox"
+MAX_LIMIT = 1000  # messages in one history answer
 
 
 AUTHOR_KINDS: tuple[AuthorKind, ...] = get_args(AuthorKind)
@@ -100,10 +102,12 @@ class Chat(Service):
     async def post(self, request: CommandRequest) -> dict[str, object]:
         assert self.bus is not None and self.projection is not None
         swarm = request.token(2)
-        seen = request.headers.get(subjects.SEEN_HEADER, "")
-        if seen.isdigit():  # the caller's fold knows of agents ours may not have yet
+        seen = request.headers.get(subjects.SEEN_HEADER)
+        if seen:  # the caller's fold knows of agents ours may not have yet
             try:
-                await self.projection.wait_for(int(seen), timeout=2.0)
+                await self.projection.wait_for(
+                    whole_number(seen, subjects.SEEN_HEADER), timeout=2.0
+                )
             except Unavailable:
                 pass  # resolve with what we have: an unknown mention is then refused
         message = message_from_request(self._swarm(swarm), swarm, request.data, time.time())
@@ -120,14 +124,12 @@ class Chat(Service):
         assert self.bus is not None
         swarm = request.token(2)
         self._swarm(swarm)
-        data = request.data if isinstance(request.data, dict) else {}
-        try:
-            since = int(data.get("since") or 0)
-            limit = int(data.get("limit") or 100)
-        except (TypeError, ValueError) as error:
-            raise Invalid("since", "since and limit must be integers") from error
-        if since < 0 or not 0 < limit <= 1000:
-            raise Invalid("limit", "since must be >= 0 and limit between 1 and 1000")
+        data = request.data
+        if not isinstance(data, dict):
+            raise Invalid("body", "the request body must be a JSON object")
+        since, limit = data.get("since"), data.get("limit")
+        since = 0 if since is None else whole_number(since, "since")
+        limit = 100 if limit is None else whole_number(limit, "limit", minimum=1, maximum=MAX_LIMIT)
         messages = await chat_bus.history(self.bus.js, swarm, since=since, limit=limit)
         return {"messages": [msgspec.to_builtins(m) for m in messages]}
 

@@ -278,6 +278,11 @@ def load(
     def flag(name: str) -> object:
         return flags.get(name)
 
+    if env.get("SWARM_BACKEND") and not env.get("SWARM_SANDBOX_BACKEND"):
+        raise Invalid(
+            "SWARM_BACKEND",
+            "SWARM_BACKEND was renamed SWARM_SANDBOX_BACKEND (the one name everywhere): set that",
+        )
     config_path = _optional_str(flag("config"), "config") or env.get("SWARM_CONFIG")
     if config_path:
         if not Path(config_path).is_file():
@@ -363,14 +368,8 @@ def load(
             "max_agents",
             int,
         ),
-        backend=str(  # [daytona hook] env SWARM_SANDBOX_BACKEND (SWARM_BACKEND still works)
-            pick(
-                "backend",
-                "SWARM_SANDBOX_BACKEND" if env.get("SWARM_SANDBOX_BACKEND") else "SWARM_BACKEND",
-                executor_t,
-                "backend",
-                "local",
-            )
+        backend=str(  # [daytona hook] env SWARM_SANDBOX_BACKEND
+            pick("backend", "SWARM_SANDBOX_BACKEND", executor_t, "backend", "local")
         ),
         task_timeout=_number(
             pick("timeout", "SWARM_TASK_TIMEOUT", executor_t, "timeout", DEFAULT_TIMEOUT),

@@ -31,7 +31,7 @@ from services.bus.connection import NatsOptions
 from services.bus.logs import known_secrets
 from services.bus.service import Service
 from services.executor import config as executor_config
-from services.executor import decisions, runs, sandboxes
+from services.executor import decisions, readiness, runs, sandboxes
 from services.executor.config import ExecutorConfig
 from services.executor.decisions import Append
 from services.executor.hosting import ActiveRun, HostedAgent, Hosting
@@ -98,6 +98,7 @@ class Executor(Service):
             "swarm": self.swarm,
             "agents": sorted(self.hosted),
             "running": sorted(self.runs),
+            **readiness.report(self.config, self.env, self.board),  # for swarm doctor
         }
 
     # --- the parts ------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from services.bus.projection import Projection
 from services.bus.service import Bus
 from services.gateway import models
 from services.gateway.chat import ChatRelay
-from services.gateway.context import Context, Result
+from services.gateway.context import Context, Landed, Result, location
 from services.gateway.models import parse
 from services.gateway.projects import Projects, attached_project_json
 from services.gateway.validation import (
@@ -60,6 +60,8 @@ STATUSES = (
     "cancelled",
 )
 MAX_EVENT_BYTES = 768 * 1024  # under NATS's default 1 MiB max payload, headers included
+READ_YOUR_WRITES = 5.0  # seconds; a write not folded by then is answered as landed (202)
+APPEND_RETRY = 3.0  # seconds; the event's Nats-Msg-Id makes a retried append land once
 RESERVED_SWARM = "_"  # the swarm token of swarm-level NATS commands (swarm.cmd._.list_swarms)
 
 
@@ -132,11 +134,15 @@ class Commands:
         projection: Projection,
         *,
         clock: Callable[[], float] = time.time,
+        read_your_writes: float = READ_YOUR_WRITES,
+        append_retry: float = APPEND_RETRY,
         follow_ups: int = scopes.DEFAULT_FOLLOW_UPS,
     ) -> None:
         self.bus = bus
         self.projection = projection
         self.clock = clock
+        self.read_your_writes = read_your_writes  # seconds to wait for our fold to hold a write
+        self.append_retry = append_retry  # seconds to retry an append whose ack was lost
         self.follow_ups = follow_ups  # follow-up tasks per agent run (SWARM_AGENT_FOLLOW_UPS)
         self._graph_lock = asyncio.Lock()  # one dependency change at a time (cycle check)
         self._follow_up_lock = asyncio.Lock()  # one agent-made task at a time (the bound)
@@ -166,7 +172,9 @@ class Commands:
             raise Unavailable("the gateway is still replaying the event log; retry shortly")
 
     async def append(self, event: ev.Event, ctx: Context, verb: str) -> int:
-        """Append with the aggregate's expected sequence; return once our fold holds it."""
+        """Append with the aggregate's expected sequence; return once our fold holds it.
+        ``Landed`` when it is in the log but the fold does not hold it within
+        ``read_your_writes`` seconds: a write that landed is never answered as a failure."""
         self.check_available()
         expected = self.board.version(event.swarm, event.aggregate, event.id)
         key = check_key(ctx.idempotency_key)
@@ -179,13 +187,24 @@ class Commands:
         try:
             with history.reachable(f"appending {event.type}"):
                 scoped = msg_id(event.swarm, event.aggregate, event.id, verb, key) if key else None
-                seq = await self.bus.events.append(event, expected, scoped)
+                seq = await self.bus.events.append(
+                    event, expected, scoped, retry_for=self.append_retry
+                )
         except Conflict as error:
             raise Conflict(
                 f"{event.aggregate} {event.id} changed while this request was handled; "
                 "read it again and retry"
             ) from error
-        await self.projection.wait_for(seq)
+        except Unavailable as error:  # no ack: it may or may not be in the log
+            where = location(event.swarm, event.aggregate, event.id)
+            raise Unavailable(
+                f"{error.message}; {event.aggregate} {event.id} may have been written: retry "
+                f"with the same Idempotency-Key (or id), or look for it at {where}"
+            ) from error
+        try:
+            await self.projection.wait_for(seq, timeout=self.read_your_writes)
+        except Unavailable:
+            raise Landed(event.swarm, event.aggregate, event.id, seq) from None
         return seq
 
     def envelope(self, swarm: str, aggregate_id: str, ctx: Context) -> dict[str, Any]:

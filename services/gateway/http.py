@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,13 +33,15 @@ from schemas.errors import (
     Unauthorized,
     Unavailable,
 )
+from schemas.positions import MAX_POSITION, whole_number
 from schemas.scopes import Caller, authorize, bearer, identify
 from services.bus.chat import decode as decode_chat
 from services.bus.history import Feed, chunk_attempt
-from services.bus.micro import error_body
+from services.bus.micro import decode_body, error_body
 from services.gateway import openapi
+from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
 from services.gateway.commands import Commands
-from services.gateway.context import Context, Result
+from services.gateway.context import Context, Landed, Result
 from services.gateway.routes import ROUTE_BY_NAME, ROUTES
 from services.gateway.validation import task_of
 
@@ -53,6 +56,7 @@ POLL = 0.5  # how often a quiet SSE loop looks at the clock and at shutdown
 OPEN_ROUTES = frozenset({"/health"})
 CORRELATION = web.RequestKey("correlation_id", str)
 AGENT = web.RequestKey("agent", str)  # set when the caller holds an agent token
+CORRELATION_ID = re.compile(r"[!-~]{1,128}")  # a given X-Correlation-Id: printable ASCII
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -83,21 +87,31 @@ def sse_message(data: str, *, event: str | None = None, id: int | None = None) -
     return ("\n".join(lines) + "\n\n").encode()
 
 
-def _int_query(request: web.Request, name: str, default: int | None = None) -> int | None:
+def _int_query(
+    request: web.Request,
+    name: str,
+    default: int | None = None,
+    *,
+    minimum: int = 0,
+    maximum: int = MAX_POSITION,
+) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise Invalid(name, f"{name} must be an integer, not {raw!r}") from None
+    return whole_number(raw, name, minimum=minimum, maximum=maximum)
+
+
+FLAGS = {"1": True, "true": True, "yes": True, "on": True}
+FLAGS |= {"0": False, "false": False, "no": False, "off": False}
 
 
 def _flag(request: web.Request, name: str, default: bool) -> bool:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    return raw.lower() not in ("0", "false", "no", "off")
+    if raw.lower() not in FLAGS:
+        raise Invalid(name, f"{name} must be true or false (or 1 or 0), not {raw[:40]!r}")
+    return FLAGS[raw.lower()]
 
 
 class HttpApi:
@@ -129,20 +143,27 @@ class HttpApi:
 
     @web.middleware
     async def errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        correlation = request.headers.get("X-Correlation-Id") or uuid.uuid4().hex
-        request[CORRELATION] = correlation[:128]
+        correlation = request.headers.get("X-Correlation-Id") or ""
+        if not CORRELATION_ID.fullmatch(correlation):  # echoed in a header: ASCII only
+            correlation = uuid.uuid4().hex
+        request[CORRELATION] = correlation
         try:
             response = await handler(request)
         except SwarmError as error:
             response = error_response(error)
+        except Landed as landed:  # written; this gateway's fold has not caught up yet
+            response = json_response(landed.body(), 202, {"Location": landed.location})
         except web.HTTPRequestEntityTooLarge:
             response = error_response(TooLarge(f"the body is larger than {self.max_body} bytes"))
         except web.HTTPException as error:
             if error.status < 400:
                 raise
             code = error.reason.lower().replace(" ", "_")
+            allow = error.headers.get("Allow")  # 405: the methods the path has
             response = json_response(
-                {"error": {"code": code, "message": error.reason}}, error.status
+                {"error": {"code": code, "message": error.reason}},
+                error.status,
+                {"Allow": allow} if allow is not None else None,
             )
         except (asyncio.CancelledError, ConnectionResetError):
             raise
@@ -187,13 +208,7 @@ class HttpApi:
     async def body(self, request: web.Request) -> Any:
         if request.content_length is not None and request.content_length > self.max_body:
             raise TooLarge(f"the body is larger than {self.max_body} bytes")
-        raw = await request.read()
-        if not raw.strip():
-            return {}
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise Invalid("body", f"the body is not valid JSON: {error}") from None
+        return decode_body(await request.read())
 
     def context(self, request: web.Request) -> Context:
         agent = request.get(AGENT)
@@ -292,7 +307,7 @@ class HttpApi:
 
     async def task_output(self, request: web.Request) -> web.Response:
         info = request.match_info
-        attempt = _int_query(request, "attempt")
+        attempt = _int_query(request, "attempt", minimum=1)
         return json_response(await self.commands.task_output(info["swarm"], info["task"], attempt))
 
     # --- agents ---------------------------------------------------------------------------
@@ -321,7 +336,7 @@ class HttpApi:
         history = await self.commands.chat.history(
             request.match_info["swarm"],
             since=_int_query(request, "since", 0) or 0,
-            limit=_int_query(request, "limit", 100) or 0,
+            limit=_int_query(request, "limit", 100, minimum=1, maximum=MAX_CHAT_LIMIT) or 0,
         )
         return json_response(history)
 
@@ -410,13 +425,15 @@ class HttpApi:
         return last_write
 
     def _since(self, request: web.Request) -> int:
+        """``since``, else the ``Last-Event-ID`` a reconnecting client sends (the ``id:`` of
+        the last event it got: always a log position), else 0."""
         since = _int_query(request, "since")
-        if since is None:
-            last = request.headers.get("Last-Event-ID")
-            since = int(last) if last and last.isdigit() else 0
-        if since < 0:
-            raise Invalid("since", "since must not be negative")
-        return since
+        if since is not None:
+            return since
+        last = request.headers.get("Last-Event-ID")
+        if last is None or last == "":
+            return 0
+        return whole_number(last, "Last-Event-ID")
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """The swarm's events after ``since`` (``id:`` log position, ``event:`` type,
@@ -465,7 +482,7 @@ class HttpApi:
         swarm, task_id = info["swarm"], info["task"]
         since = self._since(request)
         follow = _flag(request, "follow", False)
-        attempt = _int_query(request, "attempt")
+        attempt = _int_query(request, "attempt", minimum=1)
         commands = self.commands
         commands.check_available()
         task_of(commands.board, swarm, task_id)

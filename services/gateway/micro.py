@@ -27,13 +27,15 @@ from typing import Any
 
 from schemas import subjects
 from schemas.errors import Invalid, NotFound, Unavailable
+from schemas.positions import whole_number
 from schemas.scopes import FULL, Caller, authorize, bearer, identify
-from services.bus.micro import CommandRequest, Endpoint, Handler, serve
+from services.bus.micro import CommandRequest, Endpoint, Handler, Reply, serve
 from services.gateway.commands import RESERVED_SWARM, Commands
-from services.gateway.context import Context
+from services.gateway.context import Context, Landed
 
 SERVICE_NAME = "swarm-gateway"
 SWARM_TOKEN = 2  # swarm.cmd.<swarm>.<verb>
+STATUS_HEADER = "Swarm-Status"  # 202 on a write answered while it is still being applied
 SEEN_WAIT = 5.0  # seconds to wait for the fold to reach a caller's Swarm-Seen-Seq
 
 
@@ -48,6 +50,14 @@ def _body(request: CommandRequest) -> dict[str, Any]:
     if not isinstance(request.data, dict):
         raise Invalid("body", "the request must be a JSON object")
     return dict(request.data)
+
+
+def _text(body: dict[str, Any], name: str) -> str | None:
+    """An optional string field (``None`` when absent)."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise Invalid(name, f"{name} must be a string")
+    return value
 
 
 def _take(body: dict[str, Any], name: str) -> str:
@@ -114,14 +124,17 @@ def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint
     async def board(r: CommandRequest) -> Any:
         body = _body(r)
         at = body.get("at")
-        if at is None:
-            raise Invalid("at", 'at is required: {"at": <seq or time>}')
+        if isinstance(at, bool) or not isinstance(at, str | int | float):
+            raise Invalid("at", 'at is required: {"at": <seq, epoch seconds or ISO time>}')
         return await commands.board_at(_swarm(r), str(at))
 
     async def list_tasks(r: CommandRequest) -> Any:
         body = _body(r)
         return await commands.list_tasks(
-            _swarm(r), status=body.get("status"), tag=body.get("tag"), agent=body.get("agent")
+            _swarm(r),
+            status=_text(body, "status"),
+            tag=_text(body, "tag"),
+            agent=_text(body, "agent"),
         )
 
     async def create_task(r: CommandRequest) -> Any:
@@ -151,8 +164,8 @@ def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint
         body = _body(r)
         task = _take(body, "task")
         attempt = body.get("attempt")
-        if attempt is not None and not isinstance(attempt, int):
-            raise Invalid("attempt", "attempt must be an integer")
+        if attempt is not None:
+            attempt = whole_number(attempt, "attempt", minimum=1)
         return await commands.task_output(_swarm(r), task, attempt)
 
     async def list_agents(r: CommandRequest) -> Any:
@@ -226,9 +239,13 @@ def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint
             body = _body(r)
             commands.check_available()
             project, swarm = _project_of(r, body)
-            wait = bool(body.pop("wait", False))
+            wait = body.pop("wait", False)
+            if not isinstance(wait, bool):
+                raise Invalid("wait", "wait must be true or false")
             timeout = body.pop("timeout", None)
-            if timeout is not None and not isinstance(timeout, int | float):
+            if timeout is not None and (
+                isinstance(timeout, bool) or not isinstance(timeout, int | float)
+            ):
                 raise Invalid("timeout", "timeout must be a number of seconds")
             if body:
                 raise Invalid(next(iter(body)), f"{kind}_project takes project, wait, timeout")
@@ -281,10 +298,11 @@ def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint
 
         async def handle(r: CommandRequest) -> Any:
             authorize(caller(r, api_token), verb, _swarm_or_any(r))
-            seen = r.headers.get(subjects.SEEN_HEADER, "")
-            if seen.isdigit():
+            seen = r.headers.get(subjects.SEEN_HEADER)
+            if seen:
                 try:
-                    await commands.projection.wait_for(int(seen), timeout=SEEN_WAIT)
+                    position = whole_number(seen, subjects.SEEN_HEADER)
+                    await commands.projection.wait_for(position, timeout=SEEN_WAIT)
                 except Unavailable:
                     pass  # answer from what the fold has
             return await handler(r)
@@ -295,11 +313,27 @@ def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint
         Endpoint(
             name=verb,
             subject=f"swarm.cmd.*.{verb}",
-            handler=guarded(verb, handler),
+            handler=guarded(verb, _answering_landed(handler)),
             description=text,
         )
         for verb, (handler, text) in handlers.items()
     ]
+
+
+def _answering_landed(
+    handler: Callable[[CommandRequest], Awaitable[Any]],
+) -> Callable[[CommandRequest], Awaitable[Any]]:
+    """A write that landed but is not folded yet is answered, not failed: the id and where to
+    read it, with ``Swarm-Status: 202`` and ``Location`` headers (HTTP's 202)."""
+
+    async def handle(request: CommandRequest) -> Any:
+        try:
+            return await handler(request)
+        except Landed as landed:
+            headers = {STATUS_HEADER: "202", "Location": landed.location}
+            return Reply(landed.body(), headers)
+
+    return handle
 
 
 async def start(nc: Any, commands: Commands, version: str, api_token: str | None = None) -> Any:

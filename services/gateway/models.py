@@ -49,8 +49,10 @@ def _comma_list(value: Any) -> Any:
 
 
 def _unique(value: Any) -> Any:
-    if isinstance(value, list):
-        return list(dict.fromkeys(v for v in value if not (isinstance(v, str) and not v)))
+    """Repeated strings once, empty ones dropped; anything else is left for validation to
+    refuse (a list holding an object must be a 400, not a failed hash)."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(dict.fromkeys(v for v in value if v))
     return value
 
 
@@ -312,6 +314,7 @@ class CreateProject(Request):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     git_url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] = Field(
         max_length=2000,
+        json_schema_extra={"pattern": r"^\s*[^\s-]\S*\s*$"},  # check_git_url says more
         validation_alias=AliasChoices("gitUrl", "git_url"),
         description="https://, ssh://, git://, file://, user@host:path or a path; never with "
         "a password or token in it (also accepted as `git_url`)",
@@ -323,6 +326,7 @@ class CreateProject(Request):
     credentials_ref: str | None = Field(
         None,
         max_length=128,
+        json_schema_extra={"pattern": r"^\s*(?:[A-Za-z_][A-Za-z0-9_]*)?\s*$"},  # checked below
         validation_alias=AliasChoices("credentialsRef", "credentials_ref"),
         description="the NAME of the environment variable (on the executors) that holds the git "
         "token, e.g. GITHUB_TOKEN; never the token (also accepted as `credentials_ref`)",
@@ -655,13 +659,42 @@ class Deleted(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    code: str
+    code: str = Field(description="invalid, unauthorized, forbidden, not_found, conflict, ...")
     message: str
-    field: str | None = None
+    field: str | None = Field(None, description="400: the field (or header, or `body`) at fault")
 
 
 class Error(BaseModel):
     error: ErrorDetail
+
+
+class Applying(BaseModel):
+    """202: the write is in the log (at ``seq``) but this gateway has not applied it yet (its
+    view lags, e.g. while a NATS node is lost). Read it at ``location``; do not send it again
+    without the same Idempotency-Key."""
+
+    id: str = Field(description="the id of what was written (chosen by the gateway if not given)")
+    swarm: str
+    kind: Literal["swarm", "task", "agent", "project"]
+    seq: int = Field(description="the log position it was written at")
+    applying: Literal[True] = True
+    location: str = Field(description="where to read it (also the Location header)")
+    message: str
+
+
+class ServiceHealth(BaseModel):
+    ready: bool
+    instances: list[dict[str, Any]]
+
+
+class Health(BaseModel):
+    """``GET /health``: 200 when every service is ready, else 503 with the same body."""
+
+    ok: bool
+    services: dict[str, ServiceHealth]
+    nats: Literal["connected", "unreachable"]
+    seq: int = Field(description="the last log position this gateway has applied")
+    error: str | None = Field(None, description="why the readiness could not be read")
 
 
 # --- parsing ----------------------------------------------------------------------------------

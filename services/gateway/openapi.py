@@ -1,5 +1,7 @@
 """``GET /openapi.json``: an OpenAPI 3.1 document built from the route table and the pydantic
-models the handlers validate with."""
+models the handlers validate with, saying what the gateway does: every status it answers with
+(the errors with their body), the limits, enums and patterns it enforces on parameters, the
+headers it reads and sends, and the media type of its event streams."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from services.gateway.routes import ROUTES, Route
 REF = "#/components/schemas/{model}"
 
 _REASONS = {
-    400: "Bad input; `error.field` names the field at fault",
+    400: "Bad input; `error.field` names the field, parameter or header at fault",
     401: "Missing or wrong bearer token",
     403: "An agent token used outside its scope (schemas.scopes)",
     404: "Unknown swarm, task, agent or project",
@@ -25,6 +27,40 @@ _REASONS = {
     413: "Body too large",
     503: "NATS unreachable or the gateway still replaying: retry later",
 }
+WRITES = frozenset({"POST", "PUT", "DELETE"})
+NOT_APPENDING = frozenset({"post_chat"})  # relayed to the chat service: no event of ours
+PATH_IDS = {  # what each path parameter may hold
+    "swarm": {"type": "string", "pattern": models.TOKEN_PATTERN},
+    "task": {"type": "string", "pattern": models.TOKEN_PATTERN},
+    "project": {"type": "string", "pattern": models.TOKEN_PATTERN},
+    "sandbox": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+CORRELATION = {
+    "X-Correlation-Id": {
+        "description": "the request's X-Correlation-Id (printable ASCII, at most 128), or a new "
+        "one; its events carry it",
+        "schema": {"type": "string"},
+    }
+}
+SSE_EVENT = {  # one event of a stream, as its fields
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "id": {"type": "string", "pattern": r"^[0-9]+$", "description": "its log position"},
+        "event": {"type": "string", "description": "its type (the last one: `end`)"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
+APPLYING = (
+    "Written to the log but not yet applied by this gateway (its view lags, e.g. while a NATS "
+    "node is lost): the body names the id and log position; read it at `Location` and do not "
+    "send it again (unless with the same Idempotency-Key)"
+)
+SSE_DESCRIPTION = (
+    "Server-sent events (text/event-stream): blocks of `id: <log position>`, `event: <type>` "
+    "and `data: <JSON>` lines, a blank line after each; `: keepalive` comments on a quiet "
+    "stream. Reconnect with `Last-Event-ID` (or `since`) to resume after the last `id`."
+)
 
 
 def _model_of(response: Any) -> tuple[type[BaseModel] | None, bool]:
@@ -35,7 +71,7 @@ def _model_of(response: Any) -> tuple[type[BaseModel] | None, bool]:
 
 
 def _all_models() -> list[type[BaseModel]]:
-    found: list[type[BaseModel]] = [models.Error]
+    found: list[type[BaseModel]] = [models.Error, models.Applying, models.Health]
     for route in ROUTES:
         for candidate in (route.body, _model_of(route.response)[0]):
             if candidate is not None and candidate not in found:
@@ -47,11 +83,122 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF.format(model=model.__name__)}
 
 
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
 def _error_response(code: int) -> dict[str, Any]:
-    return {
+    response: dict[str, Any] = {
         "description": _REASONS[code],
-        "content": {"application/json": {"schema": _ref(models.Error)}},
+        "headers": dict(CORRELATION),
+        "content": _json(_ref(models.Error)),
     }
+    if code == 401:
+        response["headers"]["WWW-Authenticate"] = {
+            "description": "Bearer",
+            "schema": {"type": "string"},
+        }
+    return response
+
+
+def _appends(route: Route) -> bool:
+    return route.method in WRITES and route.name not in NOT_APPENDING
+
+
+def _parameters(route: Route) -> list[dict[str, Any]]:
+    found = [
+        {"name": name, "in": "path", "required": True, "schema": PATH_IDS[name]}
+        for name in re.findall(r"{(\w+)}", route.path)
+    ]
+    found += [
+        {
+            "name": q.name,
+            "in": "query",
+            "required": False,
+            "description": q.description,
+            "schema": {"type": q.type, **q.schema},
+        }
+        for q in route.query
+    ]
+    if _appends(route):
+        found.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "a retried request with the same key has the effect of one "
+                "(1-200 printable characters)",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+            }
+        )
+    if route.stream:
+        found.append(
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "description": "resume after this log position (sent by a reconnecting "
+                "EventSource; `since` wins when both are given)",
+                "schema": {"type": "string", "pattern": r"^[0-9]{1,19}$"},
+            }
+        )
+    return found
+
+
+def _success(route: Route) -> dict[str, Any]:
+    model, many = _model_of(route.response)
+    if route.stream:
+        content: dict[str, Any] = {"text/event-stream": {"schema": SSE_EVENT}}
+        description = SSE_DESCRIPTION
+    elif model is not None:
+        content = _json({"type": "array", "items": _ref(model)} if many else _ref(model))
+        description = "OK"
+    elif route.name == "health":
+        content = _json(_ref(models.Health))
+        description = "Every service is ready"
+    else:
+        content = _json({"type": "object"})
+        description = "OK"
+    answer = {"description": description, "headers": dict(CORRELATION), "content": content}
+    responses: dict[str, Any] = {str(route.status): answer}
+    if route.status == 201:
+        responses["200"] = {**answer, "description": "Already done (same Idempotency-Key)"}
+    applying = {
+        "description": APPLYING,
+        "headers": {
+            **CORRELATION,
+            "Location": {"description": "where to read it", "schema": {"type": "string"}},
+        },
+        "content": _json(_ref(models.Applying)),
+    }
+    if route.status == 202:  # a new init/sync round asked for; or the request still applying
+        responses["200"] = {**answer, "description": "With wait=true: every agent answered"}
+        one_of = {"oneOf": [content["application/json"]["schema"], _ref(models.Applying)]}
+        responses["202"] = {**answer, "headers": applying["headers"], "content": _json(one_of)}
+    elif _appends(route):
+        responses["202"] = applying
+    if route.name == "health":
+        responses["503"] = {
+            "description": "Not every service is ready (or NATS is away): the same report",
+            "headers": dict(CORRELATION),
+            "content": _json(_ref(models.Health)),
+        }
+    return responses
+
+
+def _error_codes(route: Route) -> set[int]:
+    if route.name in ("health", "openapi"):
+        return set()
+    codes = set(route.errors) | {503}
+    if route.auth:
+        codes.add(401)
+    if route.agent_token:
+        codes.add(403)
+    if route.body is not None:
+        codes |= {400, 413}
+    if route.query or route.stream or _appends(route):  # parameters and headers it checks
+        codes.add(400)
+    return codes
 
 
 def _operation(route: Route) -> dict[str, Any]:
@@ -60,61 +207,16 @@ def _operation(route: Route) -> dict[str, Any]:
         "summary": route.summary,
         "tags": [route.tag],
     }
-    parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in re.findall(r"{(\w+)}", route.path)
-    ]
-    parameters += [
-        {
-            "name": q.name,
-            "in": "query",
-            "required": False,
-            "description": q.description,
-            "schema": {"type": q.type},
-        }
-        for q in route.query
-    ]
-    if route.body is not None:
-        parameters.append(
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "required": False,
-                "description": "a retried request with the same key has the effect of one",
-                "schema": {"type": "string", "maxLength": 200},
-            }
-        )
-        operation["requestBody"] = {
-            "required": route.method == "POST" and route.name != "cancel_task",
-            "content": {"application/json": {"schema": _ref(route.body)}},
-        }
+    parameters = _parameters(route)
     if parameters:
         operation["parameters"] = parameters
-    model, many = _model_of(route.response)
-    if route.stream:
-        content: dict[str, Any] = {"text/event-stream": {"schema": {"type": "string"}}}
-    elif model is not None:
-        schema = {"type": "array", "items": _ref(model)} if many else _ref(model)
-        content = {"application/json": {"schema": schema}}
-    else:
-        content = {"application/json": {"schema": {"type": "object"}}}
-    responses: dict[str, Any] = {str(route.status): {"description": "OK", "content": content}}
-    if route.status == 201:
-        responses["200"] = {
-            "description": "Already done (same Idempotency-Key)",
-            "content": content,
-        }
-    if route.status == 202:
-        responses["200"] = {
-            "description": "With wait=1: every agent answered the round",
-            "content": content,
-        }
-    codes = set(route.errors) | {503}
-    if route.auth:
-        codes.add(401)
     if route.body is not None:
-        codes |= {400, 413}
-    for code in sorted(codes):
+        operation["requestBody"] = {
+            "required": route.method == "POST" and route.name != "cancel_task",
+            "content": _json(_ref(route.body)),
+        }
+    responses = _success(route)
+    for code in sorted(_error_codes(route)):
         responses[str(code)] = _error_response(code)
     operation["responses"] = responses
     if not route.auth:
@@ -134,12 +236,28 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
             "title": "Swarm gateway",
             "version": version,
             "description": "Swarm's HTTP API: the original prototype's endpoints (same paths "
-            "and verbs) plus task history, output, live event streams and replay.",
+            "and verbs) plus task history, output, live event streams and replay. Every error "
+            'answers `{"error": {"code", "message", "field"}}` (`field` on a 400); an '
+            "unknown path answers 404 and a method a path does not have 405 with an `Allow` "
+            "header listing the ones it has (`components.responses.MethodNotAllowed`).",
         },
         "servers": [{"url": "/"}],
         "components": {
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {
+                "MethodNotAllowed": {
+                    "description": "The path has no such method",
+                    "headers": {
+                        "Allow": {
+                            "description": "the methods the path has, comma separated",
+                            "schema": {"type": "string"},
+                        },
+                        **CORRELATION,
+                    },
+                    "content": _json(_ref(models.Error)),
+                }
+            },
         },
         "security": [{"bearer": []}],
         "paths": paths,

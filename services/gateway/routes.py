@@ -6,13 +6,17 @@ document cannot list a route the server lacks or miss one it has.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
+from schemas.positions import MAX_POSITION
 from schemas.scopes import AGENT_VERBS
 from services.gateway import models
+from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
+from services.gateway.projects import MAX_WAIT
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,7 @@ class Query:
     name: str
     description: str
     type: str = "string"  # JSON Schema type
+    schema: Mapping[str, Any] = field(default_factory=dict)  # what the handler enforces
 
 
 @dataclass(frozen=True)
@@ -49,13 +54,31 @@ class Route:
         return self.auth and self.command in AGENT_VERBS
 
 
-_SINCE = Query("since", "replay events after this log position (default 0: all)", "integer")
-_FOLLOW = Query("follow", "1 (default for events): keep the stream open for new ones", "integer")
+_POSITION = {"minimum": 0, "maximum": MAX_POSITION}
+_STATUSES = list(get_args(models.TaskStatus))
+_DAY = r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+AT_PATTERN = (
+    rf"^\s*(?:[0-9]+|[1-9][0-9]{{9,}}\.[0-9]+|{_DAY}(?:[T ][0-9:.]+(?:Z|[+-][0-9:]+)?)?)\s*$"
+)
+_ATTEMPT = {"minimum": 1, "maximum": MAX_POSITION}
+_SINCE = Query(
+    "since", "replay events after this log position (default 0: all)", "integer", _POSITION
+)
+_FOLLOW = Query(
+    "follow", "true (default for events; also 1): keep the stream open for new ones", "boolean"
+)
 _WAIT = (
     Query(
-        "wait", "1: answer once every agent has answered this round (or at the timeout)", "integer"
+        "wait",
+        "true (also 1): answer once every agent has answered this round (or at the timeout)",
+        "boolean",
     ),
-    Query("timeout", "seconds to wait with wait=1 (default 60, at most 600)", "number"),
+    Query(
+        "timeout",
+        f"seconds to wait with wait=true (default 60, at most {MAX_WAIT:g})",
+        "number",
+        {"exclusiveMinimum": 0, "maximum": MAX_WAIT},
+    ),
     Query("swarm", "the swarm, when the project id exists in several"),
 )
 
@@ -111,7 +134,13 @@ ROUTES: tuple[Route, ...] = (
         "The board as it was at a log position or time (swarm replay)",
         "swarms",
         response=models.BoardAt,
-        query=(Query("at", "a log position (integer), epoch seconds, or an ISO 8601 time"),),
+        query=(
+            Query(
+                "at",
+                "a log position (integer), epoch seconds, or an ISO 8601 time",
+                schema={"pattern": AT_PATTERN},
+            ),
+        ),
         errors=(400, 404),
         verb="board",
     ),
@@ -124,10 +153,11 @@ ROUTES: tuple[Route, ...] = (
         "events",
         query=(
             _SINCE,
-            Query("task", "only this task's events"),
+            Query("task", "only this task's events", schema={"pattern": models.TOKEN_PATTERN}),
             _FOLLOW,
         ),
         stream=True,
+        errors=(400, 404),
     ),
     # tasks
     Route(
@@ -138,7 +168,7 @@ ROUTES: tuple[Route, ...] = (
         "tasks",
         response=list[models.Task],
         query=(
-            Query("status", "only tasks in this status"),
+            Query("status", "only tasks in this status", schema={"enum": _STATUSES}),
             Query("tag", "only tasks with this tag"),
             Query("agent", "only tasks of this agent"),
         ),
@@ -199,7 +229,7 @@ ROUTES: tuple[Route, ...] = (
         "A task's output: the full stored output, else live chunks, else the kept tail",
         "tasks",
         response=models.Output,
-        query=(Query("attempt", "which attempt (default: the current one)", "integer"),),
+        query=(Query("attempt", "which attempt (default: the current one)", "integer", _ATTEMPT),),
         errors=(400, 404),
     ),
     Route(
@@ -210,11 +240,12 @@ ROUTES: tuple[Route, ...] = (
         "with follow=1 live until the task ends (event: end)",
         "tasks",
         query=(
-            Query("follow", "1: keep following until the task ends", "integer"),
+            Query("follow", "true (also 1): keep following until the task ends", "boolean"),
             _SINCE,
-            Query("attempt", "only this attempt's chunks", "integer"),
+            Query("attempt", "only this attempt's chunks", "integer", _ATTEMPT),
         ),
         stream=True,
+        errors=(400, 404),
     ),
     # agents
     Route(
@@ -256,8 +287,18 @@ ROUTES: tuple[Route, ...] = (
         "chat",
         response=models.ChatHistory,
         query=(
-            Query("since", "only messages after this position (a message's `seq`)", "integer"),
-            Query("limit", "at most this many, the newest (default 100, at most 1000)", "integer"),
+            Query(
+                "since",
+                "only messages after this position (a message's `seq`)",
+                "integer",
+                _POSITION,
+            ),
+            Query(
+                "limit",
+                f"at most this many, the newest (default 100, at most {MAX_CHAT_LIMIT})",
+                "integer",
+                {"minimum": 1, "maximum": MAX_CHAT_LIMIT},
+            ),
         ),
         errors=(400, 404),
     ),
@@ -281,8 +322,13 @@ ROUTES: tuple[Route, ...] = (
         "Server-sent events: chat messages after `since`, then live "
         "(id: position, event: message, data: the message as JSON)",
         "chat",
-        query=(Query("since", "only messages after this position (default 0: all)", "integer"),),
+        query=(
+            Query(
+                "since", "only messages after this position (default 0: all)", "integer", _POSITION
+            ),
+        ),
         stream=True,
+        errors=(400, 404),
     ),
     # projects
     Route(

@@ -128,16 +128,23 @@ class Gateway(Service):
         assert self.bus is not None
         nats_ok = self.bus.nc.is_connected
         beats: list[Readiness] = []
+        unread: str | None = None
         if nats_ok:
             try:
                 beats = await read_readiness(self.bus)
-            except Exception:
-                nats_ok = False
+            except Exception as error:  # a read that failed is not "nobody is ready"
+                unread = f"{type(error).__name__}: {error}".rstrip(": ")
         report = health_report(beats, time.time())
         # This process answers, so its own readiness is known first-hand.
         report["services"]["gateway"]["ready"] = self.ready
-        report["ok"] = nats_ok and all(report["services"][name]["ready"] for name in SERVICES)
+        report["ok"] = (
+            nats_ok
+            and unread is None
+            and all(report["services"][name]["ready"] for name in SERVICES)
+        )
         report["nats"] = "connected" if nats_ok else "unreachable"
+        if unread is not None:
+            report["error"] = f"the readiness heartbeats could not be read: {unread}"
         report["seq"] = self.projection.seq if self.projection else 0
         return web.json_response(report, status=200 if report["ok"] else 503)
 

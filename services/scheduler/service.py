@@ -94,6 +94,13 @@ class Scheduler(Service):
     def leader(self) -> bool:
         return self.lease is not None and self.lease.held
 
+    @property
+    def ready(self) -> bool:
+        """Replay caught up and the leader lease looked at once (held here, or by another): before
+        that a scheduler neither decides nor knows it stands by, and a readiness heartbeat saying
+        "ready" let ``swarm doctor`` see two ready schedulers and no leader."""
+        return super().ready and self.lease is not None and self.lease.checked
+
     def detail(self) -> dict[str, object]:
         return {"leader": self.leader, "rounds": self.rounds, "appended": self.appended}
 
@@ -151,10 +158,13 @@ class Scheduler(Service):
         assert self.lease is not None
         was_leader = False
         while not self.stopping.is_set():
+            was_ready = self.ready
             try:
                 await self.lease.hold()
             except Exception as error:  # NATS away: the lease lapses by itself
                 self.log.warning("scheduler.lease_unreachable", error=str(error))
+            if self.ready != was_ready:
+                self.beat_now()
             if self.lease.held and not was_leader:
                 self.log.info("scheduler.leading", lease_seconds=self.config.lease)
                 self._take_over()

@@ -1,0 +1,66 @@
+"""Reading buckets for ``swarm doctor`` and ``/health`` against real NATS: an empty answer means an
+empty bucket, and a read that fails (NATS gone mid-read, as when a node is lost) raises instead of
+looking like "nobody heard from" or "nobody holds the lease"."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import nats.errors
+import pytest
+
+from schemas import subjects
+from services.bus.connection import NatsOptions
+from services.bus.inspection import _bucket_values
+from services.bus.leases import Lease
+from services.bus.service import Bus, Readiness, latest_values, read_readiness
+
+NATS_TROUBLE = (nats.errors.Error, TimeoutError, OSError)  # what a client sees of a lost node
+
+
+def heartbeat(service: str, instance: str) -> bytes:
+    now = time.time()
+    return msgspec.json.encode(
+        Readiness(
+            service=service,
+            instance=instance,
+            ready=True,
+            seq=1,
+            pid=1,
+            host="h",
+            started_at=now,
+            time=now,
+        )
+    )
+
+
+async def test_bucket_reads_see_current_values_and_fail_loudly_when_nats_is_gone(
+    nats_factory,
+) -> None:
+    server = nats_factory()
+    bus = await Bus.connect(NatsOptions.from_env(server.url), name="inspection-test")
+    try:
+        await bus.provision()
+        services = await bus.kv(subjects.SERVICES_BUCKET)
+        leader = await bus.kv(subjects.LEADER_BUCKET)
+        assert await read_readiness(bus) == []  # empty: nobody announced yet
+        await services.put("gateway.g1", heartbeat("gateway", "g1"))
+        await services.put("chat.c1", heartbeat("chat", "c1"))
+        await services.delete("chat.c1")  # a service that stopped
+        await leader.put("scheduler", msgspec.json.encode(Lease(instance="s1", time=1.0)))
+
+        assert [b.instance for b in await read_readiness(bus)] == ["g1"]
+        leases = await _bucket_values(bus, subjects.LEADER_BUCKET, Lease)
+        assert leases == {"scheduler": Lease(instance="s1", time=1.0)}
+
+        server.kill()  # the node is lost while the client still thinks it is connected
+
+        with pytest.raises(NATS_TROUBLE):
+            await read_readiness(bus)
+        with pytest.raises(NATS_TROUBLE):
+            await _bucket_values(bus, subjects.LEADER_BUCKET, Lease)
+        with pytest.raises(NATS_TROUBLE):
+            await latest_values(services, timeout=1.0)
+    finally:
+        await bus.close()
