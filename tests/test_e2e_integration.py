@@ -304,7 +304,11 @@ def test_the_real_claude_cli_resolves_a_conflict_and_the_resolution_lands(
     for name in remote.files():
         shown = remote.show(name)
         assert "<<<<<<<" not in shown and ">>>>>>>" not in shown, (name, shown)
-    logged = [line for line in log_lines(cluster) if line.get("task") == resolve_id]
+    logged = [
+        line
+        for line in log_lines(cluster)
+        if (line.get("swarm"), line.get("task")) == (swarm, resolve_id)
+    ]
     assert [line["landed"] for line in logged if line["event"] == "task.integrated"] == [
         integrated["landed"]
     ]
