@@ -249,7 +249,6 @@ async def demo(cluster: Cluster, http: Http) -> Path:
 
 
 async def screenshots(cluster: Cluster, browser: Any, folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
     url = cluster.api.url
     shots: list[Path] = []
     context = await browser.new_context(viewport={"width": 1366, "height": 860})
@@ -302,13 +301,16 @@ async def run(args: argparse.Namespace) -> None:
             gate = await demo(cluster, http)
             times = await latency(cluster, http, browser, args.events)
             sizes = await weight(cluster, browser, DEMO)
-            shots = await screenshots(cluster, browser, args.screenshots) if args.screenshots else []
+            shots: list[Path] = []
+            if args.screenshots:
+                shots = await screenshots(cluster, browser, args.screenshots)
             await browser.close()
             gate.touch()
             await http.wait_status(DEMO, "t-api", {"completed"})
     print(f"board latency, {args.events} task.created events, one at a time (ms)")
     print(f"{'':30} {'median':>8} {'p95':>8} {'max':>8}")
-    for label, key in (("raw JetStream subscriber", "raw"), ("board DOM (card in the page)", "board")):
+    rows = (("raw JetStream subscriber", "raw"), ("board DOM (card in the page)", "board"))
+    for label, key in rows:
         values = times[key]
         print(
             f"{label:30} {statistics.median(values):8.1f} {percentile(values, 0.95):8.1f} "
@@ -331,7 +333,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=40)
     parser.add_argument("--screenshots", type=Path, help="write the screenshots here")
-    asyncio.run(run(parser.parse_args()))
+    args = parser.parse_args()
+    if args.screenshots:
+        args.screenshots.mkdir(parents=True, exist_ok=True)
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":
