@@ -198,20 +198,46 @@ def seed(root: Path, tasks: int) -> tuple[int, float]:
 # --- the services ------------------------------------------------------------------------------
 
 
-def start_services(processes: Processes, executors: int, agents: int) -> None:
-    processes.start("gateway", "gateway")
-    processes.start("scheduler", "scheduler")
-    processes.start("chat", "chat")
+def service_specs(root: Path, executors: int, agents: int) -> list[tuple[str, str, list[str]]]:
+    """(label, service, flags) of each process: gateway, scheduler, chat, the executors."""
+    specs: list[tuple[str, str, list[str]]] = [
+        ("gateway", "gateway", []),
+        ("scheduler", "scheduler", []),
+        ("chat", "chat", []),
+    ]
     per = [agents // executors + (1 if e < agents % executors else 0) for e in range(executors)]
     for e, count in enumerate(per):
-        processes.start(
-            f"executor-{e}",
-            "executor",
+        flags = [
             f"--executor-id=e{e}",
-            f"--data-dir={processes.root / 'data' / f'e{e}'}",
+            f"--data-dir={root / 'data' / f'e{e}'}",
             f"--max-agents={max(count, 1)}",
             *(f"--agent=e{e}-a{a}:bench:bench" for a in range(count)),
-        )
+        ]
+        specs.append((f"executor-{e}", "executor", flags))
+    return specs
+
+
+def start_services(processes: Processes, executors: int, agents: int) -> None:
+    for label, service, flags in service_specs(processes.root, executors, agents):
+        processes.start(label, service, *flags)
+
+
+async def start_one_by_one(
+    processes: Processes, ready: ReadyWatch, executors: int, agents: int
+) -> None:
+    """Each service alone (the others up and idle), as when one process restarts; the
+    executors last, together."""
+    for label, service, flags in service_specs(processes.root, executors, agents):
+        processes.start(label, service, *flags)
+        if service == "executor":
+            continue
+        pid = processes.children[label].pid
+        deadline = time.monotonic() + 600
+        while pid not in ready.first_ready:
+            processes.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{label} did not become ready within 600 s")
+            await asyncio.sleep(0.05)
 
 
 class ReadyWatch:
@@ -547,7 +573,7 @@ async def run_cell(
                     bus, seed_events(args.tail_tasks, cell.log_tasks, opening=False)
                 )
                 ready.clear()
-                start_services(processes, cell.executors, cell.agents)
+                await start_one_by_one(processes, ready, cell.executors, cell.agents)
                 await wait_ready(session, processes, ready, cell.agents)
                 cell.cold = ColdStart.of(processes, ready)
                 found = await snapshots(bus)
@@ -573,6 +599,8 @@ async def run_cell(
 
 
 def mib(size: int) -> str:
+    if size < 1024 * 1024:
+        return f"{size / 1024:,.0f} KiB"
     return f"{size / (1024 * 1024):,.1f} MiB"
 
 
