@@ -7,25 +7,25 @@ the environment) plus ``plan.executors`` executors, each hosting ``plan.agents``
 
 - a client creates ``plan.tasks`` shell tasks over HTTP, each with an ``Idempotency-Key`` of its
   own, sending a request again with the same key after any error (refused connection, reset,
-  timeout, 5xx), as a client would, until it is answered 200, 201 or 202;
+  timeout, 5xx), as a client would, until it is answered 200, 201 or 202; and sending a part
+  (``plan.resend``) of the answered requests once more, as if their answer had been lost;
 - a chaos loop, for ``plan.seconds``, waits a random pause (the workload's pace, mean
-  ``plan.every``) and kills one process with SIGKILL — the kinds taken in a shuffled round, so
-  every kind dies — then starts it again (same settings, same executor id, same ports) after
-  another short random pause. With ``plan.kinds == ("nats",)`` it kills nats-server itself and
-  restarts it on the same store and port.
+  ``plan.every``) and kills one process with SIGKILL — every process of ``plan.kinds`` once per
+  shuffled round (each executor on its own), so every kind dies — then starts it again (same
+  settings, executor id and ports) after another random pause of at most ``plan.down``. With
+  ``plan.kinds == ("nats",)`` it kills nats-server itself and restarts it on the same store and
+  port.
 
 The random choices come from ``random.Random(plan.seed)``: the seed is printed with the figures.
 Once the chaos ends and every task was created, the run waits until every task is finished (a
-condition polled with a deadline), reads the swarm's whole event log and checks it
-(``problems``):
+condition polled with a deadline), reads the swarm's whole event log and checks it (``check``):
 
-- every task created once (one ``task.created`` per request), every one ``completed``, with
-  exactly one terminal event;
-- no attempt lost to churn: a task's attempt number moves on only for an attempt that reached
-  ``running`` (a claim lost before it ran, to a dying executor, does not use one up);
-- each task's command appends ``<task> <attempt>`` to a file when it ran to the end: no attempt
-  ran twice to completion, the completed attempt did run, and a task ran to completion at most
-  once per attempt that reached ``running``.
+- ``problems``: a task created twice (two ``task.created`` for one request, or a request sent
+  again answered with another id), asked for but missing, not ``completed``, or with more than
+  one terminal event; an attempt whose command ran to the end twice; a completed attempt whose
+  command never ran (each task's command appends ``<task> <attempt>`` to a file at its end);
+- ``churn``: attempts used up without a run — a task's attempt number must move on only for an
+  attempt that reached ``running`` (a claim lost before it ran, to a dying executor, uses none).
 
 The figures (tasks, kills per kind, restarts, wall time, attempts used, requeues, the client's
 retries) print as one block; ``bench/chaos.py`` runs a longer plan and prints the same.
@@ -114,9 +114,20 @@ class Figures:
 
 
 @dataclass
+class Checked:
+    """``problems``: tasks lost, duplicated, not completed, commands run twice; ``churn``:
+    attempts used up without a run (a claim lost to a dying executor before ``running``)."""
+
+    problems: list[str] = field(default_factory=list)
+    churn: list[str] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
 class Outcome:
     figures: Figures
     problems: list[str]
+    churn: list[str]
     events: list[dict[str, Any]]
 
 
@@ -128,11 +139,12 @@ def check(
     keys: dict[str, str],
     lines: list[str],
     again: dict[str, str] | None = None,
-) -> tuple[list[str], dict[str, int]]:
+) -> Checked:
     """What is wrong with the run, and counts for the figures. ``keys``: idempotency key ->
     the task id the client was answered with; ``lines``: ``<task> <attempt>`` per command run
     to the end; ``again``: key -> the id named by the answer to the same request sent again."""
-    problems: list[str] = []
+    checked = Checked()
+    problems, churn, counts = checked.problems, checked.churn, checked.counts
     for key, task_id in sorted((again or {}).items()):
         if task_id != keys[key]:
             problems.append(f"the request {key} sent again named {task_id}, not {keys[key]}")
@@ -151,7 +163,6 @@ def check(
             "asked for but missing"
         )
     ran = Counter(lines)
-    counts = Counter[str]()
     for key, task_id in sorted(keys.items()):
         history = by_task.get(task_id, [])
         kinds = [e["type"] for e in history]
@@ -162,7 +173,7 @@ def check(
         finished = ends[0]["attempt"]
         started = sorted({e["attempt"] for e in history if e["type"] == "task.running"})
         if started != list(range(1, finished + 1)):
-            problems.append(
+            churn.append(
                 f"{task_id}: attempt {finished} completed but attempts {started} ran — an "
                 f"attempt used up without a run: {describe(history)}"
             )
@@ -179,7 +190,7 @@ def check(
         counts["runs"] += kinds.count("task.running")
         counts["requeues"] += kinds.count("task.requeued")
         counts["requeued_tasks"] += "task.requeued" in kinds
-    return problems, dict(counts)
+    return checked
 
 
 def describe(history: list[dict[str, Any]]) -> str:
@@ -357,7 +368,8 @@ def run_chaos(root: Path, plan: Plan) -> Outcome:
         cluster.wait_ready(*everything, timeout=60)  # every one restarted
         events = cluster.api.events(SWARM)
         lines = ran_file.read_text().splitlines() if ran_file.exists() else []
-        problems, counts = check(events, client.keys, lines, client.answered_again)
+        checked = check(events, client.keys, lines, client.answered_again)
+        counts = checked.counts
         figures = Figures(
             seed=plan.seed,
             tasks=len(ids),
@@ -371,12 +383,12 @@ def run_chaos(root: Path, plan: Plan) -> Outcome:
             settle_seconds=finished_at - settle_began,
             wall_seconds=finished_at - client.started_at,
             lines=len(lines),
-            attempts=counts.get("attempts", 0),
-            claims=counts.get("claims", 0),
-            runs=counts.get("runs", 0),
-            requeued_tasks=counts.get("requeued_tasks", 0),
-            requeues=counts.get("requeues", 0),
+            attempts=counts["attempts"],
+            claims=counts["claims"],
+            runs=counts["runs"],
+            requeued_tasks=counts["requeued_tasks"],
+            requeues=counts["requeues"],
         )
-        return Outcome(figures, problems, events)
+        return Outcome(figures, checked.problems, checked.churn, events)
     finally:
         cluster.close_cleanly()
