@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import json
 import random
 import threading
 import time
@@ -71,6 +72,10 @@ class Plan:
     kinds: tuple[str, ...] = SERVICE_KINDS
     work: tuple[float, float] = (0.2, 1.0)  # seconds each task's command sleeps: from, to
     resend: float = 0.25  # the part of the requests sent again once answered (answer "lost")
+    # runs a task may lose with their agent before it fails: the chaos loses many on purpose;
+    # a claim lost before its run must use none of it (``churn``)
+    run_losses: int = 10
+    lease: float = 2.0  # seconds without presence before an agent is lost (SWARM_LEASE_SECONDS)
     settle: float = 120.0  # seconds the tasks may take to finish once the chaos is over
 
 
@@ -92,6 +97,7 @@ class Figures:
     attempts: int = 0  # attempts, summed over the tasks (1 per task without churn)
     claims_lost: int = 0  # attempts given back before they ran
     runs_lost: int = 0  # attempts given back after they started running
+    most_runs_lost: int = 0  # by one task
     claims: int = 0
     runs: int = 0  # task.running events
     requeued_tasks: int = 0
@@ -113,7 +119,8 @@ class Figures:
                 f"  wall time        {self.wall_seconds:.1f}s (chaos {self.chaos_seconds:.1f}s, "
                 f"then {self.settle_seconds:.1f}s until every task finished)",
                 f"  attempts         {self.attempts} ({self.claims} claims, {self.runs} runs; "
-                f"given back: {self.claims_lost} before running, {self.runs_lost} while running)",
+                f"given back: {self.claims_lost} before running, {self.runs_lost} while running, "
+                f"at most {self.most_runs_lost} runs lost by one task)",
                 f"  requeued         {self.requeued_tasks} tasks ({self.requeues} requeues)",
                 f"  commands run     {self.lines} to the end",
                 f"  longest step     {self.longest[0]:.1f}s ({self.longest[1]})",
@@ -192,6 +199,10 @@ def check(
             elif ended in started and cause == "claim_lost":
                 churn.append(f"{task_id}: attempt {ended} ran, requeued as a lost claim")
             counts["claims_lost" if ended not in started else "runs_lost"] += 1
+        lost_runs = sum(
+            e["type"] == "task.requeued" and e["attempt"] - 1 in started for e in history
+        )
+        counts["most_runs_lost"] = max(counts["most_runs_lost"], lost_runs)
         for attempt in started:
             if ran[f"{task_id} {attempt}"] > 1:
                 problems.append(f"{task_id}: attempt {attempt} ran to the end twice")
@@ -325,7 +336,7 @@ def run_chaos(root: Path, plan: Plan) -> Outcome:
     """One chaos run under ``root``; the cluster is closed (nothing may be left) before this
     returns."""
     rng = random.Random(plan.seed)
-    cluster = Cluster(root).start_nats()
+    cluster = Cluster(root, lease=plan.lease).start_nats()
     ran_file = root / "ran.txt"
     try:
         gateway = cluster.gateway()
@@ -344,9 +355,11 @@ def run_chaos(root: Path, plan: Plan) -> Outcome:
             )
             for e in range(1, plan.executors + 1)
         ]
+        losses = str(plan.run_losses)  # the older name too, for a scheduler that knows only it
+        budgets = {"SWARM_MAX_RUN_LOSSES": losses, "SWARM_MAX_ATTEMPTS": losses}
         services = {
             "gateway": [gateway],
-            "scheduler": [cluster.scheduler("main")],
+            "scheduler": [cluster.scheduler("main", budgets)],
             "chat": [cluster.spawn("chat")],
             "mcp": [cluster.mcp()],
             "executor": executors,
@@ -387,6 +400,7 @@ def run_chaos(root: Path, plan: Plan) -> Outcome:
         finished_at = time.monotonic()
         cluster.wait_ready(*everything, timeout=60)  # every one restarted
         events = cluster.api.events(SWARM)
+        (root / "events.json").write_text(json.dumps(events, indent=1))  # to look at afterwards
         lines = ran_file.read_text().splitlines() if ran_file.exists() else []
         checked = check(events, client.keys, lines, client.answered_again)
         counts = checked.counts
@@ -410,6 +424,7 @@ def run_chaos(root: Path, plan: Plan) -> Outcome:
             requeues=counts["requeues"],
             claims_lost=counts["claims_lost"],
             runs_lost=counts["runs_lost"],
+            most_runs_lost=counts["most_runs_lost"],
             longest=checked.longest,
         )
         return Outcome(figures, checked.problems, checked.churn, events)
