@@ -175,12 +175,14 @@ def test_a_failed_task_shows_why_on_its_card_and_its_page(
     open_board(page, cluster, swarm)
     create(cluster, swarm, "t-broken", "echo about to fail; exit 7", title="Broken build")
 
-    failed = page.wait_for_selector(
-        '[data-column="failed"] ' + card("t-broken", "failed"), timeout=WAIT
-    )
+    # locators, not element handles: the board redraws on every change, so a handle to a card
+    # may be gone a moment later; a locator finds the card again
+    failed = page.locator('[data-column="failed"] ' + card("t-broken", "failed"))
+    failed.wait_for(timeout=WAIT)
     assert "exited with code 7" in failed.inner_text()
     failed.click()
-    reason = page.wait_for_selector('[data-field="reason"]', timeout=WAIT)
+    reason = page.locator('[data-field="reason"]')
+    reason.wait_for(timeout=WAIT)
     assert "exited with code 7" in reason.inner_text()
     page.wait_for_selector('[data-field="output"]:has-text("about to fail")', timeout=WAIT)
 
@@ -198,7 +200,8 @@ def test_the_graph_shows_what_waits_on_what_and_follows_it_live(
         page.wait_for_selector(f'[data-node="{node}"]', timeout=WAIT)
     edges = page.eval_on_selector_all("[data-edge]", "all => all.map(e => e.dataset.edge)")
     assert {"t-a->t-b", "t-a->t-c", "t-b->t-c"} <= set(edges)
-    waiting = page.wait_for_selector('[data-blocked="t-c"]', timeout=WAIT).inner_text()
+    page.wait_for_selector('[data-blocked="t-c"]', timeout=WAIT)
+    waiting = page.locator('[data-blocked="t-c"]').inner_text()
     assert "t-a (" in waiting and "t-b (blocked)" in waiting
     start.touch()
 
@@ -214,9 +217,10 @@ def test_a_chat_message_posted_on_the_board_comes_back_through_the_stream(
     page.fill("#chat-text", text)
     page.click("#chat-form button[type=submit]")
 
-    message = page.wait_for_selector(f'.msg:has-text("{text[-7:]}")', timeout=WAIT)
-    assert message.query_selector(".mention").inner_text() == f"@{AGENT}"
-    assert AGENT in message.query_selector(".recipients").inner_text()
+    message = page.locator(f'.msg:has-text("{text[-7:]}")')
+    message.wait_for(timeout=WAIT)
+    assert message.locator(".mention").inner_text() == f"@{AGENT}"
+    assert AGENT in message.locator(".recipients").inner_text()
     assert page.input_value("#chat-text") == ""
     history = cluster.api.ok("GET", f"/swarms/{swarm}/chat")["messages"]
     assert [m["recipients"] for m in history if m["text"] == text] == [[AGENT]]
@@ -259,8 +263,8 @@ def test_on_a_phone_the_columns_stack(browser: Browser, cluster: Cluster, swarm:
     phone = browser.page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     sign_in(phone, cluster.api.url, cluster.token)
     open_board(phone, cluster, swarm)
-    pending = phone.wait_for_selector('[data-column="pending"]').bounding_box()
-    running = phone.wait_for_selector('[data-column="running"]').bounding_box()
+    pending = phone.locator('[data-column="pending"]').bounding_box()
+    running = phone.locator('[data-column="running"]').bounding_box()
     assert pending["x"] == running["x"] and running["y"] > pending["y"]
     width = phone.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 390

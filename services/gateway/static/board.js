@@ -230,7 +230,10 @@
     else if (state.view === "graph") content = renderGraph(shown());
     else if (state.view === "chat") {
       const open = document.getElementById("chat-view");
+      const signature = `${state.swarm}:${state.chat.length}:${state.chatSeq}:${(state.board.agents || []).length}`;
+      if (open && open.dataset.signature === signature) return; // nothing new: leave it be
       if (open) {
+        open.dataset.signature = signature;
         // keep the form (and what is being typed) in place: only the messages change
         const fresh = renderChat();
         open.querySelector(".messages").replaceWith(fresh.querySelector(".messages"));
@@ -239,8 +242,17 @@
         return;
       }
       content = renderChat();
+      content.dataset.signature = signature;
     }
-    else if (state.view === "task") content = renderTask();
+    else if (state.view === "task") {
+      // redrawn only when the task, its history or its output changed (not on others' events)
+      const task = state.detail;
+      const signature = task ? `${task.id}:${task.status}:${(task.events || []).length}:${state.output.length}:${task.missing || ""}` : "";
+      const open = main.querySelector("[data-task-page]");
+      if (task && open && open.dataset.signature === signature) return;
+      content = renderTask();
+      content.dataset.signature = signature;
+    }
     else content = renderBoard(shown());
     main.replaceChildren(content);
   }
