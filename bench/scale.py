@@ -51,6 +51,7 @@ import benchkit
 from benchkit import REPO, Processes, ms, percentile, process_rss, times, verdict
 from lifecycle import Api, Completions
 from nats.js import api
+from nats.js.errors import ObjectNotFoundError
 
 from schemas import events as ev
 from schemas import subjects
@@ -429,16 +430,21 @@ class SnapshotInfo:
 async def snapshots(bus: Bus) -> list[SnapshotInfo]:
     """Every snapshot in the bucket, with its size (the object's when it is stored there)."""
     kv = await bus.kv(subjects.SNAPSHOTS_BUCKET)
-    out = []
-    for key, value in (await latest_values(kv)).items():
-        head = value.partition(b"\n")[0]
-        size = len(value)
-        name = object_name(value)
-        if name is not None:
-            store = await bus.js.object_store(subjects.SNAPSHOT_STORE)
-            size = (await store.get_info(name)).size or 0
-        out.append(SnapshotInfo(key, int(head) if head.isdigit() else 0, size))
-    return sorted(out, key=lambda s: s.key)
+    for _ in range(10):  # a snapshot replaced (its object deleted) while listing: list again
+        out = []
+        try:
+            for key, value in (await latest_values(kv)).items():
+                head = value.partition(b"\n")[0]
+                size = len(value)
+                name = object_name(value)
+                if name is not None:
+                    store = await bus.js.object_store(subjects.SNAPSHOT_STORE)
+                    size = (await store.get_info(name)).size or 0
+                out.append(SnapshotInfo(key, int(head) if head.isdigit() else 0, size))
+        except ObjectNotFoundError:
+            continue
+        return sorted(out, key=lambda s: s.key)
+    return []
 
 
 async def raw_snapshot_read(bus: Bus, key: str) -> float:
@@ -771,7 +777,11 @@ def main(argv: list[str] | None = None) -> int:
                 end="",
                 flush=True,
             )
-            cells.append(asyncio.run(run_cell(cell, store, root, args, cold=cold)))
+            try:
+                cells.append(asyncio.run(run_cell(cell, store, root, args, cold=cold)))
+            except Exception as error:  # the others' figures still count: say what failed
+                print(f" FAILED: {error!r}", flush=True)
+                continue
             print(f" claim p99 {ms(p(cell.claims, 99))}", flush=True)
         # the cold start over the long log: 4 events per finished task
         cold_tasks = (args.cold_events - 3) // 4
@@ -781,7 +791,10 @@ def main(argv: list[str] | None = None) -> int:
             f"  seeded {cold_tasks:,} finished tasks ({count:,} events) in {took:.1f} s", flush=True
         )
         cell = Cell(cold_tasks, count, min(args.agents), 1)
-        cells.append(asyncio.run(run_cell(cell, store, root, args, cold=True)))
+        try:
+            cells.append(asyncio.run(run_cell(cell, store, root, args, cold=True)))
+        except Exception as error:
+            print(f"  cold start over {count:,} events FAILED: {error!r}", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
