@@ -41,7 +41,7 @@ from services.bus.micro import decode_body, error_body
 from services.gateway import openapi
 from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
 from services.gateway.commands import Commands
-from services.gateway.context import Context, Landed, Result
+from services.gateway.context import Context, Landed, Result, principal
 from services.gateway.routes import ROUTE_BY_NAME, ROUTES
 from services.gateway.validation import task_of
 
@@ -215,7 +215,7 @@ class HttpApi:
         return Context(
             idempotency_key=request.headers.get("Idempotency-Key"),
             correlation_id=request[CORRELATION],
-            actor=agent or "gateway",
+            actor=principal(agent, request.headers.get("User-Agent")),
             agent=agent,
         )
 
@@ -445,6 +445,9 @@ class HttpApi:
         task = request.query.get("task") or None
         commands = self.commands
         commands.check_available()
+        given = "since" in request.query or "Last-Event-ID" in request.headers
+        if _flag(request, "tail", False) and not given:
+            since = commands.board.seq  # only what comes after now
         if swarm not in commands.board.swarms:
             raise NotFound(f"no swarm {swarm}")
         if task is not None:

@@ -31,7 +31,7 @@ from schemas.positions import whole_number
 from schemas.scopes import FULL, Caller, authorize, bearer, identify
 from services.bus.micro import CommandRequest, Endpoint, Handler, Reply, serve
 from services.gateway.commands import RESERVED_SWARM, Commands
-from services.gateway.context import Context, Landed
+from services.gateway.context import Context, Landed, principal
 
 SERVICE_NAME = "swarm-gateway"
 SWARM_TOKEN = 2  # swarm.cmd.<swarm>.<verb>
@@ -90,7 +90,7 @@ def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint
         return Context(
             idempotency_key=headers.get("Idempotency-Key"),
             correlation_id=headers.get("X-Correlation-Id"),
-            actor=agent or "gateway",
+            actor=principal(agent, headers.get("User-Agent"), edge="nats"),
             agent=agent,
         )
 
