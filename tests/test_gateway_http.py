@@ -533,7 +533,7 @@ async def test_a_cancel_records_who_cancelled_and_keeps_the_task_s_agent(
     assert (cancelled["reason"], cancelled["cancelled_by"]) == ("cancelled by api", "api")
     _, detail = await call(http, "GET", path)
     assert detail["events"][-1]["actor"] == "api"
-    assert gateway.projection.board.agent(swarm, "worker").status == "idle"  # type: ignore[union-attr]
+    assert gateway.projection.board.agent(swarm, "worker").status == "idle"
 
 
 async def test_logs_stream_follows_chunks_until_the_task_ends(
