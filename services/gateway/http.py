@@ -34,14 +34,14 @@ from schemas.errors import (
     Unavailable,
 )
 from schemas.positions import MAX_POSITION, whole_number
-from schemas.scopes import Caller, authorize, bearer, identify
+from schemas.scopes import Caller, authorize, bearer, identify, principal
 from services.bus.chat import decode as decode_chat
 from services.bus.history import Feed, chunk_attempt
 from services.bus.micro import decode_body, error_body
 from services.gateway import openapi
 from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
 from services.gateway.commands import Commands
-from services.gateway.context import Context, Landed, Result, principal
+from services.gateway.context import Context, Landed, Result
 from services.gateway.routes import ROUTE_BY_NAME, ROUTES
 from services.gateway.validation import task_of
 

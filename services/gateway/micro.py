@@ -28,10 +28,10 @@ from typing import Any
 from schemas import subjects
 from schemas.errors import Invalid, NotFound, Unavailable
 from schemas.positions import whole_number
-from schemas.scopes import FULL, Caller, authorize, bearer, identify
+from schemas.scopes import FULL, Caller, authorize, bearer, identify, principal
 from services.bus.micro import CommandRequest, Endpoint, Handler, Reply, serve
 from services.gateway.commands import RESERVED_SWARM, Commands
-from services.gateway.context import Context, Landed, principal
+from services.gateway.context import Context, Landed
 
 SERVICE_NAME = "swarm-gateway"
 SWARM_TOKEN = 2  # swarm.cmd.<swarm>.<verb>
