@@ -3,7 +3,7 @@ Pure: the gateway's JSON in, lines out (tested without a gateway)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,7 +72,7 @@ def note_of(task: Mapping[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def table(tasks: list[Mapping[str, Any]]) -> list[str]:
+def table(tasks: Sequence[Mapping[str, Any]]) -> list[str]:
     """``swarm tasks``: one row per task, then the totals."""
     title_width = min(max((len(t["title"]) for t in tasks), default=5), TITLE_CHARS)
     header = (
@@ -92,7 +92,7 @@ def table(tasks: list[Mapping[str, Any]]) -> list[str]:
     return [*rows, "", *totals(tasks)]
 
 
-def totals(tasks: list[Mapping[str, Any]]) -> list[str]:
+def totals(tasks: Sequence[Mapping[str, Any]]) -> list[str]:
     """``3 tasks: 1 pending, 2 completed`` then cost and tokens together."""
     counts: dict[str, int] = {}
     for task in tasks:
