@@ -292,6 +292,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     parser = subparsers.add_parser(
         SHOW,
+        prog="swarm task show",
         description="One task: reason, tags, dependencies, agent, attempts, cost, tokens, "
         "branch and landed commit, the last lines of its output and its result.",
     )
