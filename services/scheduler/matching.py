@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from schemas.board import AgentView, TaskView, task_sort_key
 from schemas.eligibility import can_take, shared_tags
-from schemas.eligibility import words as _words
+from schemas.eligibility import word_set as _words
 
 __all__ = ["best_agent", "can_take", "match", "shared_tags"]
 
