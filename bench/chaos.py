@@ -36,6 +36,7 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=1.5, help="mean seconds between kills")
     parser.add_argument("--executors", type=int, default=2)
     parser.add_argument("--agents", type=int, default=3, help="agents per executor")
+    parser.add_argument("--lease", type=float, default=2.0, help="agents' lease, seconds")
     parser.add_argument("--nats", action="store_true", help="kill nats-server, not the services")
     args = parser.parse_args()
     first = args.seed if args.seed is not None else random.randrange(1_000_000)
@@ -50,6 +51,7 @@ def main() -> int:
             agents=args.agents,
             kinds=("nats",) if args.nats else SERVICE_KINDS,
             down=1.0 if args.nats else 0.5,
+            lease=args.lease,
             settle=300.0,
         )
         began = time.monotonic()

@@ -24,8 +24,10 @@ condition polled with a deadline), reads the swarm's whole event log and checks 
   again answered with another id), asked for but missing, not ``completed``, or with more than
   one terminal event; an attempt whose command ran to the end twice; a completed attempt whose
   command never ran (each task's command appends ``<task> <attempt>`` to a file at its end);
-- ``churn``: attempts used up without a run — a task's attempt number must move on only for an
-  attempt that reached ``running`` (a claim lost before it ran, to a dying executor, uses none).
+- ``churn``: attempts used up without a run — a task's attempt that never reached ``running``
+  (its claim lost with its agent to a dying executor) must go back to the queue as a lost claim
+  (``task.requeued`` with ``cause: claim_lost``), which uses none of the task's run budgets,
+  and one that ran must not.
 
 The figures (tasks, kills per kind, restarts, wall time, attempts used, requeues, the client's
 retries) print as one block; ``bench/chaos.py`` runs a longer plan and prints the same.
@@ -34,6 +36,8 @@ retries) print as one block; ``bench/chaos.py`` runs a longer plan and prints th
 from __future__ import annotations
 
 import http.client
+import itertools
+import json
 import random
 import threading
 import time
@@ -68,6 +72,10 @@ class Plan:
     kinds: tuple[str, ...] = SERVICE_KINDS
     work: tuple[float, float] = (0.2, 1.0)  # seconds each task's command sleeps: from, to
     resend: float = 0.25  # the part of the requests sent again once answered (answer "lost")
+    # runs a task may lose with their agent before it fails: the chaos loses many on purpose;
+    # a claim lost before its run must use none of it (``churn``)
+    run_losses: int = 10
+    lease: float = 2.0  # seconds without presence before an agent is lost (SWARM_LEASE_SECONDS)
     settle: float = 120.0  # seconds the tasks may take to finish once the chaos is over
 
 
@@ -86,12 +94,16 @@ class Figures:
     chaos_seconds: float = 0.0
     settle_seconds: float = 0.0  # from the end of the chaos until every task was finished
     wall_seconds: float = 0.0  # from the first request to the last task finished
-    attempts: int = 0  # attempts used, summed over the tasks (1 per task without churn)
+    attempts: int = 0  # attempts, summed over the tasks (1 per task without churn)
+    claims_lost: int = 0  # attempts given back before they ran
+    runs_lost: int = 0  # attempts given back after they started running
+    most_runs_lost: int = 0  # by one task
     claims: int = 0
     runs: int = 0  # task.running events
     requeued_tasks: int = 0
     requeues: int = 0
     lines: int = 0  # commands that ran to the end
+    longest: tuple[float, str] = (0.0, "")  # a task's longest wait between two of its events
 
     def report(self) -> str:
         kills = ", ".join(f"{kind} {n}" for kind, n in sorted(self.kills.items()))
@@ -106,9 +118,12 @@ class Figures:
                 f"{self.resent} once answered; {answers})",
                 f"  wall time        {self.wall_seconds:.1f}s (chaos {self.chaos_seconds:.1f}s, "
                 f"then {self.settle_seconds:.1f}s until every task finished)",
-                f"  attempts used    {self.attempts} ({self.claims} claims, {self.runs} runs)",
+                f"  attempts         {self.attempts} ({self.claims} claims, {self.runs} runs; "
+                f"given back: {self.claims_lost} before running, {self.runs_lost} while running, "
+                f"at most {self.most_runs_lost} runs lost by one task)",
                 f"  requeued         {self.requeued_tasks} tasks ({self.requeues} requeues)",
                 f"  commands run     {self.lines} to the end",
+                f"  longest step     {self.longest[0]:.1f}s ({self.longest[1]})",
             ]
         )
 
@@ -121,6 +136,7 @@ class Checked:
     problems: list[str] = field(default_factory=list)
     churn: list[str] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    longest: tuple[float, str] = (0.0, "")  # the longest a task waited between two events
 
 
 @dataclass
@@ -172,15 +188,25 @@ def check(
             continue
         finished = ends[0]["attempt"]
         started = sorted({e["attempt"] for e in history if e["type"] == "task.running"})
-        if started != list(range(1, finished + 1)):
-            churn.append(
-                f"{task_id}: attempt {finished} completed but attempts {started} ran — an "
-                f"attempt used up without a run: {describe(history)}"
-            )
+        for requeue in (e for e in history if e["type"] == "task.requeued"):
+            ended = requeue["attempt"] - 1  # the attempt it gave back
+            cause = requeue.get("cause")
+            if ended not in started and cause != "claim_lost":
+                churn.append(
+                    f"{task_id}: attempt {ended} was lost before it ran, requeued as "
+                    f"{cause or 'an attempt used up'}: {describe(history)}"
+                )
+            elif ended in started and cause == "claim_lost":
+                churn.append(f"{task_id}: attempt {ended} ran, requeued as a lost claim")
+            counts["claims_lost" if ended not in started else "runs_lost"] += 1
+        lost_runs = sum(
+            e["type"] == "task.requeued" and e["attempt"] - 1 in started for e in history
+        )
+        counts["most_runs_lost"] = max(counts["most_runs_lost"], lost_runs)
         for attempt in started:
             if ran[f"{task_id} {attempt}"] > 1:
                 problems.append(f"{task_id}: attempt {attempt} ran to the end twice")
-        if ran[f"{task_id} {finished}"] != 1:
+        if ran[f"{task_id} {finished}"] == 0:
             problems.append(f"{task_id}: completed attempt {finished} never ran its command")
         strays = [line for line in ran if line.split()[0] == task_id]
         if any(int(line.split()[1]) not in started for line in strays):
@@ -190,6 +216,11 @@ def check(
         counts["runs"] += kinds.count("task.running")
         counts["requeues"] += kinds.count("task.requeued")
         counts["requeued_tasks"] += "task.requeued" in kinds
+        for before, after in itertools.pairwise(history):
+            gap = after["time"] - before["time"]
+            if gap > checked.longest[0]:
+                step = f"{before['type'][5:]} -> {after['type'][5:]}"
+                checked.longest = (gap, f"{task_id} {step}")
     return checked
 
 
@@ -305,7 +336,7 @@ def run_chaos(root: Path, plan: Plan) -> Outcome:
     """One chaos run under ``root``; the cluster is closed (nothing may be left) before this
     returns."""
     rng = random.Random(plan.seed)
-    cluster = Cluster(root).start_nats()
+    cluster = Cluster(root, lease=plan.lease).start_nats()
     ran_file = root / "ran.txt"
     try:
         gateway = cluster.gateway()
@@ -324,9 +355,11 @@ def run_chaos(root: Path, plan: Plan) -> Outcome:
             )
             for e in range(1, plan.executors + 1)
         ]
+        losses = str(plan.run_losses)  # the older name too, for a scheduler that knows only it
+        budgets = {"SWARM_MAX_RUN_LOSSES": losses, "SWARM_MAX_ATTEMPTS": losses}
         services = {
             "gateway": [gateway],
-            "scheduler": [cluster.scheduler("main")],
+            "scheduler": [cluster.scheduler("main", budgets)],
             "chat": [cluster.spawn("chat")],
             "mcp": [cluster.mcp()],
             "executor": executors,
@@ -367,6 +400,7 @@ def run_chaos(root: Path, plan: Plan) -> Outcome:
         finished_at = time.monotonic()
         cluster.wait_ready(*everything, timeout=60)  # every one restarted
         events = cluster.api.events(SWARM)
+        (root / "events.json").write_text(json.dumps(events, indent=1))  # to look at afterwards
         lines = ran_file.read_text().splitlines() if ran_file.exists() else []
         checked = check(events, client.keys, lines, client.answered_again)
         counts = checked.counts
@@ -388,6 +422,10 @@ def run_chaos(root: Path, plan: Plan) -> Outcome:
             runs=counts["runs"],
             requeued_tasks=counts["requeued_tasks"],
             requeues=counts["requeues"],
+            claims_lost=counts["claims_lost"],
+            runs_lost=counts["runs_lost"],
+            most_runs_lost=counts["most_runs_lost"],
+            longest=checked.longest,
         )
         return Outcome(figures, checked.problems, checked.churn, events)
     finally:
