@@ -82,6 +82,12 @@ class TaskView(msgspec.Struct, kw_only=True):
     correlation_id: str | None = None  # of the request that created it: its events carry it
     status: TaskStatus = "pending"
     attempt: int = 1  # the attempt now claimed or running, or the next one to claim
+    # what its attempts came to so far, each kind against its own budget (``schemas.attempts``)
+    runs: int = 0  # runs started (``running`` events)
+    claims_lost: int = 0  # claims lost with their agent before the run started
+    runs_stopped: int = 0  # runs their executor stopped on purpose and gave back
+    runs_lost: int = 0  # runs lost with their agent, executor or sandbox
+    runs_failed: int = 0  # runs that failed on their own
     agent: str | None = None
     reason: str | None = None  # why it failed, was cancelled or requeued
     outcome: RunOutcome | None = None

@@ -5,6 +5,11 @@ work queue) with ``Nats-Msg-Id: <swarm>:<task>:<attempt>`` (the swarm too: the s
 duplicate window are shared by all swarms), after the claim is in the log. The executor
 appends ``running`` with ``expected_seq=claim_seq``: if the task moved on (cancelled, requeued),
 that append conflicts and the dispatch is dropped.
+
+``max_run_failures`` and ``retry_in``: what the executor does if this run fails on its own (the
+scheduler's budgets, ``schemas.attempts``): the task's run-failure budget, and the seconds to
+wait before the next attempt while that budget is not used up. A dispatch without them (an older
+scheduler) means: a failed run fails the task.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ class Dispatch(msgspec.Struct, kw_only=True):
     agent: str
     attempt: int
     claim_seq: int
+    max_run_failures: int = 1
+    retry_in: float = 0.0
 
     @property
     def msg_id(self) -> str:

@@ -22,6 +22,12 @@ MergeStrategy = Literal["rebase", "merge"]  # how a task branch goes onto the pr
 OnConflict = Literal["resolve", "fail"]  # work that cannot land: a resolve task, or a failure
 LandingProblem = Literal["conflict", "verify", "error"]
 PermissionMode = Literal["default", "acceptEdits", "auto", "bypassPermissions", "dontAsk", "plan"]
+# why an attempt went back to the queue, and so which budget it used (docs/architecture.md,
+# "Attempts and budgets"): ``claim_lost`` — the agent or its executor was lost before the run
+# started; ``run_lost`` — lost during the run (or its sandbox was); ``run_stopped`` — its
+# executor stopped the run on purpose (a clean stop, the agent moved away); ``run_failed`` —
+# the run failed and its task's failure budget allows another
+RequeueCause = Literal["claim_lost", "run_lost", "run_stopped", "run_failed"]
 
 
 class Event(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=False):
@@ -271,11 +277,16 @@ class TaskIntegrationFailed(TaskEvent, tag="task.integration_failed", kw_only=Tr
 
 
 class TaskRequeued(TaskEvent, tag="task.requeued", kw_only=True):
-    """The attempt ended without a result (agent lost, executor gone); ``attempt`` is the next."""
+    """The attempt ended without a final result (agent lost, executor gone, or a failed run with
+    retries left); ``attempt`` is the next. ``cause``: which budget it used (None, in logs
+    written before it existed: ``claim_lost`` when the task was claimed, else ``run_lost``).
+    ``outcome``: a failed run's (its cost counts)."""
 
     attempt: int
     reason: str
     retry_at: float = 0.0
+    cause: RequeueCause | None = None
+    outcome: RunOutcome | None = None
 
 
 class TaskCancelled(TaskEvent, tag="task.cancelled", kw_only=True):

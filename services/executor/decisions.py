@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from schemas import events as ev
+from schemas.attempts import Budgets, one_more
 from schemas.board import AgentView, Board, TaskView
 from schemas.dispatch import Dispatch
 from services.executor.config import AgentConfig
@@ -24,6 +25,20 @@ from services.executor.runtimes import Verdict
 SESSION_ID = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
+
+
+@dataclass(frozen=True)
+class RunFailures:
+    """What a failed run of this attempt does (``schemas.attempts``): ``allowed``, the task's
+    run-failure budget, and ``retry_in``, the seconds before the retry while it is not used up
+    (both from the dispatch: the scheduler's settings)."""
+
+    allowed: int = 1
+    retry_in: float = 0.0
+
+    @classmethod
+    def of(cls, dispatch: Dispatch) -> RunFailures:
+        return cls(max(1, dispatch.max_run_failures), max(0.0, dispatch.retry_in))
 
 
 @dataclass(frozen=True)
@@ -92,10 +107,10 @@ def orphaned_runs(
             actor=actor(executor),
             attempt=task.attempt + 1,
             reason=(
-                f"executor {executor} restarted while attempt {task.attempt} was running "
-                f"on {task.agent}"
+                f"executor {executor} restarted while run {task.runs} was running on {task.agent}"
             ),
             retry_at=now,
+            cause="run_lost",
         )
         found.append(Append(event, board.version(swarm, "task", task.id)))
     return found
@@ -268,16 +283,23 @@ def result(
     now: float,
     *,
     given_back: str | None = None,
+    cause: ev.RequeueCause = "run_stopped",
     work: ev.Work | None = None,
+    task: TaskView | None = None,
+    failures: RunFailures | None = None,
 ) -> ev.TaskCompleted | ev.TaskFailed | ev.TaskRequeued:
     """How the attempt ended, as the event to append: ``requeued`` (the next attempt, at once)
-    when it was stopped for a reason that is not the task's (``given_back``: this executor
-    stopping, the agent leaving, the sandbox lost), else ``completed`` or ``failed`` with the
-    run's outcome (and, in a project, the ``work`` it left) and, for a failure, why."""
+    when it was stopped for a reason that is not the task's (``given_back``, with its ``cause``:
+    this executor stopping or the agent leaving is ``run_stopped``, a lost sandbox
+    ``run_lost``), else ``completed`` or ``failed`` with the run's outcome (and, in a project,
+    the ``work`` it left) and, for a failure, why. A failed run whose task (``task``: as the
+    fold shows it, this run not yet counted) has run failures left in its budget (``failures``)
+    goes back to the queue instead, after ``retry_in``, saying so ("run 1 failed: exit 1; 1 of 2
+    run failures used"); the last one allowed fails it, saying so when more than one was."""
     envelope = _envelope(attempt, executor, now)
     if given_back is not None:
         return ev.TaskRequeued(
-            **envelope, attempt=attempt.attempt + 1, reason=given_back, retry_at=now
+            **envelope, attempt=attempt.attempt + 1, reason=given_back, retry_at=now, cause=cause
         )
     if verdict.completed:
         return ev.TaskCompleted(
@@ -287,9 +309,24 @@ def result(
             outcome=verdict.outcome,
             work=work,
         )
+    reason = verdict.reason or "failed"
+    failures = failures or RunFailures()
+    if task is not None and failures.allowed > 1:
+        budgets = Budgets(run_failures=failures.allowed)
+        spent = one_more(task, "run_failed", budgets)
+        if not spent.final:
+            return ev.TaskRequeued(
+                **envelope,
+                attempt=attempt.attempt + 1,
+                reason=f"run {max(1, task.runs)} failed: {reason}; {spent.text}",
+                retry_at=now + failures.retry_in,
+                cause="run_failed",
+                outcome=verdict.outcome,
+            )
+        reason = f"{reason}; {spent.text}"
     return ev.TaskFailed(
         **envelope,
-        reason=verdict.reason or "failed",
+        reason=reason,
         attempt=attempt.attempt,
         agent=attempt.agent,
         outcome=verdict.outcome,

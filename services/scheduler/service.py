@@ -10,7 +10,9 @@
   then it is decided again on the newer board.
 - Events it appends say ``actor: scheduler:<instance>``.
 - Each claim that is folded is dispatched (``SWARM_DISPATCH``); a new leader re-dispatches every
-  task still ``claimed`` (the message id keeps each single).
+  task still ``claimed`` (the message id keeps each single). A dispatch that fails (NATS or the
+  stream away past its retry window) is tried again after a backoff (doubling from
+  ``DISPATCH_RETRY_FIRST`` up to the lease) for as long as the task stays claimed at that attempt.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Coroutine
@@ -32,10 +35,13 @@ from services.bus.eventlog import AppendConflict
 from services.bus.leases import LeaderLease
 from services.bus.presence import PresenceWatch
 from services.bus.service import Service
-from services.scheduler.decide import Config, Decision, OpenTasks, decide
+from services.scheduler.decide import Config, Decision, OpenTasks, decide, failure_policy
 
 # events that can change what the scheduler would decide
 _RELEVANT = (ev.TaskEvent, ev.AgentEvent, ev.SwarmEvent)
+
+DISPATCH_RETRY_FIRST = 0.5  # seconds before a failed dispatch is tried again (then doubling)
+DISPATCH_RETRY_FOR = 5.0  # seconds one dispatch keeps retrying while NATS does not answer
 
 
 def _context(event: ev.Event) -> dict[str, object]:
@@ -82,6 +88,9 @@ class Scheduler(Service):
         # version it must reach; 0 while the append is still on its way)
         self._in_flight: dict[str, tuple[str, int]] = {}
         self._to_dispatch: set[tuple[str, str]] = set()
+        # failed dispatches: (swarm, task) -> (attempt, when to try again, the wait before that)
+        self._dispatch_later: dict[tuple[str, str], tuple[int, float, float]] = {}
+        self.dispatch_failures = 0
         self._appends: set[asyncio.Task[None]] = set()
         self._open = OpenTasks()  # the tasks decide looks at, kept in step with the fold
 
@@ -180,6 +189,7 @@ class Scheduler(Service):
         """A new leader: everything gets a fresh look, every claim is dispatched again."""
         assert self.projection is not None
         self._in_flight.clear()
+        self._dispatch_later.clear()
         for swarm in self.projection.board.swarms.values():
             for task in swarm.tasks.values():
                 if task.status == "claimed":
@@ -234,6 +244,11 @@ class Scheduler(Service):
             for key in decision.keys:
                 self._in_flight[key] = (decision.key, 0)
             self._start(self._append(decision))
+        now = time.monotonic()
+        for pending, (attempt, due, wait) in list(self._dispatch_later.items()):
+            if due <= now:  # on its way again (its wait kept, to double if it fails again)
+                self._dispatch_later[pending] = (attempt, math.inf, wait)
+                self._to_dispatch.add(pending)
         while self._to_dispatch:
             swarm, task = self._to_dispatch.pop()
             self._start(self._dispatch(swarm, task))
@@ -285,19 +300,40 @@ class Scheduler(Service):
         board = self.projection.board
         task = board.task(swarm, task_id)
         if task is None or task.status != "claimed" or task.agent is None:
+            self._dispatch_later.pop((swarm, task_id), None)
             return
+        max_run_failures, retry_in = failure_policy(task, self.config)
         message = wire.Dispatch(
             swarm=swarm,
             task=task_id,
             agent=task.agent,
             attempt=task.attempt,
             claim_seq=board.version(swarm, "task", task_id),
+            max_run_failures=max_run_failures,
+            retry_in=retry_in,
         )
+        later = self._dispatch_later.pop((swarm, task_id), None)
+        if later is not None and later[0] != task.attempt:
+            later = None  # an earlier attempt's failure: this one starts over
         try:
-            seq = await publish_dispatch(self.bus.js, message, retry_for=5.0)
+            seq = await publish_dispatch(self.bus.js, message, retry_for=DISPATCH_RETRY_FOR)
         except Exception as error:
+            # tried again after a backoff, while the task stays claimed at this attempt (the
+            # decide loop wakes on the reconcile tick and looks at what is due)
+            wait = min(self.config.lease, later[2] * 2) if later else DISPATCH_RETRY_FIRST
+            self._dispatch_later[(swarm, task_id)] = (
+                task.attempt,
+                time.monotonic() + wait,
+                wait,
+            )
+            self.dispatch_failures += 1
             self.log.warning(
-                "scheduler.dispatch_failed", swarm=swarm, task=task_id, error=str(error)
+                "scheduler.dispatch_failed",
+                swarm=swarm,
+                task=task_id,
+                attempt=task.attempt,
+                error=str(error),
+                retry_in=wait,
             )
             return
         self.log.info(
@@ -322,16 +358,42 @@ class Scheduler(Service):
             help="agent presence and leader lease, seconds (env SWARM_LEASE_SECONDS, default 10)",
         )
         parser.add_argument(
+            "--max-run-losses",
             "--max-attempts",
+            dest="max_run_losses",
             type=int,
-            default=os.environ.get("SWARM_MAX_ATTEMPTS") or 3,
-            help="attempts per task before a lost agent fails it (env SWARM_MAX_ATTEMPTS, 3)",
+            default=os.environ.get("SWARM_MAX_RUN_LOSSES")
+            or os.environ.get("SWARM_MAX_ATTEMPTS")
+            or 3,
+            help="runs lost with their agent before a task fails (env SWARM_MAX_RUN_LOSSES, "
+            "formerly SWARM_MAX_ATTEMPTS; default 3)",
+        )
+        parser.add_argument(
+            "--max-run-failures",
+            type=int,
+            default=os.environ.get("SWARM_MAX_RUN_FAILURES") or 1,
+            help="runs that fail on their own before a task fails; 1: no retry "
+            "(env SWARM_MAX_RUN_FAILURES, default 1)",
+        )
+        parser.add_argument(
+            "--max-interruptions",
+            type=int,
+            default=os.environ.get("SWARM_MAX_INTERRUPTIONS") or 20,
+            help="claims lost before their run started plus runs stopped by their executor, "
+            "before a task fails (env SWARM_MAX_INTERRUPTIONS, default 20)",
         )
         parser.add_argument(
             "--retry-backoff",
             type=float,
             default=os.environ.get("SWARM_RETRY_BACKOFF") or 2.0,
             help="seconds before a retry, doubling per attempt up to 60 (env SWARM_RETRY_BACKOFF)",
+        )
+        parser.add_argument(
+            "--priority-aging",
+            type=float,
+            default=os.environ.get("SWARM_PRIORITY_AGING") or 300.0,
+            help="seconds of waiting that raise a task one priority level; 0: off "
+            "(env SWARM_PRIORITY_AGING, default 300)",
         )
         parser.add_argument(
             "--swarm",
@@ -343,7 +405,10 @@ class Scheduler(Service):
     def from_args(cls, args: argparse.Namespace) -> Scheduler:
         config = Config(
             lease=args.lease_seconds,
-            max_attempts=args.max_attempts,
+            max_run_losses=args.max_run_losses,
+            max_run_failures=args.max_run_failures,
+            max_interruptions=args.max_interruptions,
             backoff=args.retry_backoff,
+            priority_aging=args.priority_aging,
         )
         return cls(nats=NatsOptions.from_env(args.nats_url), swarm=args.swarm, config=config)
