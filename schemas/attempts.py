@@ -28,12 +28,12 @@ from typing import Literal
 
 from schemas.board import TaskView
 from schemas.errors import Invalid
-from schemas.events import RequeueCause
+from schemas.events import AttemptEnd
 
 Kind = Literal["interruptions", "run_losses", "run_failures"]
 KINDS: tuple[Kind, ...] = ("interruptions", "run_losses", "run_failures")
 
-KIND_OF: dict[RequeueCause, Kind] = {
+KIND_OF: dict[AttemptEnd, Kind] = {
     "claim_lost": "interruptions",
     "run_stopped": "interruptions",
     "run_lost": "run_losses",
@@ -65,7 +65,7 @@ class Budgets:
         return allowed
 
 
-def cause_of(task: TaskView, cause: RequeueCause | None) -> RequeueCause:
+def cause_of(task: TaskView, cause: AttemptEnd | None) -> AttemptEnd:
     """The cause of a requeue of ``task`` (as the board shows it before the requeue): as the
     event says, or — an event written before causes were recorded — from the task's state."""
     if cause is not None:
@@ -73,7 +73,7 @@ def cause_of(task: TaskView, cause: RequeueCause | None) -> RequeueCause:
     return "claim_lost" if task.status == "claimed" else "run_lost"
 
 
-def count(task: TaskView, cause: RequeueCause) -> None:
+def count(task: TaskView, cause: AttemptEnd) -> None:
     """The fold: one more of ``cause`` on the task."""
     if cause == "claim_lost":
         task.claims_lost += 1
@@ -126,7 +126,7 @@ class Outcome:
         return usage(self.used, self.allowed, self.kind)
 
 
-def one_more(task: TaskView, cause: RequeueCause, budgets: Budgets) -> Outcome:
+def one_more(task: TaskView, cause: AttemptEnd, budgets: Budgets) -> Outcome:
     """What one more attempt ending with ``cause`` does to ``task``."""
     kind = KIND_OF[cause]
     return Outcome(kind, used(task, kind) + 1, budgets.allowed(kind))

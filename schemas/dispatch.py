@@ -6,10 +6,11 @@ duplicate window are shared by all swarms), after the claim is in the log. The e
 appends ``running`` with ``expected_seq=claim_seq``: if the task moved on (cancelled, requeued),
 that append conflicts and the dispatch is dropped.
 
-``max_run_failures`` and ``retry_in``: what the executor does if this run fails on its own (the
-scheduler's budgets, ``schemas.attempts``): the task's run-failure budget, and the seconds to
-wait before the next attempt while that budget is not used up. A dispatch without them (an older
-scheduler) means: a failed run fails the task.
+``max_run_failures``, ``max_run_losses``, ``max_interruptions`` and ``retry_in``: the scheduler's
+budgets (``schemas.attempts``) and the seconds to wait before the next attempt if this run fails
+on its own while its run-failure budget is not used up. A dispatch without them (an older
+scheduler) means: a failed run fails the task (and a give-back cannot say which budget it used:
+0 is "not known").
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class Dispatch(msgspec.Struct, kw_only=True):
     attempt: int
     claim_seq: int
     max_run_failures: int = 1
+    max_run_losses: int = 0
+    max_interruptions: int = 0
     retry_in: float = 0.0
 
     @property

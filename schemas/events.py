@@ -22,12 +22,13 @@ MergeStrategy = Literal["rebase", "merge"]  # how a task branch goes onto the pr
 OnConflict = Literal["resolve", "fail"]  # work that cannot land: a resolve task, or a failure
 LandingProblem = Literal["conflict", "verify", "error"]
 PermissionMode = Literal["default", "acceptEdits", "auto", "bypassPermissions", "dontAsk", "plan"]
-# why an attempt went back to the queue, and so which budget it used (docs/architecture.md,
+# how an attempt ended without a result of its own (``requeued``, or ``failed`` once its budget
+# is used up), and so which budget it used (docs/architecture.md,
 # "Attempts and budgets"): ``claim_lost`` — the agent or its executor was lost before the run
 # started; ``run_lost`` — lost during the run (or its sandbox was); ``run_stopped`` — its
 # executor stopped the run on purpose (a clean stop, the agent moved away); ``run_failed`` —
 # the run failed and its task's failure budget allows another
-RequeueCause = Literal["claim_lost", "run_lost", "run_stopped", "run_failed"]
+AttemptEnd = Literal["claim_lost", "run_lost", "run_stopped", "run_failed"]
 
 
 class Event(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=False):
@@ -238,11 +239,16 @@ class TaskCompleted(TaskEvent, tag="task.completed", kw_only=True):
 
 
 class TaskFailed(TaskEvent, tag="task.failed", kw_only=True):
+    """``attempt`` and ``agent``: the attempt it ended (its run failed, or its agent was lost
+    with the last of a budget: ``cause`` says which, None for a run that failed); ``attempt``
+    0: failed by decision while waiting (a dependency failed, a budget used up)."""
+
     reason: str
     attempt: int = 0
     agent: str | None = None
     outcome: RunOutcome | None = None
     work: Work | None = None
+    cause: AttemptEnd | None = None
 
 
 class TaskIntegrated(TaskEvent, tag="task.integrated", kw_only=True):
@@ -285,7 +291,7 @@ class TaskRequeued(TaskEvent, tag="task.requeued", kw_only=True):
     attempt: int
     reason: str
     retry_at: float = 0.0
-    cause: RequeueCause | None = None
+    cause: AttemptEnd | None = None
     outcome: RunOutcome | None = None
 
 

@@ -347,7 +347,7 @@ def _task_failed(board: Board, e: ev.TaskFailed, seq: int) -> bool:
     if e.attempt:
         if not _current_attempt(task, e.attempt, e.agent):
             return False
-        task.runs_failed += 1
+        count(task, e.cause or "run_failed")
     elif task.status in FINISHED or task.status in ACTIVE:
         return False
     _spend(swarm, task, e.outcome)

@@ -15,11 +15,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from schemas import events as ev
-from schemas.board import CLAIMABLE, Board, task_sort_key
+from schemas.board import CLAIMABLE, Board
 from schemas.errors import Invalid
 from schemas.fold import apply, deps_done, fold
 from services.scheduler.decide import Config, Decision, OpenTasks, decide
-from services.scheduler.matching import can_take
+from services.scheduler.matching import can_take, claim_order
 
 S = "dev"
 T0 = 100.0  # when the logs below happen
@@ -695,11 +695,13 @@ def test_property_no_claimed_agent_could_have_served_a_higher_task_left_waiting(
         and t.id not in taken | failing
         and f"{S}/task/{t.id}" not in in_flight
     ]
+    aging = CONFIG.priority_aging
     for e in claims(decisions):
-        mine = task_sort_key(swarm.tasks[e.id])
+        mine = claim_order(swarm.tasks[e.id], now, aging)
         agent = swarm.agents[e.agent]
         for other in waiting:
-            assert not (task_sort_key(other) < mine and can_take(agent, other)), (e, other.id)
+            ahead = claim_order(other, now, aging) < mine
+            assert not (ahead and can_take(agent, other)), (e, other.id)
 
 
 @settings(max_examples=200, deadline=None)

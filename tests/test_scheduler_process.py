@@ -222,12 +222,59 @@ async def test_a_pending_task_is_claimed_once_by_the_matching_idle_agent_and_dis
         agent="ui-agent",
         attempt=1,
         claim_seq=log.board.version(swarm_id, "task", "t1"),
+        max_run_failures=1,
+        max_run_losses=3,
+        max_interruptions=20,
+        retry_in=0.05,
     )
 
     await rounds_pass(log, scheduler)
     assert log.verbs("t1") == ["created", "claimed"]
     assert await dispatches(bus, swarm_id, "ui-agent") == 1
     assert await dispatches(bus, swarm_id, "api-agent") == 0
+
+
+async def test_a_dispatch_that_failed_is_tried_again_until_the_queue_takes_it(
+    nats_factory: Callable[..., Any], swarm_id: str
+) -> None:
+    server = nats_factory()
+    bus = await Bus.connect(NatsOptions.from_env(server.url), name="test")
+    await bus.provision()
+    view, presences = Log(bus, swarm_id), Presences(bus, swarm_id)
+    await view.projection.start()
+    await view.projection.wait_ready(10)
+    scheduler = Scheduler(
+        nats=NatsOptions.from_env(server.url),
+        swarm=swarm_id,
+        config=Config(lease=LEASE),
+        reconcile_every=0.1,
+        snapshot_every=0,
+    )
+    scheduler.dispatch_retry_for = 0.2
+    await scheduler.start()
+    try:
+        await leading(view, scheduler)
+        await view.append(ev.SwarmCreated(swarm=swarm_id, id=swarm_id, time=time.time(), name="t"))
+        await view.append(agent(swarm_id, "a1"))
+        await presences.keep("a1")
+        await bus.js.delete_stream(subjects.DISPATCH_STREAM)  # the queue is away
+
+        await view.append(task(swarm_id, "t1"))
+        await view.until(lambda: view.task("t1").status == "claimed")
+        await view.until(lambda: scheduler.dispatch_failures >= 2)  # tried, and tried again
+
+        await bus.provision()  # the queue is back: the claim reaches it without a new leader
+        await view.until(lambda: dispatches(bus, swarm_id, "a1"), timeout=10)
+        message = await bus.js.get_last_msg(
+            subjects.DISPATCH_STREAM, subjects.dispatch(swarm_id, "a1")
+        )
+        assert message.data is not None and wire.decode(message.data).task == "t1"
+        assert view.verbs("t1") == ["created", "claimed"]
+    finally:
+        await scheduler.stop()
+        await presences.close()
+        await view.projection.stop()
+        await bus.close()
 
 
 async def test_a_claim_left_undispatched_is_dispatched_by_the_next_scheduler(

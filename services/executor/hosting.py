@@ -48,12 +48,12 @@ class ActiveRun:
     agent: str
     running_seq: int
     correlation_id: str | None = None
-    failures: decisions.RunFailures = field(default_factory=decisions.RunFailures)
+    allowance: decisions.Allowance = field(default_factory=decisions.Allowance)
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     why: str | None = None
-    cause: ev.RequeueCause = "run_stopped"  # the budget a give-back uses (schemas.attempts)
+    cause: ev.AttemptEnd = "run_stopped"  # the budget a give-back uses (schemas.attempts)
 
-    def stop(self, why: str, cause: ev.RequeueCause = "run_stopped") -> None:
+    def stop(self, why: str, cause: ev.AttemptEnd = "run_stopped") -> None:
         if self.why is None:
             self.why = why
             self.cause = cause

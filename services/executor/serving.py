@@ -212,7 +212,7 @@ class Serving:
             dispatch.agent,
             seq,
             correlation,
-            failures=decisions.RunFailures.of(dispatch),
+            allowance=decisions.Allowance.of(dispatch),
         )
         self.runs[run.task] = run
         hosted.run = run
@@ -389,7 +389,7 @@ class Serving:
             cause=run.cause,
             work=work,
             task=self.ledger.board.task(run.swarm, run.task),
-            failures=run.failures,
+            allowance=run.allowance,
         )
         expected = run.running_seq
         while True:

@@ -23,8 +23,9 @@ What it decides, per swarm:
 - **resolve tasks**: a completed task whose work cannot land and whose project resolves
   conflicts -> ``task.created`` ``<origin>-resolve-<round>`` (``resolving.py``), exactly once;
 - **claims**: claimable tasks (pending, or requeued and past ``retry_at``, dependencies done) to
-  free agents (idle, hosted, present), by ``matching.match``; a swarm whose recorded spend has
-  reached its budget gets no claims for its claude tasks (``within_budget``).
+  free agents (idle, hosted, present), by ``matching.match`` (priorities aged by
+  ``priority_aging``: no task starves behind a stream of higher ones); a swarm whose recorded
+  spend has reached its budget gets no claims for its claude tasks (``within_budget``).
 
 An aggregate gets at most one decision per call, and never one that is ``in_flight`` (the
 service's appends not yet folded back), so each decision applies to the board it was made on.
@@ -102,10 +103,10 @@ class Config:
         return min(self.backoff_cap, self.backoff * 2.0 ** max(0, attempt - 1))
 
 
-def failure_policy(task: TaskView, config: Config) -> tuple[int, float]:
-    """What the executor does when this claim's run fails (it carries it in the dispatch): the
-    task's run-failure budget, and the seconds to wait before the retry if one is left."""
-    return config.max_run_failures, config.retry_delay(task.runs_failed + 1)
+def failure_retry_in(task: TaskView, config: Config) -> float:
+    """Seconds before the retry of ``task`` if this claim's run fails on its own and its
+    run-failure budget is not used up (the dispatch carries it to the executor)."""
+    return config.retry_delay(task.runs_failed + 1)
 
 
 def aggregate_key(swarm: str, aggregate: str, aggregate_id: str) -> str:
@@ -297,7 +298,7 @@ def _decide_swarm(
         if decision is not None:
             out.append(decision)
 
-    for task, agent in match(within_budget(swarm, claimable), free):
+    for task, agent in match(within_budget(swarm, claimable), free, now, config.priority_aging):
         out.append(planner.claim(task, agent))
     return out
 
@@ -391,7 +392,7 @@ class _Planner:
         who = task.agent or "?"
         run = run_number(task)
         if task.status == "claimed":
-            cause: ev.RequeueCause = "claim_lost"
+            cause: ev.AttemptEnd = "claim_lost"
             what = f"agent {who} lost before run {run} started"
         else:
             cause = "run_lost"
@@ -400,7 +401,12 @@ class _Planner:
         reason = f"{what}; {outcome.text}"
         if outcome.final:
             return self._decision(
-                ev.TaskFailed, task.id, reason=reason, attempt=task.attempt, agent=task.agent
+                ev.TaskFailed,
+                task.id,
+                reason=reason,
+                attempt=task.attempt,
+                agent=task.agent,
+                cause=cause,
             )
         delay = 0.0 if cause == "claim_lost" else self.config.retry_delay(outcome.used)
         return self._decision(
@@ -418,7 +424,10 @@ class _Planner:
         used_up = spent(task, self.config.budgets)
         if used_up is None:
             return None
-        return self.fail(task, f"{task.reason}; {used_up}" if task.reason else used_up)
+        reason = task.reason or ""
+        if not reason.endswith(used_up):  # an executor that knew the budget said so already
+            reason = f"{reason}; {used_up}" if reason else used_up
+        return self.fail(task, reason)
 
     def cascade(self, task: TaskView) -> Decision | None:
         """Fail a waiting task whose dependency can no longer complete, or whose dependency's

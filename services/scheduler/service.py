@@ -35,7 +35,7 @@ from services.bus.eventlog import AppendConflict
 from services.bus.leases import LeaderLease
 from services.bus.presence import PresenceWatch
 from services.bus.service import Service
-from services.scheduler.decide import Config, Decision, OpenTasks, decide, failure_policy
+from services.scheduler.decide import Config, Decision, OpenTasks, decide, failure_retry_in
 
 # events that can change what the scheduler would decide
 _RELEVANT = (ev.TaskEvent, ev.AgentEvent, ev.SwarmEvent)
@@ -91,6 +91,7 @@ class Scheduler(Service):
         # failed dispatches: (swarm, task) -> (attempt, when to try again, the wait before that)
         self._dispatch_later: dict[tuple[str, str], tuple[int, float, float]] = {}
         self.dispatch_failures = 0
+        self.dispatch_retry_for = DISPATCH_RETRY_FOR
         self._appends: set[asyncio.Task[None]] = set()
         self._open = OpenTasks()  # the tasks decide looks at, kept in step with the fold
 
@@ -302,21 +303,22 @@ class Scheduler(Service):
         if task is None or task.status != "claimed" or task.agent is None:
             self._dispatch_later.pop((swarm, task_id), None)
             return
-        max_run_failures, retry_in = failure_policy(task, self.config)
         message = wire.Dispatch(
             swarm=swarm,
             task=task_id,
             agent=task.agent,
             attempt=task.attempt,
             claim_seq=board.version(swarm, "task", task_id),
-            max_run_failures=max_run_failures,
-            retry_in=retry_in,
+            max_run_failures=self.config.max_run_failures,
+            max_run_losses=self.config.max_run_losses,
+            max_interruptions=self.config.max_interruptions,
+            retry_in=failure_retry_in(task, self.config),
         )
         later = self._dispatch_later.pop((swarm, task_id), None)
         if later is not None and later[0] != task.attempt:
             later = None  # an earlier attempt's failure: this one starts over
         try:
-            seq = await publish_dispatch(self.bus.js, message, retry_for=DISPATCH_RETRY_FOR)
+            seq = await publish_dispatch(self.bus.js, message, retry_for=self.dispatch_retry_for)
         except Exception as error:
             # tried again after a backoff, while the task stays claimed at this attempt (the
             # decide loop wakes on the reconcile tick and looks at what is due)
