@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from waiting import until
@@ -77,9 +78,16 @@ async def start_executor(
 
 
 async def create_and_claim(
-    bus: Bus, watch: Projection, swarm: str, agent: str = "qa-agent", **task: object
+    bus: Bus,
+    watch: Projection,
+    swarm: str,
+    agent: str = "qa-agent",
+    *,
+    budgets: dict[str, Any] | None = None,
+    **task: object,
 ) -> tuple[str, int]:
-    """Play the scheduler: a new task, claimed by ``agent``, dispatched. Returns (id, claim seq)."""
+    """Play the scheduler: a new task, claimed by ``agent``, dispatched (with ``budgets``: the
+    dispatch's budget fields). Returns (id, claim seq)."""
     task_id = f"t-{uuid.uuid4().hex[:8]}"
     fields: dict = {"title": "Run the checks", "runtime": "shell"}
     fields.update(task)
@@ -92,7 +100,9 @@ async def create_and_claim(
     )
     await watch.wait_for(claim_seq)
     assert watch.board.task(swarm, task_id).status == "claimed"
-    dispatch = Dispatch(swarm=swarm, task=task_id, agent=agent, attempt=1, claim_seq=claim_seq)
+    dispatch = Dispatch(
+        swarm=swarm, task=task_id, agent=agent, attempt=1, claim_seq=claim_seq, **(budgets or {})
+    )
     await publish_dispatch(bus.js, dispatch)
     return task_id, claim_seq
 
