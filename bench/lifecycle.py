@@ -35,11 +35,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import math
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -50,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import benchkit
+from benchkit import REPO, Processes, ms, percentile, process_cpu, times, verdict
 
 from schemas import events as ev
 from schemas import subjects
@@ -57,7 +57,6 @@ from services.bus import logs
 from services.bus.connection import NatsOptions
 from services.bus.embedded import EmbeddedNats, free_port
 from services.bus.service import Bus
-from services.bus.streams import Layout, stream_configs
 
 SWARM = "bench"  # the swarm the services serve
 RAW_SWARM = "bench-raw"
@@ -68,114 +67,6 @@ RAW_IN_FLIGHT = 100
 CLAIM_P50 = 0.005  # seconds
 CLAIM_P99 = 0.025
 THROUGHPUT_TARGET = 0.3  # tasks/s >= 0.3x the raw lifecycle rate
-REPO = Path(__file__).resolve().parent.parent
-
-
-# --- clocks ------------------------------------------------------------------------------------
-
-
-def process_cpu(pid: int | None) -> float:
-    """CPU seconds (user + system) of ``pid``, or of this process when ``pid`` is None."""
-    if pid is None:
-        return time.process_time()
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest rank: the smallest value with at least ``p`` percent of the values at or below."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-# --- the processes -----------------------------------------------------------------------------
-
-
-@dataclass
-class Processes:
-    """The services, each a child process with its log file; ``cpu`` reads all their clocks."""
-
-    root: Path
-    env: dict[str, str]
-    children: dict[str, subprocess.Popen] = field(default_factory=dict)
-    others: dict[str, int] = field(default_factory=dict)  # label -> pid: CPU read, not owned
-    profilers: list[subprocess.Popen] = field(default_factory=list)
-
-    def start(self, label: str, service: str, *args: str) -> None:
-        log_path = self.root / "logs" / f"{label}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log_file:
-            self.children[label] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{service}", *args],
-                env=self.env,
-                cwd=self.root,  # no swarm.toml here: flags and environment only
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-    def check_alive(self) -> None:
-        for label, child in self.children.items():
-            if child.poll() is not None:
-                tail = (self.root / "logs" / f"{label}.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{label} exited with code {child.returncode}:\n{tail}")
-
-    def pids(self, prefix: str) -> set[int]:
-        return {c.pid for label, c in self.children.items() if label.startswith(prefix)}
-
-    def cpu(self) -> dict[str, float]:
-        pids = {label: child.pid for label, child in self.children.items()} | self.others
-        return {label: process_cpu(pid) for label, pid in pids.items()}
-
-    def profile(self, out_dir: Path) -> None:
-        """Sample every service with py-spy (collapsed stacks in ``out_dir``) until
-        ``end_profile``."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        spy = Path(sys.executable).parent / "py-spy"
-        for label, child in self.children.items():
-            self.profilers.append(
-                subprocess.Popen(
-                    [
-                        str(spy),
-                        "record",
-                        "--pid",
-                        str(child.pid),
-                        "--format",
-                        "raw",
-                        "--rate",
-                        "250",
-                        "--nonblocking",
-                        "--output",
-                        str(out_dir / f"{label}.txt"),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-
-    def end_profile(self) -> None:
-        for spy in self.profilers:
-            spy.send_signal(signal.SIGINT)
-        for spy in self.profilers:
-            spy.wait(30)
-        self.profilers.clear()
-
-    def stop(self, timeout: float = 20.0) -> None:
-        for child in self.children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for child in self.children.values():
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
 
 
 # --- the raw rate ------------------------------------------------------------------------------
@@ -199,13 +90,7 @@ def raw_life(task_id: str, now: float) -> list[ev.Event]:
 
 
 async def add_raw_stream(bus: Bus) -> None:
-    """A stream configured exactly like ``SWARM_EVENTS`` but on subjects no service follows, so
-    raw runs can go between the lifecycle runs while the services are up (and idle)."""
-    events = next(c for c in stream_configs(Layout.from_env()) if c.name == subjects.EVENTS_STREAM)
-    config = dataclasses.replace(
-        events, name=RAW_STREAM, subjects=[f"{RAW_PREFIX}.>"], description="bench: raw appends"
-    )
-    await bus.js.add_stream(config)
+    await benchkit.add_raw_stream(bus, RAW_STREAM, RAW_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -468,21 +353,8 @@ def cpu_used(processes: Processes, before: dict[str, float]) -> dict[str, float]
 # --- report ------------------------------------------------------------------------------------
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:,.1f} ms"
-
-
 def per_task(seconds: float) -> str:
     return "-" if math.isnan(seconds) else f"{seconds * 1000:,.2f} ms/task"
-
-
-def times(value: float) -> str:
-    """Rounded down, so a ratio just under a target never prints as the target."""
-    return f"{math.floor(value * 100) / 100:.2f}x"
-
-
-def verdict(ok: bool, target: str) -> str:
-    return f"{'PASS' if ok else 'MISS'} ({target})"
 
 
 @dataclass

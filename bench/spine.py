@@ -35,6 +35,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from benchkit import process_cpu
 from nats.aio.msg import Msg
 
 from schemas import events as ev
@@ -55,18 +56,6 @@ REPLAY_TARGET = 0.5  # projection replay >= 0.5x raw
 
 
 # --- clocks ------------------------------------------------------------------------------------
-
-
-def process_cpu(pid: int | None) -> float:
-    """CPU seconds (user + system) of ``pid``, or of this process when ``pid`` is None."""
-    if pid is None:
-        return time.process_time()
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan  # no procfs: the server column shows "-"
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)

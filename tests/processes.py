@@ -235,11 +235,11 @@ class Cluster:
         """The MCP server on ``mcp_url``."""
         return self.spawn("mcp", ["--port", str(self.mcp_port)])
 
-    def scheduler(self, instance: str) -> Process:
+    def scheduler(self, instance: str, env: Mapping[str, str] | None = None) -> Process:
         return self.spawn(
             f"scheduler-{instance}",
             ["--lease-seconds", str(self.lease)],
-            {"SWARM_INSTANCE": instance},
+            {"SWARM_INSTANCE": instance, **(env or {})},
         )
 
     def executor(

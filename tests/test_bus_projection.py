@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import gc
 import time
+import uuid
+import zlib
+from typing import Any
+
+import msgspec
 
 from schemas import events as ev
 from schemas import subjects
 from schemas.board import Board
+from schemas.fold import apply
+from services.bus.connection import NatsOptions
 from services.bus.projection import Projection, position
-from services.bus.service import Bus
-from services.bus.snapshots import key_for, object_name, packed_seq
+from services.bus.service import Bus, Service
+from services.bus.snapshots import MSGPACK, OBJECT, key_for, object_name, pack, packed_seq, unpack
 
 
 async def seed(bus: Bus, swarm: str, tasks: int) -> int:
@@ -157,3 +165,132 @@ async def test_a_board_too_large_for_one_message_is_snapshotted_through_the_obje
     names = {info.name for info in await store.list(ignore_deletes=True)}
     assert name not in names  # the replaced one is gone
     await first.stop()
+
+
+def earlier_form(board: Board) -> bytes:
+    """A snapshot body as it was written before the msgpack form: compressed JSON."""
+    return zlib.compress(msgspec.json.encode(board), 3)
+
+
+async def test_a_snapshot_in_the_earlier_json_form_is_read_then_replaced_by_msgpack(
+    bus: Bus, swarm_id: str
+) -> None:
+    last = await seed(bus, swarm_id, 9)
+    full = await replayed(bus, swarm_id)
+    await full.wait_for(last)
+    kv = await bus.kv(subjects.SNAPSHOTS_BUCKET)
+    # as an older process left it: inline in the KV value
+    await kv.put(key_for(full.scope), b"%d\n" % full.seq + earlier_form(full.board))
+
+    later = await bus.events.append(
+        ev.TaskCreated(swarm=swarm_id, id="tail", time=time.time(), title="tail"), 0
+    )
+    await full.wait_for(later)
+    started = await replayed(bus, swarm_id, snapshots=bus.snapshots)
+    await started.wait_for(later)
+    assert started.started_from == last
+    assert started.board == full.board
+
+    assert await started.save_snapshot()
+    entry = await kv.get(key_for(full.scope))
+    assert entry.value is not None
+    assert entry.value.partition(b"\n")[2].startswith(MSGPACK)
+    assert await bus.snapshots.load(full.scope) == full.board
+    await started.stop()
+    await full.stop()
+
+
+async def test_an_earlier_json_snapshot_in_the_object_store_is_read(
+    bus: Bus, swarm_id: str
+) -> None:
+    last = await seed(bus, swarm_id, 6)
+    full = await replayed(bus, swarm_id)
+    await full.wait_for(last)
+    name = f"{key_for(full.scope)}.{full.seq}"
+    await (await bus.js.object_store(subjects.SNAPSHOT_STORE)).put(name, earlier_form(full.board))
+    kv = await bus.kv(subjects.SNAPSHOTS_BUCKET)
+    await kv.put(key_for(full.scope), b"%d\n" % full.seq + OBJECT + name.encode())
+    assert await bus.snapshots.load(full.scope) == full.board
+    await full.stop()
+
+
+async def test_a_large_board_round_trips_through_a_snapshot(bus: Bus) -> None:
+    """20,000 finished tasks and 1,000 agents (folded here, no log needed): through the object
+    store and back, equal; and an unreadable snapshot means a replay from the start."""
+    now = time.time()
+    board = Board()
+    seq = 0
+
+    def add(event: ev.Event) -> None:
+        nonlocal seq
+        seq += 1
+        apply(board, event, seq)
+
+    add(ev.SwarmCreated(swarm="big", id="big", time=now, name="big"))
+    for a in range(1_000):
+        add(ev.AgentRegistered(swarm="big", id=f"a{a}", time=now, name=f"a{a}", skills=["x"]))
+    for i in range(20_000):
+        common: dict[str, Any] = {"swarm": "big", "id": f"t{i}", "time": now + i}
+        agent: dict[str, Any] = {"agent": f"a{i % 1_000}", "attempt": 1}
+        add(ev.TaskCreated(**common, title=f"task {i}", prompt="p" * 100, tags=["x"]))
+        add(ev.TaskClaimed(**common, **agent))
+        add(ev.TaskRunning(**common, **agent))
+        add(
+            ev.TaskCompleted(
+                **common, **agent, outcome=ev.RunOutcome(result=f"r{i}", duration_s=0.5)
+            )
+        )
+    assert len(board.swarms["big"].tasks) == 20_000
+    assert board.task("big", "t19999").status == "completed"
+
+    scope = f"big-{uuid.uuid4().hex[:6]}"
+    assert await bus.snapshots.save(scope, board)
+    entry = await (await bus.kv(subjects.SNAPSHOTS_BUCKET)).get(key_for(scope))
+    assert entry.value is not None and object_name(entry.value) is not None
+    assert await bus.snapshots.load(scope) == board
+
+    assert unpack(pack(board)) == board
+    # a snapshot that cannot be read (cut short): load says "none", the service replays the log
+    await (await bus.kv(subjects.SNAPSHOTS_BUCKET)).put(key_for(scope), pack(board)[:-100])
+    assert await bus.snapshots.load(scope) is None
+
+
+def test_decoding_a_snapshot_leaves_the_garbage_collector_as_it_was() -> None:
+    board = Board(seq=3)
+    assert gc.isenabled()
+    assert unpack(pack(board)) == board
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert unpack(pack(board)) == board
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+class Probe(Service):
+    name = "probe"
+
+
+async def test_a_service_process_replays_with_the_collector_paused_then_freezes_the_board(
+    bus: Bus, swarm_id: str, nats_url: str
+) -> None:
+    last = await seed(bus, swarm_id, 6)
+    in_tests = Probe(nats=NatsOptions.from_env(nats_url), swarm=swarm_id)
+    before = gc.get_freeze_count()
+    await in_tests.start()
+    assert in_tests.projection.seq == last
+    assert gc.get_freeze_count() == before  # not its process: the collector is left alone
+    await in_tests.stop()
+
+    own = Probe(nats=NatsOptions.from_env(nats_url), swarm=swarm_id)
+    own.owns_process = True
+    try:
+        await own.start()
+        assert own.projection.seq == last
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > before
+        assert own.projection.board == in_tests.projection.board
+    finally:
+        await own.stop()
+        gc.unfreeze()

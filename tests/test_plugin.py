@@ -261,7 +261,9 @@ async def test_slash_task_creates_the_task_in_the_positional_form(
     run: Run, swarm: str, services: Gateway
 ) -> None:
     code, out, err = await run(*slash("swarm-task", '"Create Button" frontend,ui high'))
-    assert (code, err) == (0, "")
+    assert code == 0
+    # the swarm's agents have roles but no skills: none can take a tagged task, and it says so
+    assert err.startswith(f"swarm task: warning: no agent of swarm {swarm} has a skill among")
     task = services.projection.board.task(swarm, out.strip())
     assert task is not None
     assert (task.title, task.tags, task.priority) == ("Create Button", ["frontend", "ui"], "high")

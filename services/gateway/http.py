@@ -34,7 +34,7 @@ from schemas.errors import (
     Unavailable,
 )
 from schemas.positions import MAX_POSITION, whole_number
-from schemas.scopes import Caller, authorize, bearer, identify
+from schemas.scopes import Caller, authorize, bearer, identify, principal
 from services.bus.chat import decode as decode_chat
 from services.bus.history import Feed, chunk_attempt
 from services.bus.micro import decode_body, error_body
@@ -215,7 +215,7 @@ class HttpApi:
         return Context(
             idempotency_key=request.headers.get("Idempotency-Key"),
             correlation_id=request[CORRELATION],
-            actor=agent or "gateway",
+            actor=principal(agent, request.headers.get("User-Agent")),
             agent=agent,
         )
 
@@ -445,6 +445,9 @@ class HttpApi:
         task = request.query.get("task") or None
         commands = self.commands
         commands.check_available()
+        given = "since" in request.query or "Last-Event-ID" in request.headers
+        if _flag(request, "tail", False) and not given:
+            since = commands.board.seq  # only what comes after now
         if swarm not in commands.board.swarms:
             raise NotFound(f"no swarm {swarm}")
         if task is not None:

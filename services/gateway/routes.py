@@ -123,7 +123,8 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/swarms/{swarm}/status",
         "status",
-        "Swarm, agents (status, current task), task counts by status, recent chat",
+        "Swarm, agents (status, current task), task counts by status, warnings (tasks no agent "
+        "can take), recent chat",
         "swarms",
         response=models.Status,
     ),
@@ -155,6 +156,12 @@ ROUTES: tuple[Route, ...] = (
             _SINCE,
             Query("task", "only this task's events", schema={"pattern": models.TOKEN_PATTERN}),
             _FOLLOW,
+            Query(
+                "tail",
+                "true (also 1): start at the log's current end, only new events (`since` and "
+                "`Last-Event-ID` win)",
+                "boolean",
+            ),
         ),
         stream=True,
         errors=(400, 404),
@@ -178,10 +185,11 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/swarms/{swarm}/tasks",
         "create_task",
-        "Create a task (201; 200 for a retry with the same Idempotency-Key)",
+        "Create a task (201; 200 for a retry with the same Idempotency-Key); `warnings` says "
+        "when no registered agent can take it",
         "tasks",
         body=models.CreateTask,
-        response=models.Task,
+        response=models.CreatedTask,
         status=201,
         errors=(400, 404, 409),
     ),

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from schemas.board import PRIORITY_RANK, AgentView, TaskView
 from schemas.eligibility import can_take, shared_tags
-from schemas.eligibility import words as _words
+from schemas.eligibility import word_set as _words
 
 __all__ = ["best_agent", "can_take", "claim_order", "match", "shared_tags", "starving_after"]
 
