@@ -8,6 +8,7 @@ from typing import Literal
 import msgspec
 
 from schemas.events import (
+    AttemptBudgets,
     ClaudeTaskSettings,
     IntegrationMode,
     LandingProblem,
@@ -89,6 +90,7 @@ class TaskView(msgspec.Struct, kw_only=True):
     runs_stopped: int = 0  # runs their executor stopped on purpose and gave back
     runs_lost: int = 0  # runs lost with their agent, executor or sandbox
     runs_failed: int = 0  # runs that failed on their own
+    budgets: AttemptBudgets | None = None  # as its current claim carries them (executor's)
     agent: str | None = None
     reason: str | None = None  # why it failed, was cancelled or requeued
     outcome: RunOutcome | None = None

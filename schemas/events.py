@@ -164,9 +164,25 @@ class TaskUnblocked(TaskEvent, tag="task.unblocked", kw_only=True):
     pass
 
 
+class AttemptBudgets(msgspec.Struct, kw_only=True):
+    """The task's budgets as the scheduler had them when it claimed (``schemas.attempts``), for
+    the executor: ``run_failures`` (a failed run with failures left goes back to the queue,
+    ``retry_in`` seconds later), ``run_losses`` and ``interruptions`` (so a give-back can say how
+    much it used; 0: not known)."""
+
+    run_failures: int = 1
+    run_losses: int = 0
+    interruptions: int = 0
+    retry_in: float = 0.0
+
+
 class TaskClaimed(TaskEvent, tag="task.claimed", kw_only=True):
+    """``budgets``: what the executor does when the run fails or is given back (None, a claim
+    by an older scheduler: a failed run fails the task)."""
+
     agent: str
     attempt: int
+    budgets: AttemptBudgets | None = None
 
 
 class TaskRunning(TaskEvent, tag="task.running", kw_only=True):

@@ -227,6 +227,7 @@ def _task_claimed(board: Board, e: ev.TaskClaimed, seq: int) -> bool:
         return False
     task.status = "claimed"
     task.agent = agent.id
+    task.budgets = e.budgets
     task.claimed_at = e.time
     task.updated_at = e.time
     agent.status = "working"

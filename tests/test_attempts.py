@@ -17,7 +17,7 @@ from schemas.board import Board, TaskView
 from schemas.fold import apply, fold
 from services.executor import decisions
 from services.executor.runtimes import Verdict
-from services.scheduler.decide import Config, decide, failure_retry_in
+from services.scheduler.decide import Config, claim_budgets, decide
 
 S = "dev"
 T0 = 100.0
@@ -88,10 +88,21 @@ def test_with_a_budget_of_one_run_failure_a_failed_run_fails_as_it_always_did() 
 def test_the_backoff_before_retrying_a_failed_run_doubles_per_run_failure() -> None:
     config = Config(max_run_failures=3, backoff=2.0)
     board = given(*base(), claimed(), running())
-    assert failure_retry_in(task_of(board), config) == 2.0
+    assert claim_budgets(task_of(board), config).retry_in == 2.0
     first = failed_run(board, decisions.Allowance(run_failures=3, retry_in=2.0))
     board = given(*base(), claimed(), running(), first)
-    assert failure_retry_in(task_of(board), config) == 4.0
+    assert claim_budgets(task_of(board), config).retry_in == 4.0
+
+
+def test_a_claim_carries_the_budgets_to_the_executor_and_the_fold_keeps_them() -> None:
+    config = Config(max_run_failures=3, max_run_losses=4, max_interruptions=9, backoff=2.0)
+    [decision] = decide(given(*base()), T0 + 1, config, {"dev.a1": T0 + 1})
+    assert isinstance(decision.event, ev.TaskClaimed)
+    budgets = ev.AttemptBudgets(run_failures=3, run_losses=4, interruptions=9, retry_in=2.0)
+    assert decision.event.budgets == budgets
+    task = task_of(given(*base(), decision.event))
+    assert decisions.Allowance.of(task) == decisions.Allowance(3, 4, 9, 2.0)
+    assert decisions.Allowance.of(task_of(given(*base(), claimed()))) == decisions.Allowance()
 
 
 def test_a_run_stopped_by_its_executor_is_an_interruption_and_a_lost_sandbox_a_run_loss() -> None:
@@ -184,13 +195,8 @@ class Life:
             apply(self.board, event, self.seq)
 
     def allowance(self) -> decisions.Allowance:
-        """What the scheduler's dispatch of the current claim carries."""
-        return decisions.Allowance(
-            self.config.max_run_failures,
-            self.config.max_run_losses,
-            self.config.max_interruptions,
-            failure_retry_in(task_of(self.board), self.config),
-        )
+        """What the executor reads from the claim the scheduler wrote (folded on the task)."""
+        return decisions.Allowance.of(task_of(self.board))
 
     def decide(self) -> list[ev.Event]:
         presence = {"dev.a1": self.now}

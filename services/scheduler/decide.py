@@ -103,10 +103,15 @@ class Config:
         return min(self.backoff_cap, self.backoff * 2.0 ** max(0, attempt - 1))
 
 
-def failure_retry_in(task: TaskView, config: Config) -> float:
-    """Seconds before the retry of ``task`` if this claim's run fails on its own and its
-    run-failure budget is not used up (the dispatch carries it to the executor)."""
-    return config.retry_delay(task.runs_failed + 1)
+def claim_budgets(task: TaskView, config: Config) -> ev.AttemptBudgets:
+    """What a claim of ``task`` carries to the executor: the budgets, and the seconds before the
+    retry if this run fails on its own and its run-failure budget is not used up."""
+    return ev.AttemptBudgets(
+        run_failures=config.max_run_failures,
+        run_losses=config.max_run_losses,
+        interruptions=config.max_interruptions,
+        retry_in=config.retry_delay(task.runs_failed + 1),
+    )
 
 
 def aggregate_key(swarm: str, aggregate: str, aggregate_id: str) -> str:
@@ -505,4 +510,5 @@ class _Planner:
             reserve=agent.id,
             agent=agent.id,
             attempt=task.attempt,
+            budgets=claim_budgets(task, self.config),
         )
