@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,7 +25,9 @@ from schemas.errors import (
     Unauthorized,
     Unavailable,
 )
+from schemas.scopes import CLI_PRODUCT
 
+USER_AGENT = f"{CLI_PRODUCT}/1"  # the gateway records this CLI's writes as actor "cli"
 TIMEOUT = 30.0  # seconds for one request
 STREAM_TIMEOUT = 60.0  # seconds of silence on a stream (the gateway sends keepalives every 15)
 
@@ -122,6 +125,7 @@ class Api:
         if body is not None:
             data = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
+        sent["User-Agent"] = USER_AGENT
         if self.settings.bearer:
             sent["Authorization"] = f"Bearer {self.settings.bearer}"
         request = urllib.request.Request(url, data=data, method=method, headers=sent)
@@ -130,11 +134,14 @@ class Api:
         except urllib.error.HTTPError as error:
             raise error_from(error.code, error.read(), url) from None
         except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise Unavailable(
-                f"cannot reach the gateway at {self.base} ({reason}); is `swarm up` running? "
-                "(SWARM_API_URL)"
-            ) from None
+            raise self.unreachable(getattr(error, "reason", error)) from None
+
+    def unreachable(self, reason: object) -> Unavailable:
+        """The error for a gateway that does not answer: the URL tried and where it came from."""
+        return Unavailable(
+            f"cannot reach the gateway at {self.base} ({reason}); that URL is "
+            f"{self.settings.api_url_from}. Is `swarm up` running?"
+        )
 
     def request(
         self,
@@ -161,12 +168,29 @@ class Api:
     def get(self, path: str, **query: Any) -> Any:
         return self.request("GET", path, query=query)
 
-    def stream(self, path: str, **query: Any) -> Iterator[ServerEvent]:
-        """Follow a server-sent event stream until the server ends it."""
-        response = self._open("GET", path, query=query, timeout=STREAM_TIMEOUT)
+    def stream(
+        self, path: str, *, until: float | None = None, **query: Any
+    ) -> Iterator[ServerEvent]:
+        """Follow a server-sent event stream until the server ends it, or (``until``: a
+        ``time.monotonic()`` moment) until then: the read timeout is cut to the time left and
+        the clock is looked at after each line (keepalives come every 15 seconds)."""
+        timeout = STREAM_TIMEOUT
+        if until is not None:
+            timeout = max(0.05, min(STREAM_TIMEOUT, until - time.monotonic()))
+        response = self._open("GET", path, query=query, timeout=timeout)
+
+        def lines() -> Iterator[bytes]:
+            while until is None or time.monotonic() < until:
+                line = response.readline()
+                if not line:
+                    return
+                yield line
+
         try:
-            yield from parse_stream(iter(response.readline, b""))
+            yield from parse_stream(lines())
         except (TimeoutError, OSError) as error:
+            if until is not None and time.monotonic() >= until:
+                return  # quiet until the moment asked for: not a failure
             raise Unavailable(f"the stream {path} broke off ({error})") from None
         finally:
             response.close()

@@ -6,7 +6,8 @@ Same format and names as the original plugin's env file, so a shell can ``source
     export SWARM_API_TOKEN="…"
 
 ``swarm up`` writes it (atomically, mode 0600: it holds the token); every other ``swarm``
-command reads its settings with ``load_settings``: environment variables win over the file.
+command reads its settings with ``load_settings`` from the nearest ``.swarm/swarm.env`` in the
+current directory or a parent (as git finds ``.git``): environment variables win over the file.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ VARIABLES: tuple[tuple[str, str], ...] = (
     ),
     ("SWARM_DEFAULT_ID", f"the swarm commands act on (default {DEFAULT_SWARM!r})"),
     ("SWARM_MCP_URL", "the MCP server (written by `swarm up`), for Claude Code's swarm tools"),
-    ("SWARM_ENV_FILE", f"the env file to read (default ./{DEFAULT_DATA_DIR}/{FILE_NAME})"),
+    (
+        "SWARM_ENV_FILE",
+        f"the env file to read (default: the nearest {DEFAULT_DATA_DIR}/{FILE_NAME} here or in "
+        "a parent directory)",
+    ),
     ("SWARM_DATA_DIR", f"the data directory `swarm up` used ({FILE_NAME} is read from there)"),
     ("NATS_URL", "NATS server(s), comma separated (written by `swarm up`)"),
     ("SWARM_LOG_LEVEL", "debug, info (default), warning: the services' log level"),
@@ -115,7 +120,8 @@ def write(path: Path | str, values: Mapping[str, str], *, header: str = "") -> P
 
 def locate(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path | None:
     """The env file to read: ``SWARM_ENV_FILE`` (which must exist), else
-    ``$SWARM_DATA_DIR/swarm.env``, else ``./.swarm/swarm.env``, else none."""
+    ``$SWARM_DATA_DIR/swarm.env``, else the nearest ``.swarm/swarm.env`` in the current
+    directory or one of its parents (as git finds ``.git``), else none."""
     environ = os.environ if environ is None else environ
     cwd = Path.cwd() if cwd is None else cwd
     named = environ.get("SWARM_ENV_FILE")
@@ -124,11 +130,15 @@ def locate(environ: Mapping[str, str] | None = None, cwd: Path | None = None) ->
         if not path.is_file():
             raise Invalid("SWARM_ENV_FILE", f"SWARM_ENV_FILE names {path}, which does not exist")
         return path
-    candidates = []
     if environ.get("SWARM_DATA_DIR"):
-        candidates.append(cwd / Path(environ["SWARM_DATA_DIR"]).expanduser() / FILE_NAME)
-    candidates.append(cwd / DEFAULT_DATA_DIR / FILE_NAME)
-    return next((path for path in candidates if path.is_file()), None)
+        path = cwd / Path(environ["SWARM_DATA_DIR"]).expanduser() / FILE_NAME
+        if path.is_file():
+            return path
+    for directory in (cwd, *cwd.parents):
+        path = directory / DEFAULT_DATA_DIR / FILE_NAME
+        if path.is_file():
+            return path
+    return None
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,7 @@ class Settings:
     nats_url: str | None
     env_file: Path | None  # where values not in the environment came from
     agent_token: str | None = field(default=None, repr=False)  # never shown
+    api_url_from: str = "the default"  # where ``api_url`` came from, for messages
 
     @property
     def bearer(self) -> str | None:
@@ -162,6 +173,7 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
     values.update({k: v for k, v in environ.items() if v})
     agent_token = values.get("SWARM_AGENT_TOKEN")
     default_swarm = agent_token_swarm(agent_token) or DEFAULT_SWARM
+    cwd = Path.cwd() if cwd is None else cwd
     return Settings(
         api_url=values.get("SWARM_API_URL", DEFAULT_API_URL).rstrip("/"),
         api_token=values.get("SWARM_API_TOKEN"),
@@ -169,4 +181,18 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         nats_url=values.get("NATS_URL"),
         env_file=path,
         agent_token=agent_token,
+        api_url_from=url_origin(environ, path, cwd),
     )
+
+
+def url_origin(environ: Mapping[str, str], path: Path | None, cwd: Path) -> str:
+    """Where ``SWARM_API_URL`` came from, in words: the environment, which env file, or the
+    default (and why: no env file found, or one without it)."""
+    if environ.get("SWARM_API_URL"):
+        return "SWARM_API_URL in the environment"
+    if path is not None and read(path).get("SWARM_API_URL"):
+        return f"SWARM_API_URL in {path}"
+    if path is not None:
+        return f"the default: {path} has no SWARM_API_URL"
+    where = f"{DEFAULT_DATA_DIR}/{FILE_NAME} in {cwd} or a parent directory"
+    return f"the default: SWARM_API_URL is not set and there is no {where}"

@@ -1,5 +1,6 @@
-"""``swarm events [--task T] [-f]``: the swarm's event log, one line per event; ``-f`` keeps
-following it live (Ctrl-C to stop)."""
+"""``swarm events [--task T] [-f] [--from N]``: the swarm's event log, one line per event.
+Without ``-f``: the whole log (or after ``--from``), then it ends. With ``-f``: only new events,
+live (Ctrl-C to stop), unless ``--from`` names where to start (``--from 0``: everything)."""
 
 from __future__ import annotations
 
@@ -33,9 +34,11 @@ def event_line(seq: int | None, event: dict[str, Any]) -> str:
 
 def events_command(args: argparse.Namespace) -> int:
     api = Api()
+    start = args.start
     stream = api.stream(
         f"/swarms/{swarm_of(api, args)}/events",
-        since=args.since,
+        since=start,
+        tail=1 if args.follow and start is None else None,
         task=args.task,
         follow=1 if args.follow else 0,
     )
@@ -50,9 +53,18 @@ def events_command(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("events", help="the swarm's event log; -f follows it")
+    parser = subparsers.add_parser(
+        "events", help="the swarm's event log; -f follows new events live"
+    )
     parser.add_argument("--task", help="only this task's events")
-    parser.add_argument("--since", type=int, default=0, help="only events after this position")
+    parser.add_argument(
+        "--from",
+        "--since",
+        dest="start",
+        type=int,
+        metavar="POSITION",
+        help="only events after this log position (default: all; with -f: only new ones)",
+    )
     parser.add_argument("-f", "--follow", action="store_true", help="keep following new events")
     add_swarm_option(parser)
     parser.set_defaults(func=events_command)

@@ -40,8 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def routed(argv: list[str]) -> list[str]:
+    """``swarm task show <id>`` is the ``task-show`` command (``swarm task -- show`` still
+    creates a task titled show)."""
+    if argv[:2] == ["task", "show"]:
+        return [tasks.SHOW, *argv[2:]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(routed(sys.argv[1:] if argv is None else argv))
     try:
         return int(args.func(args) or 0)
     except SwarmError as error:

@@ -95,6 +95,9 @@ def render_status(status: dict[str, Any]) -> str:
         "=== TASKS ===",
         *count_lines(status["tasks"]),
     ]
+    if status.get("warnings"):
+        lines += ["", "=== WARNINGS ==="]
+        lines += [f"⚠ {warning}" for warning in status["warnings"]]
     if status.get("chat"):
         lines += ["", "=== CHAT ==="]
         lines += [message_line(m) for m in status["chat"][-5:]]

@@ -17,6 +17,7 @@ from schemas.events import (
     RunOutcome,
     Runtime,
     Trigger,
+    Usage,
 )
 
 TaskStatus = Literal[
@@ -94,6 +95,8 @@ class TaskView(msgspec.Struct, kw_only=True):
     created_seq: int = 0  # log position of ``created``: the age order among equal times
     claude: ClaudeTaskSettings | None = None  # the task's own settings for its claude runs
     cost_usd: float = 0.0  # what its recorded attempts cost together
+    usage: Usage = msgspec.field(default_factory=Usage)  # the tokens they used together
+    cancelled_by: str | None = None  # the actor of its ``task.cancelled``: who cancelled it
     session_id: str | None = None  # the claude session of its latest attempt
     session_agent: str | None = None  # whose sandbox holds that session
     integration: Integration | None = None  # its work in git (None: no project, or mode off)

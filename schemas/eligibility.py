@@ -51,3 +51,31 @@ def untakeable(swarm: SwarmView) -> list[TaskView]:
         for task in swarm.tasks.values()
         if task.status not in FINISHED and not takers(swarm, task)
     ]
+
+
+def why_untakeable(swarm: SwarmView, task: TaskView) -> str | None:
+    """Why no registered agent of the swarm can take ``task`` (None: one can), in words a
+    person can act on; the gateway's ``warnings`` and ``swarm status`` say it."""
+    if task.status in FINISHED or takers(swarm, task):
+        return None
+    if not swarm.agents:
+        return (
+            f"no agent is registered in swarm {swarm.id}: task {task.id} waits until one is "
+            f"(POST /swarms/{swarm.id}/agents)"
+        )
+    skills = sorted(words(skill for agent in swarm.agents.values() for skill in agent.skills))
+    having = ", ".join(skills) if skills else "none"
+    return (
+        f"no agent of swarm {swarm.id} has a skill among task {task.id}'s tags "
+        f"({', '.join(task.tags)}); it waits until one is registered (agents' skills: {having})"
+    )
+
+
+def untakeable_warnings(swarm: SwarmView, limit: int = 20) -> list[str]:
+    """``why_untakeable`` for the swarm's waiting tasks, oldest first, at most ``limit`` (then
+    one line saying how many more)."""
+    stuck = sorted(untakeable(swarm), key=lambda task: (task.created_seq, task.id))
+    found = [reason for task in stuck[:limit] if (reason := why_untakeable(swarm, task))]
+    if len(stuck) > limit:
+        found.append(f"… and {len(stuck) - limit} more task(s) no agent can take")
+    return found

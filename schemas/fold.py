@@ -305,7 +305,14 @@ def _current_attempt(task: TaskView, attempt: int, agent: str | None) -> bool:
 
 
 def _spend(swarm: SwarmView, task: TaskView, outcome: ev.RunOutcome | None) -> None:
-    """A run's recorded cost counts for its task, its agent and its swarm."""
+    """A run's recorded cost counts for its task, its agent and its swarm; its tokens for its
+    task."""
+    if outcome is not None and outcome.usage is not None:
+        used, total = outcome.usage, task.usage
+        total.input_tokens += max(used.input_tokens, 0)
+        total.output_tokens += max(used.output_tokens, 0)
+        total.cache_read_input_tokens += max(used.cache_read_input_tokens, 0)
+        total.cache_creation_input_tokens += max(used.cache_creation_input_tokens, 0)
     cost = outcome.cost_usd if outcome is not None else None
     if not cost or cost < 0:
         return
@@ -473,9 +480,12 @@ def _task_cancelled(board: Board, e: ev.TaskCancelled, seq: int) -> bool:
     if found is None or found[1].status in FINISHED:
         return False
     swarm, task = found
+    worker = task.agent
     _release_agent(swarm, task)
+    task.agent = worker  # remembered: who was on it (None: it never got that far)
     task.status = "cancelled"
     task.reason = e.reason or "cancelled"
+    task.cancelled_by = e.actor
     task.finished_at = e.time
     task.updated_at = e.time
     return True

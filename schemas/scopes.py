@@ -43,6 +43,19 @@ AGENT_WRITES: frozenset[str] = frozenset({"chat_post", "create_task"})
 AGENT_VERBS: frozenset[str] = AGENT_READS | AGENT_WRITES
 
 
+CLI_PRODUCT = "swarm-cli"  # the ``swarm`` CLI's User-Agent: ``swarm-cli/<version>``
+
+
+def principal(agent: str | None, user_agent: str | None, edge: str = "api") -> str:
+    """Who the events a request writes name as their ``actor``: the agent whose own token it
+    holds; else ``cli`` for the ``swarm`` CLI (its User-Agent), else the edge it came by
+    (``api`` for HTTP, ``nats`` for the micro endpoints)."""
+    if agent:
+        return agent
+    product = (user_agent or "").split("/", 1)[0].strip()
+    return "cli" if product == CLI_PRODUCT else edge
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who asks: ``agent`` None is full access (the API token, or no token configured)."""

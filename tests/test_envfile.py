@@ -158,3 +158,35 @@ def test_without_any_env_file_settings_are_the_defaults(tmp_path: Path) -> None:
 def test_settings_never_show_the_token(tmp_path: Path) -> None:
     settings = envfile.load_settings({"SWARM_API_TOKEN": "very-secret-token"}, tmp_path)
     assert "very-secret-token" not in repr(settings)
+
+
+def test_the_env_file_is_found_in_a_parent_directory_the_nearest_first(tmp_path: Path) -> None:
+    _project_with_env_file(tmp_path, SWARM_DEFAULT_ID="outer")
+    inner = _project_with_env_file(tmp_path / "a", SWARM_DEFAULT_ID="inner")
+    deep = inner / "src" / "pkg"
+    deep.mkdir(parents=True)
+
+    assert envfile.load_settings({}, deep).swarm == "inner"
+    assert envfile.load_settings({}, deep).env_file == inner / ".swarm" / "swarm.env"
+    assert envfile.load_settings({}, tmp_path / "a" / "..").swarm == "outer"
+
+
+def test_settings_say_where_the_api_url_came_from(tmp_path: Path) -> None:
+    nowhere = envfile.load_settings({}, tmp_path)
+    assert nowhere.api_url_from == (
+        f"the default: SWARM_API_URL is not set and there is no .swarm/swarm.env in {tmp_path} "
+        "or a parent directory"
+    )
+    project = _project_with_env_file(tmp_path / "p", SWARM_API_URL="http://127.0.0.1:7711")
+    (project / "sub").mkdir()
+    from_file = envfile.load_settings({}, project / "sub")
+    assert from_file.api_url_from == f"SWARM_API_URL in {project / '.swarm' / 'swarm.env'}"
+    from_env = envfile.load_settings({"SWARM_API_URL": "http://h:1"}, project)
+    assert (from_env.api_url, from_env.api_url_from) == (
+        "http://h:1",
+        "SWARM_API_URL in the environment",
+    )
+    bare = _project_with_env_file(tmp_path / "q", SWARM_DEFAULT_ID="x")
+    assert envfile.load_settings({}, bare).api_url_from == (
+        f"the default: {bare / '.swarm' / 'swarm.env'} has no SWARM_API_URL"
+    )

@@ -310,13 +310,14 @@ def test_failed_by_decision_applies_only_to_a_task_that_is_not_active() -> None:
     assert void(board, failed("t2", "again"))
 
 
-def test_cancel_of_a_running_task_releases_the_agent() -> None:
+def test_cancel_of_a_running_task_releases_the_agent_and_the_task_remembers_it() -> None:
     board = given(
         swarm_created(), registered("a1"), created("t1"), claimed("t1", "a1"), running("t1", "a1")
     )
-    when(board, cancelled("t1", "not needed"))
+    cancel = ev.TaskCancelled(swarm=S, id="t1", time=8.0, reason="not needed", actor="cli")
+    when(board, cancel)
     assert (task(board, "t1").status, task(board, "t1").reason) == ("cancelled", "not needed")
-    assert task(board, "t1").agent is None
+    assert (task(board, "t1").agent, task(board, "t1").cancelled_by) == ("a1", "cli")
     assert (agent(board, "a1").status, agent(board, "a1").task) == ("idle", None)
     assert task(board, "t1").finished_at == 8.0
 
@@ -626,6 +627,28 @@ def test_a_task_s_cost_sums_its_attempts() -> None:
     board = when(board, claimed("t2", "a1"))
     board = when(board, costing("t2", "a1", 0.25))
     assert agent(board, "a1").spent_usd == 0.75
+
+
+def test_a_task_s_tokens_sum_its_attempts_and_a_refused_result_adds_none() -> None:
+    def used(tokens_in: int, tokens_out: int, cached: int = 0) -> ev.RunOutcome:
+        usage = ev.Usage(
+            input_tokens=tokens_in, output_tokens=tokens_out, cache_read_input_tokens=cached
+        )
+        return ev.RunOutcome(usage=usage, is_error=True)
+
+    first = ev.TaskFailed(
+        swarm=S, id="t1", time=6.0, agent="a1", attempt=1, reason="x", outcome=used(100, 10, 7)
+    )
+    board = given(swarm_created(), registered("a1"), created("t1"), claimed("t1", "a1"))
+    board = when(board, ev.TaskRequeued(swarm=S, id="t1", time=6.0, attempt=2, reason="lost"))
+    assert void(board, first)  # attempt 1 was requeued: its late result is refused
+    board = when(board, claimed("t1", "a1", attempt=2))
+    board = when(board, completed("t1", "a1", attempt=2, outcome=used(50, 5)))
+    assert task(board, "t1").usage == ev.Usage(input_tokens=50, output_tokens=5)
+    board = given(swarm_created(), registered("a1"), created("t1"), claimed("t1", "a1"), first)
+    assert task(board, "t1").usage == ev.Usage(
+        input_tokens=100, output_tokens=10, cache_read_input_tokens=7
+    )
 
 
 def test_a_swarm_budget_is_set_changed_and_removed_by_updates() -> None:

@@ -510,6 +510,32 @@ async def test_events_stream_from_since_without_follow_ends_when_caught_up(
     assert created == [second["id"]]
 
 
+async def test_events_stream_with_tail_starts_after_the_newest_event(
+    http: aiohttp.ClientSession, swarm: str
+) -> None:
+    await create_task(http, swarm, title="before")
+    async with http.get(f"/swarms/{swarm}/events", params={"tail": 1}) as stream:
+        new = await create_task(http, swarm, title="after")
+        live = await sse_events(stream, lambda e: e.get("event") == "task.created")
+    assert [json.loads(e["data"])["title"] for e in live] == ["after"]
+    assert json.loads(live[0]["data"])["id"] == new["id"]
+
+
+async def test_a_cancel_records_who_cancelled_and_keeps_the_task_s_agent(
+    http: aiohttp.ClientSession, swarm: str, gateway: Gateway, bus: Bus
+) -> None:
+    task = await create_task(http, swarm, title="long")
+    await start_running(bus, gateway, swarm, task["id"], "worker")
+    path = f"/swarms/{swarm}/tasks/{task['id']}"
+    status, cancelled = await call(http, "POST", f"{path}/cancel")
+    assert status == 200
+    assert (cancelled["status"], cancelled["agent"]) == ("cancelled", "worker")
+    assert (cancelled["reason"], cancelled["cancelled_by"]) == ("cancelled by api", "api")
+    _, detail = await call(http, "GET", path)
+    assert detail["events"][-1]["actor"] == "api"
+    assert gateway.projection.board.agent(swarm, "worker").status == "idle"
+
+
 async def test_logs_stream_follows_chunks_until_the_task_ends(
     http: aiohttp.ClientSession, swarm: str, gateway: Gateway, bus: Bus
 ) -> None:

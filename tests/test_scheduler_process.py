@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from waiting import until
 
-from schemas import dispatch as wire
 from schemas import events as ev
 from schemas import subjects
 from schemas.board import Board
@@ -184,23 +183,16 @@ async def run_to_end(log: Log, task_id: str, ending: str = "completed") -> None:
         await log.append(ev.TaskFailed(**common, **attempt, reason="exit 1"))
 
 
-async def dispatches(bus: Bus, swarm: str, agent_id: str) -> int:
-    """How many dispatch messages wait on one agent's subject."""
-    subject = subjects.dispatch(swarm, agent_id)
-    info = await bus.js.stream_info(subjects.DISPATCH_STREAM, subjects_filter=subject)
-    return (info.state.subjects or {}).get(subject, 0)
-
-
 async def rounds_pass(log: Log, scheduler: Scheduler, count: int = 5) -> None:
     """Let the scheduler decide ``count`` more times (reconcile ticks included)."""
     target = scheduler.rounds + count
     await log.until(lambda: scheduler.rounds >= target)
 
 
-# --- claiming and dispatching -------------------------------------------------------------
+# --- claiming -------------------------------------------------------------------------
 
 
-async def test_a_pending_task_is_claimed_once_by_the_matching_idle_agent_and_dispatched(
+async def test_a_pending_task_is_claimed_once_by_the_matching_idle_agent(
     bus: Bus, log: Log, presences: Presences, schedulers: Callable[..., Any], swarm_id: str
 ) -> None:
     scheduler = await leading(log, await schedulers())
@@ -211,40 +203,9 @@ async def test_a_pending_task_is_claimed_once_by_the_matching_idle_agent_and_dis
 
     claimed = await log.until(lambda: log.task("t1").status == "claimed" and log.task("t1"))
     assert (claimed.agent, claimed.attempt) == ("ui-agent", 1)
-    subject = subjects.dispatch(swarm_id, "ui-agent")
-    message = await bus.js.get_last_msg(subjects.DISPATCH_STREAM, subject)
-    assert message.headers is not None and message.data is not None
-    assert message.headers["Nats-Msg-Id"] == f"{swarm_id}:t1:1"
-    dispatched = wire.decode(message.data)
-    assert dispatched == wire.Dispatch(
-        swarm=swarm_id,
-        task="t1",
-        agent="ui-agent",
-        attempt=1,
-        claim_seq=log.board.version(swarm_id, "task", "t1"),
-    )
 
     await rounds_pass(log, scheduler)
     assert log.verbs("t1") == ["created", "claimed"]
-    assert await dispatches(bus, swarm_id, "ui-agent") == 1
-    assert await dispatches(bus, swarm_id, "api-agent") == 0
-
-
-async def test_a_claim_left_undispatched_is_dispatched_by_the_next_scheduler(
-    bus: Bus, log: Log, presences: Presences, schedulers: Callable[..., Any], swarm_id: str
-) -> None:
-    await log.append(agent(swarm_id, "a1"))
-    await presences.keep("a1")
-    await log.append(task(swarm_id, "t1"))
-    await log.append(
-        ev.TaskClaimed(swarm=swarm_id, id="t1", time=time.time(), agent="a1", attempt=1)
-    )
-    assert await dispatches(bus, swarm_id, "a1") == 0
-
-    scheduler = await leading(log, await schedulers())
-    await until(lambda: dispatches(bus, swarm_id, "a1"), 5.0, "a dispatch for a1")
-    await rounds_pass(log, scheduler)
-    assert await dispatches(bus, swarm_id, "a1") == 1
 
 
 # --- dependencies and triggers ------------------------------------------------------------
@@ -379,8 +340,6 @@ async def test_only_the_leader_claims_and_the_standby_takes_over_when_it_dies(
     await rounds_pass(log, second)
     assert log.verbs("t1") == ["created", "claimed"]
     assert log.verbs("t2") == ["created", "claimed"]
-    assert await dispatches(bus, swarm_id, "a1") == 1  # re-dispatched by the new leader: one
-    assert await dispatches(bus, swarm_id, "a2") == 1
 
 
 # --- settings -----------------------------------------------------------------------------

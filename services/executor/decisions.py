@@ -1,7 +1,7 @@
-"""The executor's decisions, as pure functions of the fold: whether to run a dispatch, which runs a
-previous life of this executor left behind, which agents to (re-)register or take up, which
-claude session an attempt continues, and the events that say an attempt started and how it
-ended.
+"""The executor's decisions, as pure functions of the fold: which claim a hosted agent runs next,
+which runs a previous life of this executor left behind, which agents to (re-)register or take
+up, which claude session an attempt continues, and the events that say an attempt started and
+how it ended.
 
 The service appends what these return, with the expected sequence of the aggregate taken from
 the same board, so a decision made on a stale board loses the race instead of doing harm.
@@ -17,7 +17,6 @@ from typing import TypedDict
 
 from schemas import events as ev
 from schemas.board import AgentView, Board, TaskView
-from schemas.dispatch import Dispatch
 from services.executor.config import AgentConfig
 from services.executor.runtimes import Verdict
 
@@ -38,21 +37,31 @@ def actor(executor: str) -> str:
     return f"executor:{executor}"
 
 
-def dispatch_refusal(board: Board, dispatch: Dispatch, hosted: Collection[str]) -> str | None:
-    """Why this executor must not run ``dispatch`` (None: run it). A dispatch is only a hint; the
-    fold decides: the task must be claimed by that agent, at that attempt."""
-    if dispatch.agent not in hosted:
-        return f"agent {dispatch.agent} is not hosted by this executor"
-    task = board.task(dispatch.swarm, dispatch.task)
-    if task is None:
-        return "the task does not exist (deleted, or in another swarm)"
-    if task.attempt != dispatch.attempt:
-        return f"attempt {dispatch.attempt} is not current (the task is at attempt {task.attempt})"
-    if task.status != "claimed":
-        return f"the task is {task.status}, not claimed"
-    if task.agent != dispatch.agent:
-        return f"the task is claimed by {task.agent}, not {dispatch.agent}"
-    return None
+@dataclass(frozen=True)
+class Claim:
+    """An attempt the log shows claimed by a hosted agent and not started yet: what that agent
+    runs next. ``seq``: the task's version in the fold, the expected sequence of its
+    ``running`` (a task cancelled or requeued meanwhile makes that append conflict)."""
+
+    swarm: str
+    task: str
+    agent: str
+    attempt: int
+    seq: int
+
+
+def claim_to_run(board: Board, swarm: str, agent: str) -> Claim | None:
+    """The claim ``agent`` has to run, if any: the task the fold shows claimed by it (an agent
+    holds at most one). The claim in the log is the dispatch: no message carries it. An agent
+    the log shows lost runs nothing: the scheduler requeues its claim, unless the agent is back
+    (registered again) first."""
+    view = board.agent(swarm, agent)
+    if view is None or view.task is None or view.status == "lost":
+        return None
+    task = board.task(swarm, view.task)
+    if task is None or task.status != "claimed" or task.agent != agent:
+        return None
+    return Claim(swarm, task.id, agent, task.attempt, board.version(swarm, "task", task.id))
 
 
 def is_current(board: Board, swarm: str, task_id: str, attempt: int, agent: str) -> bool:
@@ -72,8 +81,8 @@ def orphaned_runs(
     """Tasks running on this executor's agents when it starts: their process died with the
     previous life of this executor, so they go back to the queue with the next attempt.
 
-    Claimed (not yet running) tasks are left alone: their dispatch is still in the queue (or is
-    redelivered once its ack wait passes) and is served normally."""
+    Claimed (not yet running) tasks are left alone: the claim is in the log, and the agent's
+    serving loop runs it like any other (``claim_to_run``)."""
     view = board.swarms.get(swarm)
     if view is None:
         return []

@@ -23,6 +23,7 @@ from schemas import events as ev
 from schemas import scopes, subjects
 from schemas.board import FINISHED, AgentView, Board, SwarmView, TaskView
 from schemas.budgets import budget_reached
+from schemas.eligibility import untakeable_warnings, why_untakeable
 from schemas.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
 from services.bus import history
 from services.bus.projection import Projection
@@ -72,6 +73,12 @@ def task_json(task: TaskView) -> dict[str, Any]:
     body: dict[str, Any] = msgspec.to_builtins(task)
     body["result"] = task.outcome.result if task.outcome is not None else None
     return body
+
+
+def created_json(swarm: SwarmView, task: TaskView) -> dict[str, Any]:
+    """A created task, with ``warnings`` (none: an agent can take it)."""
+    why = why_untakeable(swarm, task)
+    return {**task_json(task), "warnings": [why] if why else []}
 
 
 def agent_json(agent: AgentView) -> dict[str, Any]:
@@ -291,6 +298,7 @@ class Commands:
             "swarm": swarm_json(swarm),
             "agents": [agent_json(a) for a in sorted_agents(swarm)],
             "tasks": task_counts(swarm),
+            "warnings": untakeable_warnings(swarm),
             "chat": await self.chat.recent(swarm_id),
         }
 
@@ -359,7 +367,7 @@ class Commands:
         existing = swarm.tasks.get(task_id)
         if existing is not None:
             if key:
-                return Result(task_json(existing))
+                return Result(created_json(swarm, existing))
             raise Conflict(f"task {task_id} already exists in swarm {swarm_id}")
         if ctx.agent and spec.triggers:
             raise Invalid("triggers", "a task an agent creates cannot carry triggers")
@@ -389,7 +397,7 @@ class Commands:
         task = self.board.task(swarm_id, task_id)
         if task is None:
             raise Conflict(f"task {task_id} was not created: swarm {swarm_id} changed meanwhile")
-        return Result(task_json(task), created=True)
+        return Result(created_json(swarm_of(self.board, swarm_id), task), created=True)
 
     async def update_task(
         self, swarm_id: str, task_id: str, data: Any, ctx: Context

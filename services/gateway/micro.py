@@ -28,7 +28,7 @@ from typing import Any
 from schemas import subjects
 from schemas.errors import Invalid, NotFound, Unavailable
 from schemas.positions import whole_number
-from schemas.scopes import FULL, Caller, authorize, bearer, identify
+from schemas.scopes import FULL, Caller, authorize, bearer, identify, principal
 from services.bus.micro import CommandRequest, Endpoint, Handler, Reply, serve
 from services.gateway.commands import RESERVED_SWARM, Commands
 from services.gateway.context import Context, Landed
@@ -90,7 +90,7 @@ def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint
         return Context(
             idempotency_key=headers.get("Idempotency-Key"),
             correlation_id=headers.get("X-Correlation-Id"),
-            actor=agent or "gateway",
+            actor=principal(agent, headers.get("User-Agent"), edge="nats"),
             agent=agent,
         )
 

@@ -490,11 +490,25 @@ class Task(Response):
     created_seq: int = 0
     claude: ClaudeSettingsOut | None = None
     cost_usd: float = Field(0.0, description="what its recorded attempts cost together")
+    usage: Usage = Field(
+        default_factory=Usage, description="the tokens its recorded attempts used together"
+    )
+    cancelled_by: str | None = Field(
+        None, description='who cancelled it: an agent, "cli", "api" or "nats" (the edge it came by)'
+    )
     session_id: str | None = Field(None, description="the claude session of its latest attempt")
     session_agent: str | None = Field(None, description="the agent whose sandbox holds it")
     resolves: str | None = Field(None, description="the task whose work this one makes land")
     integration: Integration | None = Field(
         None, description="its work in git (null: no project, or mode off)"
+    )
+
+
+class CreatedTask(Task):
+    warnings: list[str] = Field(
+        [],
+        description="what the client should know, e.g. that no registered agent can take the "
+        "task (no agent at all, or none with a skill among its tags): it then waits",
     )
 
 
@@ -625,6 +639,9 @@ class Status(BaseModel):
     swarm: Swarm
     agents: list[Agent]
     tasks: dict[str, int] = Field(description="task counts by status, and `total`")
+    warnings: list[str] = Field(
+        [], description="unfinished tasks no registered agent can take (they wait), oldest first"
+    )
     chat: list[ChatMessage] = Field(
         [], description="the last messages (empty when the chat service does not answer)"
     )

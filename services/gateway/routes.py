@@ -123,7 +123,8 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/swarms/{swarm}/status",
         "status",
-        "Swarm, agents (status, current task), task counts by status, recent chat",
+        "Swarm, agents (status, current task), task counts by status, warnings (tasks no agent "
+        "can take), recent chat",
         "swarms",
         response=models.Status,
     ),
@@ -146,6 +147,24 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "GET",
+        "/swarms/{swarm}/board/stream",
+        "board_stream",
+        "Server-sent events: the swarm's board now (event: board, id: log position, data: "
+        "tasks, agents, totals, project), then what each of its events changed (event: change)",
+        "swarms",
+        query=(
+            Query(
+                "follow",
+                "true (default; also 1): keep the stream open for changes; false: end "
+                "(event: end) after the board",
+                "boolean",
+            ),
+        ),
+        stream=True,
+        errors=(400, 404),
+    ),
+    Route(
+        "GET",
         "/swarms/{swarm}/events",
         "events",
         "Server-sent events: the swarm's events from a position, then live "
@@ -155,6 +174,12 @@ ROUTES: tuple[Route, ...] = (
             _SINCE,
             Query("task", "only this task's events", schema={"pattern": models.TOKEN_PATTERN}),
             _FOLLOW,
+            Query(
+                "tail",
+                "true (also 1): start at the log's current end, only new events (`since` and "
+                "`Last-Event-ID` win)",
+                "boolean",
+            ),
         ),
         stream=True,
         errors=(400, 404),
@@ -178,10 +203,11 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/swarms/{swarm}/tasks",
         "create_task",
-        "Create a task (201; 200 for a retry with the same Idempotency-Key)",
+        "Create a task (201; 200 for a retry with the same Idempotency-Key); `warnings` says "
+        "when no registered agent can take it",
         "tasks",
         body=models.CreateTask,
-        response=models.Task,
+        response=models.CreatedTask,
         status=201,
         errors=(400, 404, 409),
     ),
