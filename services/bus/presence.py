@@ -132,9 +132,7 @@ class PresenceWatch:
     async def _on_msg(self, msg: Msg) -> None:
         key = msg.subject[len(self._prefix) :]
         headers = msg.headers or {}
-        deleted = (
-            headers.get(_OPERATION) in _DELETED or headers.get(_MARKER) in _DELETING_MARKERS
-        )
+        deleted = headers.get(_OPERATION) in _DELETED or headers.get(_MARKER) in _DELETING_MARKERS
         if deleted:
             changed = self.seen.pop(key, None) is not None
         else:
