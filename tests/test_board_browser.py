@@ -254,6 +254,9 @@ def test_the_switch_moves_between_swarms(page: Any, cluster: Cluster, swarm: str
     page.wait_for_selector(f'#swarm-switch option[value="{other}"]', state="attached")
     page.select_option("#swarm-switch", other)
     page.wait_for_selector(card("t-elsewhere", "pending"), timeout=WAIT)
+    warning = page.locator(card("t-elsewhere", "pending") + " .warning")
+    assert "no agent can take" in warning.inner_text()
+    assert "no agent is registered" in (warning.get_attribute("title") or "")
     assert page.url.endswith(f"#/{other}")
     assert page.locator('[data-task="t-live"]').count() == 0
 

@@ -184,3 +184,19 @@ def test_a_watch_that_falls_behind_is_dropped_not_grown() -> None:
 def test_the_clock_of_a_session_is_the_callers() -> None:
     # the gateway passes time.time(): a session issued now is valid now
     assert sessions.valid(TOKEN, sessions.issue(TOKEN, time.time()), time.time())
+
+
+def test_the_totals_name_the_tasks_no_agent_can_take_until_one_can() -> None:
+    board = fold(
+        swarm_created(),
+        ev.AgentRegistered(swarm="s", id="a1", time=NOW, name="A1", skills=["api"]),
+        task_created("t-logo", tags=["design"]),
+        task_created("t-api", tags=["api"]),
+    )
+
+    stuck = live.snapshot(board.swarms["s"], board.seq)["swarm"]["untakeable"]
+    assert list(stuck) == ["t-logo"] and "design" in stuck["t-logo"]
+
+    designer = ev.AgentRegistered(swarm="s", id="a2", time=NOW, name="A2", skills=["design"])
+    apply(board, designer, 5)
+    assert live.change(board.swarms["s"], 5, designer)["swarm"]["untakeable"] == {}

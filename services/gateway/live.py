@@ -15,6 +15,7 @@ from typing import Any
 
 from schemas import events as ev
 from schemas.board import SwarmView, TaskView
+from schemas.eligibility import untakeable, why_untakeable
 from services.gateway.commands import (
     agent_json,
     event_json,
@@ -26,15 +27,25 @@ from services.gateway.commands import (
 from services.gateway.projects import attached_project_json
 
 MAX_REASON = 2000  # characters of a failure reason a board card carries (the task page: all)
+MAX_UNTAKEABLE = 100  # tasks no agent can take, named in the totals (the oldest)
 
 
 def tokens_of(task: TaskView) -> dict[str, int]:
-    """Tokens of the task's latest recorded run (input counts cache reads and writes too)."""
-    usage = task.outcome.usage if task.outcome is not None else None
-    if usage is None:
-        return {"input": 0, "output": 0}
+    """Tokens of the task's recorded runs together (input counts cache reads and writes too)."""
+    usage = task.usage
     given = usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
     return {"input": given, "output": usage.output_tokens}
+
+
+def untakeable_reasons(swarm: SwarmView) -> dict[str, str]:
+    """Why no registered agent can take each waiting task that none can (the oldest first)."""
+    stuck = sorted(untakeable(swarm), key=lambda task: (task.created_seq, task.id))
+    found = {}
+    for task in stuck[:MAX_UNTAKEABLE]:
+        why = why_untakeable(swarm, task)
+        if why:
+            found[task.id] = why
+    return found
 
 
 def board_task(task: TaskView) -> dict[str, Any]:
@@ -57,6 +68,7 @@ def board_task(task: TaskView) -> dict[str, Any]:
         "updated_at": task.updated_at,
         "started_at": task.started_at,
         "finished_at": task.finished_at,
+        "cancelled_by": task.cancelled_by,
         "parent": task.parent,
         "resolves": task.resolves,
         "branch": integration.branch if integration else None,
@@ -71,7 +83,12 @@ def totals(swarm: SwarmView) -> dict[str, Any]:
     for task in swarm.tasks.values():
         for kind, count in tokens_of(task).items():
             tokens[kind] += count
-    return {**swarm_json(swarm), "counts": task_counts(swarm), "tokens": tokens}
+    return {
+        **swarm_json(swarm),
+        "counts": task_counts(swarm),
+        "tokens": tokens,
+        "untakeable": untakeable_reasons(swarm),
+    }
 
 
 def snapshot(swarm: SwarmView, seq: int) -> dict[str, Any]:

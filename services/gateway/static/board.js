@@ -304,6 +304,10 @@
       budget = h("span", { class: "stat budget" }, h("b", { text: money(spent) }), " spent (no budget)");
     }
     items.push(budget);
+    const stuck = Object.keys(swarm.untakeable || {}).length;
+    if (stuck) {
+      items.push(h("span", { class: "stat warning", title: Object.values(swarm.untakeable).join("\n") }, h("b", { text: stuck }), " no agent can take"));
+    }
     if (swarm.tokens) {
       items.push(h("span", { class: "stat" }, h("b", { text: `${count(swarm.tokens.input)} / ${count(swarm.tokens.output)}` }), " tokens in/out"));
     }
@@ -357,7 +361,14 @@
         ? h("span", { class: "reason", text: task.reason })
         : null,
       task.status === "blocked" ? h("span", { class: "waits", text: `waits on ${waitingOn(task).join(", ")}` }) : null,
+      untakeable(task.id) ? h("span", { class: "warning", title: untakeable(task.id), text: "⚠ no agent can take it" }) : null,
+      task.status === "cancelled" && task.cancelled_by ? h("span", { class: "waits", text: `cancelled by ${task.cancelled_by}` }) : null,
     );
+  }
+
+  function untakeable(taskId) {
+    const swarm = shown().swarm;
+    return swarm && swarm.untakeable ? swarm.untakeable[taskId] : undefined;
   }
 
   function waitingOn(task) {
@@ -621,7 +632,8 @@
     const outcome = task.outcome || {};
     const usage = outcome.usage || null;
     const integration = task.integration || {};
-    const tokens = usage ? `${count(usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens)} in / ${count(usage.output_tokens)} out` : null;
+    const total = task.usage && task.usage.output_tokens ? task.usage : usage; // all attempts
+    const tokens = total ? `${count(total.input_tokens + total.cache_read_input_tokens + total.cache_creation_input_tokens)} in / ${count(total.output_tokens)} out` : null;
     const live = state.board && state.board.tasks.get(task.id);
     return h(
       "article",
@@ -636,6 +648,7 @@
         field("tags", task.tags.join(", ")),
         field("runtime", task.runtime),
         field("agent", task.agent),
+        field("cancelled by", task.cancelled_by),
         field("attempt", String(task.attempt)),
         field("depends on", task.depends.length ? task.depends.map((d) => h("a", { href: href(state.swarm, "task", d), text: `${d} ` })) : null),
         field("cost", task.cost_usd ? money(task.cost_usd) : null),
@@ -646,10 +659,11 @@
         field("created", when(task.created_at)),
         field("finished", when(task.finished_at)),
       ),
+      live && untakeable(task.id) ? h("p", { class: "warning", "data-field": "warning", text: `⚠ ${untakeable(task.id)}` }) : null,
       task.reason ? h("section", { class: "reason-box", "data-field": "reason" }, h("h2", { text: task.status === "requeued" ? "Requeued because" : "Reason" }), h("pre", { text: task.reason })) : null,
       h("section", {}, h("h2", { text: "Prompt" }), h("pre", { class: "prompt", text: task.prompt })),
       outcome.result ? h("section", {}, h("h2", { text: "Result" }), h("pre", { class: "result", "data-field": "result", text: outcome.result })) : null,
-      h("section", {}, h("h2", {}, "Output", live && live.status === "running" ? h("span", { class: "pulse", text: " live" }) : null), h("pre", { class: "output", "data-field": "output", text: state.output || "(none yet)" })),
+      h("section", {}, h("h2", {}, "Output", live && live.status === "running" ? h("span", { class: "pulse", text: " live" }) : null), h("pre", { class: "output", "data-field": "output", text: state.output || (["completed", "failed", "cancelled"].includes(task.status) ? "(none)" : "(none yet)") })),
       h(
         "section",
         {},
