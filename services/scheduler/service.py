@@ -112,7 +112,7 @@ class Scheduler(Service):
         # the replay may have begun from a snapshot: build it whole; ``_on_event`` keeps it
         self._open = OpenTasks.of_board(self.projection.board)
         self.presence = PresenceWatch(
-            await self.bus.kv(subjects.PRESENCE_BUCKET),
+            self.bus.nc,
             swarm=self.swarm_filter,
             on_change=lambda key: self._wake.set(),
         )
@@ -213,7 +213,7 @@ class Scheduler(Service):
             board,
             time.time(),
             self.config,
-            self.presence.seen,
+            self.presence.heard(),
             in_flight=self._in_flight,
             swarms=swarms,
             open_tasks=self._open,
