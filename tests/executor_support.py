@@ -75,17 +75,26 @@ async def start_executor(
 
 
 async def create_and_claim(
-    bus: Bus, watch: Projection, swarm: str, agent: str = "qa-agent", **task: object
+    bus: Bus,
+    watch: Projection,
+    swarm: str,
+    agent: str = "qa-agent",
+    *,
+    budgets: ev.AttemptBudgets | None = None,
+    **task: object,
 ) -> tuple[str, int]:
-    """Play the scheduler: a new task, claimed by ``agent`` (the executor hosting it follows the
-    log and runs it). Returns (id, claim seq)."""
+    """Play the scheduler: a new task, claimed by ``agent`` (with ``budgets``, as the scheduler's
+    claim carries them; the executor hosting it follows the log and runs it). Returns (id, claim
+    seq)."""
     task_id = f"t-{uuid.uuid4().hex[:8]}"
     fields: dict = {"title": "Run the checks", "runtime": "shell"}
     fields.update(task)
     created = ev.TaskCreated(swarm=swarm, id=task_id, time=time.time(), **fields)
     seq = await bus.events.append(created, expected_seq=0)
     await watch.wait_for(seq)
-    claimed = ev.TaskClaimed(swarm=swarm, id=task_id, time=time.time(), agent=agent, attempt=1)
+    claimed = ev.TaskClaimed(
+        swarm=swarm, id=task_id, time=time.time(), agent=agent, attempt=1, budgets=budgets
+    )
     claim_seq = await bus.events.append(
         claimed, expected_seq=watch.board.version(swarm, "task", task_id)
     )

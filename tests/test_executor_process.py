@@ -92,6 +92,23 @@ async def test_failing_shell_script_fails_with_its_exit_code_and_tail(
     assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "running", "failed"]
 
 
+async def test_a_failed_run_with_run_failures_left_goes_back_to_the_queue_saying_so(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    await start_executor()
+    budgets = ev.AttemptBudgets(run_failures=2, run_losses=3, interruptions=20, retry_in=30)
+    task_id, _ = await create_and_claim(
+        bus, watch, swarm_id, prompt="echo broken; exit 3", budgets=budgets
+    )
+    await until(lambda: watch.board.task(swarm_id, task_id).status == "requeued")
+    assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "running", "requeued"]
+    task = watch.board.task(swarm_id, task_id)
+    assert task is not None and (task.attempt, task.runs_failed) == (2, 1)
+    assert task.reason == "run 1 failed: shell script exited with code 3; 1 of 2 run failures used"
+    assert task.retry_at >= task.updated_at + 30
+    assert task.outcome is not None and task.outcome.exit_code == 3
+
+
 async def test_claude_task_records_result_cost_turns_tokens_and_session(
     bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
 ) -> None:
@@ -354,6 +371,7 @@ async def test_restart_requeues_the_task_a_previous_life_left_running(
     task = watch.board.task(swarm_id, task_id)
     assert task is not None and task.attempt == 2
     assert task.reason is not None and "ex-test restarted" in task.reason
+    assert task.runs_lost == 1  # killed -9 during the run: a run loss
 
 
 async def test_stopping_executor_gives_the_running_attempt_back(
@@ -367,3 +385,5 @@ async def test_stopping_executor_gives_the_running_attempt_back(
     assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "running", "requeued"]
     task = watch.board.task(swarm_id, task_id)
     assert task is not None and task.attempt == 2
+    # a clean stop is an interruption, not one of the task's run losses
+    assert (task.runs_stopped, task.runs_lost) == (1, 0)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from schemas import events as ev
+from schemas.attempts import KIND_OF, Budgets, Outcome, one_more
 from schemas.board import AgentView, Board, TaskView
 from services.executor.config import AgentConfig
 from services.executor.runtimes import Verdict
@@ -23,6 +24,47 @@ from services.executor.runtimes import Verdict
 SESSION_ID = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """The task's budgets as its claim carries them (``schemas.attempts``; 0: not known, a claim
+    by an older scheduler), and ``retry_in``, the seconds before the retry of a failed run while
+    its run failures are not used up."""
+
+    run_failures: int = 1
+    run_losses: int = 0
+    interruptions: int = 0
+    retry_in: float = 0.0
+
+    @classmethod
+    def of(cls, task: TaskView | None) -> Allowance:
+        """As the task's current claim carries them (none: a failed run fails the task)."""
+        budgets = task.budgets if task is not None else None
+        if budgets is None:
+            return cls()
+        return cls(
+            max(1, budgets.run_failures),
+            max(0, budgets.run_losses),
+            max(0, budgets.interruptions),
+            max(0.0, budgets.retry_in),
+        )
+
+    def one_more(self, task: TaskView, cause: ev.AttemptEnd) -> Outcome | None:
+        """What one more ``cause`` does to ``task`` (None: its budget is not known here)."""
+        known = {
+            "interruptions": self.interruptions,
+            "run_losses": self.run_losses,
+            "run_failures": self.run_failures,
+        }
+        if known[KIND_OF[cause]] < 1:
+            return None
+        budgets = Budgets(
+            interruptions=max(1, self.interruptions),
+            run_losses=max(1, self.run_losses),
+            run_failures=self.run_failures,
+        )
+        return one_more(task, cause, budgets)
 
 
 @dataclass(frozen=True)
@@ -101,10 +143,10 @@ def orphaned_runs(
             actor=actor(executor),
             attempt=task.attempt + 1,
             reason=(
-                f"executor {executor} restarted while attempt {task.attempt} was running "
-                f"on {task.agent}"
+                f"executor {executor} restarted while run {task.runs} was running on {task.agent}"
             ),
             retry_at=now,
+            cause="run_lost",
         )
         found.append(Append(event, board.version(swarm, "task", task.id)))
     return found
@@ -277,16 +319,30 @@ def result(
     now: float,
     *,
     given_back: str | None = None,
+    cause: ev.AttemptEnd = "run_stopped",
     work: ev.Work | None = None,
+    task: TaskView | None = None,
+    allowance: Allowance | None = None,
 ) -> ev.TaskCompleted | ev.TaskFailed | ev.TaskRequeued:
     """How the attempt ended, as the event to append: ``requeued`` (the next attempt, at once)
-    when it was stopped for a reason that is not the task's (``given_back``: this executor
-    stopping, the agent leaving, the sandbox lost), else ``completed`` or ``failed`` with the
-    run's outcome (and, in a project, the ``work`` it left) and, for a failure, why."""
+    when it was stopped for a reason that is not the task's (``given_back``, with its ``cause``:
+    this executor stopping or the agent leaving is ``run_stopped``, a lost sandbox
+    ``run_lost``), else ``completed`` or ``failed`` with the run's outcome (and, in a project,
+    the ``work`` it left) and, for a failure, why. A failed run whose task (``task``: as the
+    fold shows it, this run not yet counted) has run failures left in its budget
+    (``allowance``) goes back to the queue instead, after ``retry_in``, saying so ("run 1
+    failed: exit 1; 1 of 2 run failures used"); the last one allowed fails it, saying so when
+    more than one was. Reasons say the budget used when ``task`` and the budget are known."""
     envelope = _envelope(attempt, executor, now)
+    allowance = allowance or Allowance()
     if given_back is not None:
+        spent = allowance.one_more(task, cause) if task is not None else None
         return ev.TaskRequeued(
-            **envelope, attempt=attempt.attempt + 1, reason=given_back, retry_at=now
+            **envelope,
+            attempt=attempt.attempt + 1,
+            reason=f"{given_back}; {spent.text}" if spent is not None else given_back,
+            retry_at=now,
+            cause=cause,
         )
     if verdict.completed:
         return ev.TaskCompleted(
@@ -296,9 +352,23 @@ def result(
             outcome=verdict.outcome,
             work=work,
         )
+    reason = verdict.reason or "failed"
+    if task is not None and allowance.run_failures > 1:
+        spent = allowance.one_more(task, "run_failed")
+        assert spent is not None  # its budget is always known
+        if not spent.final:
+            return ev.TaskRequeued(
+                **envelope,
+                attempt=attempt.attempt + 1,
+                reason=f"run {max(1, task.runs)} failed: {reason}; {spent.text}",
+                retry_at=now + allowance.retry_in,
+                cause="run_failed",
+                outcome=verdict.outcome,
+            )
+        reason = f"{reason}; {spent.text}"
     return ev.TaskFailed(
         **envelope,
-        reason=verdict.reason or "failed",
+        reason=reason,
         attempt=attempt.attempt,
         agent=attempt.agent,
         outcome=verdict.outcome,

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 
+from schemas import events as ev
 from schemas import subjects
 from schemas.environment import NOT_GIT_CREDENTIALS
 from services.bus.logs import redactor
@@ -48,10 +49,12 @@ class ActiveRun:
     correlation_id: str | None = None
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     why: str | None = None
+    cause: ev.AttemptEnd = "run_stopped"  # the budget a give-back uses (schemas.attempts)
 
-    def stop(self, why: str) -> None:
+    def stop(self, why: str, cause: ev.AttemptEnd = "run_stopped") -> None:
         if self.why is None:
             self.why = why
+            self.cause = cause
         self.cancel.set()
 
     @property

@@ -232,7 +232,7 @@ class Serving:
                 self.say(run, "completed", result.outcome.result)
                 if plan is not None and result.work is not None and result.work.land:
                     await self._land(hosted, plan, result.work.base, result.work.head, log)
-            elif isinstance(result, ev.TaskFailed):
+            elif isinstance(result, ev.TaskFailed | ev.TaskRequeued):  # a retry says so
                 self.say(run, "failed", result.reason)
         finally:
             self.runs.pop(run.task, None)
@@ -329,7 +329,7 @@ class Serving:
         except sandboxes.SandboxLost as error:  # [daytona hook] a new sandbox: this attempt again
             self.log.warning("executor.sandbox_lost", task=task.id, error=error.reason)
             hosted.hooks_path = None  # a new sandbox has none
-            run.stop(f"sandbox lost: {error.reason}")
+            run.stop(f"sandbox lost: {error.reason}", cause="run_lost")
             outcome = ev.RunOutcome(result=error.reason, is_error=True)
             verdict = Verdict(False, outcome, error.reason)
         except sandboxes.SandboxFailed as error:  # [daytona hook] the backend says why: it fails
@@ -354,11 +354,21 @@ class Serving:
         verdict: Verdict,
         log: FilteringBoundLogger,
         work: ev.Work | None = None,
-    ) -> ev.TaskCompleted | ev.TaskFailed | None:
+    ) -> ev.TaskCompleted | ev.TaskFailed | ev.TaskRequeued | None:
         """Append the result (or, when the attempt was stopped for a reason not its own, give it
-        back). Returns the result appended (None: refused, or given back)."""
+        back; a failed run with run failures left goes back to the queue: its claim carries the
+        budgets). Returns the result appended (None: refused, or given back)."""
+        task = self.ledger.board.task(run.swarm, run.task)
         event = decisions.result(
-            run.named, verdict, self.me, time.time(), given_back=run.why, work=work
+            run.named,
+            verdict,
+            self.me,
+            time.time(),
+            given_back=run.why,
+            cause=run.cause,
+            work=work,
+            task=task,
+            allowance=decisions.Allowance.of(task),
         )
         expected = run.running_seq
         while True:
@@ -385,7 +395,9 @@ class Serving:
                     return None
                 continue  # NATS away: keep trying (the msg id keeps it single)
             log.info(f"task.{event.verb}", result_seq=seq, reason=getattr(event, "reason", None))
-            return event if isinstance(event, ev.TaskCompleted | ev.TaskFailed) else None
+            if isinstance(event, ev.TaskRequeued) and event.cause != "run_failed":
+                return None  # given back
+            return event
 
     # --- the task's branch and landing its work (integration.py) -------------------------------
 

@@ -116,7 +116,7 @@ class Scheduler(Service):
         # the replay may have begun from a snapshot: build it whole; ``_on_event`` keeps it
         self._open = OpenTasks.of_board(self.projection.board)
         self.presence = PresenceWatch(
-            await self.bus.kv(subjects.PRESENCE_BUCKET),
+            self.bus.nc,
             swarm=self.swarm_filter,
             on_change=lambda key: self._wake.set(),
         )
@@ -218,7 +218,7 @@ class Scheduler(Service):
             board,
             time.time(),
             self.config,
-            self.presence.seen,
+            self.presence.heard(),
             in_flight=self._in_flight,
             swarms=swarms,
             open_tasks=self._open,
@@ -285,16 +285,42 @@ class Scheduler(Service):
             help="agent presence and leader lease, seconds (env SWARM_LEASE_SECONDS, default 10)",
         )
         parser.add_argument(
+            "--max-run-losses",
             "--max-attempts",
+            dest="max_run_losses",
             type=int,
-            default=os.environ.get("SWARM_MAX_ATTEMPTS") or 3,
-            help="attempts per task before a lost agent fails it (env SWARM_MAX_ATTEMPTS, 3)",
+            default=os.environ.get("SWARM_MAX_RUN_LOSSES")
+            or os.environ.get("SWARM_MAX_ATTEMPTS")
+            or 3,
+            help="runs lost with their agent before a task fails (env SWARM_MAX_RUN_LOSSES, "
+            "formerly SWARM_MAX_ATTEMPTS; default 3)",
+        )
+        parser.add_argument(
+            "--max-run-failures",
+            type=int,
+            default=os.environ.get("SWARM_MAX_RUN_FAILURES") or 1,
+            help="runs that fail on their own before a task fails; 1: no retry "
+            "(env SWARM_MAX_RUN_FAILURES, default 1)",
+        )
+        parser.add_argument(
+            "--max-interruptions",
+            type=int,
+            default=os.environ.get("SWARM_MAX_INTERRUPTIONS") or 20,
+            help="claims lost before their run started plus runs stopped by their executor, "
+            "before a task fails (env SWARM_MAX_INTERRUPTIONS, default 20)",
         )
         parser.add_argument(
             "--retry-backoff",
             type=float,
             default=os.environ.get("SWARM_RETRY_BACKOFF") or 2.0,
             help="seconds before a retry, doubling per attempt up to 60 (env SWARM_RETRY_BACKOFF)",
+        )
+        parser.add_argument(
+            "--priority-aging",
+            type=float,
+            default=os.environ.get("SWARM_PRIORITY_AGING") or 300.0,
+            help="seconds of waiting that raise a task one priority level; 0: off "
+            "(env SWARM_PRIORITY_AGING, default 300)",
         )
         parser.add_argument(
             "--swarm",
@@ -306,7 +332,10 @@ class Scheduler(Service):
     def from_args(cls, args: argparse.Namespace) -> Scheduler:
         config = Config(
             lease=args.lease_seconds,
-            max_attempts=args.max_attempts,
+            max_run_losses=args.max_run_losses,
+            max_run_failures=args.max_run_failures,
+            max_interruptions=args.max_interruptions,
             backoff=args.retry_backoff,
+            priority_aging=args.priority_aging,
         )
         return cls(nats=NatsOptions.from_env(args.nats_url), swarm=args.swarm, config=config)
