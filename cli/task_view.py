@@ -186,6 +186,6 @@ def detail(
             f"--- output, attempt {(output or {}).get('attempt')} (last {lines} lines) ---",
         ]
         page += tail
-    if task.get("result"):
-        page += ["", "--- result ---", task["result"].rstrip("\n")]
+    if task.get("result") and (task.get("runtime", "claude") == "claude" or not text):
+        page += ["", "--- result ---", task["result"].rstrip("\n")]  # else: the output's tail
     return page
