@@ -419,6 +419,7 @@ async def test_task_show_has_reason_tags_deps_agent_cost_tokens_landing_output_a
     assert {
         "Status:     failed",
         "Agent:      be",
+        "Attempt:    1 (1 run: 1 failed)",
         "Reason:     exit 1: no db",
         "Cost:       $0.25",
         "Tokens:     1,200 in, 300 out (5,000 cache read)",
