@@ -538,6 +538,8 @@ async def _watch_health(url: str, supervisor: Supervisor) -> None:
                     all_ready = True
                     progress.clear()
                     say(f"ready: NATS, {', '.join(SERVICES)} ({time.monotonic() - started:.1f}s)")
+                    board = url.removesuffix("/health") + "/"
+                    say(f"board: {board} (sign in with SWARM_API_TOKEN from the env file)")
             if not all_ready:
                 waiting = [name for name in SERVICES if name not in announced]
                 nats = "" if report is not None else "the gateway's /health, "

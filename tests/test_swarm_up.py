@@ -343,6 +343,7 @@ def test_swarm_up_starts_everything_restarts_a_killed_child_and_stops_cleanly_on
     nats = nats_pid(up.data_dir)
     assert alive(nats)
     wait_until(lambda: "ready: NATS, gateway" in up.out, "swarm up to say ready", timeout=10)
+    wait_until(lambda: "board: http://127.0.0.1:" in up.out, "swarm up to say where the board is")
     # progress while it started: plain lines on stderr (a file, not a terminal), no ticker
     starting = [line for line in up.err.splitlines() if line.startswith("starting: waiting")]
     assert starting and "\r" not in up.err and "s)" not in "".join(starting)
