@@ -749,9 +749,9 @@ def report(cells: list[Cell], args: argparse.Namespace) -> list[str]:
 
 def plan(args: argparse.Namespace) -> list[tuple[int, int, int, bool]]:
     """(log tasks, agents, executors, cold start?) cells. Every log: the smallest fleet on one
-    executor (with the cold start); the shortest log: a middle fleet; the shortest and the
-    longest log: the largest fleet on the most executors. ``--matrix``: every agents x
-    executors cell on the shortest log."""
+    executor (with the cold start); the shortest log: a middle fleet and the largest fleet on
+    the most executors. ``--matrix``: every agents x executors cell on the shortest log, and
+    the largest fleet on the longest log too."""
     small, big = min(args.agents), max(args.agents)
     shortest, longest = min(args.logs), max(args.logs)
     cells: list[tuple[int, int, int, bool]] = []
