@@ -5,9 +5,9 @@ fresh embedded nats-server.
 The executor runs the CLI through a tiny wrapper that stamps the moment the CLI starts and the
 moment it has exited (bash's ``$EPOCHREALTIME``, no extra process). Per task:
 
-- ``dispatch -> CLI start``: from publishing the dispatch (the bench plays the scheduler: task
-  created and claimed beforehand) to the CLI's start: fetching the dispatch, folding the claim,
-  the checkout check, ``task.running`` (fsynced), reading the inbox, the session, the git hooks
+- ``claim -> CLI start``: from appending the claim (the bench plays the scheduler: the task
+  created beforehand) to the CLI's start: the claim reaching the executor's fold, the checkout
+  check, ``task.running`` (fsynced), reading the inbox, the session, the git hooks
   (first task only), the output sink, finding the binary;
 - ``CLI exit -> completed``: from the CLI's exit to ``task.completed`` in the log (its stream
   timestamp): parsing the last output, storing the full output in the object store, the
@@ -40,10 +40,8 @@ from waiting import until  # noqa: E402
 
 from schemas import events as ev  # noqa: E402
 from schemas import subjects  # noqa: E402
-from schemas.dispatch import Dispatch  # noqa: E402
 from services.bus import logs  # noqa: E402
 from services.bus.connection import NatsOptions  # noqa: E402
-from services.bus.dispatch import publish_dispatch  # noqa: E402
 from services.bus.embedded import EmbeddedNats  # noqa: E402
 from services.bus.service import Bus  # noqa: E402
 from services.executor.claude_settings import ClaudeOptions  # noqa: E402
@@ -93,15 +91,20 @@ async def stream_times(bus: Bus, task: str) -> dict[str, float]:
     return found
 
 
-async def create_and_claim(bus: Bus, executor: Executor, title: str, prompt: str) -> Dispatch:
+async def create_and_claim(
+    bus: Bus, executor: Executor, title: str, prompt: str
+) -> tuple[str, float]:
+    """A task created, then claimed for the agent (the executor follows the log and runs it):
+    (its id, the moment the claim was appended)."""
     task = f"t-{uuid.uuid4().hex[:8]}"
     assert executor.projection is not None
     created = ev.TaskCreated(swarm=SWARM, id=task, time=time.time(), title=title, prompt=prompt)
     seq = await bus.events.append(created, expected_seq=0)
+    await executor.projection.wait_for(seq)
     claimed = ev.TaskClaimed(swarm=SWARM, id=task, time=time.time(), agent=AGENT, attempt=1)
-    claim_seq = await bus.events.append(claimed, expected_seq=seq)
-    await executor.projection.wait_for(claim_seq)
-    return Dispatch(swarm=SWARM, task=task, agent=AGENT, attempt=1, claim_seq=claim_seq)
+    claiming = time.time()
+    await bus.events.append(claimed, expected_seq=seq)
+    return task, claiming
 
 
 async def wait_finished(executor: Executor, task: str) -> None:
@@ -181,15 +184,13 @@ async def main(tasks: int, claude: Path, version: str) -> None:
             for index in range(tasks + 1):  # the first one warms up (hooks, caches): not counted
                 mark = f"BENCH-{uuid.uuid4().hex[:8]}"
                 api.script.conversations.append(conversation(mark))
-                dispatch = await create_and_claim(bus, executor, "Bench", mark)
-                dispatched = time.time()
-                await publish_dispatch(bus.js, dispatch)
-                await wait_finished(executor, dispatch.task)
-                times = await stream_times(bus, dispatch.task)
+                task, claimed = await create_and_claim(bus, executor, "Bench", mark)
+                await wait_finished(executor, task)
+                times = await stream_times(bus, task)
                 start, end = read_stamps(stamps)[-1]
                 if index == 0:
                     continue
-                before.append(start - dispatched)
+                before.append(start - claimed)
                 after.append(times["completed"] - end)
                 runs.append(end - start)
             direct = await direct_runs(claude, api, min(tasks, 5), root)
@@ -200,7 +201,7 @@ async def main(tasks: int, claude: Path, version: str) -> None:
             nats.stop()
     load = os.getloadavg()[0]
     print(f"claude overhead: {version}, {os.cpu_count()} cores, load average {load:.1f}")
-    print(summary("dispatch -> CLI start", before))
+    print(summary("claim -> CLI start", before))
     print(summary("CLI exit -> completed", after))
     print(summary("CLI run, through Swarm", runs))
     print(summary("CLI run, started directly", direct))

@@ -8,6 +8,7 @@ from typing import Literal
 import msgspec
 
 from schemas.events import (
+    AttemptBudgets,
     ClaudeTaskSettings,
     IntegrationMode,
     LandingProblem,
@@ -83,6 +84,13 @@ class TaskView(msgspec.Struct, kw_only=True):
     correlation_id: str | None = None  # of the request that created it: its events carry it
     status: TaskStatus = "pending"
     attempt: int = 1  # the attempt now claimed or running, or the next one to claim
+    # what its attempts came to so far, each kind against its own budget (``schemas.attempts``)
+    runs: int = 0  # runs started (``running`` events)
+    claims_lost: int = 0  # claims lost with their agent before the run started
+    runs_stopped: int = 0  # runs their executor stopped on purpose and gave back
+    runs_lost: int = 0  # runs lost with their agent, executor or sandbox
+    runs_failed: int = 0  # runs that failed on their own
+    budgets: AttemptBudgets | None = None  # as its current claim carries them (executor's)
     agent: str | None = None
     reason: str | None = None  # why it failed, was cancelled or requeued
     outcome: RunOutcome | None = None

@@ -22,6 +22,13 @@ MergeStrategy = Literal["rebase", "merge"]  # how a task branch goes onto the pr
 OnConflict = Literal["resolve", "fail"]  # work that cannot land: a resolve task, or a failure
 LandingProblem = Literal["conflict", "verify", "error"]
 PermissionMode = Literal["default", "acceptEdits", "auto", "bypassPermissions", "dontAsk", "plan"]
+# how an attempt ended without a result of its own (``requeued``, or ``failed`` once its budget
+# is used up), and so which budget it used (docs/architecture.md,
+# "Attempts and budgets"): ``claim_lost`` — the agent or its executor was lost before the run
+# started; ``run_lost`` — lost during the run (or its sandbox was); ``run_stopped`` — its
+# executor stopped the run on purpose (a clean stop, the agent moved away); ``run_failed`` —
+# the run failed and its task's failure budget allows another
+AttemptEnd = Literal["claim_lost", "run_lost", "run_stopped", "run_failed"]
 
 
 class Event(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=False):
@@ -157,9 +164,25 @@ class TaskUnblocked(TaskEvent, tag="task.unblocked", kw_only=True):
     pass
 
 
+class AttemptBudgets(msgspec.Struct, kw_only=True):
+    """The task's budgets as the scheduler had them when it claimed (``schemas.attempts``), for
+    the executor: ``run_failures`` (a failed run with failures left goes back to the queue,
+    ``retry_in`` seconds later), ``run_losses`` and ``interruptions`` (so a give-back can say how
+    much it used; 0: not known)."""
+
+    run_failures: int = 1
+    run_losses: int = 0
+    interruptions: int = 0
+    retry_in: float = 0.0
+
+
 class TaskClaimed(TaskEvent, tag="task.claimed", kw_only=True):
+    """``budgets``: what the executor does when the run fails or is given back (None, a claim
+    by an older scheduler: a failed run fails the task)."""
+
     agent: str
     attempt: int
+    budgets: AttemptBudgets | None = None
 
 
 class TaskRunning(TaskEvent, tag="task.running", kw_only=True):
@@ -232,11 +255,16 @@ class TaskCompleted(TaskEvent, tag="task.completed", kw_only=True):
 
 
 class TaskFailed(TaskEvent, tag="task.failed", kw_only=True):
+    """``attempt`` and ``agent``: the attempt it ended (its run failed, or its agent was lost
+    with the last of a budget: ``cause`` says which, None for a run that failed); ``attempt``
+    0: failed by decision while waiting (a dependency failed, a budget used up)."""
+
     reason: str
     attempt: int = 0
     agent: str | None = None
     outcome: RunOutcome | None = None
     work: Work | None = None
+    cause: AttemptEnd | None = None
 
 
 class TaskIntegrated(TaskEvent, tag="task.integrated", kw_only=True):
@@ -271,11 +299,16 @@ class TaskIntegrationFailed(TaskEvent, tag="task.integration_failed", kw_only=Tr
 
 
 class TaskRequeued(TaskEvent, tag="task.requeued", kw_only=True):
-    """The attempt ended without a result (agent lost, executor gone); ``attempt`` is the next."""
+    """The attempt ended without a final result (agent lost, executor gone, or a failed run with
+    retries left); ``attempt`` is the next. ``cause``: which budget it used (None, in logs
+    written before it existed: ``claim_lost`` when the task was claimed, else ``run_lost``).
+    ``outcome``: a failed run's (its cost counts)."""
 
     attempt: int
     reason: str
     retry_at: float = 0.0
+    cause: AttemptEnd | None = None
+    outcome: RunOutcome | None = None
 
 
 class TaskCancelled(TaskEvent, tag="task.cancelled", kw_only=True):

@@ -6,7 +6,7 @@ msgspec Structs (the Structs are the source of truth) and are byte-for-byte dete
 sorted keys, two-space indent, a trailing newline.
 
 Files: ``<type>.json`` for every event (``task.claimed.json``), ``event.json`` (any event, by
-its ``type``), ``dispatch.json`` and ``board.json``.
+its ``type``) and ``board.json``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 import msgspec
 
 from schemas.board import Board
-from schemas.dispatch import Dispatch
 from schemas.events import EVENT_TYPES, AnyEvent
 
 JSON_DIR = Path(__file__).parent / "json"
@@ -65,11 +64,6 @@ def documents() -> dict[str, dict[str, Any]]:
         )
     docs["event.json"] = _document(
         AnyEvent, "event", "Any event on swarm.evt.>, told apart by its type field"
-    )
-    docs["dispatch.json"] = _document(
-        Dispatch,
-        "dispatch",
-        "A claim on its way to the executor, on swarm.dispatch.<swarm>.<agent>",
     )
     docs["board.json"] = _document(
         Board, "board", "The folded state of the event log, as stored in a snapshot"

@@ -22,6 +22,7 @@ from typing import TypeVar, cast
 import msgspec
 
 from schemas import events as ev
+from schemas.attempts import cause_of, count
 from schemas.board import (
     ACTIVE,
     CLAIMABLE,
@@ -226,6 +227,7 @@ def _task_claimed(board: Board, e: ev.TaskClaimed, seq: int) -> bool:
         return False
     task.status = "claimed"
     task.agent = agent.id
+    task.budgets = e.budgets
     task.claimed_at = e.time
     task.updated_at = e.time
     agent.status = "working"
@@ -242,6 +244,7 @@ def _task_running(board: Board, e: ev.TaskRunning, seq: int) -> bool:
     if task.status != "claimed" or e.attempt != task.attempt or e.agent != task.agent:
         return False
     task.status = "running"
+    task.runs += 1
     task.started_at = e.time
     task.updated_at = e.time
     if e.session_id is not None:
@@ -352,6 +355,7 @@ def _task_failed(board: Board, e: ev.TaskFailed, seq: int) -> bool:
     if e.attempt:
         if not _current_attempt(task, e.attempt, e.agent):
             return False
+        count(task, e.cause or "run_failed")
     elif task.status in FINISHED or task.status in ACTIVE:
         return False
     _spend(swarm, task, e.outcome)
@@ -462,6 +466,10 @@ def _task_requeued(board: Board, e: ev.TaskRequeued, seq: int) -> bool:
     swarm, task = found
     if task.status not in ACTIVE or e.attempt != task.attempt + 1:
         return False
+    count(task, cause_of(task, e.cause))
+    _spend(swarm, task, e.outcome)
+    if e.outcome is not None:  # a failed run, tried again: its outcome shows until then
+        task.outcome = e.outcome
     _release_agent(swarm, task)
     task.status = "requeued"
     task.integration = None

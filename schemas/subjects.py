@@ -9,7 +9,6 @@ from schemas.errors import Invalid
 EVENTS_STREAM = "SWARM_EVENTS"
 CHAT_STREAM = "SWARM_CHAT"
 LOGS_STREAM = "SWARM_LOGS"
-DISPATCH_STREAM = "SWARM_DISPATCH"
 
 PRESENCE_BUCKET = "swarm_presence"  # agent presence keys (leases)
 SERVICES_BUCKET = "swarm_services"  # service readiness heartbeats
@@ -26,7 +25,6 @@ SEEN_HEADER = "Swarm-Seen-Seq"
 EVENTS_ALL = "swarm.evt.>"
 CHAT_ALL = "swarm.chat.>"
 LOGS_ALL = "swarm.log.>"
-DISPATCH_ALL = "swarm.dispatch.>"
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -62,10 +60,6 @@ def chat_all(swarm: str) -> str:
 
 def log(swarm: str, task: str) -> str:
     return f"swarm.log.{swarm}.{task}"
-
-
-def dispatch(swarm: str, agent: str) -> str:
-    return f"swarm.dispatch.{swarm}.{agent}"
 
 
 def command(swarm: str, verb: str) -> str:

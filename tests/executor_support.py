@@ -1,5 +1,5 @@
 """What the executor's process tests share: the executor in this process on the session NATS,
-the test's own fold, and the scheduler played by hand (a task created, claimed and dispatched).
+the test's own fold, and the scheduler played by hand (a task created and claimed).
 
 A test module uses the fixtures by naming them: ``watch = executor_support.watch``.
 """
@@ -17,9 +17,7 @@ from waiting import until
 
 from schemas import events as ev
 from schemas.board import FINISHED, TaskView
-from schemas.dispatch import Dispatch
 from services.bus.connection import NatsOptions
-from services.bus.dispatch import publish_dispatch
 from services.bus.history import aggregate_events
 from services.bus.projection import Projection
 from services.bus.service import Bus
@@ -77,23 +75,31 @@ async def start_executor(
 
 
 async def create_and_claim(
-    bus: Bus, watch: Projection, swarm: str, agent: str = "qa-agent", **task: object
+    bus: Bus,
+    watch: Projection,
+    swarm: str,
+    agent: str = "qa-agent",
+    *,
+    budgets: ev.AttemptBudgets | None = None,
+    **task: object,
 ) -> tuple[str, int]:
-    """Play the scheduler: a new task, claimed by ``agent``, dispatched. Returns (id, claim seq)."""
+    """Play the scheduler: a new task, claimed by ``agent`` (with ``budgets``, as the scheduler's
+    claim carries them; the executor hosting it follows the log and runs it). Returns (id, claim
+    seq)."""
     task_id = f"t-{uuid.uuid4().hex[:8]}"
     fields: dict = {"title": "Run the checks", "runtime": "shell"}
     fields.update(task)
     created = ev.TaskCreated(swarm=swarm, id=task_id, time=time.time(), **fields)
     seq = await bus.events.append(created, expected_seq=0)
     await watch.wait_for(seq)
-    claimed = ev.TaskClaimed(swarm=swarm, id=task_id, time=time.time(), agent=agent, attempt=1)
+    claimed = ev.TaskClaimed(
+        swarm=swarm, id=task_id, time=time.time(), agent=agent, attempt=1, budgets=budgets
+    )
     claim_seq = await bus.events.append(
         claimed, expected_seq=watch.board.version(swarm, "task", task_id)
     )
     await watch.wait_for(claim_seq)
     assert watch.board.task(swarm, task_id).status == "claimed"
-    dispatch = Dispatch(swarm=swarm, task=task_id, agent=agent, attempt=1, claim_seq=claim_seq)
-    await publish_dispatch(bus.js, dispatch)
     return task_id, claim_seq
 
 
@@ -113,5 +119,5 @@ async def verbs(bus: Bus, swarm: str, task_id: str) -> list[str]:
 
 
 async def idle(executor: Executor, task_id: str) -> None:
-    """The executor is done with the task (result appended or refused, dispatch acked)."""
+    """The executor is done with the task (result appended or refused)."""
     await until(lambda: task_id not in executor.runs, what=f"executor done with {task_id}")

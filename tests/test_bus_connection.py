@@ -43,15 +43,10 @@ async def test_provisioning_concurrently_from_many_processes_is_safe(nats_factor
         subjects.EVENTS_STREAM,
         subjects.CHAT_STREAM,
         subjects.LOGS_STREAM,
-        subjects.DISPATCH_STREAM,
     } <= names
     events = await buses[0].js.stream_info(subjects.EVENTS_STREAM)
     assert events.config.deny_delete and events.config.deny_purge
     assert events.config.num_replicas == 1
-    dispatch = await buses[0].js.stream_info(subjects.DISPATCH_STREAM)
-    assert (
-        str(getattr(dispatch.config.retention, "value", dispatch.config.retention)) == "workqueue"
-    )
     logs_stream = await buses[0].js.stream_info(subjects.LOGS_STREAM)
     assert logs_stream.config.max_age and logs_stream.config.max_bytes
     for bucket in (subjects.PRESENCE_BUCKET, subjects.SERVICES_BUCKET, subjects.SNAPSHOTS_BUCKET):

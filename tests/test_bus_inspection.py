@@ -4,6 +4,7 @@ looking like "nobody heard from" or "nobody holds the lease"."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import msgspec
@@ -64,3 +65,19 @@ async def test_bucket_reads_see_current_values_and_fail_loudly_when_nats_is_gone
             await latest_values(services, timeout=1.0)
     finally:
         await bus.close()
+
+
+async def test_a_bucket_read_leaves_no_consumer_behind(bus: Bus, swarm_id: str) -> None:
+    """Services read the heartbeats every few seconds and the server takes at most 1,000
+    consumers on a stream: a read's consumer must go soon after the read, not after nats-py's
+    default five minutes (the suite once ran into "maximum consumers limit reached")."""
+    kv = await bus.js.create_key_value(bucket=f"reads-{swarm_id}")
+    await kv.put("a", b"1")
+    for _ in range(20):
+        assert await latest_values(kv) == {"a": b"1"}
+    stream = f"KV_reads-{swarm_id}"
+    deadline = time.monotonic() + 30  # the server sweeps inactive consumers every few seconds
+    while (info := await bus.js.stream_info(stream)).state.consumer_count:
+        assert time.monotonic() < deadline, f"{info.state.consumer_count} consumers left"
+        await asyncio.sleep(0.2)  # polling the server's count: nothing to subscribe to
+    await bus.js.delete_key_value(f"reads-{swarm_id}")

@@ -25,10 +25,8 @@ from git_support import Remote
 
 from schemas import events as ev
 from schemas import subjects
-from schemas.dispatch import Dispatch
 from schemas.errors import Invalid
 from services.bus import logs
-from services.bus.dispatch import publish_dispatch
 from services.bus.history import Feed, aggregate_events
 from services.bus.projection import Projection
 from services.bus.service import Bus
@@ -94,7 +92,8 @@ def sandbox_of(fake: FakeDaytona, swarm: str, agent: str = "qa-agent"):
 async def claim_again(
     bus: Bus, watch: Projection, swarm: str, task_id: str, agent: str = "qa-agent"
 ) -> None:
-    """Play the scheduler for a requeued task: claim its next attempt, dispatch it."""
+    """Play the scheduler for a requeued task: claim its next attempt (the executor follows the
+    log and runs it)."""
     task = watch.board.task(swarm, task_id)
     assert task is not None and task.status == "requeued"
     claimed = ev.TaskClaimed(
@@ -102,10 +101,6 @@ async def claim_again(
     )
     seq = await bus.events.append(claimed, expected_seq=watch.board.version(swarm, "task", task_id))
     await watch.wait_for(seq)
-    await publish_dispatch(
-        bus.js,
-        Dispatch(swarm=swarm, task=task_id, agent=agent, attempt=task.attempt, claim_seq=seq),
-    )
 
 
 # --- the sandbox on its own (no executor) -------------------------------------------------------

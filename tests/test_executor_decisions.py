@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from schemas import events as ev
 from schemas.board import Board
-from schemas.dispatch import Dispatch
 from schemas.fold import fold
 from services.executor import decisions
 from services.executor.config import AgentConfig
@@ -46,53 +45,63 @@ def running(task: str = "t1", agent_id: str = "qa-agent", attempt: int = 1) -> e
     return ev.TaskRunning(swarm=S, id=task, time=5.0, agent=agent_id, attempt=attempt)
 
 
-def dispatch(task: str = "t1", agent_id: str = "qa-agent", attempt: int = 1) -> Dispatch:
-    return Dispatch(swarm=S, task=task, agent=agent_id, attempt=attempt, claim_seq=4)
+# --- claims to run ----------------------------------------------------------------------------
 
 
-# --- dispatches -------------------------------------------------------------------------------
-
-
-def test_a_dispatch_matching_the_claim_in_the_fold_is_run() -> None:
+def test_the_claim_in_the_fold_is_what_the_agent_runs_at_the_claims_sequence() -> None:
     board = log(swarm(), agent(), created(), claimed())
-    assert decisions.dispatch_refusal(board, dispatch(), ["qa-agent"]) is None
-
-
-def test_a_dispatch_for_a_cancelled_task_is_dropped() -> None:
-    board = log(swarm(), agent(), created(), claimed(), ev.TaskCancelled(swarm=S, id="t1", time=5))
-    assert decisions.dispatch_refusal(board, dispatch(), ["qa-agent"]) == (
-        "the task is cancelled, not claimed"
+    assert decisions.claim_to_run(board, S, "qa-agent") == decisions.Claim(
+        swarm=S, task="t1", agent="qa-agent", attempt=1, seq=4
     )
 
 
-def test_a_dispatch_for_an_old_attempt_is_dropped() -> None:
+def test_an_idle_agent_or_an_agent_not_in_the_swarm_has_nothing_to_run() -> None:
+    board = log(swarm(), agent(), agent("ui-agent"), created(), claimed())
+    assert decisions.claim_to_run(board, S, "ui-agent") is None
+    assert decisions.claim_to_run(board, S, "nobody") is None
+    assert decisions.claim_to_run(board, "elsewhere", "qa-agent") is None
+
+
+def test_a_cancelled_or_requeued_claim_is_not_run() -> None:
+    cancel = ev.TaskCancelled(swarm=S, id="t1", time=5)
+    assert (
+        decisions.claim_to_run(log(swarm(), agent(), created(), claimed(), cancel), S, "qa-agent")
+        is None
+    )
+    requeue = ev.TaskRequeued(swarm=S, id="t1", time=5, attempt=2, reason="lost")
+    assert (
+        decisions.claim_to_run(log(swarm(), agent(), created(), claimed(), requeue), S, "qa-agent")
+        is None
+    )
+
+
+def test_a_claim_already_running_is_not_run_twice() -> None:
+    board = log(swarm(), agent(), created(), claimed(), running())
+    assert decisions.claim_to_run(board, S, "qa-agent") is None
+
+
+def test_the_next_attempts_claim_is_run_at_its_own_sequence() -> None:
     board = log(
         swarm(),
         agent(),
         created(),
         claimed(),
         ev.TaskRequeued(swarm=S, id="t1", time=5, attempt=2, reason="lost"),
+        claimed(attempt=2),
     )
-    refusal = decisions.dispatch_refusal(board, dispatch(attempt=1), ["qa-agent"])
-    assert refusal == "attempt 1 is not current (the task is at attempt 2)"
-
-
-def test_a_dispatch_already_running_is_not_run_twice() -> None:
-    board = log(swarm(), agent(), created(), claimed(), running())
-    assert decisions.dispatch_refusal(board, dispatch(), ["qa-agent"]) == (
-        "the task is running, not claimed"
+    assert decisions.claim_to_run(board, S, "qa-agent") == decisions.Claim(
+        swarm=S, task="t1", agent="qa-agent", attempt=2, seq=6
     )
 
 
-def test_a_dispatch_for_another_agent_or_an_agent_not_hosted_is_dropped() -> None:
-    board = log(swarm(), agent(), agent("ui-agent"), created(), claimed())
-    assert decisions.dispatch_refusal(board, dispatch(agent_id="ui-agent"), ["ui-agent"]) == (
-        "the task is claimed by qa-agent, not ui-agent"
+def test_a_claim_of_a_lost_agent_waits_until_the_agent_is_back() -> None:
+    lost = ev.AgentLost(swarm=S, id="qa-agent", time=5)
+    board = log(swarm(), agent(), created(), claimed(), lost)
+    assert decisions.claim_to_run(board, S, "qa-agent") is None
+    back = fold([(6, agent(at=6.0))], board)
+    assert decisions.claim_to_run(back, S, "qa-agent") == decisions.Claim(
+        swarm=S, task="t1", agent="qa-agent", attempt=1, seq=4
     )
-    assert decisions.dispatch_refusal(board, dispatch(), ["ui-agent"]) == (
-        "agent qa-agent is not hosted by this executor"
-    )
-    assert decisions.dispatch_refusal(board, dispatch(task="t9"), ["qa-agent"]) is not None
 
 
 def test_an_attempt_is_current_only_while_it_runs_on_its_agent() -> None:

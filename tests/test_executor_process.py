@@ -1,12 +1,11 @@
 """The executor service on a real NATS, in this process, with real sandboxes (child processes).
 
 The scheduler is played by hand: the test appends ``task.created`` and ``task.claimed`` with the
-expected sequences from its own projection, then publishes the ``Dispatch`` the scheduler would.
+expected sequences from its own projection; the executor follows the log and runs the claim.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -27,8 +26,6 @@ from executor_support import (
 
 from schemas import events as ev
 from schemas import subjects
-from schemas.dispatch import Dispatch
-from services.bus.dispatch import consumer_name, publish_dispatch
 from services.bus.history import aggregate_events, log_chunks, read_output
 from services.bus.presence import Presence
 from services.bus.projection import Projection
@@ -93,6 +90,23 @@ async def test_failing_shell_script_fails_with_its_exit_code_and_tail(
     assert task.outcome is not None and task.outcome.exit_code == 3
     assert task.outcome.result == "broken\n"
     assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "running", "failed"]
+
+
+async def test_a_failed_run_with_run_failures_left_goes_back_to_the_queue_saying_so(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    await start_executor()
+    budgets = ev.AttemptBudgets(run_failures=2, run_losses=3, interruptions=20, retry_in=30)
+    task_id, _ = await create_and_claim(
+        bus, watch, swarm_id, prompt="echo broken; exit 3", budgets=budgets
+    )
+    await until(lambda: watch.board.task(swarm_id, task_id).status == "requeued")
+    assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "running", "requeued"]
+    task = watch.board.task(swarm_id, task_id)
+    assert task is not None and (task.attempt, task.runs_failed) == (2, 1)
+    assert task.reason == "run 1 failed: shell script exited with code 3; 1 of 2 run failures used"
+    assert task.retry_at >= task.updated_at + 30
+    assert task.outcome is not None and task.outcome.exit_code == 3
 
 
 async def test_claude_task_records_result_cost_turns_tokens_and_session(
@@ -222,10 +236,12 @@ async def test_instant_task_completes_without_a_process_or_output(
     assert task.outcome is not None and task.outcome.output is None
 
 
-async def test_dispatch_of_a_task_that_moved_on_is_dropped_without_running(
+async def test_a_claim_that_moved_on_before_it_started_is_not_run(
     bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
 ) -> None:
-    await start_executor()
+    first = await start_executor()
+    await first.stop()
+    # while the executor is away: t1 claimed by qa-agent, then cancelled; t2 claimed after it
     task_id = f"t-{uuid.uuid4().hex[:8]}"
     seq = await bus.events.append(
         ev.TaskCreated(swarm=swarm_id, id=task_id, time=time.time(), title="x", runtime="shell"),
@@ -235,25 +251,31 @@ async def test_dispatch_of_a_task_that_moved_on_is_dropped_without_running(
         ev.TaskClaimed(swarm=swarm_id, id=task_id, time=time.time(), agent="qa-agent", attempt=1),
         expected_seq=seq,
     )
-    await bus.events.append(
+    cancelled = await bus.events.append(
         ev.TaskCancelled(swarm=swarm_id, id=task_id, time=time.time()), expected_seq=claim_seq
     )
-    dispatch = Dispatch(
-        swarm=swarm_id, task=task_id, agent="qa-agent", attempt=1, claim_seq=claim_seq
-    )
-    await publish_dispatch(bus.js, dispatch)
+    await watch.wait_for(cancelled)
+    later, _ = await create_and_claim(bus, watch, swarm_id, prompt="true")
 
-    async def drained() -> bool:
-        info = await bus.js.consumer_info(
-            subjects.DISPATCH_STREAM, consumer_name(swarm_id, "qa-agent")
-        )
-        return info.num_pending == 0 and info.num_ack_pending == 0
-
-    deadline = time.monotonic() + 15
-    while not await drained():
-        assert time.monotonic() < deadline, "the dispatch was never taken"
-        await asyncio.sleep(0.02)
+    await start_executor()
+    assert (await finished(watch, swarm_id, later)).status == "completed"
     assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "cancelled"]
+    assert await verbs(bus, swarm_id, later) == ["created", "claimed", "running", "completed"]
+
+
+async def test_a_claim_left_unstarted_by_a_previous_life_is_run_once_when_it_starts(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    first = await start_executor()
+    await first.stop()
+    # claimed while the executor was away (or killed -9 before it appended running)
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo once")
+
+    await start_executor()
+    task = await finished(watch, swarm_id, task_id)
+    assert task.status == "completed" and task.attempt == 1
+    assert task.outcome is not None and task.outcome.result == "once\n"
+    assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "running", "completed"]
 
 
 async def test_agents_are_registered_with_this_executor_and_kept_present(
@@ -349,6 +371,7 @@ async def test_restart_requeues_the_task_a_previous_life_left_running(
     task = watch.board.task(swarm_id, task_id)
     assert task is not None and task.attempt == 2
     assert task.reason is not None and "ex-test restarted" in task.reason
+    assert task.runs_lost == 1  # killed -9 during the run: a run loss
 
 
 async def test_stopping_executor_gives_the_running_attempt_back(
@@ -362,3 +385,5 @@ async def test_stopping_executor_gives_the_running_attempt_back(
     assert await verbs(bus, swarm_id, task_id) == ["created", "claimed", "running", "requeued"]
     task = watch.board.task(swarm_id, task_id)
     assert task is not None and task.attempt == 2
+    # a clean stop is an interruption, not one of the task's run losses
+    assert (task.runs_stopped, task.runs_lost) == (1, 0)

@@ -134,7 +134,7 @@ async def test_a_last_event_id_that_is_not_a_log_position_is_400_naming_it(
     http: aiohttp.ClientSession, ids: dict[str, str], last: str
 ) -> None:
     streams = [filled(r.path, ids) for r in ROUTES if r.stream]
-    assert len(streams) == 3
+    assert len(streams) == 4  # the board, events, a task's logs, the chat stream
 
     for path in streams:
         status, answer = await send(http, "GET", path, headers={"Last-Event-ID": last})

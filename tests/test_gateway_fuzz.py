@@ -72,6 +72,10 @@ parameters = {{ "query.follow" = "false" }}
 [[operations]]
 include-operation-id = "task_logs"
 parameters = {{ "query.follow" = "false" }}
+
+[[operations]]
+include-operation-id = "board_stream"
+parameters = {{ "query.follow" = "false" }}
 """
     )
     return path

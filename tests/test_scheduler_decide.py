@@ -15,16 +15,16 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from schemas import events as ev
-from schemas.board import CLAIMABLE, Board, task_sort_key
+from schemas.board import CLAIMABLE, Board
 from schemas.errors import Invalid
 from schemas.fold import apply, deps_done, fold
 from services.scheduler.decide import Config, Decision, OpenTasks, decide
-from services.scheduler.matching import can_take
+from services.scheduler.matching import can_take, claim_order
 
 S = "dev"
 T0 = 100.0  # when the logs below happen
 NOW = 105.0  # within a lease of every registration: nobody is lost by default
-CONFIG = Config(lease=10.0, max_attempts=3, backoff=2.0)
+CONFIG = Config(lease=10.0, max_run_losses=3, backoff=2.0)
 
 
 # --- a tiny vocabulary for logs ------------------------------------------------------------------
@@ -334,21 +334,45 @@ def test_an_agent_with_stale_presence_gets_no_task() -> None:
     assert short(when(board, now=200.0, presence={"dev.a1": 150.0})) == [("agent.lost", "a1")]
 
 
-def test_the_task_of_a_lost_agent_is_requeued_with_the_next_attempt_and_backoff() -> None:
-    board = given(swarm_created(), registered("a1"), created("t1"), claimed("t1", "a1"), lost("a1"))
-    reason = "agent a1 lost during attempt 1"
+def test_a_run_lost_with_its_agent_is_requeued_with_the_next_attempt_and_backoff() -> None:
+    board = given(
+        *[swarm_created(), registered("a1"), created("t1")],
+        *[claimed("t1", "a1"), running("t1", "a1"), lost("a1")],
+    )
+    reason = "agent a1 lost during run 1; 1 of 3 run losses used"
     assert short(when(board)) == [("task.requeued", "t1", 2, NOW + 2.0, reason)]
+    assert when(board)[0].event.cause == "run_lost"  # type: ignore[attr-defined]
 
 
-def test_the_task_of_a_lost_agent_fails_when_its_attempts_are_used_up() -> None:
+def test_a_claim_lost_before_its_run_started_is_requeued_at_once_as_an_interruption() -> None:
+    board = given(swarm_created(), registered("a1"), created("t1"), claimed("t1", "a1"), lost("a1"))
+    reason = "agent a1 lost before run 1 started; 1 of 20 interruptions used"
+    assert short(when(board)) == [("task.requeued", "t1", 2, NOW, reason)]
+    assert when(board)[0].event.cause == "claim_lost"  # type: ignore[attr-defined]
+
+
+def test_the_task_of_a_lost_agent_fails_when_its_run_losses_are_used_up() -> None:
+    board = given(
+        *[swarm_created(), registered("a1"), registered("a2"), created("t1")],
+        *[claimed("t1", "a1"), running("t1", "a1"), lost("a1"), requeued("t1", 2)],
+        *[claimed("t1", "a2", 2), running("t1", "a2", 2), lost("a2")],
+    )
+    reason = "agent a2 lost during run 2; 2 of 2 run losses used"
+    config = Config(lease=10.0, max_run_losses=2)
+    assert short(when(board, config=config)) == [("task.failed", "t1", reason, 2, "a2")]
+
+
+def test_claims_lost_before_their_run_do_not_use_the_run_losses() -> None:
     board = given(
         *[swarm_created(), registered("a1"), registered("a2"), created("t1")],
         *[claimed("t1", "a1"), lost("a1"), requeued("t1", 2)],
         *[claimed("t1", "a2", 2), running("t1", "a2", 2), lost("a2")],
     )
-    reason = "agent a2 lost during attempt 2; all 2 attempts used"
-    config = Config(lease=10.0, max_attempts=2)
-    assert short(when(board, config=config)) == [("task.failed", "t1", reason, 2, "a2")]
+    task = board.task(S, "t1")
+    assert task is not None and (task.claims_lost, task.runs_lost, task.runs) == (1, 0, 1)
+    reason = "agent a2 lost during run 1; 1 of 2 run losses used"
+    config = Config(lease=10.0, max_run_losses=2)
+    assert short(when(board, config=config)) == [("task.requeued", "t1", 3, NOW + 2.0, reason)]
 
 
 def test_backoff_doubles_per_attempt_up_to_its_cap() -> None:
@@ -360,7 +384,10 @@ def test_backoff_doubles_per_attempt_up_to_its_cap() -> None:
     ("fields", "field"),
     [
         ({"lease": 0}, "lease_seconds"),
-        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_run_losses": 0}, "max_run_losses"),
+        ({"max_run_failures": 0}, "max_run_failures"),
+        ({"max_interruptions": 0}, "max_interruptions"),
+        ({"priority_aging": -1}, "priority_aging"),
         ({"backoff": -1}, "retry_backoff"),
     ],
 )
@@ -668,11 +695,13 @@ def test_property_no_claimed_agent_could_have_served_a_higher_task_left_waiting(
         and t.id not in taken | failing
         and f"{S}/task/{t.id}" not in in_flight
     ]
+    aging = CONFIG.priority_aging
     for e in claims(decisions):
-        mine = task_sort_key(swarm.tasks[e.id])
+        mine = claim_order(swarm.tasks[e.id], now, aging)
         agent = swarm.agents[e.agent]
         for other in waiting:
-            assert not (task_sort_key(other) < mine and can_take(agent, other)), (e, other.id)
+            ahead = claim_order(other, now, aging) < mine
+            assert not (ahead and can_take(agent, other)), (e, other.id)
 
 
 @settings(max_examples=200, deadline=None)

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from waiting import until
 
-from schemas import dispatch as wire
 from schemas import events as ev
 from schemas import subjects
 from schemas.board import Board
@@ -184,23 +183,16 @@ async def run_to_end(log: Log, task_id: str, ending: str = "completed") -> None:
         await log.append(ev.TaskFailed(**common, **attempt, reason="exit 1"))
 
 
-async def dispatches(bus: Bus, swarm: str, agent_id: str) -> int:
-    """How many dispatch messages wait on one agent's subject."""
-    subject = subjects.dispatch(swarm, agent_id)
-    info = await bus.js.stream_info(subjects.DISPATCH_STREAM, subjects_filter=subject)
-    return (info.state.subjects or {}).get(subject, 0)
-
-
 async def rounds_pass(log: Log, scheduler: Scheduler, count: int = 5) -> None:
     """Let the scheduler decide ``count`` more times (reconcile ticks included)."""
     target = scheduler.rounds + count
     await log.until(lambda: scheduler.rounds >= target)
 
 
-# --- claiming and dispatching -------------------------------------------------------------
+# --- claiming -------------------------------------------------------------------------
 
 
-async def test_a_pending_task_is_claimed_once_by_the_matching_idle_agent_and_dispatched(
+async def test_a_pending_task_is_claimed_once_by_the_matching_idle_agent(
     bus: Bus, log: Log, presences: Presences, schedulers: Callable[..., Any], swarm_id: str
 ) -> None:
     scheduler = await leading(log, await schedulers())
@@ -211,40 +203,9 @@ async def test_a_pending_task_is_claimed_once_by_the_matching_idle_agent_and_dis
 
     claimed = await log.until(lambda: log.task("t1").status == "claimed" and log.task("t1"))
     assert (claimed.agent, claimed.attempt) == ("ui-agent", 1)
-    subject = subjects.dispatch(swarm_id, "ui-agent")
-    message = await bus.js.get_last_msg(subjects.DISPATCH_STREAM, subject)
-    assert message.headers is not None and message.data is not None
-    assert message.headers["Nats-Msg-Id"] == f"{swarm_id}:t1:1"
-    dispatched = wire.decode(message.data)
-    assert dispatched == wire.Dispatch(
-        swarm=swarm_id,
-        task="t1",
-        agent="ui-agent",
-        attempt=1,
-        claim_seq=log.board.version(swarm_id, "task", "t1"),
-    )
 
     await rounds_pass(log, scheduler)
     assert log.verbs("t1") == ["created", "claimed"]
-    assert await dispatches(bus, swarm_id, "ui-agent") == 1
-    assert await dispatches(bus, swarm_id, "api-agent") == 0
-
-
-async def test_a_claim_left_undispatched_is_dispatched_by_the_next_scheduler(
-    bus: Bus, log: Log, presences: Presences, schedulers: Callable[..., Any], swarm_id: str
-) -> None:
-    await log.append(agent(swarm_id, "a1"))
-    await presences.keep("a1")
-    await log.append(task(swarm_id, "t1"))
-    await log.append(
-        ev.TaskClaimed(swarm=swarm_id, id="t1", time=time.time(), agent="a1", attempt=1)
-    )
-    assert await dispatches(bus, swarm_id, "a1") == 0
-
-    scheduler = await leading(log, await schedulers())
-    await until(lambda: dispatches(bus, swarm_id, "a1"), 5.0, "a dispatch for a1")
-    await rounds_pass(log, scheduler)
-    assert await dispatches(bus, swarm_id, "a1") == 1
 
 
 # --- dependencies and triggers ------------------------------------------------------------
@@ -320,20 +281,24 @@ async def test_an_agent_gone_stale_is_lost_and_its_task_requeued_as_attempt_two(
     assert log.board.agent(swarm_id, "a1").status == "lost"
     assert log.task("t1").agent == "a2"
     requeue = next(e for e in log.history("t1") if isinstance(e, ev.TaskRequeued))
-    assert (requeue.attempt, requeue.reason) == (2, "agent a1 lost during attempt 1")
+    assert (requeue.attempt, requeue.cause) == (2, "claim_lost")
+    assert requeue.reason == "agent a1 lost before run 1 started; 1 of 20 interruptions used"
     assert log.verbs("t1") == ["created", "claimed", "requeued", "claimed"]
     assert log.verbs("a1", "agent") == ["registered", "lost"]
 
 
-async def test_a_task_whose_agents_keep_getting_lost_fails_after_max_attempts(
+async def test_a_task_whose_runs_keep_getting_lost_fails_after_max_run_losses(
     log: Log, presences: Presences, schedulers: Callable[..., Any], swarm_id: str
 ) -> None:
-    await leading(log, await schedulers(max_attempts=2))
+    await leading(log, await schedulers(max_run_losses=2))
     await log.append(agent(swarm_id, "a1"))
     await log.append(agent(swarm_id, "a2"))
     await presences.keep("a1", "a2")
     await log.append(task(swarm_id, "t1"))
     await log.until(lambda: log.task("t1").status == "claimed")
+    await log.append(
+        ev.TaskRunning(swarm=swarm_id, id="t1", time=time.time(), agent="a1", attempt=1)
+    )
     await presences.drop("a1")
     await log.until(lambda: log.task("t1").status == "claimed" and log.task("t1").attempt == 2)
     await log.append(
@@ -342,9 +307,12 @@ async def test_a_task_whose_agents_keep_getting_lost_fails_after_max_attempts(
 
     await presences.drop("a2")
     failed = await log.until(lambda: log.task("t1").status == "failed" and log.task("t1"))
-    assert failed.reason == "agent a2 lost during attempt 2; all 2 attempts used"
+    assert failed.reason == "agent a2 lost during run 2; 2 of 2 run losses used"
     assert (failed.attempt, failed.agent) == (2, "a2")
-    assert log.verbs("t1") == ["created", "claimed", "requeued", "claimed", "running", "failed"]
+    assert log.verbs("t1") == [
+        *["created", "claimed", "running", "requeued"],
+        *["claimed", "running", "failed"],
+    ]
 
 
 # --- one leader ---------------------------------------------------------------------------
@@ -379,8 +347,6 @@ async def test_only_the_leader_claims_and_the_standby_takes_over_when_it_dies(
     await rounds_pass(log, second)
     assert log.verbs("t1") == ["created", "claimed"]
     assert log.verbs("t2") == ["created", "claimed"]
-    assert await dispatches(bus, swarm_id, "a1") == 1  # re-dispatched by the new leader: one
-    assert await dispatches(bus, swarm_id, "a2") == 1
 
 
 # --- settings -----------------------------------------------------------------------------
@@ -395,10 +361,21 @@ def test_settings_come_from_flags_then_the_environment_then_defaults(
         Scheduler.arguments(parser)
         return Scheduler.from_args(parser.parse_args(argv)).config
 
-    assert (parsed().lease, parsed().max_attempts, parsed().backoff) == (10.0, 3, 2.0)
+    def budgets(config: Config) -> tuple:
+        return (config.max_run_losses, config.max_run_failures, config.max_interruptions)
+
+    assert (parsed().lease, parsed().backoff, parsed().priority_aging) == (10.0, 2.0, 300.0)
+    assert budgets(parsed()) == (3, 1, 20)
     monkeypatch.setenv("SWARM_LEASE_SECONDS", "4")
-    monkeypatch.setenv("SWARM_MAX_ATTEMPTS", "5")
+    monkeypatch.setenv("SWARM_MAX_ATTEMPTS", "5")  # the older name of the run-loss budget
     monkeypatch.setenv("SWARM_RETRY_BACKOFF", "0.5")
-    assert (parsed().lease, parsed().max_attempts, parsed().backoff) == (4.0, 5, 0.5)
+    monkeypatch.setenv("SWARM_PRIORITY_AGING", "30")
+    assert (parsed().lease, parsed().backoff, parsed().priority_aging) == (4.0, 0.5, 30.0)
+    assert budgets(parsed()) == (5, 1, 20)
+    monkeypatch.setenv("SWARM_MAX_RUN_LOSSES", "4")
+    monkeypatch.setenv("SWARM_MAX_RUN_FAILURES", "2")
+    monkeypatch.setenv("SWARM_MAX_INTERRUPTIONS", "50")
+    assert budgets(parsed()) == (4, 2, 50)
     assert parsed("--lease-seconds", "7", "--max-attempts", "2").lease == 7.0
-    assert parsed("--max-attempts", "2").max_attempts == 2
+    assert parsed("--max-attempts", "2").max_run_losses == 2
+    assert budgets(parsed("--max-run-losses", "6", "--max-run-failures", "3")) == (6, 3, 50)

@@ -13,8 +13,8 @@ import jsonschema
 import msgspec
 import pytest
 
-from schemas import dispatch, export
 from schemas import events as ev
+from schemas import export
 from schemas.board import Board
 from schemas.fold import fold
 
@@ -44,7 +44,7 @@ def test_every_event_type_has_a_schema_file() -> None:
     names = {p.name for p in export.JSON_DIR.glob("*.json")}
     for event_type in ev.EVENT_TYPES:
         assert f"{event_type}.json" in names
-    assert {"event.json", "dispatch.json", "board.json"} <= names
+    assert {"event.json", "board.json"} <= names
 
 
 def test_check_names_stale_missing_and_extra_files(tmp_path: Path) -> None:
@@ -77,7 +77,7 @@ def test_export_output_is_byte_for_byte_stable() -> None:
 
 def test_check_command_exits_non_zero_and_lists_a_stale_file(tmp_path: Path) -> None:
     export.write(tmp_path)
-    (tmp_path / "dispatch.json").write_text("{}\n", encoding="utf-8")
+    (tmp_path / "board.json").write_text("{}\n", encoding="utf-8")
     run = subprocess.run(
         [sys.executable, "-m", "schemas.export", "--check", "--dir", str(tmp_path)],
         cwd=ROOT,
@@ -86,7 +86,7 @@ def test_check_command_exits_non_zero_and_lists_a_stale_file(tmp_path: Path) -> 
         timeout=60,
     )
     assert run.returncode == 1
-    assert "stale: dispatch.json" in run.stdout
+    assert "stale: board.json" in run.stdout
 
 
 REAL_EVENTS: list[ev.Event] = [
@@ -162,14 +162,6 @@ def test_event_schema_refuses_a_priority_outside_the_enum() -> None:
     document["priority"] = "urgent"
     assert not validator("task.created.json").is_valid(document)
     assert not validator("event.json").is_valid(document)
-
-
-def test_encoded_dispatch_is_valid_against_its_schema() -> None:
-    message = dispatch.Dispatch(swarm="dev", task="t1", agent="a1", attempt=2, claim_seq=42)
-    document = json.loads(dispatch.encode(message))
-    validator("dispatch.json").validate(document)
-    del document["claim_seq"]
-    assert not validator("dispatch.json").is_valid(document)
 
 
 def test_folded_board_is_valid_against_the_board_schema() -> None:

@@ -37,7 +37,6 @@ EVENT_STREAMS = (
     subjects.EVENTS_STREAM,
     subjects.CHAT_STREAM,
     subjects.LOGS_STREAM,
-    subjects.DISPATCH_STREAM,
 )
 BUCKETS = (
     subjects.PRESENCE_BUCKET,

@@ -105,13 +105,20 @@ class Bus:
                     log.debug("bus.close_failed", error=str(error))
 
 
+READ_CONSUMER_LINGER = 2.0  # seconds an unsubscribed read's consumer is kept by the server
+
+
 async def latest_values(kv: KeyValue, timeout: float = 5.0) -> dict[str, bytes]:
     """The current value of every key in a bucket, read through one ordered consumer on the
     bucket's stream: one consistent view. (Listing the keys and then getting each one asks
     replicas one by one; on a cluster a replica that has not applied the newest write yet
     answers "no such key" for a key just created: a lease just taken looked free.) A read that
-    fails or stalls for ``timeout`` seconds raises: an empty answer means an empty bucket."""
-    watcher = await kv.watchall(ignore_deletes=True)
+    fails or stalls for ``timeout`` seconds raises: an empty answer means an empty bucket.
+
+    The consumer goes ``READ_CONSUMER_LINGER`` seconds after the read (nats-py's default is five
+    minutes; the server caps consumers per stream at 1,000, and services read the heartbeats
+    every few seconds)."""
+    watcher = await kv.watchall(ignore_deletes=True, inactive_threshold=READ_CONSUMER_LINGER)
     found: dict[str, bytes] = {}
     try:
         while True:

@@ -78,15 +78,6 @@ def stream_configs(layout: Layout) -> list[api.StreamConfig]:
             max_bytes=layout.logs_max_bytes,
             discard=api.DiscardPolicy.OLD,
         ),
-        api.StreamConfig(
-            name=subjects.DISPATCH_STREAM,
-            description="Claimed tasks on their way to the executor hosting the agent.",
-            subjects=[subjects.DISPATCH_ALL],
-            retention=api.RetentionPolicy.WORK_QUEUE,
-            storage=file,
-            num_replicas=layout.replicas,
-            duplicate_window=layout.duplicate_window,
-        ),
     ]
 
 

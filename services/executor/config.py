@@ -110,7 +110,6 @@ class ExecutorConfig:
     claude: ClaudeOptions = field(default_factory=ClaudeOptions)
     pass_env: tuple[str, ...] = ()
     lease: float = DEFAULT_LEASE  # presence older than this: the agent's host is gone
-    ack_wait: float = 30.0  # a dispatch in progress is redelivered after this long without news
     git_timeout: float = DEFAULT_GIT_TIMEOUT  # one clone / pull of the project, at most
     # [daytona hook] swarm.toml's [daytona] table, as it is: read by sandboxes/daytona.py
     daytona: Table = field(default_factory=dict)

@@ -1,7 +1,7 @@
-"""The executor's decisions, as pure functions of the fold: whether to run a dispatch, which runs a
-previous life of this executor left behind, which agents to (re-)register or take up, which
-claude session an attempt continues, and the events that say an attempt started and how it
-ended.
+"""The executor's decisions, as pure functions of the fold: which claim a hosted agent runs next,
+which runs a previous life of this executor left behind, which agents to (re-)register or take
+up, which claude session an attempt continues, and the events that say an attempt started and
+how it ended.
 
 The service appends what these return, with the expected sequence of the aggregate taken from
 the same board, so a decision made on a stale board loses the race instead of doing harm.
@@ -16,14 +16,55 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from schemas import events as ev
+from schemas.attempts import KIND_OF, Budgets, Outcome, one_more
 from schemas.board import AgentView, Board, TaskView
-from schemas.dispatch import Dispatch
 from services.executor.config import AgentConfig
 from services.executor.runtimes import Verdict
 
 SESSION_ID = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """The task's budgets as its claim carries them (``schemas.attempts``; 0: not known, a claim
+    by an older scheduler), and ``retry_in``, the seconds before the retry of a failed run while
+    its run failures are not used up."""
+
+    run_failures: int = 1
+    run_losses: int = 0
+    interruptions: int = 0
+    retry_in: float = 0.0
+
+    @classmethod
+    def of(cls, task: TaskView | None) -> Allowance:
+        """As the task's current claim carries them (none: a failed run fails the task)."""
+        budgets = task.budgets if task is not None else None
+        if budgets is None:
+            return cls()
+        return cls(
+            max(1, budgets.run_failures),
+            max(0, budgets.run_losses),
+            max(0, budgets.interruptions),
+            max(0.0, budgets.retry_in),
+        )
+
+    def one_more(self, task: TaskView, cause: ev.AttemptEnd) -> Outcome | None:
+        """What one more ``cause`` does to ``task`` (None: its budget is not known here)."""
+        known = {
+            "interruptions": self.interruptions,
+            "run_losses": self.run_losses,
+            "run_failures": self.run_failures,
+        }
+        if known[KIND_OF[cause]] < 1:
+            return None
+        budgets = Budgets(
+            interruptions=max(1, self.interruptions),
+            run_losses=max(1, self.run_losses),
+            run_failures=self.run_failures,
+        )
+        return one_more(task, cause, budgets)
 
 
 @dataclass(frozen=True)
@@ -38,21 +79,31 @@ def actor(executor: str) -> str:
     return f"executor:{executor}"
 
 
-def dispatch_refusal(board: Board, dispatch: Dispatch, hosted: Collection[str]) -> str | None:
-    """Why this executor must not run ``dispatch`` (None: run it). A dispatch is only a hint; the
-    fold decides: the task must be claimed by that agent, at that attempt."""
-    if dispatch.agent not in hosted:
-        return f"agent {dispatch.agent} is not hosted by this executor"
-    task = board.task(dispatch.swarm, dispatch.task)
-    if task is None:
-        return "the task does not exist (deleted, or in another swarm)"
-    if task.attempt != dispatch.attempt:
-        return f"attempt {dispatch.attempt} is not current (the task is at attempt {task.attempt})"
-    if task.status != "claimed":
-        return f"the task is {task.status}, not claimed"
-    if task.agent != dispatch.agent:
-        return f"the task is claimed by {task.agent}, not {dispatch.agent}"
-    return None
+@dataclass(frozen=True)
+class Claim:
+    """An attempt the log shows claimed by a hosted agent and not started yet: what that agent
+    runs next. ``seq``: the task's version in the fold, the expected sequence of its
+    ``running`` (a task cancelled or requeued meanwhile makes that append conflict)."""
+
+    swarm: str
+    task: str
+    agent: str
+    attempt: int
+    seq: int
+
+
+def claim_to_run(board: Board, swarm: str, agent: str) -> Claim | None:
+    """The claim ``agent`` has to run, if any: the task the fold shows claimed by it (an agent
+    holds at most one). The claim in the log is the dispatch: no message carries it. An agent
+    the log shows lost runs nothing: the scheduler requeues its claim, unless the agent is back
+    (registered again) first."""
+    view = board.agent(swarm, agent)
+    if view is None or view.task is None or view.status == "lost":
+        return None
+    task = board.task(swarm, view.task)
+    if task is None or task.status != "claimed" or task.agent != agent:
+        return None
+    return Claim(swarm, task.id, agent, task.attempt, board.version(swarm, "task", task.id))
 
 
 def is_current(board: Board, swarm: str, task_id: str, attempt: int, agent: str) -> bool:
@@ -72,8 +123,8 @@ def orphaned_runs(
     """Tasks running on this executor's agents when it starts: their process died with the
     previous life of this executor, so they go back to the queue with the next attempt.
 
-    Claimed (not yet running) tasks are left alone: their dispatch is still in the queue (or is
-    redelivered once its ack wait passes) and is served normally."""
+    Claimed (not yet running) tasks are left alone: the claim is in the log, and the agent's
+    serving loop runs it like any other (``claim_to_run``)."""
     view = board.swarms.get(swarm)
     if view is None:
         return []
@@ -92,10 +143,10 @@ def orphaned_runs(
             actor=actor(executor),
             attempt=task.attempt + 1,
             reason=(
-                f"executor {executor} restarted while attempt {task.attempt} was running "
-                f"on {task.agent}"
+                f"executor {executor} restarted while run {task.runs} was running on {task.agent}"
             ),
             retry_at=now,
+            cause="run_lost",
         )
         found.append(Append(event, board.version(swarm, "task", task.id)))
     return found
@@ -268,16 +319,30 @@ def result(
     now: float,
     *,
     given_back: str | None = None,
+    cause: ev.AttemptEnd = "run_stopped",
     work: ev.Work | None = None,
+    task: TaskView | None = None,
+    allowance: Allowance | None = None,
 ) -> ev.TaskCompleted | ev.TaskFailed | ev.TaskRequeued:
     """How the attempt ended, as the event to append: ``requeued`` (the next attempt, at once)
-    when it was stopped for a reason that is not the task's (``given_back``: this executor
-    stopping, the agent leaving, the sandbox lost), else ``completed`` or ``failed`` with the
-    run's outcome (and, in a project, the ``work`` it left) and, for a failure, why."""
+    when it was stopped for a reason that is not the task's (``given_back``, with its ``cause``:
+    this executor stopping or the agent leaving is ``run_stopped``, a lost sandbox
+    ``run_lost``), else ``completed`` or ``failed`` with the run's outcome (and, in a project,
+    the ``work`` it left) and, for a failure, why. A failed run whose task (``task``: as the
+    fold shows it, this run not yet counted) has run failures left in its budget
+    (``allowance``) goes back to the queue instead, after ``retry_in``, saying so ("run 1
+    failed: exit 1; 1 of 2 run failures used"); the last one allowed fails it, saying so when
+    more than one was. Reasons say the budget used when ``task`` and the budget are known."""
     envelope = _envelope(attempt, executor, now)
+    allowance = allowance or Allowance()
     if given_back is not None:
+        spent = allowance.one_more(task, cause) if task is not None else None
         return ev.TaskRequeued(
-            **envelope, attempt=attempt.attempt + 1, reason=given_back, retry_at=now
+            **envelope,
+            attempt=attempt.attempt + 1,
+            reason=f"{given_back}; {spent.text}" if spent is not None else given_back,
+            retry_at=now,
+            cause=cause,
         )
     if verdict.completed:
         return ev.TaskCompleted(
@@ -287,9 +352,23 @@ def result(
             outcome=verdict.outcome,
             work=work,
         )
+    reason = verdict.reason or "failed"
+    if task is not None and allowance.run_failures > 1:
+        spent = allowance.one_more(task, "run_failed")
+        assert spent is not None  # its budget is always known
+        if not spent.final:
+            return ev.TaskRequeued(
+                **envelope,
+                attempt=attempt.attempt + 1,
+                reason=f"run {max(1, task.runs)} failed: {reason}; {spent.text}",
+                retry_at=now + allowance.retry_in,
+                cause="run_failed",
+                outcome=verdict.outcome,
+            )
+        reason = f"{reason}; {spent.text}"
     return ev.TaskFailed(
         **envelope,
-        reason=verdict.reason or "failed",
+        reason=reason,
         attempt=attempt.attempt,
         agent=attempt.agent,
         outcome=verdict.outcome,

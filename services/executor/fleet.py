@@ -3,7 +3,7 @@
 It folds every swarm's log and runs, in-process, one swarm-scoped ``Executor`` per swarm it
 hosts agents of: its home swarm (``--swarm``, where its configured agents live; the built-in
 agents only in the default swarm) and each swarm where it took up an agent. Each of those keeps
-its own small fold, presence, dispatch consumers and sandboxes (``<data dir>/swarms/<swarm>``
+its own small fold, presence and sandboxes (``<data dir>/swarms/<swarm>``
 for a swarm other than the home one, so equal agent ids of two swarms never share a directory).
 
 Placement (``placement.py``, pure): every executor heartbeats an offer — its room (max agents

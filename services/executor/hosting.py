@@ -4,8 +4,8 @@ checkouts of the swarm's project.
 - **Registering and hosting.** Configured agents are registered (``agent.registered``) unless the
   fold already shows them just so, or another executor's fresh presence holds them; agents
   registered through the API with no executor are taken up (``agent.updated``) while there is
-  room (``max_agents``). Hosting one: its sandbox (created or attached), its dispatch queue, its
-  API access, a presence key, and its serving loop (``serving.py``).
+  room (``max_agents``). Hosting one: its sandbox (created or attached), its API access, a
+  presence key, and its serving loop (``serving.py``).
 - **Presence.** A key per hosted agent in ``swarm_presence``, refreshed well within the lease;
   an agent the fold shows lost while this executor still hosts it registers again.
 - **Checkouts.** Whenever the fold shows a hosted agent owing its swarm's attached project a
@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 
+from schemas import events as ev
 from schemas import subjects
 from schemas.environment import NOT_GIT_CREDENTIALS
-from services.bus.dispatch import DispatchQueue, agent_consumer, delete_agent_consumer
 from services.bus.logs import redactor
 from services.bus.presence import Presence, put_presence, read_presence
 from services.executor import checkouts, decisions, runs
@@ -49,10 +49,12 @@ class ActiveRun:
     correlation_id: str | None = None
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     why: str | None = None
+    cause: ev.AttemptEnd = "run_stopped"  # the budget a give-back uses (schemas.attempts)
 
-    def stop(self, why: str) -> None:
+    def stop(self, why: str, cause: ev.AttemptEnd = "run_stopped") -> None:
         if self.why is None:
             self.why = why
+            self.cause = cause
         self.cancel.set()
 
     @property
@@ -66,12 +68,12 @@ class ActiveRun:
 class HostedAgent:
     id: str
     sandbox: Sandbox
-    sub: DispatchQueue  # its dispatches (a durable pull consumer)
     config: AgentConfig | None = None  # its [[agents]] entry (None: registered through the API)
     loop: asyncio.Task[None] | None = None
     run: ActiveRun | None = None
     active: bool = True
-    serving: bool = False  # between taking a dispatch and acking it
+    serving: bool = False  # while it serves a claim (from ``running`` to the result)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # a claim of it was folded in
     api_env: dict[str, str] = field(default_factory=dict)  # runs.api_access: holds a secret
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # its checkout: git or a task
     checkout_job: asyncio.Task[None] | None = None
@@ -152,16 +154,13 @@ class Hosting:
         if back is not None:
             await self.ledger.append(back)
         sandbox = await self.backend.create(self.swarm, agent, sandbox_id)
-        sub = await agent_consumer(
-            self.ledger.bus.js, self.swarm, agent, ack_wait=self.config.ack_wait
-        )
         api_env = runs.api_access(self.env, self.swarm, agent)
         token = api_env.get("SWARM_AGENT_TOKEN")
         if token:  # masked wherever it might show up: output, chat, logs
             self.secrets.append(token)
             redactor.add(token)
         hosted = HostedAgent(
-            id=agent, sandbox=sandbox, sub=sub, config=self._configured.get(agent), api_env=api_env
+            id=agent, sandbox=sandbox, config=self._configured.get(agent), api_env=api_env
         )
         self.hosted[agent] = hosted
         await self.put_presence(hosted)
@@ -184,11 +183,8 @@ class Hosting:
         elif hosted.loop is not None:
             hosted.loop.cancel()
         try:
-            await hosted.sub.close()
             kv = await self.ledger.bus.kv(subjects.PRESENCE_BUCKET)
             await kv.delete(subjects.presence_key(self.swarm, agent))
-            if gone:
-                await delete_agent_consumer(self.ledger.bus.js, self.swarm, agent)
         except Exception as error:
             self.log.warning("executor.unhost_incomplete", agent=agent, error=str(error))
         self.log.info("executor.unhosted", agent=agent, gone=gone)

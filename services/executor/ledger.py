@@ -1,4 +1,4 @@
-"""What hosting agents and serving dispatches share: the executor's fold of its swarm's log and
+"""What hosting agents and serving claims share: the executor's fold of its swarm's log and
 the way to append to it (with the aggregate's expected sequence, then wait until the fold holds
 the event)."""
 

@@ -5,14 +5,15 @@ previous life of this executor left running, registers its configured agents, an
 (plus agents it took up earlier). The work is split along its seams:
 
 - ``hosting.py``: which agents it hosts, their sandboxes, presence keys and checkouts;
-- ``serving.py``: each hosted agent's dispatches: ``running``, the run, the result, chat lines,
+- ``serving.py``: each hosted agent's claims: ``running``, the run, the result, chat lines,
   and the git around each task in a project (its branch, keeping its work, landing it:
   ``workplan.py``, ``integration.py``);
 - ``decisions.py``: the pure decisions both make, result events included; ``ledger.py``: the
   fold and appending, which both share.
 
-This module wires them together, follows the log (a ``task.cancelled`` or ``requeued`` for a
-task running here kills its process group at once; agents coming and going are hosted or let
+This module wires them together, follows the log (a ``task.claimed`` for a hosted agent wakes
+that agent's serving loop; a ``task.cancelled`` or ``requeued`` for a task running here kills its
+process group at once; agents coming and going are hosted or let
 go) and stops cleanly: running attempts are given back (``task.requeued``), presence withdrawn.
 """
 
@@ -172,7 +173,7 @@ class Executor(Service):
 
     async def on_stop(self) -> None:
         """Kill what runs (each attempt goes back to the queue), let the agents' loops end (one
-        serving a dispatch finishes it: requeue, ack), then withdraw the agents' presence."""
+        serving a claim finishes it: requeue), then withdraw the agents' presence."""
         if self._hosting_part is None or self._serving_part is None:
             return
         hosting, serving = self._hosting_part, self._serving_part
@@ -184,7 +185,7 @@ class Executor(Service):
         loops = [h.loop for h in hosting.hosted.values() if h.loop is not None]
         for hosted in hosting.hosted.values():
             if hosted.loop is not None and not hosted.serving:
-                hosted.loop.cancel()  # only waiting for a dispatch
+                hosted.loop.cancel()  # only waiting for a claim
         if loops:
             await asyncio.wait(loops, timeout=15.0)
         for loop in loops:
@@ -234,7 +235,11 @@ class Executor(Service):
         if event.swarm != self.swarm or self._hosting_part is None:
             return
         hosting = self._hosting_part
-        if isinstance(event, ev.TaskEvent):
+        if isinstance(event, ev.TaskClaimed):
+            hosted = hosting.hosted.get(event.agent)
+            if hosted is not None:
+                hosted.wake.set()
+        elif isinstance(event, ev.TaskEvent):
             run = self.runs.get(event.id)
             if (
                 run is not None
@@ -250,6 +255,7 @@ class Executor(Service):
             hosting.projects_changed.set()
             if event.id not in hosting.hosted or not self.ready:
                 return
+            hosting.hosted[event.id].wake.set()  # back from lost: its claim may be runnable
             gone = board.agent(self.swarm, event.id) is None
             if isinstance(event, ev.AgentDeregistered) and gone:
                 hosting.later(hosting.unhost(event.id, gone=True))

@@ -1,13 +1,16 @@
-"""Serving dispatches: each hosted agent pulls its dispatches, runs the claimed attempt in its
-sandbox and writes the result.
+"""Serving claims: each hosted agent runs the attempts the log shows claimed by it, one at a
+time, in its sandbox, and writes the result.
 
-Serving one: the fold must show the task claimed by that agent at that attempt (else the message
-is dropped); with the agent's lock, a due checkout first; ``task.running`` is appended with the
-claim's sequence as expected sequence (a task cancelled or requeued meanwhile makes it conflict:
-dropped), carrying the mentions its prompt takes and, for a claude task, the session it runs in;
-the message is kept in progress while the agent works; the result (``decisions.result``) is
-appended only while the fold still shows this attempt running (zombie fencing); then the message
-is acked.
+The claim in the log is the dispatch: the executor's fold wakes the agent's loop when a claim of
+that agent is folded in (``decisions.claim_to_run`` says which), so no message goes between the
+scheduler and the executor. Serving one: with the agent's lock, a due checkout first;
+``task.running`` is appended with the task's version at the claim as expected sequence (a task
+cancelled or requeued meanwhile makes it conflict: not started), carrying the mentions its prompt
+takes and, for a claude task, the session it runs in; the result (``decisions.result``) is
+appended only while the fold still shows this attempt running (zombie fencing). A claim this
+executor did not start before it died is still in the log: its next life (or the executor that
+takes the agent over) runs it; if none does, the agent's presence lapses and the scheduler
+requeues the task.
 
 With an initialised project (``workplan.py``, ``integration.py``): the task runs on its own branch
 cut from the project branch's tip (``_start_work``), what it leaves is committed and pushed
@@ -34,14 +37,12 @@ from collections.abc import Mapping
 
 from structlog.typing import FilteringBoundLogger
 
-from schemas import dispatch as wire
 from schemas import events as ev
 from schemas import subjects
 from schemas.board import TaskView
 from schemas.chat import ChatMessage
 from schemas.errors import Unavailable
 from services.bus import chat as chat_bus
-from services.bus.dispatch import DispatchDelivery, UndecodableDispatch
 from services.bus.eventlog import AppendConflict
 from services.executor import (
     chat_lines,
@@ -66,6 +67,8 @@ from services.executor.output import OutputSink
 from services.executor.runtimes import Verdict
 
 CHAT_RETRY_SECONDS = 10.0
+CLAIM_CHECK_EVERY = 2.0  # seconds: each hosted agent looks for a claim at least this often
+RETRY_SECONDS = 1.0  # before serving a claim again that could not be started (NATS away)
 
 
 class Serving:
@@ -101,81 +104,54 @@ class Serving:
     # --- the loop per agent --------------------------------------------------------------------
 
     async def serve_agent(self, hosted: HostedAgent) -> None:
+        """Run the agent's claims as the fold shows them, one at a time. Woken by each claim of
+        this agent folded in (``wake``); it looks again every few seconds anyway."""
         while hosted.active and not self.stopping.is_set():
+            hosted.wake.clear()  # before looking: a claim folded from now on wakes it again
+            claim = decisions.claim_to_run(self.ledger.board, self.swarm, hosted.id)
+            if claim is None:
+                try:
+                    await asyncio.wait_for(hosted.wake.wait(), CLAIM_CHECK_EVERY)
+                except TimeoutError:
+                    pass
+                continue
+            hosted.serving = True
             try:
-                messages = await hosted.sub.next(timeout=1.0)
+                retry = await self.serve(hosted, claim)
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # NATS away, consumer gone: try again shortly
-                self.log.warning("executor.fetch_failed", agent=hosted.id, error=str(error))
-                await asyncio.sleep(0.5)
-                continue
-            for msg in messages:
-                hosted.serving = True
-                try:
-                    await self.serve(hosted, msg)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    self.log.exception("executor.serve_failed", agent=hosted.id)
-                finally:
-                    hosted.serving = False
+            except Exception:
+                self.log.exception("executor.serve_failed", agent=hosted.id, task=claim.task)
+                retry = True
+            finally:
+                hosted.serving = False
+            if retry:  # NATS away, or a failure: the claim is still in the log, look again
+                await asyncio.sleep(RETRY_SECONDS)
 
-    async def serve(self, hosted: HostedAgent, msg: DispatchDelivery | UndecodableDispatch) -> None:
-        if isinstance(msg, UndecodableDispatch):
-            self.log.error("executor.dispatch_undecodable", agent=hosted.id, error=msg.error)
-            await msg.term()
-            return
-        dispatch = msg.dispatch
-        log = self.log.bind(task=dispatch.task, agent=dispatch.agent, attempt=dispatch.attempt)
-        if dispatch.task in self.runs:
-            return  # redelivered while it runs here: the run acks it when it ends
-        if self.stopping.is_set():
-            await msg.nak()
-            return
-        try:
-            await self.ledger.projection.wait_for(dispatch.claim_seq)
-        except Unavailable:
-            await msg.nak(delay=1.0)
-            return
-        refusal = (
-            "for another swarm"
-            if dispatch.swarm != self.swarm
-            else decisions.dispatch_refusal(self.ledger.board, dispatch, [hosted.id])
-        )
-        if refusal is not None:
-            log.info("executor.dispatch_dropped", reason=refusal)
-            await msg.ack()
-            return
-        keepalive = asyncio.create_task(self._keep_in_progress(msg))
-        try:
-            async with hosted.lock:
-                await self._serve_claimed(hosted, dispatch, msg, log)
-        finally:
-            keepalive.cancel()
+    async def serve(self, hosted: HostedAgent, claim: decisions.Claim) -> bool:
+        """Serve one claim: ``running`` at the claim's sequence, the run, the result. True: it
+        could not be started for now (NATS away), try again."""
+        log = self.log.bind(task=claim.task, agent=claim.agent, attempt=claim.attempt)
+        async with hosted.lock:
+            return await self._serve_claimed(hosted, claim, log)
 
     async def _serve_claimed(
-        self,
-        hosted: HostedAgent,
-        dispatch: wire.Dispatch,
-        msg: DispatchDelivery,
-        log: FilteringBoundLogger,
-    ) -> None:
+        self, hosted: HostedAgent, claim: decisions.Claim, log: FilteringBoundLogger
+    ) -> bool:
         """With the agent's checkout to itself: a due checkout first, then ``running`` (with the
         mentions its prompt takes and its session), the run, the result."""
         if self.stopping.is_set():  # waited for the lock while this executor began to stop
-            await msg.nak()
-            return
+            return False  # the claim stays in the log: this executor's next life serves it
         await self.hosting.checkout_locked(hosted, before_task=True)
-        claimed = self.ledger.board.task(self.swarm, dispatch.task)
+        if decisions.claim_to_run(self.ledger.board, self.swarm, hosted.id) != claim:
+            return False  # the task moved on while the checkout ran
+        claimed = self.ledger.board.task(self.swarm, claim.task)
         correlation = claimed.correlation_id if claimed is not None else None
         log = log.bind(correlation_id=correlation)
-        attempt = decisions.Attempt(
-            self.swarm, dispatch.task, dispatch.attempt, dispatch.agent, correlation
-        )
-        started = await self._start_work(hosted, attempt, dispatch.claim_seq, claimed, msg, log)
+        attempt = decisions.Attempt(self.swarm, claim.task, claim.attempt, claim.agent, correlation)
+        started = await self._start_work(hosted, attempt, claim.seq, claimed, log)
         if started is None:
-            return  # it could not start in the project: failed, and said why
+            return False  # it could not start in the project: failed, and said why
         plan, base = started
         delivery = mentions.Delivery()
         session: str | None = None
@@ -196,18 +172,17 @@ class Serving:
         )
         try:
             seq = await self.ledger.bus.events.append(
-                running, expected_seq=dispatch.claim_seq, retry_for=5.0
+                running, expected_seq=claim.seq, retry_for=5.0
             )
         except AppendConflict:
-            log.info("executor.dispatch_dropped", reason="the task moved on since its claim")
-            await msg.ack()
-            return
+            # the task moved on since its claim (cancelled, requeued), or another event on it
+            # came first: the loop looks at the fold again once it shows what beat us
+            log.info("executor.claim_not_started", reason="the task moved on since its claim")
+            await self.ledger.settled("task", claim.task, claim.seq)
+            return False
         except Unavailable:
-            await msg.nak(delay=1.0)
-            return
-        run = ActiveRun(
-            self.swarm, dispatch.task, dispatch.attempt, dispatch.agent, seq, correlation
-        )
+            return True
+        run = ActiveRun(self.swarm, claim.task, claim.attempt, claim.agent, seq, correlation)
         self.runs[run.task] = run
         hosted.run = run
         log = log.bind(seq=seq)
@@ -217,14 +192,14 @@ class Serving:
             except Unavailable:
                 pass  # the fold lags: the result append checks again
             board = self.ledger.board
-            view = board.task(self.swarm, dispatch.task)
+            view = board.task(self.swarm, claim.task)
             if view is None or (
                 board.seq >= seq
                 and not decisions.is_current(board, run.swarm, run.task, run.attempt, run.agent)
             ):
-                return  # cancelled (or more) the moment it started: nothing to run or say
+                return False  # cancelled (or more) the moment it started: nothing to run or say
             task = copy.copy(view)
-            task.attempt = dispatch.attempt
+            task.attempt = claim.attempt
             log.info(
                 "task.running",
                 runtime=task.runtime,
@@ -248,12 +223,12 @@ class Serving:
                 self.say(run, "completed", result.outcome.result)
                 if plan is not None and result.work is not None and result.work.land:
                     await self._land(hosted, plan, result.work.base, result.work.head, log)
-            elif isinstance(result, ev.TaskFailed):
+            elif isinstance(result, ev.TaskFailed | ev.TaskRequeued):  # a retry says so
                 self.say(run, "failed", result.reason)
         finally:
             self.runs.pop(run.task, None)
             hosted.run = None
-            await self._ack(msg, log)
+        return False
 
     # --- what a run is given -------------------------------------------------------------------
 
@@ -345,7 +320,7 @@ class Serving:
         except sandboxes.SandboxLost as error:  # [daytona hook] a new sandbox: this attempt again
             self.log.warning("executor.sandbox_lost", task=task.id, error=error.reason)
             hosted.hooks_path = None  # a new sandbox has none
-            run.stop(f"sandbox lost: {error.reason}")
+            run.stop(f"sandbox lost: {error.reason}", cause="run_lost")
             outcome = ev.RunOutcome(result=error.reason, is_error=True)
             verdict = Verdict(False, outcome, error.reason)
         except sandboxes.SandboxFailed as error:  # [daytona hook] the backend says why: it fails
@@ -370,11 +345,21 @@ class Serving:
         verdict: Verdict,
         log: FilteringBoundLogger,
         work: ev.Work | None = None,
-    ) -> ev.TaskCompleted | ev.TaskFailed | None:
+    ) -> ev.TaskCompleted | ev.TaskFailed | ev.TaskRequeued | None:
         """Append the result (or, when the attempt was stopped for a reason not its own, give it
-        back). Returns the result appended (None: refused, or given back)."""
+        back; a failed run with run failures left goes back to the queue: its claim carries the
+        budgets). Returns the result appended (None: refused, or given back)."""
+        task = self.ledger.board.task(run.swarm, run.task)
         event = decisions.result(
-            run.named, verdict, self.me, time.time(), given_back=run.why, work=work
+            run.named,
+            verdict,
+            self.me,
+            time.time(),
+            given_back=run.why,
+            cause=run.cause,
+            work=work,
+            task=task,
+            allowance=decisions.Allowance.of(task),
         )
         expected = run.running_seq
         while True:
@@ -401,24 +386,9 @@ class Serving:
                     return None
                 continue  # NATS away: keep trying (the msg id keeps it single)
             log.info(f"task.{event.verb}", result_seq=seq, reason=getattr(event, "reason", None))
-            return event if isinstance(event, ev.TaskCompleted | ev.TaskFailed) else None
-
-    async def _ack(self, msg: DispatchDelivery, log: FilteringBoundLogger) -> None:
-        """Ack without waiting for a reply (a round trip per task otherwise). A lost ack only
-        brings the message back after ``ack_wait``, as a stale dispatch that is dropped; the
-        consumer's ``max_ack_pending`` of 2 keeps the agent's next dispatch coming meanwhile."""
-        try:
-            await msg.ack()
-        except Exception as error:
-            log.warning("executor.ack_failed", error=str(error))
-
-    async def _keep_in_progress(self, msg: DispatchDelivery) -> None:
-        while True:
-            await asyncio.sleep(self.config.ack_wait / 3)
-            try:
-                await msg.in_progress()
-            except Exception:  # NATS away: the next one may pass
-                pass
+            if isinstance(event, ev.TaskRequeued) and event.cause != "run_failed":
+                return None  # given back
+            return event
 
     # --- the task's branch and landing its work (integration.py) -------------------------------
 
@@ -428,12 +398,11 @@ class Serving:
         attempt: decisions.Attempt,
         claim_seq: int,
         task: TaskView | None,
-        msg: DispatchDelivery,
         log: FilteringBoundLogger,
     ) -> tuple[workplan.WorkPlan | None, str | None] | None:
         """Before the run: the task's branch from the project branch's newest tip. (plan,
         base); (None, None) when there is no git around it; None when it cannot start in the
-        project (the task is failed with the reason, the dispatch acked)."""
+        project (the task is failed with the reason)."""
         if task is None:
             return None, None
         try:
@@ -450,7 +419,6 @@ class Serving:
         log.warning("executor.branch_failed", error=reason)
         failed = decisions.not_started(attempt, self.me, time.time(), reason)
         await self.ledger.append(Append(failed, claim_seq), retry_for=30.0)
-        await msg.ack()
         return None
 
     async def _keep_work(

@@ -12,11 +12,13 @@ follow-up tasks), only for that agent's swarm, and the handler then acts as that
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -26,6 +28,7 @@ from aiohttp import web
 from schemas import subjects
 from schemas.board import FINISHED
 from schemas.errors import (
+    Forbidden,
     Invalid,
     NotFound,
     SwarmError,
@@ -38,12 +41,13 @@ from schemas.scopes import Caller, authorize, bearer, identify, principal
 from services.bus.chat import decode as decode_chat
 from services.bus.history import Feed, chunk_attempt
 from services.bus.micro import decode_body, error_body
-from services.gateway import openapi
+from services.gateway import openapi, sessions
 from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
 from services.gateway.commands import Commands
 from services.gateway.context import Context, Landed, Result
 from services.gateway.routes import ROUTE_BY_NAME, ROUTES
 from services.gateway.validation import task_of
+from services.gateway.watchers import Watchers
 
 if TYPE_CHECKING:
     from services.gateway.service import Gateway
@@ -54,6 +58,26 @@ MAX_BODY = 1 << 20  # 1 MiB
 KEEPALIVE = 15.0  # seconds between SSE comments on a quiet stream
 POLL = 0.5  # how often a quiet SSE loop looks at the clock and at shutdown
 OPEN_ROUTES = frozenset({"/health"})
+# The board's pages: each decides itself what a visitor who is not signed in sees.
+PAGE_ROUTES = frozenset({"/", "/sign-in", "/sign-out"})
+ASSETS = "/board/"  # the board's static files (no secrets in them): open
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The board's pages and files: only this origin's scripts, styles, images and connections; no
+# inline script or style, no framing, forms post only here.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",  # no-referrer would make Origin "null"
+    "X-Frame-Options": "DENY",
+}
+ASSET_TYPES = {
+    "board.js": "text/javascript",
+    "board.css": "text/css",
+    "icon.svg": "image/svg+xml",
+}
 CORRELATION = web.RequestKey("correlation_id", str)
 AGENT = web.RequestKey("agent", str)  # set when the caller holds an agent token
 CORRELATION_ID = re.compile(r"[!-~]{1,128}")  # a given X-Correlation-Id: printable ASCII
@@ -122,6 +146,8 @@ class HttpApi:
         self.token = token
         self.max_body = max_body
         self.closing = asyncio.Event()
+        self.watchers = Watchers()  # the board streams open now, fed by the gateway's fold
+        self.clock: Callable[[], float] = time.time
 
     @property
     def commands(self) -> Commands:
@@ -137,6 +163,11 @@ class HttpApi:
             app.router.add_route(
                 route.method, route.path, getattr(self, route.name), name=route.name
             )
+        # The board (not part of the JSON API, so not in the route table or OpenAPI document)
+        app.router.add_get("/", self.board_page, name="board_page")
+        app.router.add_post("/sign-in", self.sign_in, name="sign_in")
+        app.router.add_post("/sign-out", self.sign_out, name="sign_out")
+        app.router.add_get(ASSETS + "{asset}", self.board_asset, name="board_asset")
         return app
 
     # --- middlewares ----------------------------------------------------------------------
@@ -188,11 +219,36 @@ class HttpApi:
 
     @web.middleware
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.token and request.path not in OPEN_ROUTES:
-            caller = identify(self.token, bearer(request.headers.get("Authorization")))
-            if caller.is_agent:
-                self.check_agent_token(request, caller)
+        path = request.path
+        if not self.token or path in OPEN_ROUTES or path in PAGE_ROUTES:
+            return await handler(request)
+        if path.startswith(ASSETS):
+            return await handler(request)
+        header = request.headers.get("Authorization")
+        if header is None and self.signed_in(request):
+            # the board in a browser: its session cookie stands for the API token; a write
+            # must come from a page of this gateway (CSRF)
+            if request.method in UNSAFE_METHODS:
+                self.check_origin(request)
+            return await handler(request)
+        caller = identify(self.token, bearer(header))
+        if caller.is_agent:
+            self.check_agent_token(request, caller)
         return await handler(request)
+
+    def signed_in(self, request: web.Request) -> bool:
+        """Whether the request carries a live board session (always, without an API token)."""
+        if not self.token:
+            return True
+        return sessions.valid(self.token, request.cookies.get(sessions.COOKIE), self.clock())
+
+    @staticmethod
+    def check_origin(request: web.Request) -> None:
+        if not sessions.same_origin(request.headers.get("Origin"), request.host):
+            raise Forbidden(
+                "a write with the board's session cookie must come from the board's own page "
+                "(its Origin header must name this gateway)"
+            )
 
     def check_agent_token(self, request: web.Request, caller: Caller) -> None:
         """Let an agent's own token through where ``schemas.scopes`` allows it, for its own swarm
@@ -400,6 +456,121 @@ class HttpApi:
 
     async def sync_project(self, request: web.Request) -> web.Response:
         return await self._project_request(request, "sync")
+
+    # --- the board ----------------------------------------------------------------------
+
+    @staticmethod
+    def page_file(name: str) -> bytes:
+        return resources.files("services.gateway").joinpath("static", name).read_bytes()
+
+    def page(self, name: str, status: int = 200, *, error: str = "") -> web.Response:
+        text = self.page_file(name).decode()
+        text = text.replace("{{error}}", html.escape(error))
+        response = web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+        response.headers.update(PAGE_HEADERS)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def board_page(self, request: web.Request) -> web.Response:
+        """The board, or the sign-in form to a browser without a session (not a 401)."""
+        if self.signed_in(request):
+            return self.page("board.html")
+        return self.page("signin.html")
+
+    async def board_asset(self, request: web.Request) -> web.Response:
+        name = request.match_info["asset"]
+        kind = ASSET_TYPES.get(name)
+        if kind is None:
+            raise NotFound(f"no board file {name}")
+        response = web.Response(body=self.page_file(name), content_type=kind)
+        response.headers.update(PAGE_HEADERS)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @staticmethod
+    def over_https(request: web.Request) -> bool:
+        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
+        return request.secure or forwarded.lower() == "https"
+
+    async def sign_in(self, request: web.Request) -> web.Response:
+        """The sign-in form's POST (``token``): a session cookie and back to the board, or the
+        form again with what was wrong (401)."""
+        if not sessions.same_origin(request.headers.get("Origin"), request.host):
+            return self.page("signin.html", 403, error="Sign in from the board's own page.")
+        if not self.token:
+            return self.to_board()
+        form = await request.post()
+        given = form.get("token")
+        given = given.strip() if isinstance(given, str) else ""
+        try:
+            caller = identify(self.token, given or None)
+        except Unauthorized:
+            caller = None
+        if caller is None or caller.is_agent:
+            message = "That is not this Swarm's API token." if given else "Enter the API token."
+            return self.page("signin.html", 401, error=message)
+        response = self.to_board()
+        response.set_cookie(
+            sessions.COOKIE,
+            sessions.issue(self.token, self.clock()),
+            max_age=sessions.SESSION_SECONDS,
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=self.over_https(request),
+        )
+        log.info("board.signed_in", remote=request.remote)
+        return response
+
+    @staticmethod
+    def to_board() -> web.Response:
+        return web.Response(status=303, headers={"Location": "/", "Cache-Control": "no-store"})
+
+    async def sign_out(self, request: web.Request) -> web.Response:
+        if not sessions.same_origin(request.headers.get("Origin"), request.host):
+            raise Forbidden("sign out from the board's own page")
+        response = self.to_board()
+        response.del_cookie(sessions.COOKIE, path="/")
+        return response
+
+    async def board_stream(self, request: web.Request) -> web.StreamResponse:
+        """The swarm's board, live: ``event: board`` (the whole view, ``id:`` its log
+        position), then ``event: change`` after each of its events (what it changed, from the
+        fold right after it). With ``follow=0`` it ends (``event: end``) after the view."""
+        swarm = request.match_info["swarm"]
+        self._since(request)  # a malformed Last-Event-ID is a 400; a reconnect gets it all
+        follow = _flag(request, "follow", True)
+        commands = self.commands
+        commands.check_available()
+        if swarm not in commands.board.swarms:
+            raise NotFound(f"no swarm {swarm}")
+        with self.watchers.watching(swarm, commands.board) as watch:
+            response = await self._open_stream(request)
+            last_write = time.monotonic()
+            try:
+                first = watch.first
+                await response.write(
+                    sse_message(json.dumps(first), event="board", id=first["seq"])
+                    if first is not None
+                    else sse_message("{}", event="gone")
+                )
+                while follow and first is not None and not self.closing.is_set():
+                    if watch.dropped:  # fell behind: the browser reconnects to a fresh view
+                        break
+                    try:
+                        message = await asyncio.wait_for(watch.changes.get(), POLL)
+                    except TimeoutError:
+                        last_write = await self._quiet(response, last_write)
+                        continue
+                    await response.write(
+                        sse_message(json.dumps(message), event="change", id=message["seq"])
+                    )
+                    last_write = time.monotonic()
+                if not follow:
+                    await response.write(sse_message("{}", event="end"))
+            except ConnectionResetError:
+                pass
+        return response
 
     # --- server-sent events ---------------------------------------------------------------
 

@@ -147,6 +147,24 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "GET",
+        "/swarms/{swarm}/board/stream",
+        "board_stream",
+        "Server-sent events: the swarm's board now (event: board, id: log position, data: "
+        "tasks, agents, totals, project), then what each of its events changed (event: change)",
+        "swarms",
+        query=(
+            Query(
+                "follow",
+                "true (default; also 1): keep the stream open for changes; false: end "
+                "(event: end) after the board",
+                "boolean",
+            ),
+        ),
+        stream=True,
+        errors=(400, 404),
+    ),
+    Route(
+        "GET",
         "/swarms/{swarm}/events",
         "events",
         "Server-sent events: the swarm's events from a position, then live "

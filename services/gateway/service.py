@@ -91,6 +91,7 @@ class Gateway(Service):
     async def on_start(self) -> None:
         assert self.bus is not None and self.projection is not None
         self.commands = Commands(self.bus, self.projection, follow_ups=self.follow_ups)
+        self.projection.listen(self.api.watchers.on_event)  # the board streams' changes
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port)

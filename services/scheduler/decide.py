@@ -11,7 +11,9 @@ What it decides, per swarm:
 - **lost agents**: an agent hosted by an executor whose presence is older than the lease (or that
   has no presence key and registered/updated longer than a lease ago) -> ``agent.lost``;
 - **requeues**: a claimed or running task whose agent is lost (or gone) -> ``task.requeued`` with
-  the next attempt and a backoff (``retry_at``), or ``task.failed`` once ``max_attempts`` are used;
+  the next attempt (a claim that never ran: at once; a lost run: after a backoff), or
+  ``task.failed`` once the budget of that kind is used up (``schemas.attempts``); a requeued task
+  whose budget is used up (its executor gave it back) -> ``task.failed`` saying which;
 - **cascades**: a blocked, pending or requeued task whose dependency failed, was cancelled or was
   deleted -> ``task.failed`` saying which dependency and why (no task waits forever);
 - **unblocks**: a blocked task whose dependencies all completed -> ``task.unblocked``;
@@ -21,8 +23,9 @@ What it decides, per swarm:
 - **resolve tasks**: a completed task whose work cannot land and whose project resolves
   conflicts -> ``task.created`` ``<origin>-resolve-<round>`` (``resolving.py``), exactly once;
 - **claims**: claimable tasks (pending, or requeued and past ``retry_at``, dependencies done) to
-  free agents (idle, hosted, present), by ``matching.match``; a swarm whose recorded spend has
-  reached its budget gets no claims for its claude tasks (``within_budget``).
+  free agents (idle, hosted, present), by ``matching.match`` (priorities aged by
+  ``priority_aging``: no task starves behind a stream of higher ones); a swarm whose recorded
+  spend has reached its budget gets no claims for its claude tasks (``within_budget``).
 
 An aggregate gets at most one decision per call, and never one that is ``in_flight`` (the
 service's appends not yet folded back), so each decision applies to the board it was made on.
@@ -40,7 +43,8 @@ from dataclasses import dataclass, field
 
 from schemas import events as ev
 from schemas import subjects
-from schemas.board import ACTIVE, CLAIMABLE, FINISHED, AgentView, Board, SwarmView, TaskView
+from schemas.attempts import Budgets, one_more, run_number, spent
+from schemas.board import ACTIVE, FINISHED, AgentView, Board, SwarmView, TaskView
 from schemas.budgets import budget_reached, held
 from schemas.errors import Invalid
 from schemas.fold import deps_done
@@ -55,29 +59,59 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 @dataclass(frozen=True)
 class Config:
     """``lease``: seconds without presence before an agent is lost (also the leader lease).
-    ``max_attempts``: attempts a task gets before a lost agent fails it.
-    ``backoff``: seconds before the second attempt, doubling per attempt up to ``backoff_cap``.
+    ``max_run_losses``, ``max_run_failures``, ``max_interruptions``: the task's budgets
+    (``schemas.attempts``): runs lost with their agent, runs failed on their own, and claims
+    lost before their run started plus runs stopped by their executor.
+    ``backoff``: seconds before the retry of a lost or failed run, doubling per retry of that
+    kind up to ``backoff_cap`` (a lost claim is retried at once).
+    ``priority_aging``: seconds of waiting that raise a task's priority one level in matching
+    (0: never; ``matching.py``).
     ``actor``: written into every event the scheduler appends."""
 
     lease: float = 10.0
-    max_attempts: int = 3
+    max_run_losses: int = 3
+    max_run_failures: int = 1
+    max_interruptions: int = 20
     backoff: float = 2.0
     backoff_cap: float = 60.0
+    priority_aging: float = 300.0
     actor: str = "scheduler"
 
     def __post_init__(self) -> None:
         if not self.lease > 0:
             raise Invalid("lease_seconds", f"lease must be more than 0 seconds, not {self.lease}")
-        if self.max_attempts < 1:
-            raise Invalid(
-                "max_attempts", f"max attempts must be 1 or more, not {self.max_attempts}"
-            )
+        _ = self.budgets  # checks them, naming the one at fault
         if self.backoff < 0 or self.backoff_cap < 0:
             raise Invalid("retry_backoff", f"backoff must not be negative, not {self.backoff}")
+        if not self.priority_aging >= 0:
+            raise Invalid(
+                "priority_aging",
+                f"priority aging must be 0 (off) or more seconds, not {self.priority_aging}",
+            )
+
+    @property
+    def budgets(self) -> Budgets:
+        return Budgets(
+            interruptions=self.max_interruptions,
+            run_losses=self.max_run_losses,
+            run_failures=self.max_run_failures,
+        )
 
     def retry_delay(self, attempt: int) -> float:
-        """Seconds to wait before the attempt after ``attempt`` (1: base, then doubling)."""
+        """Seconds to wait before the retry after the ``attempt``-th lost or failed run (1:
+        base, then doubling)."""
         return min(self.backoff_cap, self.backoff * 2.0 ** max(0, attempt - 1))
+
+
+def claim_budgets(task: TaskView, config: Config) -> ev.AttemptBudgets:
+    """What a claim of ``task`` carries to the executor: the budgets, and the seconds before the
+    retry if this run fails on its own and its run-failure budget is not used up."""
+    return ev.AttemptBudgets(
+        run_failures=config.max_run_failures,
+        run_losses=config.max_run_losses,
+        interruptions=config.max_interruptions,
+        retry_in=config.retry_delay(task.runs_failed + 1),
+    )
 
 
 def aggregate_key(swarm: str, aggregate: str, aggregate_id: str) -> str:
@@ -248,14 +282,16 @@ def _decide_swarm(
             elif task.triggers and status != "cancelled" and landed_or_failed(swarm, task):
                 out += planner.follow_ups(task)
             continue
-        if not free and not task.depends and status in CLAIMABLE:
+        if not free and not task.depends and status == "pending":
             continue  # no dependency to watch and no agent to take it: nothing to decide
         if planner.busy("task", task.id):
             continue
         if status in ACTIVE:
             decision = planner.requeue_if_agent_lost(task)
         else:  # blocked, pending, requeued
-            decision = planner.cascade(task)
+            decision = planner.fail_if_spent(task) if status == "requeued" else None
+            if decision is None:
+                decision = planner.cascade(task)
             if decision is None and task.id in cycles:
                 decision = planner.fail(task, "dependency cycle: " + " -> ".join(cycles[task.id]))
             if decision is None:
@@ -267,7 +303,7 @@ def _decide_swarm(
         if decision is not None:
             out.append(decision)
 
-    for task, agent in match(within_budget(swarm, claimable), free):
+    for task, agent in match(within_budget(swarm, claimable), free, now, config.priority_aging):
         out.append(planner.claim(task, agent))
     return out
 
@@ -352,28 +388,51 @@ class _Planner:
     # --- tasks ----------------------------------------------------------------------------
 
     def requeue_if_agent_lost(self, task: TaskView) -> Decision | None:
+        """A claimed or running task whose agent is lost (or gone): back to the queue, or failed
+        once the budget of its kind is used up. A claim lost before its run started is an
+        interruption (retried at once); a run lost is a run loss (retried after backoff)."""
         agent = self.swarm.agents.get(task.agent) if task.agent else None
         if agent is not None and agent.status != "lost":
             return None
         who = task.agent or "?"
-        if task.attempt >= self.config.max_attempts:
+        run = run_number(task)
+        if task.status == "claimed":
+            cause: ev.AttemptEnd = "claim_lost"
+            what = f"agent {who} lost before run {run} started"
+        else:
+            cause = "run_lost"
+            what = f"agent {who} lost during run {run}"
+        outcome = one_more(task, cause, self.config.budgets)
+        reason = f"{what}; {outcome.text}"
+        if outcome.final:
             return self._decision(
                 ev.TaskFailed,
                 task.id,
-                reason=(
-                    f"agent {who} lost during attempt {task.attempt}; "
-                    f"all {self.config.max_attempts} attempts used"
-                ),
+                reason=reason,
                 attempt=task.attempt,
                 agent=task.agent,
+                cause=cause,
             )
+        delay = 0.0 if cause == "claim_lost" else self.config.retry_delay(outcome.used)
         return self._decision(
             ev.TaskRequeued,
             task.id,
             attempt=task.attempt + 1,
-            reason=f"agent {who} lost during attempt {task.attempt}",
-            retry_at=self.now + self.config.retry_delay(task.attempt),
+            reason=reason,
+            retry_at=self.now + delay,
+            cause=cause,
         )
+
+    def fail_if_spent(self, task: TaskView) -> Decision | None:
+        """A requeued task whose budget is used up (its executor gave it back with the last one
+        allowed, or the budgets were lowered since): it fails, saying which."""
+        used_up = spent(task, self.config.budgets)
+        if used_up is None:
+            return None
+        reason = task.reason or ""
+        if not reason.endswith(used_up):  # an executor that knew the budget said so already
+            reason = f"{reason}; {used_up}" if reason else used_up
+        return self.fail(task, reason)
 
     def cascade(self, task: TaskView) -> Decision | None:
         """Fail a waiting task whose dependency can no longer complete, or whose dependency's
@@ -451,4 +510,5 @@ class _Planner:
             reserve=agent.id,
             agent=agent.id,
             attempt=task.attempt,
+            budgets=claim_budgets(task, self.config),
         )

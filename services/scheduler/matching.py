@@ -6,17 +6,46 @@
   sorts first, so the same board always gives the same answer.
 - Tasks are served in priority order (critical > high > medium > low), then oldest first; a task
   no free agent can take does not hold up the ones behind it.
+- **Aging** (``aging`` seconds, the scheduler's ``priority_aging``; 0: off): every ``aging``
+  seconds a task has waited since it was created raise it one level, up to ``critical``. So a
+  task of rank r (critical 0 … low 3) ranks with the critical ones once it is ``r × aging``
+  seconds old, and among those the oldest goes first: a steady stream of higher-priority
+  arrivals (all younger) can hold it back at most that long, as soon as an agent that can take
+  it is free. Only the sort key changes: matching stays one sort of the claimable tasks,
+  O(n log n), and the same board at the same time gives the same answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from schemas.board import AgentView, TaskView, task_sort_key
+from schemas.board import PRIORITY_RANK, AgentView, TaskView
 from schemas.eligibility import can_take, shared_tags
 from schemas.eligibility import word_set as _words
 
-__all__ = ["best_agent", "can_take", "match", "shared_tags"]
+__all__ = ["best_agent", "can_take", "claim_order", "match", "shared_tags", "starving_after"]
+
+
+def effective_rank(task: TaskView, now: float, aging: float) -> int:
+    """The task's priority rank (critical 0 … low 3), raised one level per ``aging`` seconds it
+    has waited since it was created (0: no aging), never above critical."""
+    rank = PRIORITY_RANK[task.priority]
+    if aging <= 0 or rank == 0:
+        return rank
+    waited = now - task.created_at
+    return max(0, rank - int(waited // aging)) if waited > 0 else rank
+
+
+def claim_order(task: TaskView, now: float, aging: float) -> tuple[int, float, int]:
+    """The order tasks are served in: effective priority, then oldest (creation time, then log
+    position)."""
+    return (effective_rank(task, now, aging), task.created_at, task.created_seq)
+
+
+def starving_after(task: TaskView, aging: float) -> float | None:
+    """The age after which ``task`` ranks with the critical tasks, so only older tasks can go
+    before it (None: no aging, no bound)."""
+    return PRIORITY_RANK[task.priority] * aging if aging > 0 else None
 
 
 def best_agent(task: TaskView, agents: Iterable[AgentView]) -> AgentView | None:
@@ -40,15 +69,18 @@ def _best(
 
 
 def match(
-    tasks: Iterable[TaskView], agents: Iterable[AgentView]
+    tasks: Iterable[TaskView], agents: Iterable[AgentView], now: float = 0.0, aging: float = 0.0
 ) -> list[tuple[TaskView, AgentView]]:
-    """Pair tasks with free agents, highest priority and oldest first; each agent at most once.
+    """Pair tasks with free agents, highest (aged, at ``now``) priority and oldest first; each
+    agent at most once.
 
     ``tasks`` must already be claimable and ``agents`` free: this only decides who takes what.
     """
     free = {agent.id: (agent, _words(agent.skills)) for agent in agents}
     pairs: list[tuple[TaskView, AgentView]] = []
-    for task in sorted(tasks, key=task_sort_key):
+    if not free:
+        return pairs
+    for task in sorted(tasks, key=lambda task: claim_order(task, now, aging)):
         if not free:
             break
         agent = _best(_words(task.tags), free.values())

@@ -1,7 +1,7 @@
 """The scheduler process: thin I/O around ``decide``.
 
 - Follows the log (the service base's projection) and agent presence (``PresenceWatch``).
-- Holds the leader lease or stands by (``LeaderLease``); only the leader decides and dispatches.
+- Holds the leader lease or stands by (``LeaderLease``); only the leader decides.
 - Event-driven: every folded event wakes the decide loop, which decides for the swarms that
   changed and appends the decisions concurrently; a reconcile tick (a fraction of the lease)
   re-decides every swarm, which also catches ``retry_at`` and presence running out.
@@ -9,8 +9,8 @@
   back; after a lost race (``AppendConflict``), until the event that beat it is folded, and
   then it is decided again on the newer board.
 - Events it appends say ``actor: scheduler:<instance>``.
-- Each claim that is folded is dispatched (``SWARM_DISPATCH``); a new leader re-dispatches every
-  task still ``claimed`` (the message id keeps each single).
+- A claim needs no dispatch message: the executor hosting the agent follows the log and runs
+  what its agents are claimed for.
 """
 
 from __future__ import annotations
@@ -22,12 +22,10 @@ import os
 import time
 from collections.abc import Coroutine
 
-from schemas import dispatch as wire
 from schemas import events as ev
 from schemas import subjects
 from schemas.board import Board
 from services.bus.connection import NatsOptions
-from services.bus.dispatch import publish_dispatch
 from services.bus.eventlog import AppendConflict
 from services.bus.leases import LeaderLease
 from services.bus.presence import PresenceWatch
@@ -81,7 +79,6 @@ class Scheduler(Service):
         # aggregates left out of decisions: key -> (aggregate whose version to watch, the
         # version it must reach; 0 while the append is still on its way)
         self._in_flight: dict[str, tuple[str, int]] = {}
-        self._to_dispatch: set[tuple[str, str]] = set()
         self._appends: set[asyncio.Task[None]] = set()
         self._open = OpenTasks()  # the tasks decide looks at, kept in step with the fold
 
@@ -148,8 +145,6 @@ class Scheduler(Service):
         if not isinstance(event, _RELEVANT):
             return
         self._dirty.add(event.swarm)
-        if isinstance(event, ev.TaskClaimed) and self.leader:
-            self._to_dispatch.add((event.swarm, event.id))
         self._wake.set()
 
     # --- leadership -------------------------------------------------------------------------
@@ -177,13 +172,8 @@ class Scheduler(Service):
                 pass
 
     def _take_over(self) -> None:
-        """A new leader: everything gets a fresh look, every claim is dispatched again."""
-        assert self.projection is not None
+        """A new leader: everything gets a fresh look."""
         self._in_flight.clear()
-        for swarm in self.projection.board.swarms.values():
-            for task in swarm.tasks.values():
-                if task.status == "claimed":
-                    self._to_dispatch.add((swarm.id, task.id))
         self._all_dirty = True
         self._wake.set()
         self.beat_now()
@@ -234,9 +224,6 @@ class Scheduler(Service):
             for key in decision.keys:
                 self._in_flight[key] = (decision.key, 0)
             self._start(self._append(decision))
-        while self._to_dispatch:
-            swarm, task = self._to_dispatch.pop()
-            self._start(self._dispatch(swarm, task))
 
     def _start(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(coro)
@@ -280,35 +267,6 @@ class Scheduler(Service):
             for key in decision.keys:
                 self._in_flight[key] = (decision.key, version)
 
-    async def _dispatch(self, swarm: str, task_id: str) -> None:
-        assert self.bus is not None and self.projection is not None
-        board = self.projection.board
-        task = board.task(swarm, task_id)
-        if task is None or task.status != "claimed" or task.agent is None:
-            return
-        message = wire.Dispatch(
-            swarm=swarm,
-            task=task_id,
-            agent=task.agent,
-            attempt=task.attempt,
-            claim_seq=board.version(swarm, "task", task_id),
-        )
-        try:
-            seq = await publish_dispatch(self.bus.js, message, retry_for=5.0)
-        except Exception as error:
-            self.log.warning(
-                "scheduler.dispatch_failed", swarm=swarm, task=task_id, error=str(error)
-            )
-            return
-        self.log.info(
-            "task.dispatched",
-            swarm=swarm,
-            task=task_id,
-            agent=message.agent,
-            attempt=message.attempt,
-            seq=seq,
-        )
-
     # --- command line -----------------------------------------------------------------------
 
     @classmethod
@@ -322,16 +280,42 @@ class Scheduler(Service):
             help="agent presence and leader lease, seconds (env SWARM_LEASE_SECONDS, default 10)",
         )
         parser.add_argument(
+            "--max-run-losses",
             "--max-attempts",
+            dest="max_run_losses",
             type=int,
-            default=os.environ.get("SWARM_MAX_ATTEMPTS") or 3,
-            help="attempts per task before a lost agent fails it (env SWARM_MAX_ATTEMPTS, 3)",
+            default=os.environ.get("SWARM_MAX_RUN_LOSSES")
+            or os.environ.get("SWARM_MAX_ATTEMPTS")
+            or 3,
+            help="runs lost with their agent before a task fails (env SWARM_MAX_RUN_LOSSES, "
+            "formerly SWARM_MAX_ATTEMPTS; default 3)",
+        )
+        parser.add_argument(
+            "--max-run-failures",
+            type=int,
+            default=os.environ.get("SWARM_MAX_RUN_FAILURES") or 1,
+            help="runs that fail on their own before a task fails; 1: no retry "
+            "(env SWARM_MAX_RUN_FAILURES, default 1)",
+        )
+        parser.add_argument(
+            "--max-interruptions",
+            type=int,
+            default=os.environ.get("SWARM_MAX_INTERRUPTIONS") or 20,
+            help="claims lost before their run started plus runs stopped by their executor, "
+            "before a task fails (env SWARM_MAX_INTERRUPTIONS, default 20)",
         )
         parser.add_argument(
             "--retry-backoff",
             type=float,
             default=os.environ.get("SWARM_RETRY_BACKOFF") or 2.0,
             help="seconds before a retry, doubling per attempt up to 60 (env SWARM_RETRY_BACKOFF)",
+        )
+        parser.add_argument(
+            "--priority-aging",
+            type=float,
+            default=os.environ.get("SWARM_PRIORITY_AGING") or 300.0,
+            help="seconds of waiting that raise a task one priority level; 0: off "
+            "(env SWARM_PRIORITY_AGING, default 300)",
         )
         parser.add_argument(
             "--swarm",
@@ -343,7 +327,10 @@ class Scheduler(Service):
     def from_args(cls, args: argparse.Namespace) -> Scheduler:
         config = Config(
             lease=args.lease_seconds,
-            max_attempts=args.max_attempts,
+            max_run_losses=args.max_run_losses,
+            max_run_failures=args.max_run_failures,
+            max_interruptions=args.max_interruptions,
             backoff=args.retry_backoff,
+            priority_aging=args.priority_aging,
         )
         return cls(nats=NatsOptions.from_env(args.nats_url), swarm=args.swarm, config=config)

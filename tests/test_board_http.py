@@ -1,0 +1,196 @@
+"""The board's HTTP side against a real gateway on real NATS, without a browser: the sign-in
+page instead of a 401, the session cookie's flags, the CSRF check on writes made with it, the
+header token still working, the security headers, and the board stream (the view, then each
+change)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from gateway_support import call, gateway_on, running, sse_events
+
+from services.gateway import sessions
+from services.gateway.service import Gateway
+
+TOKEN = "board-test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+async def gateway(nats_url: str) -> AsyncIterator[Gateway]:
+    async with running(gateway_on(nats_url, TOKEN)) as started:
+        yield started
+
+
+@pytest.fixture
+async def browser(gateway: Gateway) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client with a cookie jar that, like a browser, keeps cookies for 127.0.0.1."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(base_url=gateway.url, cookie_jar=jar) as session:
+        yield session
+
+
+def origin(gateway: Gateway) -> dict[str, str]:
+    return {"Origin": gateway.url}
+
+
+async def sign_in(browser: aiohttp.ClientSession, gateway: Gateway) -> aiohttp.ClientResponse:
+    async with browser.post(
+        "/sign-in", data={"token": TOKEN}, headers=origin(gateway), allow_redirects=False
+    ) as response:
+        await response.read()
+        return response
+
+
+async def test_the_board_without_a_session_is_the_sign_in_page_not_a_401(
+    browser: aiohttp.ClientSession,
+) -> None:
+    async with browser.get("/") as response:
+        text = await response.text()
+        assert response.status == 200 and response.content_type == "text/html"
+        assert 'action="/sign-in"' in text and 'name="token"' in text
+        csp = response.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "<script>" not in text  # no inline script anywhere
+    status, answer = await call(browser, "GET", "/swarms")
+    assert status == 401 and answer["error"]["code"] == "unauthorized"
+
+
+async def test_signing_in_sets_an_httponly_strict_session_that_is_not_the_token(
+    browser: aiohttp.ClientSession, gateway: Gateway
+) -> None:
+    response = await sign_in(browser, gateway)
+
+    assert response.status == 303 and response.headers["Location"] == "/"
+    cookie = response.cookies[sessions.COOKIE]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/"
+    assert not cookie["secure"]  # plain http here: a Secure cookie would never come back
+    assert TOKEN not in cookie.value
+    async with browser.get("/") as page:
+        assert 'id="main"' in await page.text()
+    status, swarms = await call(browser, "GET", "/swarms")
+    assert status == 200 and isinstance(swarms, list)
+
+
+async def test_behind_https_the_cookie_is_secure(
+    browser: aiohttp.ClientSession, gateway: Gateway
+) -> None:
+    async with browser.post(
+        "/sign-in",
+        data={"token": TOKEN},
+        headers={"Origin": gateway.url, "X-Forwarded-Proto": "https"},
+        allow_redirects=False,
+    ) as response:
+        assert response.cookies[sessions.COOKIE]["secure"]
+
+
+async def test_a_wrong_token_shows_the_form_again_with_401_and_no_cookie(
+    browser: aiohttp.ClientSession, gateway: Gateway
+) -> None:
+    async with browser.post(
+        "/sign-in", data={"token": "wrong"}, headers=origin(gateway), allow_redirects=False
+    ) as response:
+        text = await response.text()
+        assert response.status == 401 and "not this Swarm" in text
+        assert sessions.COOKIE not in response.cookies
+
+
+async def test_sign_in_from_another_site_is_refused(
+    browser: aiohttp.ClientSession, gateway: Gateway
+) -> None:
+    for headers in ({}, {"Origin": "http://evil.example"}, {"Origin": "null"}):
+        async with browser.post(
+            "/sign-in", data={"token": TOKEN}, headers=headers, allow_redirects=False
+        ) as response:
+            assert response.status == 403 and sessions.COOKIE not in response.cookies
+
+
+async def test_a_write_with_the_cookie_needs_this_gateways_origin(
+    browser: aiohttp.ClientSession, gateway: Gateway, swarm_id: str
+) -> None:
+    await sign_in(browser, gateway)
+    body = {"id": swarm_id, "name": "csrf"}
+
+    status, answer = await call(browser, "POST", "/swarms", json=body)
+    assert status == 403 and "Origin" in answer["error"]["message"]
+    status, _ = await call(
+        browser, "POST", "/swarms", json=body, headers={"Origin": "http://evil.example"}
+    )
+    assert status == 403
+    status, _ = await call(browser, "GET", f"/swarms/{swarm_id}")
+    assert status == 404  # nothing was written
+
+    status, created = await call(browser, "POST", "/swarms", json=body, headers=origin(gateway))
+    assert status == 201 and created["id"] == swarm_id
+
+
+async def test_the_header_token_still_works_and_a_forged_cookie_does_not(
+    gateway: Gateway,
+) -> None:
+    async with aiohttp.ClientSession(base_url=gateway.url, headers=AUTH) as api:
+        status, _ = await call(api, "GET", "/swarms")
+        assert status == 200
+    forged = {sessions.COOKIE: f"9999999999.abc.{'0' * 64}"}
+    async with aiohttp.ClientSession(
+        base_url=gateway.url, cookies=forged, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as other:
+        status, _ = await call(other, "GET", "/swarms")
+        assert status == 401
+
+
+async def test_signing_out_forgets_the_session(
+    browser: aiohttp.ClientSession, gateway: Gateway
+) -> None:
+    await sign_in(browser, gateway)
+    async with browser.post("/sign-out", headers=origin(gateway), allow_redirects=False) as out:
+        assert out.status == 303
+    status, _ = await call(browser, "GET", "/swarms")
+    assert status == 401
+
+
+async def test_the_board_files_are_served_with_the_csp_and_nothing_else_is(
+    browser: aiohttp.ClientSession,
+) -> None:
+    for name, kind in (("board.js", "text/javascript"), ("board.css", "text/css")):
+        async with browser.get(f"/board/{name}") as response:
+            assert response.status == 200 and response.content_type == kind
+            assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    status, _ = await call(browser, "GET", "/board/..%2Fhttp.py")
+    assert status == 404
+    status, _ = await call(browser, "GET", "/board/signin.html")
+    assert status == 404
+
+
+async def test_the_board_stream_sends_the_view_then_each_change(
+    gateway: Gateway, swarm_id: str
+) -> None:
+    async with aiohttp.ClientSession(base_url=gateway.url, headers=AUTH) as api:
+        status, _ = await call(api, "POST", "/swarms", json={"id": swarm_id, "name": "live"})
+        assert status == 201
+        async with api.get(f"/swarms/{swarm_id}/board/stream") as stream:
+            assert stream.headers["Content-Type"] == "text/event-stream"
+            (first,) = await sse_events(stream, lambda e: e.get("event") == "board")
+            view = json.loads(first["data"])
+            assert view["tasks"] == [] and view["swarm"]["id"] == swarm_id
+            assert int(first["id"]) == view["seq"]
+
+            body = {"id": "t-1", "title": "Live one", "tags": "ui", "priority": "critical"}
+            status, _ = await call(api, "POST", f"/swarms/{swarm_id}/tasks", json=body)
+            assert status == 201
+            found = await sse_events(stream, lambda e: e.get("event") == "change")
+            change = json.loads(found[-1]["data"])
+            assert change["event"]["type"] == "task.created" and change["seq"] > view["seq"]
+            assert change["task"]["title"] == "Live one"
+            assert change["task"]["priority"] == "critical" and change["task"]["tags"] == ["ui"]
+            assert change["swarm"]["counts"]["pending"] == 1
+
+        async with api.get(f"/swarms/{swarm_id}/board/stream?follow=0") as once:
+            found = await sse_events(once, lambda e: e.get("event") == "end")
+            assert [e["event"] for e in found] == ["board", "end"]
+            assert [t["id"] for t in json.loads(found[0]["data"])["tasks"]] == ["t-1"]
+        status, answer = await call(api, "GET", "/swarms/no-such-swarm/board/stream")
+        assert status == 404, answer
