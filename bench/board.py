@@ -13,9 +13,10 @@ Debian's Chromium through Playwright (``executable_path``; ``SWARM_CHROMIUM`` to
    Same machine, same clock; the next task is created once the card is there.
 2. Page weight: the bytes of everything the board's first load fetches (page, script, styles,
    icon), and the first board message of the demo swarm.
-3. ``--screenshots DIR``: a demo swarm (three agents, a small DAG with one task running, one
-   failed, two blocked, claude tasks with costs, a budget, chat with mentions), then the board,
-   a task's page, the graph, the chat, the sign-in page and the board at phone width.
+3. ``--screenshots DIR``: a demo swarm (three agents, a project in a local bare repository, a
+   small DAG with one task running, one failed, two blocked, one no agent can take, claude
+   tasks with costs, a task whose work landed, a budget, chat with mentions), then the board,
+   task pages, the graph, the chat, the sign-in page and the board at phone width.
 
 Run: ``.venv/bin/python bench/board.py [--events 40] [--screenshots docs/screenshots]``.
 Numbers: docs/benchmarks.md ("The board").
@@ -40,6 +41,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import aiohttp  # noqa: E402
 import nats  # noqa: E402
 from board_browser import chromium_path, no_chromium_reason, shell_gate  # noqa: E402
+from git_support import Remote  # noqa: E402
 from playwright.async_api import async_playwright  # noqa: E402
 from processes import Cluster  # noqa: E402
 from waiting import until  # noqa: E402
@@ -176,6 +178,27 @@ async def demo(cluster: Cluster, http: Http) -> Path:
     executor = cluster.executor("ex-demo", DEMO, AGENTS, {"FAKE_CLAUDE_MODE": "success"})
     cluster.wait_ready(executor)
     cluster.wait_agents(DEMO, {a.split(":")[0]: "ex-demo" for a in AGENTS})
+    remote = Remote(cluster.root / "orders-app")  # a bare repository: the work lands there
+    project = await http.ok(
+        "POST", "/projects", {"name": "orders-app", "gitUrl": remote.url, "swarm": DEMO}
+    )
+    await http.ok("POST", f"/projects/{project['id']}/init?wait=1&timeout=60")
+    await http.task(
+        DEMO,
+        id="t-migrate",
+        title="Add the orders table",
+        runtime="shell",
+        prompt="mkdir -p db && printf 'CREATE TABLE orders (id serial, total int);\\n' "
+        "> db/001_orders.sql && echo migration written",
+        tags="api",
+    )
+    await http.wait_status(DEMO, "t-migrate", {"completed"})
+
+    async def landed() -> bool:
+        task = await http.ok("GET", f"/swarms/{DEMO}/tasks/t-migrate")
+        return bool((task.get("integration") or {}).get("landed"))
+
+    await until(landed, 60, "t-migrate landed", every=0.1)
     gate = cluster.root / "demo.gate"
     await http.task(
         DEMO,
@@ -262,6 +285,11 @@ async def screenshots(cluster: Cluster, browser: Any, folder: Path) -> list[Path
         ("board.png", f"#/{DEMO}", '[data-task="t-api"][data-status="running"]'),
         ("task.png", f"#/{DEMO}/task/t-design", '[data-field="result"]'),
         ("task-running.png", f"#/{DEMO}/task/t-api", '[data-field="output"]:has-text("API")'),
+        (
+            "task-landed.png",
+            f"#/{DEMO}/task/t-migrate",
+            '[data-field="output"]:has-text("migration")',
+        ),
         ("graph.png", f"#/{DEMO}/graph", '[data-node="t-release"]'),
         ("chat.png", f"#/{DEMO}/chat", '.msg:has-text("standup")'),
     )

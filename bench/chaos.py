@@ -37,6 +37,7 @@ def main() -> int:
     parser.add_argument("--executors", type=int, default=2)
     parser.add_argument("--agents", type=int, default=3, help="agents per executor")
     parser.add_argument("--lease", type=float, default=2.0, help="agents' lease, seconds")
+    parser.add_argument("--keep", action="store_true", help="keep each run's directory (logs)")
     parser.add_argument("--nats", action="store_true", help="kill nats-server, not the services")
     args = parser.parse_args()
     first = args.seed if args.seed is not None else random.randrange(1_000_000)
@@ -55,8 +56,13 @@ def main() -> int:
             settle=300.0,
         )
         began = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="swarm-chaos-") as root:
-            outcome = run_chaos(Path(root) / "chaos", plan)
+        if args.keep:
+            root = Path(tempfile.mkdtemp(prefix="swarm-chaos-"))
+            outcome = run_chaos(root / "chaos", plan)
+            print(f"  kept             {root}/chaos (logs/, events.json)")
+        else:
+            with tempfile.TemporaryDirectory(prefix="swarm-chaos-") as temporary:
+                outcome = run_chaos(Path(temporary) / "chaos", plan)
         print(outcome.figures.report())
         print(f"  whole run        {time.monotonic() - began:.1f}s (with start and stop)")
         for problem in outcome.problems:

@@ -349,6 +349,9 @@ def test_swarm_up_starts_everything_restarts_a_killed_child_and_stops_cleanly_on
     nats = nats_pid(up.data_dir)
     assert alive(nats)
     wait_until(lambda: "ready: NATS, gateway" in up.out, "swarm up to say ready", timeout=10)
+    # progress while it started: plain lines on stderr (a file, not a terminal), no ticker
+    starting = [line for line in up.err.splitlines() if line.startswith("starting: waiting")]
+    assert starting and "\r" not in up.err and "s)" not in "".join(starting)
 
     # the env file: the original names, private, for a shell to source
     env_path = up.data_dir / "swarm.env"

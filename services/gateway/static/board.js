@@ -663,7 +663,7 @@
       task.reason ? h("section", { class: "reason-box", "data-field": "reason" }, h("h2", { text: task.status === "requeued" ? "Requeued because" : "Reason" }), h("pre", { text: task.reason })) : null,
       h("section", {}, h("h2", { text: "Prompt" }), h("pre", { class: "prompt", text: task.prompt })),
       outcome.result ? h("section", {}, h("h2", { text: "Result" }), h("pre", { class: "result", "data-field": "result", text: outcome.result })) : null,
-      h("section", {}, h("h2", {}, "Output", live && live.status === "running" ? h("span", { class: "pulse", text: " live" }) : null), h("pre", { class: "output", "data-field": "output", text: state.output || "(none yet)" })),
+      h("section", {}, h("h2", {}, "Output", live && live.status === "running" ? h("span", { class: "pulse", text: " live" }) : null), h("pre", { class: "output", "data-field": "output", text: state.output || (["completed", "failed", "cancelled"].includes(task.status) ? "(none)" : "(none yet)") })),
       h(
         "section",
         {},
