@@ -14,15 +14,23 @@ git token, never the token.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
 from typing import Any
 
 from cli.api import TIMEOUT, Api
+from cli.progress import Progress
 from cli.status import add_swarm_option, print_json, swarm_of
-from schemas.errors import Invalid
+from schemas.errors import Invalid, NotFound, SwarmError
 
 WAIT_TIMEOUT = 120.0
+POLL = 1.0  # seconds between looks at the agents' answers while --wait waits
+FINISHED_STATES = frozenset({"synced", "sync_failed"})
 
 
 def short(commit: str | None) -> str:
@@ -197,13 +205,26 @@ def request_command(args: argparse.Namespace) -> int:
     query: dict[str, Any] = {"swarm": swarm}
     if args.wait:
         query |= {"wait": 1, "timeout": args.timeout}
-    project = api.request(
-        "POST",
-        f"/projects/{project_id}/{args.kind}",
-        query=query,
-        headers={"Idempotency-Key": uuid.uuid4().hex},
-        timeout=(args.timeout + TIMEOUT) if args.wait else TIMEOUT,
-    )
+
+    def ask() -> dict[str, Any]:
+        answer: dict[str, Any] = api.request(
+            "POST",
+            f"/projects/{project_id}/{args.kind}",
+            query=query,
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+            timeout=(args.timeout + TIMEOUT) if args.wait else TIMEOUT,
+        )
+        return answer
+
+    attached = None
+    if args.wait:
+        with contextlib.suppress(NotFound):
+            attached = attached_project(api, swarm)
+    if attached is not None and attached["id"] == project_id:
+        asked = attached["round"] + 1
+        project = with_progress(ask, lambda: answered(api, swarm, asked), args.kind)
+    else:
+        project = ask()
     if args.json:
         print_json(project)
     elif args.wait:
@@ -213,6 +234,38 @@ def request_command(args: argparse.Namespace) -> int:
     if args.wait and not succeeded(project):
         return 1
     return 0
+
+
+def answered(api: Api, swarm: str, round_asked: int) -> str:
+    """``2 of 3 agents answered`` for the round asked for (its checkouts as they report)."""
+    project = api.get(f"/swarms/{swarm}/project")
+    rows = project["checkouts"]
+    done = [row for row in rows if row["round"] >= round_asked and row["state"] in FINISHED_STATES]
+    failed = sum(1 for row in done if row["state"] == "sync_failed")
+    note = f" ({failed} failed)" if failed else ""
+    shown = max(project["round"], round_asked)
+    return f"round {shown}: {len(done)} of {len(rows)} agents answered{note}"
+
+
+def with_progress(
+    ask: Callable[[], dict[str, Any]], state: Callable[[], str], kind: str
+) -> dict[str, Any]:
+    """``ask()`` (a request the gateway holds until every agent answered) in a thread, while
+    the agents' answers so far are shown as progress (read again every ``POLL`` seconds)."""
+    progress = Progress()
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(ask)
+        while True:
+            try:
+                project = pending.result(timeout=POLL)
+                break
+            except FutureTimeout:
+                pass
+            with contextlib.suppress(SwarmError):
+                progress.step(f"{kind}: {state()}", f"({time.monotonic() - started:.0f}s)")
+    progress.clear()
+    return project
 
 
 def status_command(args: argparse.Namespace) -> int:

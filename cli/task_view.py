@@ -138,6 +138,24 @@ def git_lines(task: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+ATTEMPT_COUNTS = (
+    ("runs_failed", "failed"),
+    ("runs_lost", "lost"),
+    ("runs_stopped", "stopped"),
+    ("claims_lost", "claims lost"),
+)
+
+
+def attempts_note(task: Mapping[str, Any]) -> str:
+    """`` (2 runs: 1 failed, 1 lost)``: how its attempts went (empty before any run)."""
+    runs = int(task.get("runs") or 0)
+    ended = [f"{task[key]} {word}" for key, word in ATTEMPT_COUNTS if task.get(key)]
+    if not runs and not ended:
+        return ""
+    what = f"{runs} run{'s' if runs != 1 else ''}"
+    return f" ({what}: {', '.join(ended)})" if ended else f" ({what})"
+
+
 def dependency_text(depends: list[str], statuses: Mapping[str, str]) -> str:
     return ", ".join(f"{d} ({statuses.get(d, 'gone')})" for d in depends) or "-"
 
@@ -157,7 +175,7 @@ def detail(
         f"Tags:       {', '.join(task.get('tags') or []) or '-'}",
         f"Depends on: {dependency_text(task.get('depends') or [], statuses)}",
         f"Agent:      {task.get('agent') or '-'}",
-        f"Attempt:    {task['attempt']}",
+        f"Attempt:    {task['attempt']}{attempts_note(task)}",
     ]
     if task.get("reason"):
         page.append(f"Reason:     {task['reason']}")
@@ -186,6 +204,6 @@ def detail(
             f"--- output, attempt {(output or {}).get('attempt')} (last {lines} lines) ---",
         ]
         page += tail
-    if task.get("result"):
-        page += ["", "--- result ---", task["result"].rstrip("\n")]
+    if task.get("result") and (task.get("runtime", "claude") == "claude" or not text):
+        page += ["", "--- result ---", task["result"].rstrip("\n")]  # else: the output's tail
     return page

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 
 from cli import envfile
+from cli.progress import Progress
 from cli.supervisor import Child, Supervisor, die_with_parent
 from schemas.errors import Conflict, Invalid
 from schemas.subjects import check_token
@@ -521,6 +522,7 @@ async def _watch_health(url: str, supervisor: Supervisor) -> None:
     announced: dict[str, int] = {}  # service -> pid we last said was ready
     all_ready = False
     hinted = False
+    progress = Progress()
     timeout = aiohttp.ClientTimeout(total=2)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         while not supervisor.stopping.is_set():
@@ -534,10 +536,19 @@ async def _watch_health(url: str, supervisor: Supervisor) -> None:
                             say(f"{name} ready again (pid {pids[name]})")
                 if not all_ready and set(announced) == set(SERVICES):
                     all_ready = True
+                    progress.clear()
                     say(f"ready: NATS, {', '.join(SERVICES)} ({time.monotonic() - started:.1f}s)")
+            if not all_ready:
+                waiting = [name for name in SERVICES if name not in announced]
+                nats = "" if report is not None else "the gateway's /health, "
+                progress.step(
+                    f"starting: waiting for {nats}{', '.join(waiting)}",
+                    f"({time.monotonic() - started:.0f}s)",
+                )
             if not all_ready and not hinted and time.monotonic() - started > SLOW_START_HINT:
                 hinted = True
                 missing = [name for name in SERVICES if name not in announced]
+                progress.clear()
                 warn(
                     f"still waiting for: {', '.join(missing)} "
                     f"(see {supervisor.children[0].log_path.parent}/)"

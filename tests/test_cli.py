@@ -243,21 +243,26 @@ async def test_errors_are_one_line_on_stderr_with_a_non_zero_exit(
 
 
 async def test_task_wait_follows_the_task_until_it_completes(
-    run: Run, swarm: str, gateway: Gateway, bus: Bus
+    swarm: str, gateway: Gateway, bus: Bus, tmp_path: Path
 ) -> None:
     await register(bus, gateway, swarm, "worker", "Worker", "")
-    waiting = asyncio.create_task(run("task", "Long job", "--wait", "--id", "long-job"))
-    deadline = time.monotonic() + 10
-    while gateway.projection.board.task(swarm, "long-job") is None:
-        assert time.monotonic() < deadline and not waiting.done(), "task never created"
-        await asyncio.sleep(0.02)
-    await put_to_work(bus, gateway, swarm, "long-job", "worker")
-    assert not waiting.done()
-    await complete(bus, gateway, swarm, "long-job", "worker", "all done")
-    code, out, err = await asyncio.wait_for(waiting, 20)
-    assert code == 0
-    assert out.splitlines() == ["long-job", "long-job completed", "all done"]
-    assert "long-job claimed agent=worker attempt=1" in err
+    cli = await CliProcess.start(
+        "task", "Long job", "--wait", "--id", "long-job", url=gateway.url, swarm=swarm,
+        cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        # its progress shows the task's events as they come (plain lines: stderr is a pipe)
+        await cli.shows(lambda: "long-job created" in cli.stderr, "the wait following it")
+        await put_to_work(bus, gateway, swarm, "long-job", "worker")
+        await cli.shows(lambda: "long-job running agent=worker" in cli.stderr, "it running")
+        assert cli.process.returncode is None
+        await complete(bus, gateway, swarm, "long-job", "worker", "all done")
+        assert await cli.finish() == 0, cli.stderr
+    finally:
+        await cli.kill()
+    assert cli.stdout.splitlines() == ["long-job", "long-job completed", "all done"]
+    assert "long-job claimed agent=worker attempt=1" in cli.stderr
+    assert "\r" not in cli.stderr  # not a terminal: no live line
 
 
 async def test_logs_prints_the_output_and_follows_live_chunks(
@@ -414,6 +419,7 @@ async def test_task_show_has_reason_tags_deps_agent_cost_tokens_landing_output_a
     assert {
         "Status:     failed",
         "Agent:      be",
+        "Attempt:    1 (1 run: 1 failed)",
         "Reason:     exit 1: no db",
         "Cost:       $0.25",
         "Tokens:     1,200 in, 300 out (5,000 cache read)",
@@ -726,3 +732,27 @@ async def test_events_follow_starts_at_the_tail_unless_from_says_otherwise(
         await everything.kill()
     assert everything.out[0].split()[2] == "swarm.created"
     assert " before " in everything.stdout
+
+
+async def test_project_sync_wait_shows_the_agents_answers_as_they_come(
+    run: Run, swarm: str, gateway: Gateway, bus: Bus, tmp_path: Path
+) -> None:
+    await register(bus, gateway, swarm, "fe", "Frontend", "frontend")
+    await register(bus, gateway, swarm, "be", "Backend", "backend")
+    _, project, _ = await run("project", "create", "app", "/srv/app.git")
+    project = project.strip()
+    cli = await CliProcess.start(
+        "project", "sync", "--wait", "--timeout", "60", url=gateway.url, swarm=swarm, cwd=tmp_path
+    )
+    try:
+        await cli.shows(lambda: "sync: round 1: 0 of 2 agents answered" in cli.stderr, "none yet")
+        for agent in ("fe", "be"):
+            synced = ev.ProjectSynced(swarm=swarm, id=project, time=time.time(), agent=agent,
+                                      round=1, commit="a" * 40, branch="main")  # fmt: skip
+            await append(bus, gateway, synced)
+            if agent == "fe":
+                await cli.shows(lambda: "round 1: 1 of 2 agents answered" in cli.stderr, "one")
+        assert await cli.finish() == 0, cli.stderr
+    finally:
+        await cli.kill()
+    assert "round 1 (sync): 2/2 answered" in cli.stdout

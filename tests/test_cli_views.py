@@ -143,3 +143,19 @@ def test_progress_on_a_terminal_rewrites_one_line_and_clears_it() -> None:
         f"{CLEAR}t-1 claimed (1s){CLEAR}t-1 running (2s){CLEAR}a note stays\n"
         f"{CLEAR}t-1 completed{CLEAR}"
     )
+
+
+def test_a_shell_task_s_page_does_not_repeat_its_output_as_the_result() -> None:
+    output = {"attempt": 1, "output": "hello\nworld\n"}
+    page = task_view.detail(task(runtime="shell", result="hello\nworld"), {}, output, lines=20)
+    assert page[-2:] == ["hello", "world"] and "--- result ---" not in page
+    page = task_view.detail(task(runtime="shell", result="hello\nworld"), {}, None, lines=20)
+    assert page[-2:] == ["--- result ---", "hello\nworld"]
+
+
+def test_the_page_says_how_the_attempts_went() -> None:
+    assert "Attempt:    1" in task_view.detail(task(), {}, None, lines=0)
+    shown = task(attempt=3, runs=2, runs_failed=1, runs_lost=1, claims_lost=1)
+    page = task_view.detail(shown, {}, None, lines=0)
+    assert "Attempt:    3 (2 runs: 1 failed, 1 lost, 1 claims lost)" in page
+    assert "Attempt:    1 (1 run)" in task_view.detail(task(runs=1), {}, None, lines=0)

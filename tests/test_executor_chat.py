@@ -143,8 +143,9 @@ async def lines_of(bus: Bus, swarm: str, count: int) -> list[ChatMessage]:
 async def test_a_completed_task_says_it_started_and_what_it_produced(
     bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
 ) -> None:
-    await start_executor()
-    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo all green")
+    executor = await start_executor()
+    executor.serving.start_line_after = 0.2  # the run below takes longer
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="sleep 1; echo all green")
     assert (await finished(watch, swarm_id, task_id)).status == "completed"
     started, completed = await lines_of(bus, swarm_id, 2)
     assert started.text == f"▶ qa-agent started {task_id}: Run the checks"
@@ -152,10 +153,25 @@ async def test_a_completed_task_says_it_started_and_what_it_produced(
     assert {(m.author, m.author_kind) for m in (started, completed)} == {("qa-agent", "agent")}
 
 
+async def test_a_task_that_ends_before_its_start_line_is_due_says_it_once(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    executor = await start_executor()
+    executor.serving.start_line_after = 30.0  # far longer than an instant run
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, runtime="instant")
+    assert (await finished(watch, swarm_id, task_id)).status == "completed"
+    (completed,) = await lines_of(bus, swarm_id, 1)
+    await until(lambda: task_id not in executor.runs, what="the executor done with the task")
+    await executor.serving.chat_lines.join()  # the start line was dropped, not merely late
+    assert [m.text for m in await chat_bus.history(bus.js, swarm_id)] == [completed.text]
+    assert completed.text.startswith(f"✓ qa-agent completed {task_id}")
+
+
 async def test_a_failed_task_says_why_with_secrets_masked(
     bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
 ) -> None:
-    await start_executor(env={"ANTHROPIC_API_KEY": API_KEY})
+    executor = await start_executor(env={"ANTHROPIC_API_KEY": API_KEY})
+    executor.serving.start_line_after = 0  # said at once, however short the run
     task_id, _ = await create_and_claim(
         bus, watch, swarm_id, prompt=f"echo key {API_KEY}; exit 3", title=f"Leak {API_KEY}"
     )
@@ -169,6 +185,7 @@ async def test_a_line_posted_again_for_the_same_attempt_is_stored_once(
     bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
 ) -> None:
     executor = await start_executor()
+    executor.serving.start_line_after = 0  # said at once, however short the run
     task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo once")
     assert (await finished(watch, swarm_id, task_id)).status == "completed"
     await lines_of(bus, swarm_id, 2)
@@ -205,7 +222,8 @@ async def test_work_that_lands_says_so_with_the_commit_after_the_completed_line(
     bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor, tmp_path: Path
 ) -> None:
     remote = Remote(tmp_path / "git")
-    await start_executor()
+    executor = await start_executor()
+    executor.serving.start_line_after = 0  # said at once, however short the run
     await with_project(bus, watch, swarm_id, remote)
     task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo ok > ok.txt")
     assert await landing_state(watch, swarm_id, task_id) == "landed"
@@ -220,6 +238,7 @@ async def test_work_that_conflicts_says_why_once_however_often_it_is_said(
 ) -> None:
     remote = Remote(tmp_path / "git")
     executor = await start_executor()
+    executor.serving.start_line_after = 0  # said at once, however short the run
     await with_project(bus, watch, swarm_id, remote, on_conflict="fail")
     gate = tmp_path / "gate"
     script = f"while [ ! -e {gate} ]; do sleep 0.02; done\nprintf 'mine\\n' > README"

@@ -1,5 +1,6 @@
 """The lines an executor posts to its swarm's chat when a task starts, completes or fails, and
-when its work lands or cannot land (pure).
+when its work lands or cannot land (pure). When each is said is ``serving.py``'s: a start line
+only once the run has lasted a moment.
 
 ``▶ qa-agent started t-1: Run the checks``, ``✓ qa-agent completed t-1: <first ~200 characters
 of the result>``, ``✗ qa-agent failed t-1: <reason>``; ``⬆ qa-agent landed t-1 on main:

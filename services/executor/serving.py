@@ -22,8 +22,9 @@ Around each run: a claude task's prompt starts with the agent's unread chat ment
 after one its agent ran and lost continues that session (``--resume``) when the sandbox still
 holds it (``sessions.py``), and says so; the command gets the agent's API access and git identity
 (``commits.py``: author, committer, ``Swarm-Task`` trailer) and runs in the agent's checkout when
-there is one; a line goes to chat when the task starts, completes or fails, and when its work
-lands or cannot land (``chat_lines.py``).
+there is one; a line goes to chat when the task starts (once it has run for
+``START_LINE_AFTER``: a run ending sooner says it once, with its end line), completes or fails,
+and when its work lands or cannot land (``chat_lines.py``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ from services.executor.runtimes import Verdict
 CHAT_RETRY_SECONDS = 10.0
 CLAIM_CHECK_EVERY = 2.0  # seconds: each hosted agent looks for a claim at least this often
 RETRY_SECONDS = 1.0  # before serving a claim again that could not be started (NATS away)
+# a run's "started" line is posted once it has run this long: a run ending sooner says it once,
+# with its end line (one chat message per attempt instead of two for short tasks)
+START_LINE_AFTER = 0.5
 
 
 class Serving:
@@ -100,6 +104,7 @@ class Serving:
             pass_env=config.pass_env,
         )
         self._landing: set[str] = set()  # tasks whose work is being landed here
+        self.start_line_after = START_LINE_AFTER
 
     # --- the loop per agent --------------------------------------------------------------------
 
@@ -207,9 +212,13 @@ class Serving:
                 session=session,
                 resumed=resume is not None,
             )
-            self.say(run, "started", task.title)
+            start_line = self._say_later(run, "started", task.title)
             claude = self._claude_run(hosted, task, session, resume)
-            verdict = await self._run(hosted, task, run, delivery, claude)
+            try:
+                verdict = await self._run(hosted, task, run, delivery, claude)
+            finally:
+                if start_line is not None:
+                    start_line.cancel()  # ended first: its end line says it all
             work = None
             if plan is not None and base is not None and run.why is None:
                 verdict, work = await self._keep_work(hosted, plan, base, verdict)
@@ -547,6 +556,17 @@ class Serving:
     def say(self, run: ActiveRun, verb: chat_lines.Verb, detail: str) -> None:
         """Queue a chat line (posted in order, behind the run: a slow chat never slows it)."""
         self._say(run.agent, run.task, run.attempt, verb, detail)
+
+    def _say_later(
+        self, run: ActiveRun, verb: chat_lines.Verb, detail: str
+    ) -> asyncio.TimerHandle | None:
+        """``say`` once ``start_line_after`` seconds have passed, unless the handle returned is
+        cancelled first (None: said at once)."""
+        if self.start_line_after <= 0:
+            self.say(run, verb, detail)
+            return None
+        loop = asyncio.get_running_loop()
+        return loop.call_later(self.start_line_after, self.say, run, verb, detail)
 
     def _say_landing(self, agent: str, plan: workplan.WorkPlan) -> None:
         """The line saying how a landing went, as the log now has it, by the agent whose

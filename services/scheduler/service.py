@@ -34,6 +34,10 @@ from services.scheduler.decide import Config, Decision, OpenTasks, decide
 
 # events that can change what the scheduler would decide
 _RELEVANT = (ev.TaskEvent, ev.AgentEvent, ev.SwarmEvent)
+# ... but need no round of their own: a claim (the scheduler's own, folded back) and the start of
+# a run take no agent off work and make no task claimable, finished or unblocked. Their swarm is
+# decided again with the next round (any other event, or the reconcile tick).
+_QUIET = (ev.TaskClaimed, ev.TaskRunning)
 
 
 def _context(event: ev.Event) -> dict[str, object]:
@@ -145,7 +149,8 @@ class Scheduler(Service):
         if not isinstance(event, _RELEVANT):
             return
         self._dirty.add(event.swarm)
-        self._wake.set()
+        if not isinstance(event, _QUIET):
+            self._wake.set()
 
     # --- leadership -------------------------------------------------------------------------
 
