@@ -295,16 +295,24 @@ class ReadyWatch:
 
 
 async def wait_ready(
-    session: aiohttp.ClientSession, processes: Processes, ready: ReadyWatch, agents: int
+    session: aiohttp.ClientSession,
+    processes: Processes,
+    ready: ReadyWatch,
+    agents: int,
+    timeout: float = 600,
 ) -> float:
     """Until every process said ready and every agent is registered and idle; seconds taken."""
     began = time.monotonic()
-    deadline = began + 600
+    deadline = began + timeout
     pids = {child.pid for child in processes.children.values()}
+    idle: list[Any] = []
     while True:
         processes.check_alive()
         if time.monotonic() > deadline:
-            raise RuntimeError("the services did not become ready within 600 s")
+            raise RuntimeError(
+                f"not ready within {timeout:.0f} s: {len(pids & set(ready.first_ready))} of "
+                f"{len(pids)} processes ready, {len(idle)} of {agents} agents registered and idle"
+            )
         if pids <= set(ready.first_ready):
             try:
                 async with session.get(f"/swarms/{SWARM}/agents") as response:
@@ -590,7 +598,9 @@ async def run_cell(
         await completions.start(bus)
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=headers) as session:
             start_services(processes, cell.executors, cell.agents)
-            cell.startup = await wait_ready(session, processes, ready, cell.agents)
+            cell.startup = await wait_ready(
+                session, processes, ready, cell.agents, args.ready_timeout
+            )
             cell.first_start = ColdStart.of(processes, ready)
             api_ = Api(session, "")
             await claim_latencies(bus, api_, completions, args.warmup, 0)
@@ -739,9 +749,9 @@ def report(cells: list[Cell], args: argparse.Namespace) -> list[str]:
 
 def plan(args: argparse.Namespace) -> list[tuple[int, int, int, bool]]:
     """(log tasks, agents, executors, cold start?) cells. Every log: the smallest fleet on one
-    executor (with the cold start); the shortest log: a middle fleet; the shortest and the
-    longest log: the largest fleet on the most executors. ``--matrix``: every agents x
-    executors cell on the shortest log."""
+    executor (with the cold start); the shortest log: a middle fleet and the largest fleet on
+    the most executors. ``--matrix``: every agents x executors cell on the shortest log, and
+    the largest fleet on the longest log too."""
     small, big = min(args.agents), max(args.agents)
     shortest, longest = min(args.logs), max(args.logs)
     cells: list[tuple[int, int, int, bool]] = []
@@ -759,7 +769,7 @@ def plan(args: argparse.Namespace) -> list[tuple[int, int, int, bool]]:
             middle = sorted(args.agents)[len(args.agents) // 2]
             if middle not in (small, big):
                 cells.append((log_tasks, middle, sorted(args.executors)[1], False))
-        if log_tasks in (shortest, longest) and big != small:
+        if (log_tasks == shortest or (args.matrix and log_tasks == longest)) and big != small:
             cells.append((log_tasks, big, max(args.executors), False))
     return cells
 
@@ -777,6 +787,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=10, help="tasks before each claim run")
     parser.add_argument("--tail-tasks", type=int, default=250, help="finished tasks in the tail")
     parser.add_argument("--log-level", default="info", help="the services' log level")
+    parser.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=300,
+        help="seconds for the services to have every agent idle (else the cell fails)",
+    )
     parser.add_argument(
         "--matrix", action="store_true", help="every agents x executors cell on the shortest log"
     )

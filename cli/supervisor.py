@@ -2,9 +2,12 @@
 
 Each child runs in its own process group (Ctrl-C in the terminal reaches only the supervisor)
 and is tied to the supervisor with ``PR_SET_PDEATHSIG`` (Linux), so it dies even when the
-supervisor is killed with ``kill -9``. A child that dies unexpectedly is restarted after an
-exponential backoff; on stop, children get SIGTERM one after the other, in the given order,
-and SIGKILL if they outstay the timeout.
+supervisor is killed with ``kill -9``. A child that dies unexpectedly is restarted at once the
+first time (an executor's agents stay present: its next life re-announces them well within the
+lease), then, if it keeps dying, after a backoff doubling from ``BACKOFF_FIRST`` up to
+``BACKOFF_MAX``; a child that stayed up ``STABLE_AFTER`` seconds starts over (its next death is
+restarted at once again). On stop, children get SIGTERM one after the other, in the given
+order, and SIGKILL if they outstay the timeout.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from services.bus.logs import scrub
 
-BACKOFF_FIRST = 0.5  # seconds before the first restart
+BACKOFF_FIRST = 0.5  # seconds before the second restart in a row (the first is at once)
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 30.0  # a child up this long counts as healthy: its next death starts over
 STOP_TIMEOUT = 10.0  # SIGTERM, then SIGKILL after this long
@@ -30,12 +33,29 @@ STOP_TIMEOUT = 10.0  # SIGTERM, then SIGKILL after this long
 _PR_SET_PDEATHSIG = 1
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When a dead child is started again: at once after its first death (or its first after a
+    stable run of ``stable_after`` seconds), then after ``first`` seconds, doubling per death in
+    a row up to ``ceiling``."""
+
+    first: float = BACKOFF_FIRST
+    ceiling: float = BACKOFF_MAX
+    stable_after: float = STABLE_AFTER
+
+    def next_delay(self, previous: float | None, uptime: float) -> float:
+        """How long to wait before restarting a child that died after ``uptime`` seconds, when
+        ``previous`` was the wait before its last restart (None: it never died before)."""
+        if previous is None or uptime >= self.stable_after:
+            return 0.0
+        if previous <= 0:
+            return min(self.first, self.ceiling)
+        return min(previous * 2, self.ceiling)
+
+
 def next_delay(previous: float | None, uptime: float) -> float:
-    """How long to wait before restarting a child that died after ``uptime`` seconds, when
-    ``previous`` was the wait before its last restart (None: it never died before)."""
-    if previous is None or uptime >= STABLE_AFTER:
-        return BACKOFF_FIRST
-    return min(previous * 2, BACKOFF_MAX)
+    """``RestartPolicy().next_delay``: the defaults ``swarm up`` uses."""
+    return RestartPolicy().next_delay(previous, uptime)
 
 
 def describe_exit(code: int) -> str:
@@ -102,6 +122,7 @@ class Child:
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     delay: float | None = None  # the backoff before its last restart
+    restarts: int = 0  # how often it was started again
 
     @property
     def pid(self) -> int | None:
@@ -121,8 +142,10 @@ class Supervisor:
         warn: Callable[[str], None],
         stop_timeout: float = STOP_TIMEOUT,
         secrets: Iterable[str] = (),
+        restarts: RestartPolicy | None = None,
     ) -> None:
         self.children = children
+        self.restarts = restarts or RestartPolicy()
         self.warn = warn
         self.stop_timeout = stop_timeout
         self.secrets = list(secrets)
@@ -176,13 +199,19 @@ class Supervisor:
                 if code is None:
                     return
                 pid, what = child.process.pid, f"exited with {describe_exit(code)}"
-            child.delay = next_delay(child.delay, time.monotonic() - child.started_at)
+            child.delay = self.restarts.next_delay(child.delay, time.monotonic() - child.started_at)
+            child.restarts += 1
             # a crash (not a signal) likely said why in its last line
             tail = last_line(child.log_path, self.secrets) if code is not None and code > 0 else ""
+            when = f"restarting in {child.delay:g}s" if child.delay else "restarting now"
             self.warn(
-                f"{child.name}{f' (pid {pid})' if pid else ''} {what}; "
-                f"restarting in {child.delay:g}s" + (f" — last log line: {tail}" if tail else "")
+                f"{child.name}{f' (pid {pid})' if pid else ''} {what}; {when}"
+                + (f" — last log line: {tail}" if tail else "")
             )
+            if child.delay <= 0:
+                if self.stopping.is_set():
+                    return
+                continue
             try:
                 await asyncio.wait_for(self.stopping.wait(), child.delay)
                 return

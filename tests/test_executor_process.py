@@ -6,9 +6,12 @@ expected sequences from its own projection; the executor follows the log and run
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import executor_support
 import msgspec
@@ -27,11 +30,12 @@ from executor_support import (
 from schemas import events as ev
 from schemas import subjects
 from services.bus.history import aggregate_events, log_chunks, read_output
-from services.bus.presence import Presence
+from services.bus.presence import Presence, read_presence
 from services.bus.projection import Projection
 from services.bus.service import Bus
 from services.executor.config import AgentConfig
 from services.executor.runtimes import ClaudeOptions
+from services.executor.service import Executor
 
 watch = executor_support.watch  # fixtures
 start_executor = executor_support.start_executor
@@ -387,3 +391,33 @@ async def test_stopping_executor_gives_the_running_attempt_back(
     assert task is not None and task.attempt == 2
     # a clean stop is an interruption, not one of the task's run losses
     assert (task.runs_stopped, task.runs_lost) == (1, 0)
+
+
+async def test_a_restarted_executor_announces_its_agents_before_it_sets_them_up_again(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    first = await start_executor()
+    await first.stop()  # a clean stop withdraws the agents' presence
+    kv = await bus.kv(subjects.PRESENCE_BUCKET)
+    assert await read_presence(kv, swarm_id, "qa-agent") is None
+
+    # the next life's sandboxes take as long as they like (a slow Daytona, many agents)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    second = Executor(first.config, nats=first.nats_options, env=env)
+    opened = asyncio.Event()
+    create = second.backend.create
+
+    async def slow_create(*args: Any, **kwargs: Any) -> Any:
+        await opened.wait()
+        return await create(*args, **kwargs)
+
+    second.backend.create = slow_create  # type: ignore[method-assign]
+    starting = asyncio.create_task(second.start())
+    try:
+        # present again while nothing is set up: the scheduler does not see it lost
+        presence = await until(lambda: read_presence(kv, swarm_id, "qa-agent"))
+        assert presence.executor == "ex-test" and second.hosted == {}
+    finally:
+        opened.set()
+        await starting
+        await second.stop()

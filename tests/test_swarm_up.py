@@ -38,14 +38,20 @@ from services.bus.embedded import free_port
 # --- pure decisions ---------------------------------------------------------------------------
 
 
-def test_restart_backoff_doubles_up_to_a_ceiling_and_starts_over_after_a_stable_run() -> None:
+def test_a_first_death_restarts_at_once_then_backoff_doubles_up_to_a_ceiling() -> None:
     delays: list[float] = []
     for _ in range(10):
         delays.append(next_delay(delays[-1] if delays else None, uptime=1.0))
 
-    assert delays[:4] == [BACKOFF_FIRST, BACKOFF_FIRST * 2, BACKOFF_FIRST * 4, BACKOFF_FIRST * 8]
+    assert delays[:5] == [
+        0.0,
+        BACKOFF_FIRST,
+        BACKOFF_FIRST * 2,
+        BACKOFF_FIRST * 4,
+        BACKOFF_FIRST * 8,
+    ]
     assert max(delays) == BACKOFF_MAX
-    assert next_delay(BACKOFF_MAX, uptime=STABLE_AFTER) == BACKOFF_FIRST
+    assert next_delay(BACKOFF_MAX, uptime=STABLE_AFTER) == 0.0  # a stable run starts over
 
 
 def test_an_exit_by_signal_is_described_by_its_name() -> None:
@@ -385,7 +391,7 @@ def test_swarm_up_starts_everything_restarts_a_killed_child_and_stops_cleanly_on
         "the death to be logged",
         timeout=5,
     )
-    assert "restarting in" in up.err
+    assert f"scheduler (pid {killed}) exited with code -9 (SIGKILL); restarting now" in up.err
     wait_until(lambda: f"scheduler ready again (pid {restarted})" in up.out, "a ready notice", 10)
 
     # Ctrl-C: exit 0, nothing left behind

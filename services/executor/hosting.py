@@ -225,6 +225,31 @@ class Hosting:
 
     # --- presence ------------------------------------------------------------------------------
 
+    async def announce(self) -> int:
+        """At start, before anything slow (orphans, registrations, sandboxes): refresh the
+        presence of every agent the fold says this executor hosts and not lost, so a restarted
+        executor's agents do not lapse into ``lost`` while it sets them up again (their claims
+        run here once they are hosted). One not set up after all lapses a lease later, as it
+        would have. Returns how many were announced."""
+        board = self.ledger.board
+        agents = [
+            view.id
+            for view in decisions.hosted_here(board, self.swarm, self.me)
+            if view.status != "lost"
+        ]
+        if not agents:
+            return 0
+        try:
+            kv = await self.ledger.bus.kv(subjects.PRESENCE_BUCKET)
+            now = time.time()
+            for agent in agents:
+                await put_presence(kv, self.swarm, agent, Presence(executor=self.me, time=now))
+        except Exception as error:  # NATS away: hosting puts them as it goes
+            self.log.warning("executor.announce_failed", error=str(error))
+            return 0
+        self.log.info("executor.announced", agents=agents)
+        return len(agents)
+
     async def put_presence(self, hosted: HostedAgent) -> None:
         kv = await self.ledger.bus.kv(subjects.PRESENCE_BUCKET)
         presence = Presence(

@@ -156,6 +156,7 @@ class Executor(Service):
     async def on_ready(self) -> None:
         if not await self._ensure_swarm():
             return
+        await self.hosting.announce()  # first: a restarted executor's agents stay present
         for append in decisions.orphaned_runs(self.board, self.swarm, self.me):
             if await self.hosting.ledger.append(append) is not None:
                 self.log.info("executor.orphan_requeued", task=append.event.id)
