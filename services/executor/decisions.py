@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from schemas import events as ev
-from schemas.attempts import KIND_OF, Budgets, Outcome, one_more
+from schemas.attempts import KIND_OF, Budgets, Outcome, one_more, run_number
 from schemas.board import AgentView, Board, TaskView
 from services.executor.config import AgentConfig
 from services.executor.runtimes import Verdict
@@ -360,7 +360,7 @@ def result(
             return ev.TaskRequeued(
                 **envelope,
                 attempt=attempt.attempt + 1,
-                reason=f"run {max(1, task.runs)} failed: {reason}; {spent.text}",
+                reason=f"run {run_number(task)} failed: {reason}; {spent.text}",
                 retry_at=now + allowance.retry_in,
                 cause="run_failed",
                 outcome=verdict.outcome,
