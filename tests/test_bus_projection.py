@@ -294,3 +294,27 @@ async def test_a_service_process_replays_with_the_collector_paused_then_freezes_
     finally:
         await own.stop()
         gc.unfreeze()
+
+
+async def test_a_fold_whose_consumer_is_gone_for_good_subscribes_again(
+    bus: Bus, swarm_id: str
+) -> None:
+    """nats-py's own recovery of an ordered consumer runs in a task that ends for good when a
+    re-creation raises mid-reconnect (chaos: three NATS restarts in 9 s). Here that task is gone
+    and the consumer deleted: the fold must still reach events appended afterwards."""
+    seq = await seed(bus, swarm_id, tasks=2)
+    projection = await replayed(bus, swarm_id, stall_check=0.2)
+    try:
+        await projection.wait_for(seq)
+        sub = projection._sub
+        assert sub is not None
+        sub._sub._jsi._hbtask.cancel()  # the library's own recovery, dead
+        await bus.js.delete_consumer(subjects.EVENTS_STREAM, sub._consumer)
+        later = await bus.events.append(
+            ev.TaskCreated(swarm=swarm_id, id="after", time=time.time(), title="after"), 0
+        )
+        await projection.wait_for(later, timeout=15)
+        assert projection.board.task(swarm_id, "after") is not None
+        assert projection.resubscribed >= 1
+    finally:
+        await projection.stop()

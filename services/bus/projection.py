@@ -13,6 +13,7 @@ import heapq
 from collections.abc import Awaitable, Callable
 
 import msgspec
+import nats.js.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
@@ -25,6 +26,8 @@ from schemas.fold import apply
 from services.bus.snapshots import Snapshots
 
 log = structlog.get_logger("bus.projection")
+
+STALL_CHECK = 5.0  # seconds between the watchdog's looks at the fold's consumer
 
 Listener = Callable[[int, ev.Event, Board], Awaitable[None] | None]
 
@@ -51,9 +54,11 @@ class Projection:
         swarm: str | None = None,
         snapshots: Snapshots | None = None,
         snapshot_every: int = 0,
+        stall_check: float = STALL_CHECK,
     ) -> None:
         """``swarm``: fold one swarm's events only (default: all swarms).
-        ``snapshots`` + ``snapshot_every``: start from a snapshot, and save one every N events."""
+        ``snapshots`` + ``snapshot_every``: start from a snapshot, and save one every N events.
+        ``stall_check``: seconds between looks at the consumer behind the fold (``_watch``)."""
         self._js = js
         self.scope = swarm or "all"
         self.filter = subjects.swarm_events(swarm) if swarm else subjects.EVENTS_ALL
@@ -66,6 +71,9 @@ class Projection:
         self._listeners: list[Listener] = []
         self._ready = asyncio.Event()
         self._sub: JetStreamContext.PushSubscription | None = None
+        self._stall_check = stall_check
+        self._watchdog: asyncio.Task[None] | None = None
+        self.resubscribed = 0  # times the watchdog had to subscribe again
         self.started_from = 0  # the snapshot sequence replay started after
         self.undecodable = 0
 
@@ -87,21 +95,8 @@ class Projection:
             if snapshot is not None:
                 self.board = snapshot
                 self.started_from = snapshot.seq
-        config = api.ConsumerConfig(
-            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=self.board.seq + 1,
-        )
-        if self.board.seq == 0:
-            config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
-        self._sub = await self._js.subscribe(
-            self.filter,
-            stream=subjects.EVENTS_STREAM,
-            cb=self._on_msg,
-            ordered_consumer=True,
-            config=config,
-            pending_msgs_limit=1 << 20,
-            idle_heartbeat=0.5,
-        )
+        self._sub = await self._subscribe()
+        self._watchdog = asyncio.create_task(self._watch(), name=f"projection-watch-{self.scope}")
         info = await self._sub.consumer_info()
         if info.num_pending == 0:
             last = info.delivered
@@ -113,7 +108,65 @@ class Projection:
                 self._catch_up_to = target  # delivered already, still in our queue
         log.debug("projection.started", scope=self.scope, from_seq=self.board.seq)
 
+    async def _subscribe(self) -> JetStreamContext.PushSubscription:
+        """An ordered consumer from the fold's position on."""
+        config = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self.board.seq + 1,
+        )
+        if self.board.seq == 0:
+            config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
+        return await self._js.subscribe(
+            self.filter,
+            stream=subjects.EVENTS_STREAM,
+            cb=self._on_msg,
+            ordered_consumer=True,
+            config=config,
+            pending_msgs_limit=1 << 20,
+            idle_heartbeat=0.5,
+        )
+
+    async def _watch(self) -> None:
+        """nats-py re-creates an ordered consumer that stopped (heartbeats missed, NATS
+        restarted), but the task doing that ends for good when a re-creation raises in the middle
+        of a reconnect, and the fold then waits for ever (found by the chaos test: three NATS
+        restarts in 9 s left the scheduler's fold behind the log, agents looking busy, no claim
+        for minutes). So every ``stall_check`` seconds: when the consumer is gone, or has events
+        for us while the fold has not moved since the last look, subscribe again after the fold's
+        position (events already folded are skipped, so this never applies one twice)."""
+        last_seq = -1
+        while True:
+            await asyncio.sleep(self._stall_check)
+            try:
+                if self._sub is None:  # a resubscribe failed: NATS away; try again
+                    self._sub = await self._subscribe()
+                    continue
+                try:
+                    info = await self._sub.consumer_info()
+                    stalled = bool(info.num_pending) and self.board.seq == last_seq
+                except nats.js.errors.NotFoundError:
+                    stalled = True
+                if stalled:
+                    await self._resubscribe()
+            except Exception as error:  # NATS away or slow: the connection reconnects by itself
+                log.debug("projection.watch_failed", scope=self.scope, error=str(error))
+            last_seq = self.board.seq
+
+    async def _resubscribe(self) -> None:
+        log.warning("projection.resubscribing", scope=self.scope, seq=self.board.seq)
+        self.resubscribed += 1
+        old, self._sub = self._sub, None
+        if old is not None:
+            try:
+                await old.unsubscribe()
+            except Exception:  # its connection state is what went wrong
+                pass
+        self._sub = await self._subscribe()
+
     async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()
