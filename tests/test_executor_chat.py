@@ -264,7 +264,8 @@ async def test_an_agent_gets_the_api_its_swarm_and_a_chat_token_that_never_shows
     bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
 ) -> None:
     url = "http://127.0.0.1:7700"
-    await start_executor(env={"SWARM_API_URL": url, "SWARM_API_TOKEN": API_TOKEN})
+    executor = await start_executor(env={"SWARM_API_URL": url, "SWARM_API_TOKEN": API_TOKEN})
+    executor.serving.start_line_after = 0  # both lines, however short the run
     token = make_agent_token(API_TOKEN, swarm_id, "qa-agent")
     digest = hashlib.sha256(token.encode()).hexdigest()  # the task itself must not hold it
     script = (
@@ -294,7 +295,10 @@ async def test_an_agent_posts_chat_and_a_follow_up_from_its_sandbox_and_nothing_
     await gateway.start()
     await chat.start()
     try:
-        await start_executor(env={"SWARM_API_URL": gateway.url, "SWARM_API_TOKEN": API_TOKEN})
+        executor = await start_executor(
+            env={"SWARM_API_URL": gateway.url, "SWARM_API_TOKEN": API_TOKEN}
+        )
+        executor.serving.start_line_after = 0  # its start and end lines, however short the run
         post = (
             'curl -s -o /dev/null -w "%{http_code}\\n" -X POST'
             ' -H "Authorization: Bearer $SWARM_AGENT_TOKEN" -H "Content-Type: application/json"'
