@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -94,6 +95,23 @@ def verdict(ok: bool, target: str) -> str:
 
 
 # --- the processes -----------------------------------------------------------------------------
+
+
+def service_env(
+    nats_url: str, port: int, data_dir: Path, swarm: str, log_level: str
+) -> dict[str, str]:
+    """The environment the services get, as ``swarm up`` gives it (a fresh API token)."""
+    return {
+        **os.environ,
+        "NATS_URL": nats_url,
+        "SWARM_API_TOKEN": secrets.token_hex(16),
+        "SWARM_GATEWAY_HOST": "127.0.0.1",
+        "SWARM_GATEWAY_PORT": str(port),
+        "SWARM_DEFAULT_ID": swarm,
+        "SWARM_DATA_DIR": str(data_dir),
+        "SWARM_LOG_LEVEL": log_level,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
 
 
 @dataclass

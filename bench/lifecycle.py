@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import math
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,7 @@ from typing import Any
 
 import aiohttp
 import benchkit
-from benchkit import REPO, Processes, ms, percentile, process_cpu, times, verdict
+from benchkit import Processes, ms, percentile, process_cpu, service_env, times, verdict
 
 from schemas import events as ev
 from schemas import subjects
@@ -576,17 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = tempfile.mkdtemp(prefix="swarm-bench-lifecycle-")
     server = EmbeddedNats(Path(data_dir) / "server").start()
     port = free_port()
-    env = {
-        **os.environ,
-        "NATS_URL": server.url,
-        "SWARM_API_TOKEN": secrets.token_hex(16),
-        "SWARM_GATEWAY_HOST": "127.0.0.1",
-        "SWARM_GATEWAY_PORT": str(port),
-        "SWARM_DEFAULT_ID": SWARM,
-        "SWARM_DATA_DIR": str(Path(data_dir) / "data"),
-        "SWARM_LOG_LEVEL": args.log_level,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
+    env = service_env(server.url, port, Path(data_dir) / "data", SWARM, args.log_level)
     processes = Processes(Path(data_dir), env)
     assert server.process is not None
     processes.others["nats-server"] = server.process.pid

@@ -34,8 +34,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -48,7 +46,7 @@ from typing import Any
 
 import aiohttp
 import benchkit
-from benchkit import REPO, Processes, ms, percentile, process_rss, times, verdict
+from benchkit import Processes, ms, percentile, process_rss, service_env, times, verdict
 from lifecycle import Api, Completions
 from nats.js import api
 from nats.js.errors import ObjectNotFoundError
@@ -577,17 +575,7 @@ async def run_cell(
     shutil.copytree(store, data / "server")
     server = EmbeddedNats(data / "server").start(60)
     port = free_port()
-    env = {
-        **os.environ,
-        "NATS_URL": server.url,
-        "SWARM_API_TOKEN": secrets.token_hex(16),
-        "SWARM_GATEWAY_HOST": "127.0.0.1",
-        "SWARM_GATEWAY_PORT": str(port),
-        "SWARM_DEFAULT_ID": SWARM,
-        "SWARM_DATA_DIR": str(data / "data"),
-        "SWARM_LOG_LEVEL": args.log_level,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
+    env = service_env(server.url, port, data / "data", SWARM, args.log_level)
     processes = Processes(data, env)
     bus = await Bus.connect(NatsOptions(servers=[server.url]), name="bench")
     ready = ReadyWatch()
