@@ -81,3 +81,23 @@ async def test_a_bucket_read_leaves_no_consumer_behind(bus: Bus, swarm_id: str) 
         assert time.monotonic() < deadline, f"{info.state.consumer_count} consumers left"
         await asyncio.sleep(0.2)  # polling the server's count: nothing to subscribe to
     await bus.js.delete_key_value(f"reads-{swarm_id}")
+
+
+async def test_a_bucket_read_returns_every_live_key_of_a_large_bucket(
+    bus: Bus, swarm_id: str
+) -> None:
+    """More keys than one fetch takes, some deleted, some written twice: the read has each live
+    key once with its newest value, and no deleted one."""
+    kv = await bus.js.create_key_value(bucket=f"large-{swarm_id}")
+    try:
+        for i in range(600):
+            await kv.put(f"k{i}", b"old")
+        for i in range(0, 600, 3):
+            await kv.delete(f"k{i}")
+        for i in range(1, 600, 3):
+            await kv.put(f"k{i}", b"new")
+        want = {f"k{i}": (b"new" if i % 3 == 1 else b"old") for i in range(600) if i % 3}
+        for _ in range(3):
+            assert await latest_values(kv) == want
+    finally:
+        await bus.js.delete_key_value(f"large-{swarm_id}")

@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 import structlog
 from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
+from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 from structlog.typing import FilteringBoundLogger
 
@@ -105,30 +105,58 @@ class Bus:
                     log.debug("bus.close_failed", error=str(error))
 
 
-READ_CONSUMER_LINGER = 2.0  # seconds an unsubscribed read's consumer is kept by the server
+READ_CONSUMER_LINGER = 2.0  # seconds the server keeps a read's consumer if we cannot delete it
+READ_BATCH = 256
 
 
 async def latest_values(kv: KeyValue, timeout: float = 5.0) -> dict[str, bytes]:
-    """The current value of every key in a bucket, read through one ordered consumer on the
-    bucket's stream: one consistent view. (Listing the keys and then getting each one asks
-    replicas one by one; on a cluster a replica that has not applied the newest write yet
-    answers "no such key" for a key just created: a lease just taken looked free.) A read that
-    fails or stalls for ``timeout`` seconds raises: an empty answer means an empty bucket.
+    """The current value of every key in a bucket, read through one consumer on the bucket's
+    stream: one consistent view. (Listing the keys and then getting each one asks replicas one
+    by one; on a cluster a replica that has not applied the newest write yet answers "no such
+    key" for a key just created: a lease just taken looked free.) A read that fails or stalls
+    for ``timeout`` seconds raises: an empty answer means an empty bucket.
 
-    The consumer goes ``READ_CONSUMER_LINGER`` seconds after the read (nats-py's default is five
-    minutes; the server caps consumers per stream at 1,000, and services read the heartbeats
-    every few seconds)."""
-    watcher = await kv.watchall(ignore_deletes=True, inactive_threshold=READ_CONSUMER_LINGER)
+    Not nats-py's KV watch: its "caught up" marker can come before values already on their way
+    (nats-py #842: its pending count is taken after the push consumer started delivering), so a
+    read of a full bucket sometimes came back empty (`swarm doctor` saw no services on a
+    cluster). A pull consumer delivers nothing until asked, so the pending count its creation
+    reports is exactly what there is to read. It is deleted after the read (and would go by
+    itself ``READ_CONSUMER_LINGER`` s later): the server takes at most 1,000 consumers on a
+    stream, and services read the heartbeats every few seconds."""
+    js, stream, prefix = kv._js, kv._stream, kv._pre
+    info = await js.add_consumer(
+        stream,
+        config=api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+            ack_policy=api.AckPolicy.NONE,
+            filter_subject=f"{prefix}>",
+            inactive_threshold=READ_CONSUMER_LINGER,
+            mem_storage=True,
+            num_replicas=1,
+        ),
+        timeout=timeout,
+    )
     found: dict[str, bytes] = {}
     try:
-        while True:
-            entry = await watcher.updates(timeout)
-            if entry is None:  # caught up with the bucket
-                return found
-            if entry.value:
-                found[entry.key] = entry.value
+        remaining = info.num_pending or 0
+        if not remaining:
+            return found
+        sub = await js.pull_subscribe_bind(consumer=info.name, stream=stream)
+        try:
+            while remaining > 0:
+                for msg in await sub.fetch(min(remaining, READ_BATCH), timeout=timeout):
+                    remaining -= 1
+                    operation = (msg.headers or {}).get("KV-Operation")
+                    if operation is None and msg.data:  # DEL and PURGE markers: no value
+                        found[msg.subject[len(prefix) :]] = msg.data
+        finally:
+            await sub.unsubscribe()
+        return found
     finally:
-        await watcher.stop()
+        try:
+            await js.delete_consumer(stream, info.name)
+        except Exception as error:  # NATS away: it goes by itself after the linger
+            log.debug("bus.read_consumer_not_deleted", stream=stream, error=str(error))
 
 
 async def read_readiness(bus: Bus) -> list[Readiness]:
