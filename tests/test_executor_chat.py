@@ -4,9 +4,7 @@ sandbox (the API's URL, its swarm, a token that may only post chat)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -133,10 +131,12 @@ def test_agents_get_the_api_and_a_token_only_when_the_executor_knows_the_api() -
 
 async def lines_of(bus: Bus, swarm: str, count: int) -> list[ChatMessage]:
     """The swarm's chat once it holds ``count`` messages."""
-    deadline = time.monotonic() + 10
-    while len(found := await chat_bus.history(bus.js, swarm)) < count:
-        assert time.monotonic() < deadline, f"chat holds {found}, expected {count} lines"
-        await asyncio.sleep(0.02)
+
+    async def enough() -> list[ChatMessage] | None:
+        found = await chat_bus.history(bus.js, swarm)
+        return found if len(found) >= count else None
+
+    found: list[ChatMessage] = await until(enough, 10, f"{count} chat lines", every=0.02)
     return found
 
 
