@@ -50,6 +50,11 @@ def swarm_events(swarm: str) -> str:
     return f"swarm.evt.{swarm}.>"
 
 
+def aggregate_events(swarm: str | None, aggregate: str) -> str:
+    """Every event of one kind of aggregate, in ``swarm`` (None: in every swarm)."""
+    return f"swarm.evt.{swarm or '*'}.{aggregate}.>"
+
+
 def chat(swarm: str, channel: str = "general") -> str:
     return f"swarm.chat.{swarm}.{channel}"
 

@@ -80,6 +80,9 @@ class Fleet(Service):
     """Swarm executor: hosts agents of every swarm and runs their claimed tasks."""
 
     name = "executor"
+    # placement reads agents and swarms only: task events (most of the log) are left to the
+    # swarm-scoped executors' folds, not folded here a second time
+    follows = ("agent", "swarm")
 
     def __init__(
         self,

@@ -266,9 +266,8 @@ def _decide_swarm(
         if planner.busy("agent", agent.id) or agent.status == "lost":
             continue
         hosted = agent.executor is not None or agent.task is not None
-        present = is_present(agent, now, config, presence)
-        if hosted and not present:
-            age = presence_age(agent, now, presence)
+        age = presence_age(agent, now, presence) if hosted else 0.0  # once per agent and round
+        if age > config.lease:
             out.append(planner.lost(agent, f"no presence for {age:.1f}s (lease {config.lease:g}s)"))
         elif agent.status == "idle" and agent.task is None and agent.executor is not None:
             free.append(agent)

@@ -76,11 +76,12 @@ def match(
 
     ``tasks`` must already be claimable and ``agents`` free: this only decides who takes what.
     """
-    free = {agent.id: (agent, _words(agent.skills)) for agent in agents}
     pairs: list[tuple[TaskView, AgentView]] = []
-    if not free:
+    ordered = sorted(tasks, key=lambda task: claim_order(task, now, aging))
+    if not ordered:  # most rounds: nothing to claim, so the free agents are not looked at
         return pairs
-    for task in sorted(tasks, key=lambda task: claim_order(task, now, aging)):
+    free = {agent.id: (agent, _words(agent.skills)) for agent in agents}
+    for task in ordered:
         if not free:
             break
         agent = _best(_words(task.tags), free.values())
