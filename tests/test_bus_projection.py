@@ -12,12 +12,12 @@ import msgspec
 
 from schemas import events as ev
 from schemas import subjects
-from schemas.board import Board
+from schemas.board import Board, tasks_in_full
 from schemas.fold import apply
 from services.bus.connection import NatsOptions
 from services.bus.projection import Projection, position
 from services.bus.service import Bus, Service
-from services.bus.snapshots import MSGPACK, OBJECT, key_for, object_name, pack, packed_seq, unpack
+from services.bus.snapshots import OBJECT, RECORDS, key_for, object_name, pack, packed_seq, unpack
 
 
 async def seed(bus: Bus, swarm: str, tasks: int) -> int:
@@ -169,7 +169,7 @@ async def test_a_board_too_large_for_one_message_is_snapshotted_through_the_obje
 
 def earlier_form(board: Board) -> bytes:
     """A snapshot body as it was written before the msgpack form: compressed JSON."""
-    return zlib.compress(msgspec.json.encode(board), 3)
+    return zlib.compress(msgspec.json.encode(board, enc_hook=tasks_in_full), 3)
 
 
 async def test_a_snapshot_in_the_earlier_json_form_is_read_then_replaced_by_msgpack(
@@ -194,7 +194,7 @@ async def test_a_snapshot_in_the_earlier_json_form_is_read_then_replaced_by_msgp
     assert await started.save_snapshot()
     entry = await kv.get(key_for(full.scope))
     assert entry.value is not None
-    assert entry.value.partition(b"\n")[2].startswith(MSGPACK)
+    assert entry.value.partition(b"\n")[2].startswith(RECORDS)
     assert await bus.snapshots.load(full.scope) == full.board
     await started.stop()
     await full.stop()

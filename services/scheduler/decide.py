@@ -173,7 +173,7 @@ class OpenTasks:
     def of_board(cls, board: Board) -> OpenTasks:
         return cls(
             {
-                swarm.id: {t.id: None for t in swarm.tasks.values() if may_need_decision(t)}
+                swarm.id: {t.id: None for t in swarm.tasks.live() if may_need_decision(t)}
                 for swarm in board.swarms.values()
             }
         )
@@ -181,7 +181,8 @@ class OpenTasks:
     def track(self, board: Board, event: ev.Event) -> None:
         """After ``event`` is folded into ``board``."""
         if isinstance(event, ev.TaskEvent):
-            task = board.task(event.swarm, event.id)
+            view = board.swarms.get(event.swarm)  # a frozen task needs no decision: not decoded
+            task = view.tasks.live_task(event.id) if view is not None else None
             ids = self.swarms.setdefault(event.swarm, {})
             if task is not None and may_need_decision(task):
                 ids.setdefault(event.id)
@@ -232,7 +233,7 @@ def decide(
         swarm = board.swarms.get(name)
         if swarm is None:
             continue
-        tasks: Iterable[TaskView] = swarm.tasks.values()
+        tasks: Iterable[TaskView] = swarm.tasks.live()  # a frozen task needs no decision
         if open_tasks is not None:
             ids = open_tasks.swarms.get(name, {})
             tasks = [task for i in ids if (task := swarm.tasks.get(i)) is not None]
