@@ -318,3 +318,28 @@ async def test_a_fold_whose_consumer_is_gone_for_good_subscribes_again(
         assert projection.resubscribed >= 1
     finally:
         await projection.stop()
+
+
+async def test_a_projection_following_agents_and_swarms_folds_those_and_no_task(
+    bus: Bus, swarm_id: str
+) -> None:
+    """What an executor process's placement folds: agents and swarms, in log order, and nothing
+    of the tasks (most of the log); it never saves a snapshot of that partial board."""
+    last = await seed(bus, swarm_id, 6)
+    full = await replayed(bus, swarm_id)
+    agents_only = await replayed(
+        bus, swarm_id, follows=("agent", "swarm"), snapshots=bus.snapshots, snapshot_every=1
+    )
+    late = await bus.events.append(
+        ev.AgentRegistered(swarm=swarm_id, id="a3", time=time.time(), name="a3"), 0
+    )
+    await agents_only.wait_for(late)
+    await full.wait_for(late)
+    swarm = agents_only.board.swarms[swarm_id]
+    assert sorted(swarm.agents) == ["a1", "a2", "a3"]
+    assert swarm.tasks == {} and full.board.swarms[swarm_id].tasks
+    assert agents_only.seq == late > last
+    assert agents_only.board.version(swarm_id, "agent", "a3") == late
+    assert not await agents_only.save_snapshot()
+    await agents_only.stop()
+    await full.stop()

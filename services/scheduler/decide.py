@@ -263,14 +263,22 @@ def _decide_swarm(
             cycles = on_cycles(_Depends(swarm), blocked)
 
     free: list[AgentView] = []
+    # every agent, every round: kept tight (``presence_age`` inlined; 1,000 agents)
+    heard_of = presence.get
+    prefix = subjects.presence_key(swarm.id, "")
+    lease = config.lease
     for agent in swarm.agents.values():
-        if planner.busy("agent", agent.id) or agent.status == "lost":
+        if agent.status == "lost" or (in_flight and planner.busy("agent", agent.id)):
             continue
-        hosted = agent.executor is not None or agent.task is not None
-        present = is_present(agent, now, config, presence)
-        if hosted and not present:
-            age = presence_age(agent, now, presence)
-            out.append(planner.lost(agent, f"no presence for {age:.1f}s (lease {config.lease:g}s)"))
+        if agent.executor is None and agent.task is None:
+            continue  # hosted nowhere: neither lost nor free
+        seen = agent.registered_at if agent.registered_at > agent.updated_at else agent.updated_at
+        heard = heard_of(prefix + agent.id)
+        if heard is not None and heard > seen:
+            seen = heard
+        if now - seen > lease:
+            age = now - seen
+            out.append(planner.lost(agent, f"no presence for {age:.1f}s (lease {lease:g}s)"))
         elif agent.status == "idle" and agent.task is None and agent.executor is not None:
             free.append(agent)
 

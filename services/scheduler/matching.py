@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 
 from schemas.board import PRIORITY_RANK, AgentView, TaskView
@@ -75,16 +76,34 @@ def match(
     agent at most once.
 
     ``tasks`` must already be claimable and ``agents`` free: this only decides who takes what.
+    The free agents are grouped by skill list (a fleet of 1,000 has a handful), each group a
+    heap by id: a task looks at the groups, not at every agent, and the agents sharing a skill
+    list all share as many of its tags, so the group's lowest id is the one ``best_agent`` picks.
     """
-    free = {agent.id: (agent, _words(agent.skills)) for agent in agents}
     pairs: list[tuple[TaskView, AgentView]] = []
-    if not free:
+    ordered = sorted(tasks, key=lambda task: claim_order(task, now, aging))
+    if not ordered:  # most rounds: nothing to claim, so the free agents are not looked at
         return pairs
-    for task in sorted(tasks, key=lambda task: claim_order(task, now, aging)):
-        if not free:
-            break
-        agent = _best(_words(task.tags), free.values())
-        if agent is not None:
-            pairs.append((task, agent))
-            del free[agent.id]
+    by_skills: dict[tuple[str, ...], list[tuple[str, AgentView]]] = {}
+    for agent in agents:
+        by_skills.setdefault(tuple(agent.skills), []).append((agent.id, agent))
+    groups = []
+    for skills, members in by_skills.items():
+        heapq.heapify(members)
+        groups.append((_words(list(skills)), members))
+    for task in ordered:
+        tags = _words(task.tags)
+        best: tuple[int, str] | None = None
+        chosen: list[tuple[str, AgentView]] | None = None
+        for skills_words, members in groups:
+            if not members:
+                continue
+            shared = len(tags & skills_words)
+            if tags and not shared:
+                continue
+            rank = (-shared, members[0][0])
+            if best is None or rank < best:
+                best, chosen = rank, members
+        if chosen is not None:
+            pairs.append((task, heapq.heappop(chosen)[1]))
     return pairs
