@@ -23,7 +23,15 @@ from schemas.board import PRIORITY_RANK, AgentView, TaskView
 from schemas.eligibility import can_take, shared_tags
 from schemas.eligibility import word_set as _words
 
-__all__ = ["best_agent", "can_take", "claim_order", "match", "shared_tags", "starving_after"]
+__all__ = [
+    "best_agent",
+    "can_take",
+    "claim_order",
+    "match",
+    "match_in_order",
+    "shared_tags",
+    "starving_after",
+]
 
 
 def effective_rank(task: TaskView, now: float, aging: float) -> int:
@@ -76,11 +84,19 @@ def match(
 
     ``tasks`` must already be claimable and ``agents`` free: this only decides who takes what.
     """
+    return match_in_order(sorted(tasks, key=lambda task: claim_order(task, now, aging)), agents)
+
+
+def match_in_order(
+    tasks: Iterable[TaskView], agents: Iterable[AgentView]
+) -> list[tuple[TaskView, AgentView]]:
+    """``match`` for tasks given in claim order: taken from ``tasks`` only until every agent has
+    one (a lazy ``tasks`` is read no further)."""
     free = {agent.id: (agent, _words(agent.skills)) for agent in agents}
     pairs: list[tuple[TaskView, AgentView]] = []
     if not free:
         return pairs
-    for task in sorted(tasks, key=lambda task: claim_order(task, now, aging)):
+    for task in tasks:
         if not free:
             break
         agent = _best(_words(task.tags), free.values())
