@@ -41,7 +41,10 @@ def effective_rank(task: TaskView, now: float, aging: float) -> int:
     if aging <= 0 or rank == 0:
         return rank
     waited = now - task.created_at
-    return max(0, rank - int(waited // aging)) if waited > 0 else rank
+    if waited <= 0:
+        return rank
+    levels = waited // aging  # infinite for a tiny ``aging``: no int() of it
+    return rank - int(levels) if levels < rank else 0
 
 
 def claim_order(task: TaskView, now: float, aging: float) -> tuple[int, float, int]:
