@@ -81,6 +81,36 @@ def test_logger_masks_secret_values_and_secret_keys(capsys, monkeypatch) -> None
     structlog.contextvars.clear_contextvars()
 
 
+SECRET = "sk-canary-987654"
+_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False),
+        st.sampled_from(["", "plain", f"has {SECRET} inside", SECRET]),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner, inner),
+        st.dictionaries(st.sampled_from(["detail", "api_token", "Password", "n"]), inner),
+    ),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.sampled_from(["event", "detail", "auth_token", "x", 3]), _values))
+def test_the_redactor_leaves_no_secret_and_masks_every_secret_key(line: dict) -> None:
+    cleaned = logs.Redactor([SECRET])(None, "info", line)  # type: ignore[arg-type]
+    assert SECRET not in repr(cleaned)
+    assert cleaned.keys() == line.keys()
+    for key, value in line.items():
+        if key == "auth_token" and value:
+            assert cleaned[key] == logs.MASK
+        elif isinstance(value, int | float) or value is None:
+            assert cleaned[key] == value
+
+
 # --- the header parser (issue 15: less work per delivered event) ----------------------------
 
 _header_bytes = st.lists(
