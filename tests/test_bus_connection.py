@@ -101,7 +101,7 @@ _values = st.recursive(
 
 @given(st.dictionaries(st.sampled_from(["event", "detail", "auth_token", "x", 3]), _values))
 def test_the_redactor_leaves_no_secret_and_masks_every_secret_key(line: dict) -> None:
-    cleaned = logs.Redactor([SECRET])(None, "info", line)  # type: ignore[arg-type]
+    cleaned = logs.Redactor([SECRET])(None, "info", line)
     assert SECRET not in repr(cleaned)
     assert cleaned.keys() == line.keys()
     for key, value in line.items():

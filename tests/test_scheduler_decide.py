@@ -891,15 +891,15 @@ def test_with_no_agent_free_a_round_does_not_look_at_the_waiting_queue() -> None
         open_tasks.track(board, event)
     assert [entry[2] for entry in open_tasks.waiting[S]["medium"]] == ["w0", "w1", "w2"]
     assert list(open_tasks.others[S]) == ["t1"]
-    open_tasks.waiting[S] = Untouchable()  # type: ignore[assignment]
+    open_tasks.waiting[S] = Untouchable()
     assert when(board, open_tasks=open_tasks) == []  # a read of the queue would raise
 
 
-class Untouchable(dict):  # type: ignore[type-arg]
+class Untouchable(dict):
     """A waiting queue that fails the test when read."""
 
-    def values(self):  # type: ignore[no-untyped-def]
+    def values(self):
         raise AssertionError("the waiting queue was read")
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         raise AssertionError("the waiting queue was read")
