@@ -1,9 +1,14 @@
-"""The board: the folded state every service reads. Plain msgspec Structs, so two boards compare
-with ``==`` and a snapshot is ``msgspec.json.encode(board)``."""
+"""The board: the folded state every service reads. msgspec Structs, so two boards compare with
+``==``; a swarm's tasks are a ``Tasks`` mapping, which keeps each settled finished task as a
+compact encoded record (decoded on read) rather than as live objects: a long history costs a few
+hundred bytes a task, and a snapshot decodes without building a view of every task."""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator, KeysView, Mapping, MutableMapping, ValuesView
+from functools import cache
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, overload
 
 import msgspec
 
@@ -183,12 +188,357 @@ class ProjectView(msgspec.Struct, kw_only=True):
         return self.branch or self.default_branch
 
 
+T = TypeVar("T")
+STUCK_STATES: frozenset[str] = frozenset({"landing", "conflict", "verify_failed", "failed"})
+STATUSES: tuple[TaskStatus, ...] = (
+    "blocked", "pending", "claimed", "running", "completed", "failed", "requeued", "cancelled"
+)  # fmt: skip
+_STATUS_CODE = {status: code for code, status in enumerate(STATUSES)}
+_HAS_PARENT = 0x80  # in a record's first byte, with the status's code
+_MISSING = object()
+_record_encoder = msgspec.msgpack.Encoder()
+_record_decoder = msgspec.msgpack.Decoder(dict[str, Any])
+
+
+def settled(task: TaskView) -> bool:
+    """Finished, and nothing the log may still say changes what reading it decides: a completed
+    task whose work is not waiting to land (``landing``, or stuck awaiting a resolve task), or a
+    failed or cancelled one; never one with triggers whose follow-ups may be left to write. Only
+    these are frozen (``Tasks``); any later event on one thaws it first."""
+    if task.status not in FINISHED:
+        return False
+    if task.triggers and task.status != "cancelled":
+        return False
+    work = task.integration
+    return task.status != "completed" or work is None or work.state not in STUCK_STATES
+
+
+@cache
+def _defaults(cls: type[msgspec.Struct]) -> dict[str, Any]:
+    """The fields of ``cls`` that have a default, by encoded name: the default as builtins."""
+    found: dict[str, Any] = {}
+    for info in msgspec.structs.fields(cls):
+        if info.default is not msgspec.NODEFAULT:
+            found[info.encode_name] = msgspec.to_builtins(info.default)
+        elif info.default_factory is not msgspec.NODEFAULT:
+            found[info.encode_name] = msgspec.to_builtins(info.default_factory())
+    return found
+
+
+@cache
+def _nested(cls: type[msgspec.Struct]) -> dict[str, type[msgspec.Struct]]:
+    """The fields of ``cls`` that hold one Struct (or None), by encoded name: its class."""
+    found: dict[str, type[msgspec.Struct]] = {}
+    for info in msgspec.structs.fields(cls):
+        kinds = get_args(info.type) if get_origin(info.type) in (Union, UnionType) else ()
+        kinds = kinds or (info.type,)
+        structs = [k for k in kinds if isinstance(k, type) and issubclass(k, msgspec.Struct)]
+        if len(structs) == 1 and all(k in (*structs, type(None)) for k in kinds):
+            found[info.encode_name] = structs[0]
+    return found
+
+
+def _compact(fields: dict[str, Any], cls: type[msgspec.Struct]) -> dict[str, Any]:
+    """``fields`` of a ``cls`` (as builtins) without those equal to their defaults (nested
+    Structs likewise): what ``msgspec.convert`` turns back into an equal Struct."""
+    defaults = _defaults(cls)
+    out = {k: v for k, v in fields.items() if defaults.get(k, _MISSING) != v}
+    for name, kind in _nested(cls).items():
+        value = out.get(name)
+        if type(value) is dict:
+            out[name] = _compact(value, kind)
+    return out
+
+
+# not in a record's msgpack: its key, its swarm's id, and its status (in its first byte)
+_TASK_CONTEXT = ("swarm", "id", "status")
+
+
+def encode_record(task: TaskView) -> bytes:
+    """A task as a compact record: one byte (its status, whether it has a parent), then msgpack
+    of the fields that differ from their defaults (its swarm and id are where it is kept)."""
+    code = _STATUS_CODE[task.status] | (_HAS_PARENT if task.parent is not None else 0)
+    fields = _compact(msgspec.to_builtins(task), TaskView)
+    for name in _TASK_CONTEXT:
+        fields.pop(name, None)
+    return bytes((code,)) + _record_encoder.encode(fields)
+
+
+def decode_record(swarm: str, task_id: str, record: bytes) -> TaskView:
+    fields = _record_decoder.decode(memoryview(record)[1:])
+    fields["swarm"] = swarm
+    fields["id"] = task_id
+    fields["status"] = record_status(record)
+    return msgspec.convert(fields, TaskView)
+
+
+def record_status(record: bytes) -> TaskStatus:
+    return STATUSES[record[0] & ~_HAS_PARENT]
+
+
+class Tasks(MutableMapping[str, TaskView]):
+    """A swarm's tasks by id, in the order they were added: a mapping of ``TaskView``.
+
+    A settled task (``settled``) may be *frozen*: kept as a compact record (``encode_record``,
+    a few hundred bytes instead of a dozen objects) and decoded on each read, so a read never
+    shares an object with the board: change a task only through ``thaw`` (the fold does). The
+    fold freezes a task when it settles and thaws it for any later event on it; decoding a
+    snapshot freezes every settled task. Freezing changes no read: ``==`` compares the tasks.
+
+    Hot paths never decode every task: ``live()`` holds every task not frozen (every unfinished
+    one among them), ``frozen_status`` answers for a frozen one, ``status_counts`` and
+    ``usage_total`` count them all, ``follow_ups`` finds one task's follow-ups. ``values()`` and
+    ``items()`` decode the frozen ones (full listings)."""
+
+    __slots__ = ("_counts", "_entries", "_live", "_swarm", "_usage")
+
+    def __init__(self, tasks: Mapping[str, TaskView] | None = None) -> None:
+        self._entries: dict[str, TaskView | bytes] = {}
+        self._live: dict[str, TaskView] = {}
+        self._counts: dict[str, int] = {}  # the frozen ones by status
+        self._usage = [0, 0, 0, 0]  # the frozen ones' tokens (``Usage``'s fields, in order)
+        self._swarm = ""
+        for task_id, task in (tasks or {}).items():
+            self[task_id] = task
+
+    # --- the mapping -------------------------------------------------------------------------
+
+    def __getitem__(self, task_id: str) -> TaskView:
+        entry = self._entries[task_id]
+        if isinstance(entry, bytes):
+            return decode_record(self._swarm, task_id, entry)
+        return entry
+
+    @overload
+    def get(self, task_id: str, /) -> TaskView | None: ...
+    @overload
+    def get(self, task_id: str, /, default: TaskView | T) -> TaskView | T: ...
+    def get(self, task_id: str, /, default: object = None) -> object:
+        entry = self._entries.get(task_id)
+        if entry is None:
+            return default
+        if isinstance(entry, bytes):
+            return decode_record(self._swarm, task_id, entry)
+        return entry
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._entries
+
+    def __setitem__(self, task_id: str, task: TaskView) -> None:
+        entry = self._entries.get(task_id)
+        if isinstance(entry, bytes):
+            self._unaccount(decode_record(self._swarm, task_id, entry))
+        self._entries[task_id] = task
+        self._live[task_id] = task
+
+    def __delitem__(self, task_id: str) -> None:
+        entry = self._entries.pop(task_id)
+        if isinstance(entry, bytes):
+            self._unaccount(decode_record(self._swarm, task_id, entry))
+        self._live.pop(task_id, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def keys(self) -> KeysView[str]:
+        return self._entries.keys()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        if len(self) != len(other):
+            return False
+        theirs = other._entries if isinstance(other, Tasks) else None
+        for task_id, entry in self._entries.items():
+            if task_id not in other:
+                return False
+            if theirs is not None and isinstance(entry, bytes) and entry == theirs[task_id]:
+                continue  # the same record: the same task
+            if self[task_id] != other[task_id]:
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a dict
+
+    def __repr__(self) -> str:
+        return f"Tasks({len(self._live)} live, {len(self) - len(self._live)} frozen)"
+
+    # --- hot paths ---------------------------------------------------------------------------
+
+    def live(self) -> ValuesView[TaskView]:
+        """Every task not frozen (every unfinished one among them), in the order added."""
+        return self._live.values()
+
+    def live_task(self, task_id: str) -> TaskView | None:
+        """The task if it is live (None: frozen or unknown)."""
+        return self._live.get(task_id)
+
+    def frozen_status(self, task_id: str) -> TaskStatus | None:
+        """The status of a frozen (so settled) task; None when the task is live or unknown."""
+        entry = self._entries.get(task_id)
+        return record_status(entry) if isinstance(entry, bytes) else None
+
+    def status_counts(self) -> dict[str, int]:
+        """How many tasks are in each status (every status named)."""
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        for status, count in self._counts.items():
+            counts[status] += count
+        for task in self._live.values():
+            counts[task.status] += 1
+        return counts
+
+    def usage_total(self) -> Usage:
+        """The tokens of every task's recorded runs together."""
+        total = _usage_of(self._usage)
+        for task in self._live.values():
+            _add_usage(total, task.usage)
+        return total
+
+    def follow_ups(self, parent: str) -> Iterator[TaskView]:
+        """The tasks whose ``parent`` is ``parent``: among those added after it (newest first;
+        only frozen records marked as having a parent are decoded)."""
+        for task_id in reversed(self._entries):
+            if task_id == parent:
+                return
+            entry = self._entries[task_id]
+            if isinstance(entry, bytes):
+                if not entry[0] & _HAS_PARENT:
+                    continue
+                entry = decode_record(self._swarm, task_id, entry)
+            if entry.parent == parent:
+                yield entry
+
+    # --- freezing ----------------------------------------------------------------------------
+
+    def thaw(self, task_id: str) -> TaskView | None:
+        """The task as a live object the caller may change (None: unknown)."""
+        entry = self._entries.get(task_id)
+        if not isinstance(entry, bytes):
+            return entry
+        task = decode_record(self._swarm, task_id, entry)
+        self._unaccount(task)
+        self._entries[task_id] = task  # keeps its place in the order
+        self._live[task_id] = task
+        return task
+
+    def freeze(self, task_id: str) -> bool:
+        """Keep the task as a record if it is live and ``settled``; whether it now is frozen."""
+        task = self._live.get(task_id)
+        if task is None:
+            return isinstance(self._entries.get(task_id), bytes)
+        if not settled(task):
+            return False
+        self._swarm = task.swarm
+        self._entries[task_id] = encode_record(task)
+        del self._live[task_id]
+        self._counts[task.status] = self._counts.get(task.status, 0) + 1
+        _add_usage(self._usage, task.usage)
+        return True
+
+    def freeze_settled(self) -> int:
+        """Freeze every live settled task; how many were."""
+        return sum(self.freeze(task_id) for task_id in list(self._live))
+
+    def thaw_all(self) -> None:
+        for task_id in [k for k, v in self._entries.items() if isinstance(v, bytes)]:
+            self.thaw(task_id)
+
+    def _unaccount(self, task: TaskView) -> None:
+        self._counts[task.status] -= 1
+        if not self._counts[task.status]:
+            del self._counts[task.status]
+        _add_usage(self._usage, task.usage, -1)
+
+    # --- snapshots ---------------------------------------------------------------------------
+
+    def to_wire(self) -> list[Any]:
+        """What a snapshot stores: ``[swarm, {id: task or record}, counts, usage]``."""
+        return [self._swarm, self._entries, self._counts, self._usage]
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Tasks:
+        """``to_wire``'s form as msgpack decodes it, or an earlier snapshot's plain mapping of
+        tasks; every settled task ends frozen."""
+        tasks = cls()
+        if isinstance(value, dict):  # the earlier form: every task in full
+            for task_id, task in value.items():
+                tasks._put(task_id, msgspec.convert(task, TaskView))
+        else:
+            swarm, entries, counts, usage = value
+            tasks._swarm = swarm
+            tasks._counts = counts
+            tasks._usage = list(usage)
+            for task_id, entry in entries.items():
+                if isinstance(entry, bytes):
+                    tasks._entries[task_id] = entry
+                else:
+                    tasks._put(task_id, msgspec.convert(entry, TaskView))
+        tasks.freeze_settled()
+        return tasks
+
+    def _put(self, task_id: str, task: TaskView) -> None:
+        self._entries[task_id] = task
+        self._live[task_id] = task
+
+
+_USAGE_FIELDS = tuple(info.name for info in msgspec.structs.fields(Usage))
+
+
+def _usage_of(values: list[int]) -> Usage:
+    return Usage(**dict(zip(_USAGE_FIELDS, values, strict=True)))
+
+
+def _add_usage(total: Usage | list[int], usage: Usage, sign: int = 1) -> None:
+    if isinstance(total, list):
+        total[0] += sign * usage.input_tokens
+        total[1] += sign * usage.output_tokens
+        total[2] += sign * usage.cache_read_input_tokens
+        total[3] += sign * usage.cache_creation_input_tokens
+        return
+    total.input_tokens += usage.input_tokens
+    total.output_tokens += usage.output_tokens
+    total.cache_read_input_tokens += usage.cache_read_input_tokens
+    total.cache_creation_input_tokens += usage.cache_creation_input_tokens
+
+
+def tasks_enc_hook(value: Any) -> Any:
+    """msgspec ``enc_hook`` for a board: a ``Tasks`` in its snapshot form."""
+    if isinstance(value, Tasks):
+        return value.to_wire()
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+def tasks_in_full(value: Any) -> Any:
+    """msgspec ``enc_hook`` writing a board as it reads (and as earlier snapshots stored it):
+    each swarm's tasks as an object of every task in full."""
+    if isinstance(value, Tasks):
+        return dict(value.items())
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+def tasks_dec_hook(tp: type, value: Any) -> Any:
+    """msgspec ``dec_hook`` for a board."""
+    if tp is Tasks:
+        return Tasks.from_wire(value)
+    raise NotImplementedError(f"cannot decode {tp}")
+
+
+def tasks_schema_hook(tp: type) -> dict[str, Any]:
+    """msgspec ``schema_hook``: ``Tasks`` read as what it is, an object of ``TaskView``."""
+    if tp is Tasks:
+        return {"type": "object", "additionalProperties": {"$ref": "#/$defs/TaskView"}}
+    raise NotImplementedError(f"no schema for {tp}")
+
+
 class SwarmView(msgspec.Struct, kw_only=True):
     id: str
     name: str
     description: str = ""
     created_at: float = 0.0
-    tasks: dict[str, TaskView] = {}
+    tasks: Tasks = msgspec.field(default_factory=Tasks)
     agents: dict[str, AgentView] = {}
     projects: dict[str, ProjectView] = {}
     project: str | None = None  # the attached project

@@ -48,7 +48,7 @@ def untakeable(swarm: SwarmView) -> list[TaskView]:
     with a matching skill is registered."""
     return [
         task
-        for task in swarm.tasks.values()
+        for task in swarm.tasks.live()  # every unfinished one is live
         if task.status not in FINISHED and not takers(swarm, task)
     ]
 

@@ -65,6 +65,8 @@ def apply(board: Board, event: ev.Event, seq: int) -> Board:
     mutator = _MUTATORS.get(type(event))
     if mutator is None or not mutator(board, event, seq):
         board.ignored += 1
+    if event.aggregate == "task" and (swarm := board.swarms.get(event.swarm)) is not None:
+        swarm.tasks.freeze(event.id)  # kept compact once settled (``Tasks``)
     return board
 
 
@@ -99,7 +101,7 @@ def _task(board: Board, event: ev.Event) -> tuple[SwarmView, TaskView] | None:
     swarm = board.swarms.get(event.swarm)
     if swarm is None:
         return None
-    task = swarm.tasks.get(event.id)
+    task = swarm.tasks.thaw(event.id)  # a live object to change (``apply`` freezes it again)
     return (swarm, task) if task is not None else None
 
 
@@ -170,9 +172,11 @@ def _task_created(board: Board, e: ev.TaskCreated, seq: int) -> bool:
     )
     task.status = "pending" if deps_done(swarm, task) else "blocked"
     swarm.tasks[e.id] = task
-    stuck = swarm.tasks.get(e.resolves) if e.resolves else None
+    stuck = swarm.tasks.thaw(e.resolves) if e.resolves else None
     if stuck is not None and stuck.integration is not None and stuck.integration.resolver is None:
         stuck.integration.resolver = e.id
+    if stuck is not None:
+        swarm.tasks.freeze(stuck.id)
     return True
 
 
@@ -408,13 +412,16 @@ def _task_integrated(board: Board, e: ev.TaskIntegrated, seq: int) -> bool:
     # the work of the tasks it resolved (a chain of resolve tasks) landed with it
     current = task
     for _ in range(MAX_RESOLVE_ROUNDS + 1):
-        stuck = swarm.tasks.get(current.resolves) if current.resolves else None
+        stuck = swarm.tasks.thaw(current.resolves) if current.resolves else None
         if stuck is None or stuck.integration is None or stuck.integration.state not in STUCK:
+            if stuck is not None:
+                swarm.tasks.freeze(stuck.id)  # thawed for nothing: as it was
             break
         stuck.integration.state = "landed"
         stuck.integration.landed = e.landed
         stuck.integration.resolved_by = task.id
         stuck.integration.at = e.time
+        swarm.tasks.freeze(stuck.id)  # settled now: its work landed
         current = stuck
     project = swarm.projects.get(e.project)
     if project is not None:

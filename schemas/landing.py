@@ -74,6 +74,9 @@ def landing(swarm: SwarmView, task: TaskView, _depth: int = 0) -> Landing:
 def dependency_landing(swarm: SwarmView, dep: str) -> Landing:
     """``landing`` of the task ``dep`` (missing: ``waiting``; the scheduler tells a deleted
     dependency from one not written yet)."""
+    settled = swarm.tasks.frozen_status(dep)
+    if settled is not None:  # frozen, so settled: its status says it without decoding it
+        return DONE if settled == "completed" else Landing("never", settled)
     task = swarm.tasks.get(dep)
     return WAITING if task is None else landing(swarm, task)
 

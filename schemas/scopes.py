@@ -148,9 +148,7 @@ def follow_up(swarm: SwarmView, agent_id: str, limit: int) -> FollowUp:
             f"agent {agent_id} creates follow-up tasks only while it runs a task of swarm "
             f"{swarm.id}"
         )
-    made = sum(
-        1 for t in swarm.tasks.values() if t.parent == task.id and t.parent_attempt == task.attempt
-    )
+    made = sum(1 for t in swarm.tasks.follow_ups(task.id) if t.parent_attempt == task.attempt)
     if made >= limit:
         raise Forbidden(
             f"agent {agent_id} already created {made} follow-up tasks in this run of {task.id} "

@@ -10,7 +10,7 @@ EVENTS_STREAM = "SWARM_EVENTS"
 CHAT_STREAM = "SWARM_CHAT"
 LOGS_STREAM = "SWARM_LOGS"
 
-PRESENCE_BUCKET = "swarm_presence"  # agent presence keys (leases)
+PRESENCE_BUCKET = "swarm_presence"  # presence: a key per executor and swarm (leases)
 SERVICES_BUCKET = "swarm_services"  # service readiness heartbeats
 SNAPSHOTS_BUCKET = "swarm_snapshots"  # snapshots of the fold
 LEADER_BUCKET = "swarm_leader"  # the scheduler's leader lease
@@ -50,6 +50,11 @@ def swarm_events(swarm: str) -> str:
     return f"swarm.evt.{swarm}.>"
 
 
+def aggregate_events(swarm: str | None, aggregate: str) -> str:
+    """Every event of one kind of aggregate, in ``swarm`` (None: in every swarm)."""
+    return f"swarm.evt.{swarm or '*'}.{aggregate}.>"
+
+
 def chat(swarm: str, channel: str = "general") -> str:
     return f"swarm.chat.{swarm}.{channel}"
 
@@ -67,7 +72,13 @@ def command(swarm: str, verb: str) -> str:
 
 
 def presence_key(swarm: str, agent: str) -> str:
+    """An agent, as presence is judged (the scheduler's map of when each was last heard)."""
     return f"{swarm}.{agent}"
+
+
+def host_key(swarm: str, executor: str) -> str:
+    """An executor's key in ``PRESENCE_BUCKET``: the agents it hosts in ``swarm``."""
+    return f"{swarm}.{executor}"
 
 
 def service_key(service: str, instance: str) -> str:

@@ -12,12 +12,12 @@ import msgspec
 
 from schemas import events as ev
 from schemas import subjects
-from schemas.board import Board
+from schemas.board import Board, tasks_in_full
 from schemas.fold import apply
 from services.bus.connection import NatsOptions
 from services.bus.projection import Projection, position
 from services.bus.service import Bus, Service
-from services.bus.snapshots import MSGPACK, OBJECT, key_for, object_name, pack, packed_seq, unpack
+from services.bus.snapshots import OBJECT, RECORDS, key_for, object_name, pack, packed_seq, unpack
 
 
 async def seed(bus: Bus, swarm: str, tasks: int) -> int:
@@ -169,7 +169,7 @@ async def test_a_board_too_large_for_one_message_is_snapshotted_through_the_obje
 
 def earlier_form(board: Board) -> bytes:
     """A snapshot body as it was written before the msgpack form: compressed JSON."""
-    return zlib.compress(msgspec.json.encode(board), 3)
+    return zlib.compress(msgspec.json.encode(board, enc_hook=tasks_in_full), 3)
 
 
 async def test_a_snapshot_in_the_earlier_json_form_is_read_then_replaced_by_msgpack(
@@ -194,7 +194,7 @@ async def test_a_snapshot_in_the_earlier_json_form_is_read_then_replaced_by_msgp
     assert await started.save_snapshot()
     entry = await kv.get(key_for(full.scope))
     assert entry.value is not None
-    assert entry.value.partition(b"\n")[2].startswith(MSGPACK)
+    assert entry.value.partition(b"\n")[2].startswith(RECORDS)
     assert await bus.snapshots.load(full.scope) == full.board
     await started.stop()
     await full.stop()
@@ -318,3 +318,28 @@ async def test_a_fold_whose_consumer_is_gone_for_good_subscribes_again(
         assert projection.resubscribed >= 1
     finally:
         await projection.stop()
+
+
+async def test_a_projection_following_agents_and_swarms_folds_those_and_no_task(
+    bus: Bus, swarm_id: str
+) -> None:
+    """What an executor process's placement folds: agents and swarms, in log order, and nothing
+    of the tasks (most of the log); it never saves a snapshot of that partial board."""
+    last = await seed(bus, swarm_id, 6)
+    full = await replayed(bus, swarm_id)
+    agents_only = await replayed(
+        bus, swarm_id, follows=("agent", "swarm"), snapshots=bus.snapshots, snapshot_every=1
+    )
+    late = await bus.events.append(
+        ev.AgentRegistered(swarm=swarm_id, id="a3", time=time.time(), name="a3"), 0
+    )
+    await agents_only.wait_for(late)
+    await full.wait_for(late)
+    swarm = agents_only.board.swarms[swarm_id]
+    assert sorted(swarm.agents) == ["a1", "a2", "a3"]
+    assert swarm.tasks == {} and full.board.swarms[swarm_id].tasks
+    assert agents_only.seq == late > last
+    assert agents_only.board.version(swarm_id, "agent", "a3") == late
+    assert not await agents_only.save_snapshot()
+    await agents_only.stop()
+    await full.stop()

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import executor_support
-import msgspec
 import pytest
 from executor_support import (
     API_KEY,
@@ -30,7 +29,7 @@ from executor_support import (
 from schemas import events as ev
 from schemas import subjects
 from services.bus.history import aggregate_events, log_chunks, read_output
-from services.bus.presence import Presence, read_presence
+from services.bus.presence import HostRecord, read_hosts
 from services.bus.projection import Projection
 from services.bus.service import Bus
 from services.executor.config import AgentConfig
@@ -292,10 +291,42 @@ async def test_agents_are_registered_with_this_executor_and_kept_present(
         assert agent is not None and agent.executor == "ex-test" and agent.status == "idle"
     assert watch.board.swarms[swarm_id].name == swarm_id
     kv = await bus.kv(subjects.PRESENCE_BUCKET)
-    entry = await kv.get(subjects.presence_key(swarm_id, "docs-agent"))
-    assert entry.value is not None
-    presence = msgspec.json.decode(entry.value, type=Presence)
+    # one key for the executor, listing both
+    presence = await until(lambda: listing(kv, swarm_id, "ex-test", 2))
+    assert presence.agents == ["docs-agent", "qa-agent"]
     assert presence.executor == "ex-test" and time.time() - presence.time < 10
+
+
+async def listing(kv: Any, swarm: str, executor: str, count: int) -> HostRecord | None:
+    """The executor's presence once it lists ``count`` agents (None before)."""
+    record = await read_hosts(kv, swarm, executor)
+    return record if record is not None and len(record.agents or ()) == count else None
+
+
+async def test_an_executor_hosting_many_agents_registers_them_all_under_one_presence_key(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    """Many configured agents are set up side by side; all are registered, idle and listed in
+    the executor's one presence key, and each runs a claim."""
+    fleet = tuple(AgentConfig(f"many-{i}", f"Many {i}", "", ("many",)) for i in range(40))
+    executor = await start_executor(agents=fleet, max_agents=40)
+    assert sorted(executor.hosted) == sorted(a.id for a in fleet)
+    await watch.wait_for(await _last_seq(bus))
+    for config in fleet:
+        view = watch.board.agent(swarm_id, config.id)
+        assert view is not None and (view.executor, view.status) == ("ex-test", "idle")
+    kv = await bus.kv(subjects.PRESENCE_BUCKET)
+    presence = await until(lambda: listing(kv, swarm_id, "ex-test", len(fleet)))
+    assert presence.agents == sorted(a.id for a in fleet)
+    keys = [k for k in await kv.keys() if k.startswith(f"{swarm_id}.")]
+    assert keys == [subjects.host_key(swarm_id, "ex-test")]  # one key, not one per agent
+    claims = [
+        await create_and_claim(bus, watch, swarm_id, agent, prompt=f"echo {agent}")
+        for agent in ("many-0", "many-39")
+    ]
+    for task_id, _ in claims:
+        task = await finished(watch, swarm_id, task_id)
+        assert task.status == "completed"
 
 
 async def _last_seq(bus: Bus) -> int:
@@ -399,7 +430,7 @@ async def test_a_restarted_executor_announces_its_agents_before_it_sets_them_up_
     first = await start_executor()
     await first.stop()  # a clean stop withdraws the agents' presence
     kv = await bus.kv(subjects.PRESENCE_BUCKET)
-    assert await read_presence(kv, swarm_id, "qa-agent") is None
+    assert await read_hosts(kv, swarm_id, "ex-test") is None
 
     # the next life's sandboxes take as long as they like (a slow Daytona, many agents)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -415,8 +446,8 @@ async def test_a_restarted_executor_announces_its_agents_before_it_sets_them_up_
     starting = asyncio.create_task(second.start())
     try:
         # present again while nothing is set up: the scheduler does not see it lost
-        presence = await until(lambda: read_presence(kv, swarm_id, "qa-agent"))
-        assert presence.executor == "ex-test" and second.hosted == {}
+        presence = await until(lambda: read_hosts(kv, swarm_id, "ex-test"))
+        assert presence.agents == ["qa-agent"] and second.hosted == {}
     finally:
         opened.set()
         await starting

@@ -9,6 +9,7 @@ After every event the invariants of DESIGN.md hold (see ``Witness``).
 
 from __future__ import annotations
 
+import copy
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -21,10 +22,22 @@ from hypothesis import strategies as st
 
 from schemas import events as ev
 from schemas import fold as fold_module
-from schemas.board import ACTIVE, CLAIMABLE, FINISHED, Board, SwarmView, TaskView
+from schemas.board import (
+    ACTIVE,
+    CLAIMABLE,
+    FINISHED,
+    STATUSES,
+    Board,
+    SwarmView,
+    TaskView,
+    settled,
+    tasks_in_full,
+)
+from schemas.events import Usage
 from schemas.fold import apply, deps_done, fold
-from schemas.landing import STUCK, needs_resolver
-from services.bus.snapshots import pack, unpack
+from schemas.landing import STUCK, dependency_landing, landing, needs_resolver
+from services.bus.snapshots import MSGPACK, pack, unpack
+from services.scheduler.decide import OpenTasks, decide
 
 SWARMS = ("s1", "s2")
 TASKS = ("t1", "t2", "t3", "t4")
@@ -390,6 +403,11 @@ class Prior(msgspec.Struct):
     agent_status: str | None  # of the agent the event names
 
 
+def as_read(board: Board) -> bytes:
+    """The swarms as JSON, every task in full (frozen or not)."""
+    return msgspec.json.encode(board.swarms, enc_hook=tasks_in_full)
+
+
 class Witness:
     """Folds a log event by event and checks DESIGN.md's invariants after each one."""
 
@@ -406,7 +424,7 @@ class Witness:
 
     def step(self, seq: int, event: ev.Event) -> None:
         board = self.board
-        ignored, before = board.ignored, msgspec.json.encode(board.swarms)
+        ignored, before = board.ignored, as_read(board)
         prior = self._prior(event)
         apply(board, event, seq)
         self.last_seq = max(self.last_seq, seq)
@@ -416,7 +434,9 @@ class Witness:
         assert board.version(event.swarm, event.aggregate, event.id) == seq, where
         assert board.seq == self.last_seq, where
         if not applied:
-            assert msgspec.json.encode(board.swarms) == before, f"void event changed {where}"
+            assert msgspec.json.encode(board.swarms, enc_hook=tasks_in_full) == before, (
+                f"void event changed {where}"
+            )
         if applied and prior is not None:
             self._transition(event, prior, where)
         if isinstance(event, ev.TaskClaimed) and applied:
@@ -544,9 +564,13 @@ def test_folding_a_snapshot_then_the_tail_equals_folding_everything(
     restored = unpack(pack(head))
     assert restored == head
     assert fold(log[split:], restored) == fold(log)
-    # a snapshot in the earlier form (JSON) reads back to the same board
-    earlier = b"%d\n" % head.seq + zlib.compress(msgspec.json.encode(head))
-    assert unpack(earlier) == head
+    # snapshots in the earlier forms (every task in full: JSON, then msgpack) read back to the
+    # same board, their settled tasks frozen as they are decoded
+    earliest = b"%d\n" % head.seq + zlib.compress(msgspec.json.encode(head, enc_hook=tasks_in_full))
+    assert unpack(earliest) == head
+    earlier = msgspec.msgpack.encode(head, enc_hook=tasks_in_full)
+    assert unpack(b"%d\n" % head.seq + MSGPACK + zlib.compress(earlier)) == head
+    assert all(not settled(t) for swarm in restored.swarms.values() for t in swarm.tasks.live())
 
 
 @PROPERTY
@@ -664,3 +688,64 @@ def test_witness_catches_a_faulty_fold(
     monkeypatch.setitem(fold_module._MUTATORS, event_type, faulty)
     with pytest.raises(AssertionError, match=complaint):
         Witness().fold(log)
+
+
+# --- frozen tasks (``schemas.board.Tasks``) ----------------------------------------------------
+
+
+def thawed(board: Board) -> Board:
+    """A copy of ``board`` with no task frozen: every task a live object, as before freezing."""
+    live = copy.deepcopy(board)  # as ``Projection.copy_board`` copies one
+    for swarm in live.swarms.values():
+        swarm.tasks.thaw_all()
+    return live
+
+
+@PROPERTY
+@given(any_logs, st.data())
+def test_a_board_with_frozen_tasks_reads_and_folds_like_one_without(
+    log: Log, data: st.DataObject
+) -> None:
+    """Freezing is only an optimisation: every read, every decision and every later fold of a
+    board with frozen tasks is the one of the same board with every task live."""
+    split = data.draw(st.integers(0, len(log)), label="split")
+    board = fold(log[:split])
+    live = thawed(board)
+    assert board == live and live == board
+    for swarm in board.swarms.values():
+        tasks, plain = swarm.tasks, live.swarms[swarm.id].tasks
+        assert list(tasks) == list(plain)  # the same order
+        every = list(plain.values())
+        assert [tasks[t.id] for t in every] == every == list(tasks.values())
+        assert tasks.status_counts() == {s: sum(t.status == s for t in every) for s in STATUSES}
+        assert tasks.usage_total() == Usage(
+            input_tokens=sum(t.usage.input_tokens for t in every),
+            output_tokens=sum(t.usage.output_tokens for t in every),
+            cache_read_input_tokens=sum(t.usage.cache_read_input_tokens for t in every),
+            cache_creation_input_tokens=sum(t.usage.cache_creation_input_tokens for t in every),
+        )
+        in_live = {t.id for t in tasks.live()}
+        for task in every:
+            frozen = task.id not in in_live
+            # frozen exactly when settled: the fold freezes a task as it settles
+            assert frozen == settled(task), task
+            assert tasks.frozen_status(task.id) == (task.status if frozen else None)
+            assert dependency_landing(swarm, task.id) == landing(plain_swarm(live, swarm), task)
+            children = [
+                t.id for t in every if t.parent == task.id and t.created_seq > task.created_seq
+            ]
+            assert sorted(t.id for t in tasks.follow_ups(task.id)) == sorted(children)
+    now = float(board.seq + 1)
+    assert decide(board, now) == decide(live, now)
+    assert decide(board, now, open_tasks=OpenTasks.of_board(board)) == decide(live, now)
+    tail = log[split:]
+    assert fold(tail, board) == fold(tail, live) == fold(log)
+    restored = unpack(pack(board))
+    assert restored == board
+    assert {t.id for s in restored.swarms.values() for t in s.tasks.live()} == {
+        t.id for s in board.swarms.values() for t in s.tasks.live()
+    }
+
+
+def plain_swarm(board: Board, swarm: SwarmView) -> SwarmView:
+    return board.swarms[swarm.id]

@@ -21,7 +21,7 @@ from schemas import events as ev
 from schemas import subjects
 from schemas.board import Board
 from services.bus.connection import NatsOptions
-from services.bus.presence import Presence, put_presence
+from services.bus.presence import host_record, put_hosts
 from services.bus.projection import Projection
 from services.bus.service import Bus
 from services.scheduler.decide import Config
@@ -66,34 +66,40 @@ class Log:
 
 
 class Presences:
-    """Plays the executors' presence refresh: ``keep`` agents fresh, ``drop`` one to go stale."""
+    """Plays the executors' presence refresh: ``keep`` agents fresh (each as if its own
+    executor hosted it), ``host`` several under one executor's key, ``drop`` one (an agent or
+    an executor) to go stale."""
 
     def __init__(self, bus: Bus, swarm: str) -> None:
         self.bus = bus
         self.swarm = swarm
-        self.loops: dict[str, asyncio.Task] = {}
+        self.loops: dict[str, asyncio.Task] = {}  # executor -> its refresh loop
 
     async def keep(self, *agents: str) -> None:
-        kv = await self.bus.kv(subjects.PRESENCE_BUCKET)
         for agent in agents:
-            await put_presence(kv, self.swarm, agent, Presence(executor="test", time=time.time()))
-            self.loops[agent] = asyncio.create_task(self._refresh(kv, agent))
+            await self.host(f"ex-{agent}", agent)
 
-    async def _refresh(self, kv: Any, agent: str) -> None:
+    async def host(self, executor: str, *agents: str) -> None:
+        kv = await self.bus.kv(subjects.PRESENCE_BUCKET)
+        await put_hosts(kv, self.swarm, host_record(executor, time.time(), agents))
+        self.loops[executor] = asyncio.create_task(self._refresh(kv, executor, agents))
+
+    async def _refresh(self, kv: Any, executor: str, agents: tuple[str, ...]) -> None:
         # the loop checks it is still wanted: Python 3.11's wait_for (inside nats-py) can swallow
         # a cancel that arrives just as its reply does
-        while agent in self.loops:
+        while executor in self.loops:
             await asyncio.sleep(LEASE / 5)
-            await put_presence(kv, self.swarm, agent, Presence(executor="test", time=time.time()))
+            await put_hosts(kv, self.swarm, host_record(executor, time.time(), agents))
 
-    async def drop(self, agent: str) -> None:
-        task = self.loops.pop(agent)
+    async def drop(self, name: str) -> None:
+        """Stop refreshing executor ``name`` (or the one ``keep`` made for agent ``name``)."""
+        task = self.loops.pop(name if name in self.loops else f"ex-{name}")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
     async def close(self) -> None:
-        for agent in list(self.loops):
-            await self.drop(agent)
+        for executor in list(self.loops):
+            await self.drop(executor)
 
 
 @pytest.fixture
@@ -285,6 +291,40 @@ async def test_an_agent_gone_stale_is_lost_and_its_task_requeued_as_attempt_two(
     assert requeue.reason == "agent a1 lost before run 1 started; 1 of 20 interruptions used"
     assert log.verbs("t1") == ["created", "claimed", "requeued", "claimed"]
     assert log.verbs("a1", "agent") == ["registered", "lost"]
+
+
+async def test_an_executor_gone_silent_loses_all_its_agents_and_each_claim_is_requeued_once(
+    log: Log, presences: Presences, schedulers: Callable[..., Any], swarm_id: str
+) -> None:
+    """One presence key lists all of an executor's agents: when it stops being refreshed (the
+    executor killed -9), every one of them is lost, and every claim it held goes back once."""
+    await leading(log, await schedulers())
+    boxed = [f"b{i}" for i in range(6)]
+    for agent_id in boxed:
+        await log.append(agent(swarm_id, agent_id))
+    await presences.host("box", *boxed)
+    tasks = [f"t{i}" for i in range(6)]
+    for task_id in tasks:
+        await log.append(task(swarm_id, task_id))
+    await log.until(lambda: all(log.task(t).status == "claimed" for t in tasks))
+    assert {log.task(t).agent for t in tasks} == set(boxed)
+    spares = [f"s{i}" for i in range(6)]
+    for agent_id in spares:
+        await log.append(agent(swarm_id, agent_id))
+    await presences.host("spare", *spares)
+
+    await presences.drop("box")
+    await log.until(
+        lambda: all(log.task(t).status == "claimed" and log.task(t).attempt == 2 for t in tasks)
+    )
+    assert {log.task(t).agent for t in tasks} == set(spares)
+    for task_id in tasks:
+        assert log.verbs(task_id) == ["created", "claimed", "requeued", "claimed"]
+    for agent_id in boxed:
+        assert log.verbs(agent_id, "agent") == ["registered", "lost"]
+    for agent_id in spares:
+        assert log.board.agent(swarm_id, agent_id).status == "working"
+        assert log.verbs(agent_id, "agent") == ["registered"]
 
 
 async def test_a_task_whose_runs_keep_getting_lost_fails_after_max_run_losses(

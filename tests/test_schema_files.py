@@ -15,7 +15,7 @@ import pytest
 
 from schemas import events as ev
 from schemas import export
-from schemas.board import Board
+from schemas.board import Board, tasks_in_full
 from schemas.fold import fold
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
 
 def wire(message: Any) -> Any:
     """What goes on the wire (or into a snapshot), as a JSON value."""
-    return json.loads(msgspec.json.encode(message))
+    return json.loads(msgspec.json.encode(message, enc_hook=tasks_in_full))
 
 
 def test_schema_files_on_disk_match_the_structs() -> None:

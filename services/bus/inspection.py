@@ -30,7 +30,7 @@ from schemas.errors import SwarmError
 from services.bus import micro
 from services.bus.connection import NatsOptions, connect
 from services.bus.leases import Lease
-from services.bus.presence import Presence
+from services.bus.presence import Presence, agents_present
 from services.bus.service import Bus, Readiness, latest_values, read_readiness
 
 EVENT_STREAMS = (
@@ -194,6 +194,16 @@ async def _bucket_values(bus: Bus, bucket: str, kind: type[T]) -> dict[str, T]:
     return found
 
 
+async def _agents_present(bus: Bus) -> dict[str, Presence]:
+    """Every agent the executors' presence keys list (no bucket: ``{}``); a failed read
+    raises."""
+    try:
+        kv = await bus.kv(subjects.PRESENCE_BUCKET)
+    except BucketNotFoundError:
+        return {}
+    return agents_present(await latest_values(kv))
+
+
 def _failure(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}".rstrip(": ")
 
@@ -298,9 +308,7 @@ async def inspect(
             except Exception as error:  # a timeout while a node is lost, no leader
                 facts.leases_error = _failure(error)
             try:
-                facts.presence = await asyncio.wait_for(
-                    _bucket_values(bus, subjects.PRESENCE_BUCKET, Presence), timeout
-                )
+                facts.presence = await asyncio.wait_for(_agents_present(bus), timeout)
             except Exception as error:
                 facts.presence_error = _failure(error)
         try:

@@ -3,6 +3,12 @@
 A ``Projection`` starts from the newest snapshot (if any), replays the rest of ``SWARM_EVENTS``
 through an ordered consumer, and keeps following. It knows the last sequence it applied, so a
 writer can ``wait_for(seq)`` after an append: the basis of read-your-writes.
+
+A projection may follow only some aggregates' events (``follows``, e.g. agents and swarms: what
+an executor process's placement reads). It starts from the same snapshot (a fold of everything,
+a superset) and never saves one (its board is not the scope's whole fold). With 16 executor
+processes, each folding every task event twice (its placement's fold and its swarm's), one task
+woke 32 folds on a 2-core machine; placement's fold now sees agent and swarm events only.
 """
 
 from __future__ import annotations
@@ -55,13 +61,19 @@ class Projection:
         snapshots: Snapshots | None = None,
         snapshot_every: int = 0,
         stall_check: float = STALL_CHECK,
+        follows: tuple[str, ...] | None = None,
     ) -> None:
         """``swarm``: fold one swarm's events only (default: all swarms).
         ``snapshots`` + ``snapshot_every``: start from a snapshot, and save one every N events.
-        ``stall_check``: seconds between looks at the consumer behind the fold (``_watch``)."""
+        ``stall_check``: seconds between looks at the consumer behind the fold (``_watch``).
+        ``follows``: fold only these aggregates' events (default: every event); such a
+        projection saves no snapshot."""
         self._js = js
         self.scope = swarm or "all"
         self.filter = subjects.swarm_events(swarm) if swarm else subjects.EVENTS_ALL
+        self.filters = [subjects.aggregate_events(swarm, kind) for kind in follows or ()]
+        if follows:
+            snapshot_every = 0
         self.board = Board()
         self._snapshots = snapshots
         self._snapshot_every = snapshot_every
@@ -116,8 +128,10 @@ class Projection:
         )
         if self.board.seq == 0:
             config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
+        if self.filters:
+            config.filter_subjects = list(self.filters)
         return await self._js.subscribe(
-            self.filter,
+            self.filters[0] if self.filters else self.filter,
             stream=subjects.EVENTS_STREAM,
             cb=self._on_msg,
             ordered_consumer=True,
@@ -231,7 +245,7 @@ class Projection:
                 await self.save_snapshot()
 
     async def save_snapshot(self) -> bool:
-        if self._snapshots is None or self.board.seq == 0:
+        if self._snapshots is None or self.board.seq == 0 or self.filters:
             return False
         return await self._snapshots.save(
             self.scope, self.board, min_gain=max(1, self._snapshot_every // 2)

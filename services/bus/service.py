@@ -87,9 +87,19 @@ class Bus:
             self._buckets[bucket] = await self.js.key_value(bucket)
         return self._buckets[bucket]
 
-    def projection(self, *, swarm: str | None = None, snapshot_every: int = 0) -> Projection:
+    def projection(
+        self,
+        *,
+        swarm: str | None = None,
+        snapshot_every: int = 0,
+        follows: tuple[str, ...] | None = None,
+    ) -> Projection:
         return Projection(
-            self.js, swarm=swarm, snapshots=self.snapshots, snapshot_every=snapshot_every
+            self.js,
+            swarm=swarm,
+            snapshots=self.snapshots,
+            snapshot_every=snapshot_every,
+            follows=follows,
         )
 
     async def close(self) -> None:
@@ -176,6 +186,7 @@ async def read_readiness(bus: Bus) -> list[Readiness]:
 class Service:
     name = "service"
     folds = True  # False: a thin process that keeps no fold of the log (the MCP server)
+    follows: tuple[str, ...] | None = None  # the aggregates its fold follows (None: all)
     owns_process = False  # set by ``main``: it may tune process-wide things (the collector)
 
     def __init__(
@@ -279,7 +290,7 @@ class Service:
         await self.bus.provision()
         if self.folds:
             self.projection = self.bus.projection(
-                swarm=self.swarm_filter, snapshot_every=self.snapshot_every
+                swarm=self.swarm_filter, snapshot_every=self.snapshot_every, follows=self.follows
             )
         await self.on_start()
         self.spawn(self._heartbeat(), "heartbeat")

@@ -1,5 +1,9 @@
 import sys
 
-from services.chat.service import Chat
+from services.startup import lean_imports
+
+lean_imports()
+
+from services.chat.service import Chat  # noqa: E402 (after lean_imports)
 
 sys.exit(Chat.main())

@@ -1,5 +1,9 @@
 import sys
 
-from services.executor.fleet import Fleet
+from services.startup import lean_imports
+
+lean_imports()
+
+from services.executor.fleet import Fleet  # noqa: E402 (after lean_imports)
 
 sys.exit(Fleet.main())

@@ -130,7 +130,7 @@ def orphaned_runs(
         return []
     now = time.time() if now is None else now
     found = []
-    for task in view.tasks.values():
+    for task in view.tasks.live():  # every unfinished task is live
         if task.status != "running" or task.agent is None:
             continue
         agent = view.agents.get(task.agent)

@@ -3,7 +3,7 @@
 It folds every swarm's log and runs, in-process, one swarm-scoped ``Executor`` per swarm it
 hosts agents of: its home swarm (``--swarm``, where its configured agents live; the built-in
 agents only in the default swarm) and each swarm where it took up an agent. Each of those keeps
-its own small fold, presence and sandboxes (``<data dir>/swarms/<swarm>``
+its own small fold, presence key and sandboxes (``<data dir>/swarms/<swarm>``
 for a swarm other than the home one, so equal agent ids of two swarms never share a directory).
 
 Placement (``placement.py``, pure): every executor heartbeats an offer — its room (max agents
@@ -80,6 +80,9 @@ class Fleet(Service):
     """Swarm executor: hosts agents of every swarm and runs their claimed tasks."""
 
     name = "executor"
+    # placement reads agents and swarms only: task events (most of the log) are left to the
+    # swarm-scoped executors' folds, not folded here a second time
+    follows = ("agent", "swarm")
 
     def __init__(
         self,
@@ -195,13 +198,18 @@ class Fleet(Service):
     async def _round(self) -> None:
         assert self.bus is not None and self.projection is not None
         now = time.time()
-        others = [
-            offer
-            for beat in await read_readiness(self.bus)
-            if beat.service == self.name and now - beat.time <= FRESH_FOR
-            for offer in [placement.offer_from(beat.detail)]
-            if offer is not None and offer.executor != self.me
-        ]
+        others: list[placement.Offer] = []
+        # the other executors' offers only matter with agents to place: not read on each round
+        # (each agent event starts one; 1,000 agents registering made every executor read the
+        # heartbeats, through a consumer made for the read, a thousand times)
+        if placement.waiting(self.board):
+            others = [
+                offer
+                for beat in await read_readiness(self.bus)
+                if beat.service == self.name and now - beat.time <= FRESH_FOR
+                for offer in [placement.offer_from(beat.detail)]
+                if offer is not None and offer.executor != self.me
+            ]
         for agent in placement.mine(self.board, self.offer(), others, now):
             update = ev.AgentUpdated(
                 swarm=agent.swarm, id=agent.id, time=now, actor=actor(self.me), executor=self.me

@@ -6,8 +6,13 @@ checkouts of the swarm's project.
   registered through the API with no executor are taken up (``agent.updated``) while there is
   room (``max_agents``). Hosting one: its sandbox (created or attached), its API access, a
   presence key, and its serving loop (``serving.py``).
-- **Presence.** A key per hosted agent in ``swarm_presence``, refreshed well within the lease;
-  an agent the fold shows lost while this executor still hosts it registers again.
+- **Presence.** One key for this executor in ``swarm_presence`` (``services/bus/presence.py``)
+  listing the agents it hosts (and announced at start), refreshed well within the lease and
+  written at once when an agent is hosted or let go; an agent the fold shows lost while this
+  executor still hosts it registers again.
+- **Setting up many.** Agents are registered and hosted side by side, ``SETUP_AT_ONCE`` at a time
+  (each is an append, a wait for the fold and a sandbox: one after another, 63 agents took an
+  executor over a minute on a busy machine).
 - **Checkouts.** Whenever the fold shows a hosted agent owing its swarm's attached project a
   checkout (an init or sync request it has not answered), it is done and answered with
   ``project.synced`` / ``project.sync_failed``; before a task, a due checkout is done first. One
@@ -18,14 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from schemas import events as ev
 from schemas import subjects
 from schemas.environment import NOT_GIT_CREDENTIALS
 from services.bus.logs import redactor
-from services.bus.presence import Presence, put_presence, read_presence
+from services.bus.presence import host_record, put_hosts, read_hosts, withdraw_hosts
 from services.executor import checkouts, decisions, runs
 from services.executor.config import AgentConfig, ExecutorConfig
 from services.executor.git import CHECKOUT_DIR, CheckoutStatus, GitFailed
@@ -33,6 +38,8 @@ from services.executor.ledger import Ledger
 from services.executor.sandboxes import Backend, Sandbox
 
 PRESENCE_EVERY = 2.0
+SETUP_AT_ONCE = 16  # agents registered and hosted side by side at start
+PRESENCE_GATHER = 0.05  # seconds a change waits for more before presence is written
 
 
 @dataclass
@@ -110,26 +117,50 @@ class Hosting:
         self.background: set[asyncio.Task[None]] = set()
         self.each_round: Callable[[], Coroutine[object, object, None]] | None = None
         self._configured = {agent.id: agent for agent in config.agents}
+        self.announced: set[str] = set()  # listed in presence while they are set up again
+        self.presence_due = asyncio.Event()  # the hosted agents changed: write presence now
 
     # --- registering and hosting ---------------------------------------------------------------
 
-    async def present_elsewhere(self, agent: str) -> str | None:
-        """The other executor whose fresh presence holds ``agent``, if any."""
+    async def present_elsewhere(self, agent: str, executor: str) -> bool:
+        """Whether ``executor`` (not this one), which the fold says hosts ``agent``, still
+        lists it in fresh presence."""
+        if executor == self.me:
+            return False
         try:
             kv = await self.ledger.bus.kv(subjects.PRESENCE_BUCKET)
         except Exception:  # NATS away: nobody known to hold it
-            return None
-        presence = await read_presence(kv, self.swarm, agent)
-        if presence is None:
-            return None
-        if presence.executor != self.me and time.time() - presence.time < self.config.lease:
-            return presence.executor
-        return None
+            return False
+        record = await read_hosts(kv, self.swarm, executor)
+        return (
+            record is not None
+            and agent in (record.agents or ())
+            and time.time() - record.time < self.config.lease
+        )
+
+    async def setup(self, agents: Iterable[AgentConfig]) -> None:
+        """Register and host the configured ``agents``, then host the other agents the fold says
+        this executor hosts, ``SETUP_AT_ONCE`` at a time; one that fails is logged (the take-up
+        loop tries hosting it again)."""
+        room = asyncio.Semaphore(SETUP_AT_ONCE)
+
+        async def one(agent: str, job: Coroutine[object, object, None]) -> None:
+            async with room:
+                try:
+                    await job
+                except Exception as error:
+                    self.log.warning("executor.host_failed", agent=agent, error=str(error))
+
+        await asyncio.gather(*(one(a.id, self.host_configured(a)) for a in agents))
+        views = decisions.hosted_here(self.ledger.board, self.swarm, self.me)
+        await asyncio.gather(
+            *(one(v.id, self.host(v.id, v.sandbox_id)) for v in views if v.id not in self.hosted)
+        )
 
     async def host_configured(self, agent: AgentConfig) -> None:
         view = self.ledger.board.agent(self.swarm, agent.id)
         if view is not None and view.executor not in (None, self.me):
-            other = await self.present_elsewhere(agent.id)
+            other = view.executor if await self.present_elsewhere(agent.id, view.executor) else None
             if other is not None:
                 self.log.warning(
                     "executor.agent_hosted_elsewhere",
@@ -163,7 +194,7 @@ class Hosting:
             id=agent, sandbox=sandbox, config=self._configured.get(agent), api_env=api_env
         )
         self.hosted[agent] = hosted
-        await self.put_presence(hosted)
+        self.presence_due.set()
         hosted.loop = asyncio.create_task(self.serve(hosted), name=f"agent-{agent}")
         self.projects_changed.set()  # a checkout may be due
         self.log.info("executor.hosting", agent=agent, sandbox=sandbox.id)
@@ -182,10 +213,10 @@ class Hosting:
             )
         elif hosted.loop is not None:
             hosted.loop.cancel()
-        try:
-            kv = await self.ledger.bus.kv(subjects.PRESENCE_BUCKET)
-            await kv.delete(subjects.presence_key(self.swarm, agent))
-        except Exception as error:
+        self.announced.discard(agent)
+        try:  # the agent leaves this executor's list at once
+            await self.put_presence()
+        except Exception as error:  # NATS away: the next refresh leaves it out
             self.log.warning("executor.unhost_incomplete", agent=agent, error=str(error))
         self.log.info("executor.unhosted", agent=agent, gone=gone)
 
@@ -226,58 +257,62 @@ class Hosting:
     # --- presence ------------------------------------------------------------------------------
 
     async def announce(self) -> int:
-        """At start, before anything slow (orphans, registrations, sandboxes): refresh the
-        presence of every agent the fold says this executor hosts and not lost, so a restarted
+        """At start, before anything slow (orphans, registrations, sandboxes): list in this
+        executor's presence every agent the fold says it hosts and not lost, so a restarted
         executor's agents do not lapse into ``lost`` while it sets them up again (their claims
-        run here once they are hosted). One not set up after all lapses a lease later, as it
-        would have. Returns how many were announced."""
+        run here once they are hosted). One not set up after all leaves the list once set-up is
+        done (``setup_done``), and lapses a lease later, as it would have. Returns how many were
+        announced."""
         board = self.ledger.board
-        agents = [
+        self.announced = {
             view.id
             for view in decisions.hosted_here(board, self.swarm, self.me)
             if view.status != "lost"
-        ]
-        if not agents:
+        }
+        if not self.announced:
             return 0
         try:
-            kv = await self.ledger.bus.kv(subjects.PRESENCE_BUCKET)
-            now = time.time()
-            for agent in agents:
-                await put_presence(kv, self.swarm, agent, Presence(executor=self.me, time=now))
-        except Exception as error:  # NATS away: hosting puts them as it goes
+            await self.put_presence()
+        except Exception as error:  # NATS away: the presence loop puts them as it goes
             self.log.warning("executor.announce_failed", error=str(error))
             return 0
-        self.log.info("executor.announced", agents=agents)
-        return len(agents)
+        self.log.info("executor.announced", agents=sorted(self.announced))
+        return len(self.announced)
 
-    async def put_presence(self, hosted: HostedAgent) -> None:
+    def setup_done(self) -> None:
+        """Set-up at start is over: the agents announced and not hosted leave the list."""
+        self.announced.clear()
+        self.presence_due.set()
+
+    async def put_presence(self) -> None:
+        """Write this executor's presence: the agents it hosts (and the announced ones), with
+        the task each runs."""
         kv = await self.ledger.bus.kv(subjects.PRESENCE_BUCKET)
-        presence = Presence(
-            executor=self.me,
-            time=time.time(),
-            task=hosted.run.task if hosted.run is not None else None,
-        )
-        await put_presence(kv, self.swarm, hosted.id, presence)
+        running = {a: h.run.task for a, h in self.hosted.items() if h.run is not None}
+        record = host_record(self.me, time.time(), [*self.hosted, *self.announced], running)
+        await put_hosts(kv, self.swarm, record)
 
     async def presence_loop(self) -> None:
+        """Refresh this executor's presence well within the lease (a refresh every 2 s would
+        let a 2 s lease lapse between refreshes), and at once when the hosted agents change."""
+        every = min(PRESENCE_EVERY, self.config.lease / 3)
         while not self.stopping.is_set():
-            for hosted in list(self.hosted.values()):
-                try:
-                    await self.put_presence(hosted)
-                except Exception as error:  # NATS away: next round
-                    self.log.debug("executor.presence_failed", agent=hosted.id, error=str(error))
-            # well within the lease, also when it is set short (a refresh every 2 s would let
-            # a 2 s lease lapse between refreshes)
-            await asyncio.sleep(min(PRESENCE_EVERY, self.config.lease / 3))
+            self.presence_due.clear()
+            try:
+                await self.put_presence()
+            except Exception as error:  # NATS away: next round
+                self.log.debug("executor.presence_failed", error=str(error))
+            try:
+                await asyncio.wait_for(self.presence_due.wait(), every)
+                await asyncio.sleep(PRESENCE_GATHER)  # more hosted at once: one write for all
+            except TimeoutError:
+                pass
 
     async def withdraw_presence(self) -> None:
-        """This executor stops: its agents' presence keys go at once."""
-        if not self.hosted:
-            return
+        """This executor stops: its presence key goes at once (its agents with it)."""
         try:
             kv = await self.ledger.bus.kv(subjects.PRESENCE_BUCKET)
-            for agent in self.hosted:
-                await asyncio.wait_for(kv.delete(subjects.presence_key(self.swarm, agent)), 2)
+            await asyncio.wait_for(withdraw_hosts(kv, self.swarm, self.me), 2)
         except Exception as error:
             self.log.debug("executor.presence_not_removed", error=str(error))
 

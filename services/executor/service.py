@@ -4,7 +4,7 @@ At start (after replaying its swarm's log): makes sure its swarm exists, requeue
 previous life of this executor left running, registers its configured agents, and hosts them
 (plus agents it took up earlier). The work is split along its seams:
 
-- ``hosting.py``: which agents it hosts, their sandboxes, presence keys and checkouts;
+- ``hosting.py``: which agents it hosts, their sandboxes, its presence key and checkouts;
 - ``serving.py``: each hosted agent's claims: ``running``, the run, the result, chat lines,
   and the git around each task in a project (its branch, keeping its work, landing it:
   ``workplan.py``, ``integration.py``);
@@ -14,7 +14,8 @@ previous life of this executor left running, registers its configured agents, an
 This module wires them together, follows the log (a ``task.claimed`` for a hosted agent wakes
 that agent's serving loop; a ``task.cancelled`` or ``requeued`` for a task running here kills its
 process group at once; agents coming and going are hosted or let
-go) and stops cleanly: running attempts are given back (``task.requeued``), presence withdrawn.
+go) and stops cleanly: running attempts are given back (``task.requeued``), presence withdrawn
+(its key deleted).
 """
 
 from __future__ import annotations
@@ -157,15 +158,13 @@ class Executor(Service):
         if not await self._ensure_swarm():
             return
         await self.hosting.announce()  # first: a restarted executor's agents stay present
+        # refreshed from now on, while the agents are set up (that can take longer than a lease)
+        self._presence_task = self.spawn(self.hosting.presence_loop(), "presence")
         for append in decisions.orphaned_runs(self.board, self.swarm, self.me):
             if await self.hosting.ledger.append(append) is not None:
                 self.log.info("executor.orphan_requeued", task=append.event.id)
-        for agent in self.config.agents:
-            await self.hosting.host_configured(agent)
-        for view in decisions.hosted_here(self.board, self.swarm, self.me):
-            if view.id not in self.hosted:
-                await self.hosting.host(view.id, view.sandbox_id)
-        self._presence_task = self.spawn(self.hosting.presence_loop(), "presence")
+        await self.hosting.setup(self.config.agents)
+        self.hosting.setup_done()
         self.spawn(self.hosting.take_up_loop(), "take-up")
         self.spawn(self.serving.chat_loop(), "chat-lines")
         self.spawn(self.hosting.project_loop(), "checkouts")

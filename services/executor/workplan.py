@@ -167,7 +167,7 @@ def landings_due(board: Board, swarm: str, agents: Collection[str]) -> list[Task
     if view is None:
         return []
     due = []
-    for task in view.tasks.values():
+    for task in view.tasks.live():  # a task whose work is to land is never frozen
         work = task.integration
         if task.status != "completed" or work is None or work.state != "landing":
             continue

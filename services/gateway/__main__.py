@@ -1,5 +1,9 @@
 import sys
 
-from services.gateway.service import Gateway
+from services.startup import lean_imports
+
+lean_imports(serves_http=True)
+
+from services.gateway.service import Gateway  # noqa: E402 (after lean_imports)
 
 sys.exit(Gateway.main())

@@ -107,8 +107,7 @@ def event_json(seq: int, event: ev.Event) -> dict[str, Any]:
 
 def task_counts(swarm: SwarmView) -> dict[str, int]:
     counts = dict.fromkeys(STATUSES, 0)
-    for task in swarm.tasks.values():
-        counts[task.status] += 1
+    counts.update(swarm.tasks.status_counts())  # without decoding the finished ones
     counts["total"] = len(swarm.tasks)
     return counts
 

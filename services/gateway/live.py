@@ -16,6 +16,7 @@ from typing import Any
 from schemas import events as ev
 from schemas.board import SwarmView, TaskView
 from schemas.eligibility import untakeable, why_untakeable
+from schemas.events import Usage
 from services.gateway.commands import (
     agent_json,
     event_json,
@@ -32,7 +33,11 @@ MAX_UNTAKEABLE = 100  # tasks no agent can take, named in the totals (the oldest
 
 def tokens_of(task: TaskView) -> dict[str, int]:
     """Tokens of the task's recorded runs together (input counts cache reads and writes too)."""
-    usage = task.usage
+    return tokens_in(task.usage)
+
+
+def tokens_in(usage: Usage) -> dict[str, int]:
+    """``usage`` as the board counts tokens: input (cache reads and writes too) and output."""
     given = usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
     return {"input": given, "output": usage.output_tokens}
 
@@ -79,14 +84,10 @@ def board_task(task: TaskView) -> dict[str, Any]:
 
 def totals(swarm: SwarmView) -> dict[str, Any]:
     """The swarm's summary with its task counts, spend, budget and tokens."""
-    tokens = {"input": 0, "output": 0}
-    for task in swarm.tasks.values():
-        for kind, count in tokens_of(task).items():
-            tokens[kind] += count
     return {
         **swarm_json(swarm),
         "counts": task_counts(swarm),
-        "tokens": tokens,
+        "tokens": tokens_in(swarm.tasks.usage_total()),  # without decoding the finished tasks
         "untakeable": untakeable_reasons(swarm),
     }
 

@@ -96,7 +96,7 @@ def check_deletable(task: TaskView) -> None:
 def check_swarm_deletable(swarm: SwarmView, *, force: bool) -> None:
     """A swarm with claimed or running tasks is deleted only when forced (their runs are then
     stopped); ``Conflict`` names them."""
-    active = sorted(t.id for t in swarm.tasks.values() if t.status in ACTIVE)
+    active = sorted(t.id for t in swarm.tasks.live() if t.status in ACTIVE)
     if active and not force:
         shown = ", ".join(active[:5]) + (f" and {len(active) - 5} more" if len(active) > 5 else "")
         raise Conflict(

@@ -1,5 +1,9 @@
 import sys
 
-from services.mcp.service import McpServer
+from services.startup import lean_imports
+
+lean_imports()
+
+from services.mcp.service import McpServer  # noqa: E402 (after lean_imports)
 
 sys.exit(McpServer.main())

@@ -1,5 +1,9 @@
 import sys
 
-from services.scheduler.service import Scheduler
+from services.startup import lean_imports
+
+lean_imports()
+
+from services.scheduler.service import Scheduler  # noqa: E402 (after lean_imports)
 
 sys.exit(Scheduler.main())

@@ -197,7 +197,7 @@ class OpenTasks:
         built = cls()
         for swarm in board.swarms.values():
             built.swarms[swarm.id] = {}
-            for task in swarm.tasks.values():
+            for task in swarm.tasks.live():  # a frozen task needs no decision
                 if may_need_decision(task):
                     built.swarms[swarm.id][task.id] = None
                     built._put(swarm.id, task)
@@ -206,7 +206,8 @@ class OpenTasks:
     def track(self, board: Board, event: ev.Event) -> None:
         """After ``event`` is folded into ``board``."""
         if isinstance(event, ev.TaskEvent):
-            task = board.task(event.swarm, event.id)
+            view = board.swarms.get(event.swarm)  # a frozen task needs no decision: not decoded
+            task = view.tasks.live_task(event.id) if view is not None else None
             ids = self.swarms.setdefault(event.swarm, {})
             self._take(event.swarm, event.id)
             if task is not None and may_need_decision(task):
@@ -286,7 +287,7 @@ def decide(
         swarm = board.swarms.get(name)
         if swarm is None:
             continue
-        tasks: Iterable[TaskView] = swarm.tasks.values()
+        tasks: Iterable[TaskView] = swarm.tasks.live()  # a frozen task needs no decision
         waiting: Mapping[ev.Priority, list[QueueEntry]] | None = None
         if open_tasks is not None:
             ids = open_tasks.others.get(name, {})
@@ -322,14 +323,22 @@ def _decide_swarm(
             cycles = on_cycles(_Depends(swarm), blocked)
 
     free: list[AgentView] = []
+    # every agent, every round: kept tight (``presence_age`` inlined; 1,000 agents)
+    heard_of = presence.get
+    prefix = subjects.presence_key(swarm.id, "")
+    lease = config.lease
     for agent in swarm.agents.values():
-        if planner.busy("agent", agent.id) or agent.status == "lost":
+        if agent.status == "lost" or (in_flight and planner.busy("agent", agent.id)):
             continue
-        hosted = agent.executor is not None or agent.task is not None
-        present = is_present(agent, now, config, presence)
-        if hosted and not present:
-            age = presence_age(agent, now, presence)
-            out.append(planner.lost(agent, f"no presence for {age:.1f}s (lease {config.lease:g}s)"))
+        if agent.executor is None and agent.task is None:
+            continue  # hosted nowhere: neither lost nor free
+        seen = agent.registered_at if agent.registered_at > agent.updated_at else agent.updated_at
+        heard = heard_of(prefix + agent.id)
+        if heard is not None and heard > seen:
+            seen = heard
+        if now - seen > lease:
+            age = now - seen
+            out.append(planner.lost(agent, f"no presence for {age:.1f}s (lease {lease:g}s)"))
         elif agent.status == "idle" and agent.task is None and agent.executor is not None:
             free.append(agent)
 

@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Iterable
 
 from schemas.board import PRIORITY_RANK, AgentView, TaskView
@@ -93,17 +95,42 @@ def match(
 def match_in_order(
     tasks: Iterable[TaskView], agents: Iterable[AgentView]
 ) -> list[tuple[TaskView, AgentView]]:
-    """``match`` for tasks given in claim order: taken from ``tasks`` only until every agent has
-    one (a lazy ``tasks`` is read no further)."""
-    free = {agent.id: (agent, _words(agent.skills)) for agent in agents}
+    """``match`` for tasks given in claim order, read only until every free agent has one (a
+    lazy ``tasks`` is read no further; with none, the agents are not looked at).
+
+    The free agents are grouped by skill list (a fleet of 1,000 has a handful), each group a
+    heap by id: a task looks at the groups, not at every agent, and the agents sharing a skill
+    list all share as many of its tags, so the group's lowest id is the one ``best_agent`` picks.
+    """
     pairs: list[tuple[TaskView, AgentView]] = []
-    if not free:
+    queue = iter(tasks)
+    first = next(queue, None)
+    if first is None:  # most rounds: nothing to claim, so the free agents are not looked at
         return pairs
-    for task in tasks:
-        if not free:
+    by_skills: dict[tuple[str, ...], list[tuple[str, AgentView]]] = {}
+    for agent in agents:
+        by_skills.setdefault(tuple(agent.skills), []).append((agent.id, agent))
+    groups = []
+    for skills, members in by_skills.items():
+        heapq.heapify(members)
+        groups.append((_words(list(skills)), members))
+    left = sum(len(members) for members in by_skills.values())
+    for task in itertools.chain((first,), queue):
+        if not left:
             break
-        agent = _best(_words(task.tags), free.values())
-        if agent is not None:
-            pairs.append((task, agent))
-            del free[agent.id]
+        tags = _words(task.tags)
+        best: tuple[int, str] | None = None
+        chosen: list[tuple[str, AgentView]] | None = None
+        for skills_words, members in groups:
+            if not members:
+                continue
+            shared = len(tags & skills_words)
+            if tags and not shared:
+                continue
+            rank = (-shared, members[0][0])
+            if best is None or rank < best:
+                best, chosen = rank, members
+        if chosen is not None:
+            pairs.append((task, heapq.heappop(chosen)[1]))
+            left -= 1
     return pairs

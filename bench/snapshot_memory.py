@@ -1,0 +1,128 @@
+"""A long history in one process (issue 15): what folding, encoding and decoding a board of N
+finished tasks costs in time and resident memory, without NATS.
+
+For each N: the events of N finished tasks (``bench/scale.py``'s ``seed_events``) are folded into
+a board, which is packed as a snapshot (``services.bus.snapshots.pack``). Each measurement that
+reports memory runs in a fresh child process (so one's heap does not hide the next one's): the
+fold (events generated as they are folded), and the decode of the packed snapshot (read from a
+temporary file; the child imports what a service imports first, then reads ``VmRSS`` before and
+after). Also: a read of one finished task, and of every task, from the decoded board.
+
+Run: ``.venv/bin/python bench/snapshot_memory.py [--tasks 100000 250000]``. Numbers:
+docs/benchmarks.md ("Scale").
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchkit import process_rss
+from scale import SWARM, seed_events
+
+from schemas.board import Board
+from schemas.fold import apply
+from services.bus import snapshots
+
+MIB = 1024 * 1024
+
+
+def rss() -> int:
+    gc.collect()
+    return process_rss(os.getpid())
+
+
+def fold(tasks: int) -> Board:
+    board = Board()
+    for seq, event in enumerate(seed_events(tasks), 1):
+        apply(board, event, seq)
+    return board
+
+
+def child_fold(tasks: int, out: Path) -> dict[str, float]:
+    before = rss()
+    started = time.perf_counter()
+    board = fold(tasks)
+    folded = time.perf_counter() - started
+    after = rss()
+    started = time.perf_counter()
+    raw = snapshots.encode(board)
+    encoded = time.perf_counter() - started
+    started = time.perf_counter()
+    body = snapshots.compress(raw)
+    compressed = time.perf_counter() - started
+    out.write_bytes(body)
+    return {
+        "fold_s": folded,
+        "fold_rss_mib": (after - before) / MIB,
+        "encode_s": encoded,
+        "compress_s": compressed,
+        "raw_mb": len(raw) / 1e6,
+        "stored_mb": len(body) / 1e6,
+    }
+
+
+def child_decode(path: Path) -> dict[str, float]:
+    body = path.read_bytes()
+    before = rss()
+    started = time.perf_counter()
+    board = snapshots.unpack_body(body)
+    decoded = time.perf_counter() - started
+    after = rss()
+    swarm = board.swarms[SWARM]
+    started = time.perf_counter()
+    one = swarm.tasks.get("seed-0000001")
+    read_one = time.perf_counter() - started
+    started = time.perf_counter()
+    statuses = sum(1 for task in swarm.tasks.values() if task.status == "completed")
+    read_all = time.perf_counter() - started
+    assert one is not None and statuses == len(swarm.tasks), "the board is not what was folded"
+    return {
+        "decode_s": decoded,
+        "decode_rss_mib": (after - before) / MIB,
+        "process_rss_mib": after / MIB,
+        "read_one_us": read_one * 1e6,
+        "read_all_s": read_all,
+    }
+
+
+def run_child(*args: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, nargs="+", default=[100_000, 250_000])
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        if kind == "fold":
+            print(json.dumps(child_fold(int(rest[0]), Path(rest[1]))))
+        else:
+            print(json.dumps(child_decode(Path(rest[0]))))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for tasks in args.tasks:
+            path = Path(tmp) / f"board-{tasks}"
+            folded = run_child("fold", str(tasks), str(path))
+            decoded = run_child("decode", str(path))
+            row = {"tasks": tasks, **folded, **decoded}
+            print(json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

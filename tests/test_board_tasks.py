@@ -1,0 +1,278 @@
+"""Frozen tasks, given/when/then: the fold keeps a settled finished task as a compact record
+(``schemas.board.Tasks``) and thaws it for any later event on it; reads, counts, dependency
+checks and snapshots are the same as with every task live. No NATS."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from schemas import events as ev
+from schemas.board import Board, Tasks, TaskView, decode_record, encode_record, settled
+from schemas.errors import Forbidden
+from schemas.fold import apply, fold
+from schemas.landing import dependency_landing
+from schemas.scopes import follow_up
+from services.bus.snapshots import pack, unpack
+from services.gateway.commands import task_counts
+from services.gateway.live import totals
+
+S = "dev"
+T0 = 100.0
+BASE, HEAD = "b" * 40, "h" * 40
+
+
+# --- a small vocabulary ------------------------------------------------------------------------
+
+
+def swarm(*, project: bool = False) -> list[ev.Event]:
+    """A swarm with agent a1 (hosted by executor x); with ``project``, p1 attached and synced."""
+    events: list[ev.Event] = [
+        ev.SwarmCreated(swarm=S, id=S, time=T0, name=S),
+        ev.AgentRegistered(swarm=S, id="a1", time=T0, name="a1", executor="x"),
+    ]
+    if project:
+        events += [
+            ev.ProjectCreated(swarm=S, id="p1", time=T0, name="app", git_url="/srv/app.git"),
+            ev.ProjectAttached(swarm=S, id="p1", time=T0),
+            ev.ProjectInitRequested(swarm=S, id="p1", time=T0),
+            ev.ProjectSynced(
+                swarm=S, id="p1", time=T0, agent="a1", round=1, commit=BASE, branch="main"
+            ),
+        ]
+    return events
+
+
+def created(task_id: str, **fields: Any) -> ev.TaskCreated:
+    return ev.TaskCreated(swarm=S, id=task_id, time=T0, title=task_id, **fields)
+
+
+def ran(task_id: str, *, cost: float = 0.0, tokens: int = 0, land: bool = False) -> list[ev.Event]:
+    """Claimed by a1, run and completed (``land``: on its branch, its work to land)."""
+    usage = ev.Usage(input_tokens=tokens, output_tokens=tokens // 2)
+    outcome = ev.RunOutcome(result="done", cost_usd=cost, usage=usage)
+    work = ev.Work(project="p1", branch=f"swarm/{task_id}", base=BASE, head=HEAD, onto="main",
+                   pushed=True, land=True) if land else None  # fmt: skip
+    branch: dict[str, Any] = {"branch": f"swarm/{task_id}", "base": BASE} if land else {}
+    agent: dict[str, Any] = {"swarm": S, "id": task_id, "time": T0 + 1, "agent": "a1"}
+    return [
+        ev.TaskClaimed(**agent, attempt=1),
+        ev.TaskRunning(**agent, attempt=1, **branch),
+        ev.TaskCompleted(**agent, attempt=1, outcome=outcome, work=work),
+    ]
+
+
+def landed(task_id: str) -> ev.TaskIntegrated:
+    return ev.TaskIntegrated(swarm=S, id=task_id, time=T0 + 2, attempt=1, project="p1",
+                             onto="main", landed="l" * 40)  # fmt: skip
+
+
+def stuck(task_id: str) -> ev.TaskIntegrationFailed:
+    return ev.TaskIntegrationFailed(swarm=S, id=task_id, time=T0 + 2, attempt=1, project="p1",
+                                    onto="main", problem="conflict", tip=HEAD, files=["README"],
+                                    resolve=True)  # fmt: skip
+
+
+def given(*events: ev.Event | list[ev.Event]) -> Board:
+    flat: list[ev.Event] = []
+    for item in events:
+        flat += item if isinstance(item, list) else [item]
+    return fold(list(enumerate(flat, start=1)))
+
+
+def when(board: Board, *events: ev.Event) -> Board:
+    for event in events:
+        apply(board, event, board.seq + 1)
+    return board
+
+
+def tasks(board: Board) -> Tasks:
+    return board.swarms[S].tasks
+
+
+def frozen(board: Board) -> set[str]:
+    """The ids of the frozen tasks."""
+    return set(tasks(board)) - {t.id for t in tasks(board).live()}
+
+
+def all_live(board: Board) -> Board:
+    live = copy.deepcopy(board)
+    for view in live.swarms.values():
+        view.tasks.thaw_all()
+    return live
+
+
+# --- freezing ------------------------------------------------------------------------------------
+
+
+def test_a_completed_task_is_frozen_and_reads_as_it_was() -> None:
+    board = given(swarm(), created("t1"), ran("t1", cost=0.5, tokens=100), created("t2"))
+    assert frozen(board) == {"t1"}
+    t1 = tasks(board)["t1"]
+    assert (t1.status, t1.agent, t1.cost_usd, t1.usage.input_tokens) == (
+        "completed",
+        "a1",
+        0.5,
+        100,
+    )
+    assert t1.outcome is not None and t1.outcome.result == "done"
+    assert board == all_live(board)
+    assert tasks(board).frozen_status("t1") == "completed"
+    assert tasks(board).frozen_status("t2") is None  # live
+    assert task_counts(board.swarms[S]) == {
+        **dict.fromkeys(("blocked", "claimed", "running", "failed", "requeued", "cancelled"), 0),
+        "pending": 1,
+        "completed": 1,
+        "total": 2,
+    }
+    assert totals(board.swarms[S])["tokens"] == {"input": 100, "output": 50}
+
+
+def test_a_read_never_hands_out_the_frozen_record_to_change() -> None:
+    board = given(swarm(), created("t1"), ran("t1"))
+    tasks(board)["t1"].status = "failed"  # a copy, decoded for this read
+    assert tasks(board)["t1"].status == "completed"
+
+
+def test_failed_and_cancelled_tasks_are_frozen_and_dependents_see_them_without_decoding() -> None:
+    board = given(
+        swarm(),
+        created("ok"),
+        ran("ok"),
+        created("gone"),
+        ev.TaskCancelled(swarm=S, id="gone", time=T0),
+        created("bad"),
+        ev.TaskFailed(swarm=S, id="bad", time=T0, reason="dependency failed"),
+    )
+    assert frozen(board) == {"ok", "gone", "bad"}
+    view = board.swarms[S]
+    assert dependency_landing(view, "ok").state == "done"
+    assert dependency_landing(view, "gone").state == "never"
+    assert dependency_landing(view, "bad").reason == "failed"
+    when(board, created("next", depends=["ok"]), created("stuck", depends=["ok", "bad"]))
+    assert tasks(board)["next"].status == "pending"
+    assert tasks(board)["stuck"].status == "blocked"
+
+
+def test_a_task_with_triggers_stays_live_its_follow_ups_may_be_left_to_write() -> None:
+    trigger = ev.Trigger(on="completed", task=ev.TaskSpec(title="then"))
+    board = given(swarm(), created("t1", triggers=[trigger]), ran("t1"))
+    assert frozen(board) == set()
+    assert not settled(tasks(board)["t1"])
+
+
+# --- thawing -------------------------------------------------------------------------------------
+
+
+def test_integration_after_completion_thaws_nothing_it_freezes_once_landed() -> None:
+    board = given(swarm(project=True), created("t1"), ran("t1", land=True))
+    assert frozen(board) == set()  # its work is still to land
+    work = tasks(board)["t1"].integration
+    assert work is not None and work.state == "landing"
+    when(board, landed("t1"))
+    assert frozen(board) == {"t1"}
+    work = tasks(board)["t1"].integration
+    assert work is not None and (work.state, work.landed) == ("landed", "l" * 40)
+    assert board == all_live(board)
+
+
+def test_an_event_on_a_frozen_task_thaws_it_and_a_void_one_changes_nothing() -> None:
+    board = given(swarm(), created("t1"), ran("t1"))
+    before = all_live(board)
+    record = tasks(board)._entries["t1"]
+    when(board, ev.TaskCancelled(swarm=S, id="t1", time=T0 + 9))  # void: it finished
+    when(board, ev.TaskClaimed(swarm=S, id="t1", time=T0 + 9, agent="a1", attempt=1))  # void
+    assert board.ignored == before.ignored + 2
+    assert frozen(board) == {"t1"} and tasks(board)._entries["t1"] == record
+    before.seq, before.ignored, before.versions = board.seq, board.ignored, board.versions
+    assert board == before
+
+
+def test_a_frozen_task_thawed_by_hand_is_the_live_object_and_freezes_back_to_the_same() -> None:
+    board = given(swarm(), created("t1"), ran("t1"))
+    record = tasks(board)._entries["t1"]
+    task = tasks(board).thaw("t1")
+    assert task is not None and tasks(board).live_task("t1") is task
+    assert tasks(board).status_counts()["completed"] == 1
+    assert tasks(board).freeze("t1") and tasks(board)._entries["t1"] == record
+
+
+def test_deleting_a_frozen_task_removes_it_and_its_counts() -> None:
+    board = given(swarm(), created("t1"), ran("t1", tokens=10), created("t2"), ran("t2", tokens=4))
+    when(board, ev.TaskDeleted(swarm=S, id="t1", time=T0 + 9))
+    assert list(tasks(board)) == ["t2"] and frozen(board) == {"t2"}
+    assert tasks(board).status_counts()["completed"] == 1
+    assert tasks(board).usage_total().input_tokens == 4
+    when(board, created("t1"))  # the id again: a new task, at the end
+    assert list(tasks(board)) == ["t2", "t1"] and tasks(board)["t1"].status == "pending"
+    assert board == all_live(board)
+
+
+def test_deleting_the_swarm_drops_its_frozen_tasks_and_a_new_one_starts_empty() -> None:
+    board = given(swarm(), created("t1"), ran("t1"))
+    when(board, ev.SwarmDeleted(swarm=S, id=S, time=T0 + 9))
+    assert S not in board.swarms
+    when(board, ev.SwarmCreated(swarm=S, id=S, time=T0 + 10, name=S))
+    assert len(tasks(board)) == 0 and tasks(board).status_counts()["completed"] == 0
+    assert tasks(board).usage_total().input_tokens == 0
+
+
+def test_a_stuck_task_stays_live_until_its_resolve_task_lands_it() -> None:
+    board = given(
+        swarm(project=True),
+        created("t1"),
+        ran("t1", land=True),
+        stuck("t1"),
+    )
+    assert frozen(board) == set()
+    when(board, created("t1-resolve-1", resolves="t1"), *ran("t1-resolve-1", land=True))
+    work = tasks(board)["t1"].integration
+    assert work is not None and work.resolver == "t1-resolve-1"
+    assert frozen(board) == set()
+    when(board, landed("t1-resolve-1"))
+    assert frozen(board) == {"t1", "t1-resolve-1"}  # both settled as the resolve task landed
+    work = tasks(board)["t1"].integration
+    assert work is not None and (work.state, work.resolved_by) == ("landed", "t1-resolve-1")
+
+
+def test_follow_ups_of_a_running_task_count_its_finished_frozen_ones() -> None:
+    board = given(
+        swarm(),
+        ev.AgentRegistered(swarm=S, id="a2", time=T0, name="a2", executor="x"),
+        created("parent"),
+        ev.TaskClaimed(swarm=S, id="parent", time=T0, agent="a2", attempt=1),
+        ev.TaskRunning(swarm=S, id="parent", time=T0, agent="a2", attempt=1),
+        created("older"),
+        created("c1", parent="parent", parent_attempt=1),
+        ran("c1"),
+        created("c2", parent="parent", parent_attempt=1),
+    )
+    assert "c1" in frozen(board)
+    assert sorted(t.id for t in tasks(board).follow_ups("parent")) == ["c1", "c2"]
+    assert follow_up(board.swarms[S], "a2", limit=3).parent == "parent"
+    with pytest.raises(Forbidden, match="already created 2 follow-up tasks"):
+        follow_up(board.swarms[S], "a2", limit=2)
+
+
+# --- records and snapshots -----------------------------------------------------------------------
+
+
+def test_a_record_holds_what_differs_from_the_defaults_and_decodes_to_an_equal_task() -> None:
+    task = TaskView(swarm=S, id="t1", title="t", prompt="p", status="cancelled", parent="x")
+    record = encode_record(task)
+    assert b"swarm" not in record and b"priority" not in record  # context and defaults: not kept
+    assert decode_record(S, "t1", record) == task
+
+
+def test_a_snapshot_keeps_frozen_tasks_as_records_and_live_ones_live() -> None:
+    board = given(swarm(project=True), created("t1"), ran("t1"), created("t2"), created("t3"))
+    when(board, *ran("t3", land=True))
+    restored = unpack(pack(board))
+    assert restored == board
+    assert frozen(restored) == {"t1"}
+    assert {t.id for t in tasks(restored).live()} == {"t2", "t3"}
+    assert tasks(restored).status_counts() == tasks(board).status_counts()
+    when(restored, landed("t3"))
+    assert frozen(restored) == {"t1", "t3"}

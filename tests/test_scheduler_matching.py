@@ -1,0 +1,72 @@
+"""Matching many free agents: grouped by skill list, the same pairs as asking each task's best
+agent among those left, one task after another (pure, hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.board import AgentView, TaskView
+from services.scheduler.matching import best_agent, claim_order, match
+
+S = "dev"
+words = st.sampled_from(["ui", "UI", " api", "db", "docs"])
+
+
+def agent(index: int, skills: list[str]) -> AgentView:
+    return AgentView(swarm=S, id=f"a{index:03d}", name=f"a{index}", executor="x", skills=skills)
+
+
+def task(index: int, tags: list[str], priority: str, created_at: float) -> TaskView:
+    return TaskView(
+        swarm=S,
+        id=f"t{index}",
+        title="t",
+        prompt="t",
+        tags=tags,
+        priority=priority,  # type: ignore[arg-type]
+        created_at=created_at,
+        created_seq=index,
+    )
+
+
+def one_by_one(tasks: list[TaskView], agents: list[AgentView]) -> list[tuple[str, str]]:
+    """The reference: tasks in claim order, each taking its best agent among those left."""
+    left = list(agents)
+    pairs = []
+    for each in sorted(tasks, key=lambda t: claim_order(t, 0.0, 0.0)):
+        chosen = best_agent(each, left)
+        if chosen is not None:
+            pairs.append((each.id, chosen.id))
+            left.remove(chosen)
+    return pairs
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(words, max_size=3), max_size=30),
+    st.lists(
+        st.tuples(
+            st.lists(words, max_size=2),
+            st.sampled_from(["critical", "high", "medium", "low"]),
+            st.floats(0, 100),
+        ),
+        max_size=12,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_grouped_matching_pairs_each_task_with_its_best_agent_left(
+    skill_lists: list[list[str]], specs: list[tuple[list[str], str, float]], shuffle
+) -> None:
+    agents = [agent(i, skills) for i, skills in enumerate(skill_lists)]
+    shuffle.shuffle(agents)  # the order agents come in does not matter
+    tasks = [task(i, *spec) for i, spec in enumerate(specs)]
+    got = [(t.id, a.id) for t, a in match(tasks, agents)]
+    assert got == one_by_one(tasks, agents)
+    assert len({a for _, a in got}) == len(got)  # each agent at most once
+
+
+def test_a_thousand_agents_with_one_skill_list_give_the_task_the_lowest_id() -> None:
+    agents = [agent(i, ["bench"]) for i in reversed(range(1000))]
+    pairs = match([task(1, ["bench"], "medium", 0.0), task(2, [], "high", 1.0)], agents)
+    assert [(t.id, a.id) for t, a in pairs] == [("t2", "a000"), ("t1", "a001")]
