@@ -397,6 +397,20 @@ class Tasks(MutableMapping[str, TaskView]):
             _add_usage(total, task.usage)
         return total
 
+    def of_status(self, status: str) -> Iterator[TaskView]:
+        """The tasks in ``status``, in the order added (only frozen records in it are decoded;
+        an unfinished status: the live tasks only)."""
+        if status not in FINISHED:
+            yield from (task for task in self._live.values() if task.status == status)
+            return
+        code = _STATUS_CODE.get(status)  # type: ignore[call-overload]
+        for task_id, entry in self._entries.items():
+            if not isinstance(entry, bytes):
+                if entry.status == status:
+                    yield entry
+            elif entry[0] & ~_HAS_PARENT == code:
+                yield decode_record(self._swarm, task_id, entry)
+
     def follow_ups(self, parent: str) -> Iterator[TaskView]:
         """The tasks whose ``parent`` is ``parent``: among those added after it (newest first;
         only frozen records marked as having a parent are decoded)."""
