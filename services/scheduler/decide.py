@@ -267,8 +267,10 @@ def _decide_swarm(
     heard_of = presence.get
     prefix = subjects.presence_key(swarm.id, "")
     lease = config.lease
+    busy_key = aggregate_key(swarm.id, "agent", "")
+    busy = {key[len(busy_key) :] for key in in_flight if key.startswith(busy_key)}
     for agent in swarm.agents.values():
-        if agent.status == "lost" or (in_flight and planner.busy("agent", agent.id)):
+        if agent.status == "lost" or agent.id in busy:
             continue
         if agent.executor is None and agent.task is None:
             continue  # hosted nowhere: neither lost nor free
