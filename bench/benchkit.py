@@ -178,6 +178,12 @@ class Processes:
                 )
             )
 
+    def signal_all(self, signum: int) -> None:
+        """Send ``signum`` to every service still running."""
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signum)
+
     def end_profile(self) -> None:
         for spy in self.profilers:
             spy.send_signal(signal.SIGINT)

@@ -25,7 +25,8 @@ Every latency comes from stream timestamps: the server's clock when it stored ea
 swarm's events are read back from ``SWARM_EVENTS`` after the run. Next to the rates, the table
 shows CPU milliseconds per task of each process (from /proc). A busy machine disturbs these far
 less than wall-clock rates, and they show where the cost is. ``--profile DIR`` samples every
-service with py-spy during the load rounds.
+service with py-spy during the load rounds; ``--cpu-profile DIR`` samples their CPU time instead
+(``bench/cpu_profile``: py-spy's wall-clock samples land where a process waited for a core).
 
 Run: ``.venv/bin/python bench/lifecycle.py [--executors N] [--agents M] [--tasks K]``. Method and
 measured numbers: docs/benchmarks.md.
@@ -37,6 +38,7 @@ import argparse
 import asyncio
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -452,11 +454,15 @@ async def run(url: str, args: argparse.Namespace, processes: Processes, gateway:
             results.low = await one_at_a_time(args.sequential)
             if args.profile:
                 processes.profile(Path(args.profile))
+            if args.cpu_profile:
+                processes.signal_all(signal.SIGUSR1)  # bench/cpu_profile: start sampling
             for round_ in range(args.rounds):
                 # the order alternates, so drift in the machine's load hits both kinds alike
                 for step in (raw, load) if round_ % 2 == 0 else (load, raw):
                     await step()
             processes.end_profile()
+            if args.cpu_profile:
+                processes.signal_all(signal.SIGUSR2)  # stop, and write the stacks
             results.failed = len(completions.failed)
         processes.stop()
         lives = await read_lives(bus)
@@ -565,6 +571,12 @@ def main(argv: list[str] | None = None) -> int:
         help="sample each service with py-spy during the load phase (collapsed stacks in DIR)",
     )
     parser.add_argument(
+        "--cpu-profile",
+        metavar="DIR",
+        help="sample each service's CPU time during the load phase (bench/cpu_profile; "
+        "collapsed stacks in DIR, summed up by bench/cpu_profile/top.py)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temp dir (logs) and say where"
     )
     args = parser.parse_args(argv)
@@ -576,6 +588,11 @@ def main(argv: list[str] | None = None) -> int:
     server = EmbeddedNats(Path(data_dir) / "server").start()
     port = free_port()
     env = service_env(server.url, port, Path(data_dir) / "data", SWARM, args.log_level)
+    if args.cpu_profile:
+        Path(args.cpu_profile).mkdir(parents=True, exist_ok=True)
+        env["SWARM_BENCH_CPU_PROFILE"] = str(Path(args.cpu_profile).resolve())
+        sampler = Path(__file__).parent / "cpu_profile"  # its sitecustomize.py
+        env["PYTHONPATH"] = os.pathsep.join([str(sampler), env["PYTHONPATH"]])
     processes = Processes(Path(data_dir), env)
     assert server.process is not None
     processes.others["nats-server"] = server.process.pid

@@ -6,7 +6,8 @@ a board, which is packed as a snapshot (``services.bus.snapshots.pack``). Each m
 reports memory runs in a fresh child process (so one's heap does not hide the next one's): the
 fold (events generated as they are folded), and the decode of the packed snapshot (read from a
 temporary file; the child imports what a service imports first, then reads ``VmRSS`` before and
-after). Also: a read of one finished task, and of every task, from the decoded board.
+after). Also: reads of one finished task (the first, then another), and of every task, from
+the decoded board.
 
 Run: ``.venv/bin/python bench/snapshot_memory.py [--tasks 100000 250000]``. Numbers:
 docs/benchmarks.md ("Scale").
@@ -81,6 +82,9 @@ def child_decode(path: Path) -> dict[str, float]:
     swarm = board.swarms[SWARM]
     started = time.perf_counter()
     one = swarm.tasks.get("seed-0000001")
+    read_first = time.perf_counter() - started
+    started = time.perf_counter()
+    one = swarm.tasks.get("seed-0000002")
     read_one = time.perf_counter() - started
     started = time.perf_counter()
     statuses = sum(1 for task in swarm.tasks.values() if task.status == "completed")
@@ -90,6 +94,7 @@ def child_decode(path: Path) -> dict[str, float]:
         "decode_s": decoded,
         "decode_rss_mib": (after - before) / MIB,
         "process_rss_mib": after / MIB,
+        "read_first_us": read_first * 1e6,
         "read_one_us": read_one * 1e6,
         "read_all_s": read_all,
     }

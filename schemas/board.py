@@ -397,6 +397,20 @@ class Tasks(MutableMapping[str, TaskView]):
             _add_usage(total, task.usage)
         return total
 
+    def of_status(self, status: str) -> Iterator[TaskView]:
+        """The tasks in ``status``, in the order added (only frozen records in it are decoded;
+        an unfinished status: the live tasks only)."""
+        if status not in FINISHED:
+            yield from (task for task in self._live.values() if task.status == status)
+            return
+        code = _STATUS_CODE.get(status)  # type: ignore[call-overload]
+        for task_id, entry in self._entries.items():
+            if not isinstance(entry, bytes):
+                if entry.status == status:
+                    yield entry
+            elif entry[0] & ~_HAS_PARENT == code:
+                yield decode_record(self._swarm, task_id, entry)
+
     def follow_ups(self, parent: str) -> Iterator[TaskView]:
         """The tasks whose ``parent`` is ``parent``: among those added after it (newest first;
         only frozen records marked as having a parent are decoded)."""
@@ -455,8 +469,11 @@ class Tasks(MutableMapping[str, TaskView]):
     # --- snapshots ---------------------------------------------------------------------------
 
     def to_wire(self) -> list[Any]:
-        """What a snapshot stores: ``[swarm, {id: task or record}, counts, usage]``."""
-        return [self._swarm, self._entries, self._counts, self._usage]
+        """What a snapshot stores: ``[swarm, {id: record or None}, {id: task}, counts, usage]``:
+        every task in order, a frozen one as its record, a live one as None and in full in the
+        second mapping (so decoding takes the first mapping as it is)."""
+        entries = {k: v if isinstance(v, bytes) else None for k, v in self._entries.items()}
+        return [self._swarm, entries, self._live, self._counts, self._usage]
 
     @classmethod
     def from_wire(cls, value: Any) -> Tasks:
@@ -467,15 +484,17 @@ class Tasks(MutableMapping[str, TaskView]):
             for task_id, task in value.items():
                 tasks._put(task_id, msgspec.convert(task, TaskView))
         else:
-            swarm, entries, counts, usage = value
+            swarm, entries, live, counts, usage = value
             tasks._swarm = swarm
             tasks._counts = counts
             tasks._usage = list(usage)
-            for task_id, entry in entries.items():
-                if isinstance(entry, bytes):
-                    tasks._entries[task_id] = entry
-                else:
-                    tasks._put(task_id, msgspec.convert(entry, TaskView))
+            tasks._entries = entries  # the live ones' places hold None until set below
+            for task_id, task in live.items():
+                if entries.get(task_id, False) is not None:
+                    raise ValueError(f"task {task_id} is both live and frozen in the snapshot")
+                tasks._put(task_id, msgspec.convert(task, TaskView))
+            if len(tasks._live) != len(live) or None in entries.values():
+                raise ValueError("a snapshot's tasks are incomplete")
         tasks.freeze_settled()
         return tasks
 

@@ -16,7 +16,7 @@ from schemas.fold import apply, fold
 from schemas.landing import dependency_landing
 from schemas.scopes import follow_up
 from services.bus.snapshots import pack, unpack
-from services.gateway.commands import task_counts
+from services.gateway.commands import sorted_tasks, task_counts
 from services.gateway.live import totals
 
 S = "dev"
@@ -276,3 +276,20 @@ def test_a_snapshot_keeps_frozen_tasks_as_records_and_live_ones_live() -> None:
     assert tasks(restored).status_counts() == tasks(board).status_counts()
     when(restored, landed("t3"))
     assert frozen(restored) == {"t1", "t3"}
+
+
+def test_the_gateway_lists_tasks_by_status_frozen_or_live() -> None:
+    board = given(
+        swarm(),
+        created("t1"),
+        ran("t1"),
+        created("t2"),
+        ev.TaskCancelled(swarm=S, id="t2", time=T0),
+        created("t3"),
+    )
+    view = board.swarms[S]
+    assert [t.id for t in sorted_tasks(view, "completed")] == ["t1"]
+    assert [t.id for t in sorted_tasks(view, "cancelled")] == ["t2"]
+    assert [t.id for t in sorted_tasks(view, "pending")] == ["t3"]
+    assert sorted_tasks(view, "failed") == []
+    assert [t.id for t in sorted_tasks(view)] == ["t1", "t2", "t3"]

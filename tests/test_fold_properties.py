@@ -718,6 +718,9 @@ def test_a_board_with_frozen_tasks_reads_and_folds_like_one_without(
         every = list(plain.values())
         assert [tasks[t.id] for t in every] == every == list(tasks.values())
         assert tasks.status_counts() == {s: sum(t.status == s for t in every) for s in STATUSES}
+        for status in STATUSES:
+            found = sorted(tasks.of_status(status), key=lambda t: t.id)
+            assert found == sorted((t for t in every if t.status == status), key=lambda t: t.id)
         assert tasks.usage_total() == Usage(
             input_tokens=sum(t.usage.input_tokens for t in every),
             output_tokens=sum(t.usage.output_tokens for t in every),

@@ -806,3 +806,119 @@ def test_untakeable_lists_open_tasks_no_registered_agent_can_take() -> None:
     for task in (design, button, anyone, done):
         swarm.tasks[task.id] = task
     assert [task.id for task in untakeable(swarm)] == ["t1"]
+
+
+# --- deep queues (issue 15): a round costs what it decides, not the queue's length ------------
+
+queue_tasks = st.lists(
+    st.tuples(
+        st.floats(0, 50),  # created, seconds after T0: not in log order (clocks differ)
+        st.sampled_from(["critical", "high", "medium", "low"]),
+        st.lists(st.sampled_from(TAGS), max_size=1),
+        st.sampled_from(["instant", "claude"]),
+    ),
+    min_size=1,
+    max_size=25,
+)
+queue_steps = st.lists(  # then: claims, cancels, priority changes, new dependencies
+    st.tuples(st.sampled_from(["claim", "cancel", "priority", "depend"]), st.integers(0, 24)),
+    max_size=10,
+)
+queue_scenarios = st.tuples(
+    queue_tasks,
+    queue_steps,
+    st.lists(st.lists(st.sampled_from(TAGS), max_size=1), min_size=0, max_size=4),  # free agents
+    st.floats(0, 20),  # priority aging, seconds (0: off)
+    st.floats(0, 120),  # now, after T0
+    st.sets(st.integers(0, 24), max_size=4),  # tasks in flight
+    st.booleans(),  # the budget is spent
+)
+
+
+def queue_log(scenario: tuple) -> list[ev.Event]:
+    tasks, steps, agents, _, _, _, spent = scenario
+    log: list[ev.Event] = [
+        ev.SwarmCreated(swarm=S, id=S, time=T0, name=S, budget_usd=1.0 if spent else None)
+    ]
+    log += [registered(f"a{i}", *skills) for i, skills in enumerate(agents)]
+    log += [registered("busy-agent")]
+    for i, (at, priority, tags, runtime) in enumerate(tasks):
+        log.append(
+            ev.TaskCreated(
+                swarm=S,
+                id=f"q{i}",
+                time=T0 + at,
+                title=f"q{i}",
+                tags=tags,
+                priority=priority,
+                runtime=runtime,
+            )
+        )
+    if spent:
+        log.append(
+            ev.TaskCreated(swarm=S, id="spender", time=T0, title="spender", runtime="claude")
+        )
+        log += [claimed("spender", "busy-agent"), running("spender", "busy-agent")]
+        log.append(
+            ev.TaskCompleted(
+                swarm=S,
+                id="spender",
+                time=T0,
+                agent="busy-agent",
+                attempt=1,
+                outcome=ev.RunOutcome(cost_usd=2.0),
+            )
+        )
+    for kind, t in steps:
+        task = f"q{t % len(tasks)}"
+        if kind == "claim":
+            log.append(claimed(task, "busy-agent"))
+        elif kind == "cancel":
+            log.append(ev.TaskCancelled(swarm=S, id=task, time=T0))
+        elif kind == "priority":
+            log.append(ev.TaskUpdated(swarm=S, id=task, time=T0, priority="critical"))
+        else:
+            log.append(ev.TaskUpdated(swarm=S, id=task, time=T0, depends=[f"q{(t + 1) % 25}"]))
+    return log
+
+
+@settings(max_examples=300, deadline=None)
+@hypothesis_given(queue_scenarios)
+def test_property_claims_from_the_kept_queues_are_those_from_every_task(scenario: tuple) -> None:
+    _, _, _, aging, after, busy, _ = scenario
+    board, open_tasks = Board(), OpenTasks()
+    for seq, event in enumerate(queue_log(scenario), start=1):
+        apply(board, event, seq)
+        open_tasks.track(board, event)
+    config = Config(lease=1e9, priority_aging=aging)
+    in_flight = {f"{S}/task/q{i}" for i in busy}
+    decided = [
+        decide(board, T0 + after, config, in_flight=in_flight, open_tasks=kept)
+        for kept in (open_tasks, None, OpenTasks.of_board(board))
+    ]
+    assert decided[0] == decided[1] == decided[2]
+    rebuilt = OpenTasks.of_board(board)
+    assert (open_tasks.others, open_tasks.waiting) == (rebuilt.others, rebuilt.waiting)
+
+
+def test_with_no_agent_free_a_round_does_not_look_at_the_waiting_queue() -> None:
+    board = given(swarm_created(), registered("a1"), created("t1"), claimed("t1", "a1"))
+    open_tasks = OpenTasks.of_board(board)
+    for i in range(3):
+        event = created(f"w{i}")
+        apply(board, event, board.seq + 1)
+        open_tasks.track(board, event)
+    assert [entry[2] for entry in open_tasks.waiting[S]["medium"]] == ["w0", "w1", "w2"]
+    assert list(open_tasks.others[S]) == ["t1"]
+    open_tasks.waiting[S] = Untouchable()
+    assert when(board, open_tasks=open_tasks) == []  # a read of the queue would raise
+
+
+class Untouchable(dict):
+    """A waiting queue that fails the test when read."""
+
+    def values(self):
+        raise AssertionError("the waiting queue was read")
+
+    def __iter__(self):
+        raise AssertionError("the waiting queue was read")

@@ -1,14 +1,23 @@
-"""Connecting to NATS: from ``NATS_URL`` and friends, reconnecting forever once connected."""
+"""Connecting to NATS: from ``NATS_URL`` and friends, reconnecting forever once connected.
+
+``Client`` is nats-py's client with one change: its header parser. nats-py 2.16 checks every
+header name for whitespace one character at a time in a Python generator, and every event
+delivered from ``SWARM_EVENTS`` carries three headers (``Nats-Msg-Id`` and the expected-sequence
+pair, stored with the message): in the lifecycle benchmark that was the largest single cost of
+receiving an event, in every process that folds the log. ``Client._parse_header_lines`` gives
+the same answer as nats-py's (a property test compares them) with one regular-expression search
+per name.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import nats
 import structlog
 from nats.aio.client import Client as NATS
 
@@ -17,6 +26,33 @@ from schemas.errors import Unavailable
 log = structlog.get_logger("bus.connection")
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+_CRLF = b"\r\n"
+_WHITESPACE = re.compile(r"\s")  # for str patterns: exactly the characters ``str.isspace`` takes
+
+
+class Client(NATS):
+    """nats-py's client, parsing message headers with less work per message (module doc)."""
+
+    @staticmethod
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:
+        """``Name: Value`` lines to a dict, as ``nats.aio.client.Client._parse_header_lines``:
+        lines without a colon, names that are not ASCII or hold whitespace are skipped; values
+        are stripped and decoded as UTF-8 (malformed bytes replaced)."""
+        out: dict[str, str] = {}
+        for line in raw.split(_CRLF):
+            if not line:
+                continue
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue
+            try:
+                key = name.strip().decode("ascii")
+            except UnicodeDecodeError:
+                continue
+            if _WHITESPACE.search(key) is not None:
+                continue
+            out[key] = value.strip().decode("utf-8", "replace")
+        return out
 
 
 def redact_url(url: str) -> str:
@@ -122,8 +158,9 @@ async def connect(
     tls = options.tls_context()
     if tls is not None:
         kwargs["tls"] = tls
+    nc = Client()
     try:
-        nc = await nats.connect(**kwargs)
+        await nc.connect(**kwargs)
     except Exception as error:  # NoServersError, OSError, auth errors...
         raise Unavailable(
             f"cannot reach NATS at {options.display}: {type(error).__name__}: {error}. "

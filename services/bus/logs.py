@@ -8,6 +8,7 @@ appear in a line.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -21,6 +22,12 @@ from schemas.environment import secret_values
 
 _SECRET_KEY = re.compile(r"(token|password|secret|api_key|apikey|authorization|credential)", re.I)
 MASK = "***"
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    """Whether values under ``key`` are masked (the same few keys on every line: looked up)."""
+    return _SECRET_KEY.search(key) is not None
 
 
 def known_secrets(env: Mapping[str, str] | None = None) -> list[str]:
@@ -55,10 +62,17 @@ class Redactor:
         return value
 
     def _clean_mapping(self, value: Mapping[str, object]) -> dict[str, object]:
-        return {
-            k: (MASK if _SECRET_KEY.search(str(k)) and v else self._clean(v))
-            for k, v in value.items()
-        }
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            if v and _secret_key(k if type(k) is str else str(k)):
+                out[k] = MASK
+            elif type(v) is str:  # most values: one look per known secret
+                out[k] = scrub(v, self.secrets)
+            elif isinstance(v, int | float) or v is None:
+                out[k] = v
+            else:
+                out[k] = self._clean(v)
+        return out
 
     def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
         return self._clean_mapping(event_dict)

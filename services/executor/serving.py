@@ -213,13 +213,15 @@ class Serving:
                 return False  # cancelled (or more) the moment it started: nothing to run or say
             task = copy.copy(view)
             task.attempt = claim.attempt
-            log.info(
-                "task.running",
+            # one info line per attempt, its result's (issue 15: a log line cost as much as a
+            # short task's fold): the start is at debug, and the result line says these too
+            log = log.bind(
                 runtime=task.runtime,
                 mentions=len(delivery.entries),
                 session=session,
                 resumed=resume is not None,
             )
+            log.debug("task.running")
             start_line = self._say_later(run, "started", task.title)
             claude = self._claude_run(hosted, task, session, resume)
             try:

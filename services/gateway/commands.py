@@ -112,8 +112,10 @@ def task_counts(swarm: SwarmView) -> dict[str, int]:
     return counts
 
 
-def sorted_tasks(swarm: SwarmView) -> list[TaskView]:
-    return sorted(swarm.tasks.values(), key=lambda t: (t.created_seq, t.id))
+def sorted_tasks(swarm: SwarmView, status: str | None = None) -> list[TaskView]:
+    """The swarm's tasks (those in ``status``), oldest first."""
+    tasks = swarm.tasks.values() if status is None else swarm.tasks.of_status(status)
+    return sorted(tasks, key=lambda t: (t.created_seq, t.id))
 
 
 def sorted_agents(swarm: SwarmView) -> list[AgentView]:
@@ -333,7 +335,9 @@ class Commands:
         self.check_available()
         if status is not None and status not in STATUSES:
             raise Invalid("status", f"status must be one of {', '.join(STATUSES)}")
-        tasks = sorted_tasks(swarm_of(self.board, swarm_id))
+        swarm = swarm_of(self.board, swarm_id)
+        # by status: without decoding the finished tasks of other statuses
+        tasks = sorted_tasks(swarm) if status is None else sorted_tasks(swarm, status)
         return [
             task_json(t)
             for t in tasks

@@ -33,10 +33,19 @@ service's appends not yet folded back), so each decision applies to the board it
 A finished task never changes again, so one without follow-ups to write never needs a decision
 again; ``OpenTasks`` keeps, as the log is folded, the ids of the others, and ``decide`` given it
 looks at those only: a long-lived swarm's history does not slow every decision down.
+
+A deep queue does not either. A pending task without dependencies can only ever be claimed, so
+``OpenTasks`` keeps those apart (``waiting``), per priority, oldest first. Within one priority
+the claim order (``matching.claim_order``: aged rank, then age) is the age order, since an older
+task is aged as much or more; so ``decide`` given ``OpenTasks`` looks at no waiting task when no
+agent is free, and otherwise merges the priorities' queues lazily and stops once every free agent
+has its task: a round costs what it decides, not the queue's length.
 """
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -50,7 +59,7 @@ from schemas.errors import Invalid
 from schemas.fold import deps_done
 from schemas.graph import on_cycles
 from schemas.landing import dependency_landing, landing, needs_resolver, resolve_task_id
-from services.scheduler.matching import match
+from services.scheduler.matching import claim_order, match, match_in_order
 from services.scheduler.resolving import resolve_spec
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -164,22 +173,38 @@ def may_need_decision(task: TaskView) -> bool:
     )
 
 
+def waits_plainly(task: TaskView) -> bool:
+    """Pending without dependencies: all a round can decide for it is a claim."""
+    return task.status == "pending" and not task.depends
+
+
+QueueEntry = tuple[float, int, str]  # (created_at, created_seq, task id): age order
+
+
 @dataclass
 class OpenTasks:
     """Per swarm, the ids of the tasks that ``may_need_decision``, in the board's order (ids are
     added when a task is created, and a finished task never comes back). ``track`` after each
-    folded event keeps it true; ``of_board`` builds it from a whole board (e.g. a snapshot)."""
+    folded event keeps it true; ``of_board`` builds it from a whole board (e.g. a snapshot).
+
+    The same tasks, split for ``decide``: ``waiting``, those that ``waits_plainly``, per priority,
+    oldest first; ``others``, the rest."""
 
     swarms: dict[str, dict[str, None]] = field(default_factory=dict)
+    others: dict[str, dict[str, None]] = field(default_factory=dict)
+    waiting: dict[str, dict[ev.Priority, list[QueueEntry]]] = field(default_factory=dict)
+    _queued: dict[str, dict[str, tuple[ev.Priority, QueueEntry]]] = field(default_factory=dict)
 
     @classmethod
     def of_board(cls, board: Board) -> OpenTasks:
-        return cls(
-            {
-                swarm.id: {t.id: None for t in swarm.tasks.live() if may_need_decision(t)}
-                for swarm in board.swarms.values()
-            }
-        )
+        built = cls()
+        for swarm in board.swarms.values():
+            built.swarms[swarm.id] = {}
+            for task in swarm.tasks.live():  # a frozen task needs no decision
+                if may_need_decision(task):
+                    built.swarms[swarm.id][task.id] = None
+                    built._put(swarm.id, task)
+        return built
 
     def track(self, board: Board, event: ev.Event) -> None:
         """After ``event`` is folded into ``board``."""
@@ -187,12 +212,41 @@ class OpenTasks:
             view = board.swarms.get(event.swarm)  # a frozen task needs no decision: not decoded
             task = view.tasks.live_task(event.id) if view is not None else None
             ids = self.swarms.setdefault(event.swarm, {})
+            self._take(event.swarm, event.id)
             if task is not None and may_need_decision(task):
                 ids.setdefault(event.id)
+                self._put(event.swarm, task)
             else:
                 ids.pop(event.id, None)
         elif isinstance(event, ev.SwarmEvent) and event.swarm not in board.swarms:
-            self.swarms.pop(event.swarm, None)
+            for kept in (self.swarms, self.others, self.waiting, self._queued):
+                kept.pop(event.swarm, None)
+
+    def _put(self, swarm: str, task: TaskView) -> None:
+        """``task`` (open) into ``waiting`` or ``others``."""
+        if not waits_plainly(task):
+            self.others.setdefault(swarm, {})[task.id] = None
+            return
+        entry = (task.created_at, task.created_seq, task.id)
+        queue = self.waiting.setdefault(swarm, {}).setdefault(task.priority, [])
+        bisect.insort(queue, entry)
+        self._queued.setdefault(swarm, {})[task.id] = (task.priority, entry)
+
+    def _take(self, swarm: str, task_id: str) -> None:
+        """``task_id`` out of ``waiting`` and ``others`` (no empty queue left behind)."""
+        others = self.others.get(swarm)
+        if others is not None and others.pop(task_id, 0) is None and not others:
+            del self.others[swarm]
+        queued = self._queued.get(swarm, {}).pop(task_id, None)
+        if queued is not None:
+            priority, entry = queued
+            queues = self.waiting[swarm]
+            queue = queues[priority]
+            del queue[bisect.bisect_left(queue, entry)]
+            if not queue:
+                del queues[priority]
+                if not queues:
+                    del self.waiting[swarm]
 
 
 def presence_age(agent: AgentView, now: float, presence: Mapping[str, float]) -> float:
@@ -242,11 +296,23 @@ def decide(
         if swarm is None:
             continue
         tasks: Iterable[TaskView] = swarm.tasks.live()  # a frozen task needs no decision
+        waiting: Mapping[ev.Priority, list[QueueEntry]] | None = None
         if open_tasks is not None:
-            ids = open_tasks.swarms.get(name, {})
-            tasks = [task for i in ids if (task := swarm.tasks.get(i)) is not None]
+            ids = open_tasks.others.get(name, {})
+            found = [task for i in ids if (task := swarm.tasks.get(i)) is not None]
+            tasks = sorted(found, key=lambda task: task.created_seq)  # the board's order
+            waiting = open_tasks.waiting.get(name, {})
         decisions += _decide_swarm(
-            board, swarm, tasks, now, config, presence, in_flight, check_cycles, check_presence
+            board,
+            swarm,
+            tasks,
+            now,
+            config,
+            presence,
+            in_flight,
+            check_cycles,
+            waiting,
+            check_presence,
         )
     return decisions
 
@@ -260,13 +326,16 @@ def _decide_swarm(
     presence: Mapping[str, float],
     in_flight: Collection[str],
     check_cycles: bool = True,
+    waiting: Mapping[ev.Priority, list[QueueEntry]] | None = None,
     check_presence: bool = True,
 ) -> list[Decision]:
+    """``tasks``: the tasks to look at, in the board's order. ``waiting``: more tasks, that
+    ``waits_plainly``, kept apart by ``OpenTasks`` (None: they are among ``tasks``)."""
     out: list[Decision] = []
     planner = _Planner(board, swarm, now, config, in_flight)
     tasks = list(tasks)
-    if not check_presence:
-        check_presence = any(t.status in _CLAIMABLE for t in tasks)
+    if not check_presence:  # the agents matter only to a task waiting to be claimed
+        check_presence = bool(waiting) or any(t.status in _CLAIMABLE for t in tasks)
     cycles: dict[str, list[str]] = {}
     if check_cycles:
         blocked = [t.id for t in tasks if t.status == "blocked"]
@@ -325,9 +394,46 @@ def _decide_swarm(
         if decision is not None:
             out.append(decision)
 
-    for task, agent in match(within_budget(swarm, claimable), free, now, config.priority_aging):
+    aging = config.priority_aging
+    if waiting is None:
+        pairs = match(within_budget(swarm, claimable), free, now, aging)
+    elif not free:
+        pairs = []
+    else:
+        queue = _claim_queue(planner, within_budget(swarm, claimable), waiting, aging)
+        pairs = match_in_order(queue, free)
+    for task, agent in pairs:
         out.append(planner.claim(task, agent))
     return out
+
+
+def _claim_queue(
+    planner: _Planner,
+    claimable: list[TaskView],
+    waiting: Mapping[ev.Priority, list[QueueEntry]],
+    aging: float,
+) -> Iterator[TaskView]:
+    """Every claimable task in claim order, lazily: ``claimable`` sorted, merged with each
+    priority's queue of plainly waiting tasks (age order is claim order within a priority) less
+    those in flight, not yet due or held by the budget."""
+    swarm, now = planner.swarm, planner.now
+    budget_holds = budget_reached(swarm) is not None
+
+    def keyed(task: TaskView) -> tuple[tuple[int, float, int], str, TaskView]:
+        return claim_order(task, now, aging), task.id, task
+
+    def due(queue: list[QueueEntry]) -> Iterator[tuple[tuple[int, float, int], str, TaskView]]:
+        for _, _, task_id in queue:
+            task = swarm.tasks.get(task_id)
+            if task is None or task.retry_at > now or planner.busy("task", task_id):
+                continue
+            if budget_holds and held(swarm, task):
+                continue
+            yield keyed(task)
+
+    streams = [sorted(map(keyed, claimable)), *(due(queue) for queue in waiting.values())]
+    for _, _, task in heapq.merge(*streams):
+        yield task
 
 
 def within_budget(swarm: SwarmView, claimable: list[TaskView]) -> list[TaskView]:

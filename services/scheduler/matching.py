@@ -18,13 +18,22 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Iterable
 
 from schemas.board import PRIORITY_RANK, AgentView, TaskView
 from schemas.eligibility import can_take, shared_tags
 from schemas.eligibility import word_set as _words
 
-__all__ = ["best_agent", "can_take", "claim_order", "match", "shared_tags", "starving_after"]
+__all__ = [
+    "best_agent",
+    "can_take",
+    "claim_order",
+    "match",
+    "match_in_order",
+    "shared_tags",
+    "starving_after",
+]
 
 
 def effective_rank(task: TaskView, now: float, aging: float) -> int:
@@ -34,7 +43,10 @@ def effective_rank(task: TaskView, now: float, aging: float) -> int:
     if aging <= 0 or rank == 0:
         return rank
     waited = now - task.created_at
-    return max(0, rank - int(waited // aging)) if waited > 0 else rank
+    if waited <= 0:
+        return rank
+    levels = waited // aging  # infinite for a tiny ``aging``: no int() of it
+    return rank - int(levels) if levels < rank else 0
 
 
 def claim_order(task: TaskView, now: float, aging: float) -> tuple[int, float, int]:
@@ -76,13 +88,24 @@ def match(
     agent at most once.
 
     ``tasks`` must already be claimable and ``agents`` free: this only decides who takes what.
+    """
+    return match_in_order(sorted(tasks, key=lambda task: claim_order(task, now, aging)), agents)
+
+
+def match_in_order(
+    tasks: Iterable[TaskView], agents: Iterable[AgentView]
+) -> list[tuple[TaskView, AgentView]]:
+    """``match`` for tasks given in claim order, read only until every free agent has one (a
+    lazy ``tasks`` is read no further; with none, the agents are not looked at).
+
     The free agents are grouped by skill list (a fleet of 1,000 has a handful), each group a
     heap by id: a task looks at the groups, not at every agent, and the agents sharing a skill
     list all share as many of its tags, so the group's lowest id is the one ``best_agent`` picks.
     """
     pairs: list[tuple[TaskView, AgentView]] = []
-    ordered = sorted(tasks, key=lambda task: claim_order(task, now, aging))
-    if not ordered:  # most rounds: nothing to claim, so the free agents are not looked at
+    queue = iter(tasks)
+    first = next(queue, None)
+    if first is None:  # most rounds: nothing to claim, so the free agents are not looked at
         return pairs
     by_skills: dict[tuple[str, ...], list[tuple[str, AgentView]]] = {}
     for agent in agents:
@@ -91,7 +114,10 @@ def match(
     for skills, members in by_skills.items():
         heapq.heapify(members)
         groups.append((_words(list(skills)), members))
-    for task in ordered:
+    left = sum(len(members) for members in by_skills.values())
+    for task in itertools.chain((first,), queue):
+        if not left:
+            break
         tags = _words(task.tags)
         best: tuple[int, str] | None = None
         chosen: list[tuple[str, AgentView]] | None = None
@@ -106,4 +132,5 @@ def match(
                 best, chosen = rank, members
         if chosen is not None:
             pairs.append((task, heapq.heappop(chosen)[1]))
+            left -= 1
     return pairs
