@@ -111,7 +111,7 @@ async def test_event_log_refuses_delete_and_purge(bus: Bus, swarm_id: str) -> No
 # --- publish_once answers as nats-py's js.publish (issue 15: less work per publish) ----------
 
 
-async def _answer(call) -> tuple[str, object]:  # type: ignore[no-untyped-def]
+async def _answer(call) -> tuple[str, object]:
     """What a publish answered: ("ack", (stream, seq, duplicate)) or ("error", (type, code))."""
     try:
         ack = await call
