@@ -469,8 +469,11 @@ class Tasks(MutableMapping[str, TaskView]):
     # --- snapshots ---------------------------------------------------------------------------
 
     def to_wire(self) -> list[Any]:
-        """What a snapshot stores: ``[swarm, {id: task or record}, counts, usage]``."""
-        return [self._swarm, self._entries, self._counts, self._usage]
+        """What a snapshot stores: ``[swarm, {id: record or None}, {id: task}, counts, usage]``:
+        every task in order, a frozen one as its record, a live one as None and in full in the
+        second mapping (so decoding takes the first mapping as it is)."""
+        entries = {k: v if isinstance(v, bytes) else None for k, v in self._entries.items()}
+        return [self._swarm, entries, self._live, self._counts, self._usage]
 
     @classmethod
     def from_wire(cls, value: Any) -> Tasks:
@@ -481,15 +484,17 @@ class Tasks(MutableMapping[str, TaskView]):
             for task_id, task in value.items():
                 tasks._put(task_id, msgspec.convert(task, TaskView))
         else:
-            swarm, entries, counts, usage = value
+            swarm, entries, live, counts, usage = value
             tasks._swarm = swarm
             tasks._counts = counts
             tasks._usage = list(usage)
-            for task_id, entry in entries.items():
-                if isinstance(entry, bytes):
-                    tasks._entries[task_id] = entry
-                else:
-                    tasks._put(task_id, msgspec.convert(entry, TaskView))
+            tasks._entries = entries  # the live ones' places hold None until set below
+            for task_id, task in live.items():
+                if entries.get(task_id, False) is not None:
+                    raise ValueError(f"task {task_id} is both live and frozen in the snapshot")
+                tasks._put(task_id, msgspec.convert(task, TaskView))
+            if len(tasks._live) != len(live) or None in entries.values():
+                raise ValueError("a snapshot's tasks are incomplete")
         tasks.freeze_settled()
         return tasks
 

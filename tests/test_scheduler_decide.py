@@ -591,10 +591,10 @@ def step_event(step: tuple, board: Board, time: float, tasks: int, agents: int) 
 
 
 def run(
-    scenario: tuple, open_tasks: OpenTasks | None = None
+    scenario: tuple, open_tasks: OpenTasks | None = None, **options: Any
 ) -> tuple[Board, list[Decision], float, set[str]]:
     """The scenario's board and what ``decide`` makes of it; given ``open_tasks``, it is kept
-    event by event and ``decide`` looks at those tasks only."""
+    event by event and ``decide`` looks at those tasks only (``options``: more of ``decide``'s)."""
     agents, tasks, lifecycle, after, seen, busy = scenario
     time = T0
     events: list[ev.Event] = [swarm_created()]
@@ -639,12 +639,31 @@ def run(
     now = time + after
     presence = {f"{S}.a{a}": now + ago for a, ago in seen.items()}
     in_flight = {f"{S}/{kind}/{'t' if kind == 'task' else 'a'}{i}" for kind, i in busy}
-    decisions = when(board, now=now, presence=presence, in_flight=in_flight, open_tasks=open_tasks)
+    decisions = when(
+        board, now=now, presence=presence, in_flight=in_flight, open_tasks=open_tasks, **options
+    )
     return board, decisions, now, in_flight
 
 
 def claims(decisions: list[Decision]) -> list[ev.TaskClaimed]:
     return [d.event for d in decisions if isinstance(d.event, ev.TaskClaimed)]
+
+
+@settings(max_examples=200, deadline=None)
+@hypothesis_given(scenarios)
+def test_property_a_round_without_the_presence_check_decides_the_same_but_lost_agents(
+    scenario: tuple,
+) -> None:
+    """The scheduler's event-driven rounds (``check_presence=False``): with a task waiting to
+    be claimed, exactly the full round's decisions; without, the same minus ``agent.lost``
+    (found by the next reconcile round)."""
+    board, full, _, _ = run(scenario)
+    _, partial, _, _ = run(scenario, check_presence=False)
+    waiting = any(t.status in ("pending", "requeued") for t in board.swarms[S].tasks.values())
+    if waiting:
+        assert partial == full
+    else:
+        assert partial == [d for d in full if not isinstance(d.event, ev.AgentLost)]
 
 
 @settings(max_examples=200, deadline=None)

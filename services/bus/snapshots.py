@@ -8,9 +8,10 @@ The KV value is ``<seq>\n`` then either the board or, for a board too large for 
 message, ``object:<name>``: the board is then in the ``swarm_boards`` object store (chunked, any
 size), and the KV entry still says which sequence it includes. The board's bytes are
 ``msgpack2:`` then the compressed msgpack, in which each swarm's tasks are
-``[swarm, {id: task or record}, counts, tokens]`` (``schemas.board.Tasks``: a settled finished
-task is its compact record, a msgpack ``bin``, so decoding a long history builds one bytes
-object per finished task instead of a dozen objects). Earlier forms are still read, and replaced
+``[swarm, {id: record or None}, {id: live task}, counts, tokens]`` (``schemas.board.Tasks``: a
+settled finished task is its compact record, a msgpack ``bin``, so decoding a long history
+builds one bytes object per finished task instead of a dozen objects, and the decoded mapping
+of records is kept as it is). Earlier forms are still read, and replaced
 by the next snapshot a service saves: ``msgpack:`` (every task in full) and no prefix
 (compressed JSON); their settled tasks are frozen as they are decoded. A process of an earlier
 version reads a ``msgpack2:`` snapshot as unreadable and replays the log instead.

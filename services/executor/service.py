@@ -167,6 +167,7 @@ class Executor(Service):
         self.hosting.setup_done()
         self.spawn(self.hosting.take_up_loop(), "take-up")
         self.spawn(self.serving.chat_loop(), "chat-lines")
+        self.spawn(self.serving.look_loop(), "claims")
         self.spawn(self.hosting.project_loop(), "checkouts")
         self.spawn(self.serving.land_left_over(), "landings")
         self.log.info("executor.serving", agents=sorted(self.hosted))

@@ -68,7 +68,7 @@ from services.executor.output import OutputSink
 from services.executor.runtimes import Verdict
 
 CHAT_RETRY_SECONDS = 10.0
-CLAIM_CHECK_EVERY = 2.0  # seconds: each hosted agent looks for a claim at least this often
+CLAIM_CHECK_EVERY = 2.0  # seconds: how often ``look_loop`` looks for claims not woken
 RETRY_SECONDS = 1.0  # before serving a claim again that could not be started (NATS away)
 # a run's "started" line is posted once it has run this long: a run ending sooner says it once,
 # with its end line (one chat message per attempt instead of two for short tasks)
@@ -110,15 +110,12 @@ class Serving:
 
     async def serve_agent(self, hosted: HostedAgent) -> None:
         """Run the agent's claims as the fold shows them, one at a time. Woken by each claim of
-        this agent folded in (``wake``); it looks again every few seconds anyway."""
+        this agent folded in (``wake``), and by ``look_loop`` when it finds one waiting."""
         while hosted.active and not self.stopping.is_set():
             hosted.wake.clear()  # before looking: a claim folded from now on wakes it again
             claim = decisions.claim_to_run(self.ledger.board, self.swarm, hosted.id)
             if claim is None:
-                try:
-                    await asyncio.wait_for(hosted.wake.wait(), CLAIM_CHECK_EVERY)
-                except TimeoutError:
-                    pass
+                await hosted.wake.wait()
                 continue
             hosted.serving = True
             try:
@@ -132,6 +129,17 @@ class Serving:
                 hosted.serving = False
             if retry:  # NATS away, or a failure: the claim is still in the log, look again
                 await asyncio.sleep(RETRY_SECONDS)
+
+    async def look_loop(self) -> None:
+        """Every ``CLAIM_CHECK_EVERY`` seconds, wake each hosted agent the fold shows with a
+        claim to run: the safety net behind the wake-up on each folded claim. One loop for the
+        executor, not a timer per agent (1,000 agents: 500 wake-ups a second for nothing)."""
+        while not self.stopping.is_set():
+            await asyncio.sleep(CLAIM_CHECK_EVERY)
+            board = self.ledger.board
+            for hosted in list(self.hosting.hosted.values()):
+                if decisions.claim_to_run(board, self.swarm, hosted.id) is not None:
+                    hosted.wake.set()
 
     async def serve(self, hosted: HostedAgent, claim: decisions.Claim) -> bool:
         """Serve one claim: ``running`` at the claim's sequence, the run, the result. True: it

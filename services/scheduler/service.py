@@ -223,6 +223,7 @@ class Scheduler(Service):
             swarms=swarms,
             open_tasks=self._open,
             check_cycles=swarms is None,  # on the reconcile rounds: cycles are rare
+            check_presence=swarms is None,  # likewise lost agents (tasks waiting: always)
         )
         self.rounds += 1
         for decision in decisions:
