@@ -335,7 +335,7 @@ def _decide_swarm(
     planner = _Planner(board, swarm, now, config, in_flight)
     tasks = list(tasks)
     if not check_presence:  # the agents matter only to a task waiting to be claimed
-        check_presence = bool(waiting) or any(t.status in _CLAIMABLE for t in tasks)
+        check_presence = _claim_possible(planner, tasks, waiting)
     cycles: dict[str, list[str]] = {}
     if check_cycles:
         blocked = [t.id for t in tasks if t.status == "blocked"]
@@ -405,6 +405,19 @@ def _decide_swarm(
     for task, agent in pairs:
         out.append(planner.claim(task, agent))
     return out
+
+
+def _claim_possible(
+    planner: _Planner,
+    tasks: list[TaskView],
+    waiting: Mapping[ev.Priority, list[QueueEntry]] | None,
+) -> bool:
+    """Whether a task may be claimed this round: one pending or requeued and not in flight (the
+    round right after a claim's append still shows its task pending, in flight)."""
+    if any(t.status in _CLAIMABLE and not planner.busy("task", t.id) for t in tasks):
+        return True
+    queues = waiting.values() if waiting else ()
+    return any(not planner.busy("task", task_id) for queue in queues for _, _, task_id in queue)
 
 
 def _claim_queue(
