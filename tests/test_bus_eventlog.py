@@ -6,11 +6,13 @@ import asyncio
 import time
 
 import pytest
+from nats.js.errors import APIError, NoStreamResponseError
 
 from schemas import events as ev
 from schemas import subjects
 from schemas.errors import Conflict
 from services.bus.eventlog import AppendConflict
+from services.bus.publish import publish_once
 from services.bus.service import Bus
 
 
@@ -104,3 +106,56 @@ async def test_event_log_refuses_delete_and_purge(bus: Bus, swarm_id: str) -> No
     info = await bus.js.stream_info(subjects.EVENTS_STREAM)
     assert info.config.deny_delete and info.config.deny_purge
     assert info.config.duplicate_window and info.config.duplicate_window > 0
+
+
+# --- publish_once answers as nats-py's js.publish (issue 15: less work per publish) ----------
+
+
+async def _answer(call) -> tuple[str, object]:
+    """What a publish answered: ("ack", (stream, seq, duplicate)) or ("error", (type, code))."""
+    try:
+        ack = await call
+    except APIError as error:
+        return "error", (type(error), error.err_code, error.code)
+    except NoStreamResponseError as error:
+        return "error", (type(error), None, None)
+    return "ack", (ack.stream, ack.seq, bool(ack.duplicate))
+
+
+async def test_publish_once_answers_each_case_as_nats_pys_publish(bus: Bus, swarm_id: str) -> None:
+    stream = subjects.EVENTS_STREAM
+    cases = {  # name -> (subject, headers, stream)
+        "first": ("one", {"Nats-Expected-Last-Subject-Sequence": "0"}, stream),
+        "duplicate": ("one", {}, stream),
+        "wrong last sequence": ("two", {"Nats-Expected-Last-Subject-Sequence": "999999"}, stream),
+        "wrong stream": ("three", {}, "NOT_THE_STREAM"),
+    }
+    for name, (task, extra, expected_stream) in cases.items():
+        answers = []
+        for publish in ("nats-py", "ours"):
+            subject = subjects.event(swarm_id, "task", f"{task}-{publish}", "created")
+            headers = {"Nats-Msg-Id": f"{swarm_id}-{task}-{publish}", **extra}
+            if "Nats-Expected-Last-Subject-Sequence" in extra:
+                headers["Nats-Expected-Last-Subject-Sequence-Subject"] = subject
+            payload = ev.encode(created(swarm_id, f"{task}-{publish}"))
+            if publish == "nats-py":
+                call = bus.js.publish(
+                    subject, payload, timeout=5, stream=expected_stream, headers=dict(headers)
+                )
+            else:
+                call = publish_once(
+                    bus.js, subject, payload, timeout=5, stream=expected_stream, headers=headers
+                )
+            kind, detail = await _answer(call)
+            if kind == "ack":  # sequences differ between the two: compare the rest
+                detail = (detail[0], detail[2])  # type: ignore[index]
+            answers.append((kind, detail))
+        assert answers[0] == answers[1], name
+    no_stream = [
+        await _answer(publish(f"nobody.listens.{swarm_id}"))
+        for publish in (
+            lambda s: bus.js.publish(s, b"x", timeout=2, stream=stream, headers={}),
+            lambda s: publish_once(bus.js, s, b"x", timeout=2, stream=stream, headers={}),
+        )
+    ]
+    assert no_stream[0] == no_stream[1] == ("error", (NoStreamResponseError, None, None))

@@ -4,15 +4,22 @@ A publish whose ack did not come (NATS away, a timeout, a stream without a leade
 during a cluster failover) may or may not have landed. Every Swarm publish carries a
 ``Nats-Msg-Id``, so trying again is safe: the stream keeps one message and acks the retry with
 the first one's sequence.
+
+``publish_once`` is JetStream's publish with less work per message than nats-py's
+``JetStreamContext.publish`` (issue 15: every task's five publishes went through it): the same
+request, the same errors, but the acknowledgement decoded by msgspec straight into its fields
+instead of ``json.loads`` plus nats-py's dataclass conversion.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import msgspec
 import nats.errors
 from nats.js import JetStreamContext, api
-from nats.js.errors import NoStreamResponseError
+from nats.js.errors import APIError, NoStreamResponseError
 
 from schemas.errors import Unavailable
 
@@ -24,6 +31,42 @@ TRANSIENT = (
     nats.errors.OutboundBufferLimitError,
     NoStreamResponseError,  # the stream has no leader this moment (failover)
 )
+
+
+class _Ack(msgspec.Struct):
+    """A JetStream publish's answer: the ack's fields, or ``error``."""
+
+    stream: str = ""
+    seq: int = 0
+    domain: str | None = None
+    duplicate: bool | None = None
+    error: dict[str, Any] | None = None
+
+
+_decode_ack = msgspec.json.Decoder(_Ack).decode
+
+
+async def publish_once(
+    js: JetStreamContext,
+    subject: str,
+    payload: bytes,
+    *,
+    stream: str,
+    headers: dict[str, str],
+    timeout: float,
+) -> api.PubAck:
+    """``js.publish(subject, payload, timeout=, stream=, headers=)``, answering the same: the
+    ack, ``NoStreamResponseError`` when no stream listens on ``subject``, the stream's refusal
+    as nats-py's ``APIError`` (``APIError.from_error`` raises the subclass for its code)."""
+    sent = {**headers, api.Header.EXPECTED_STREAM: stream}
+    try:
+        msg = await js._nc.request(subject, payload, timeout=timeout, headers=sent)
+    except nats.errors.NoRespondersError as error:
+        raise NoStreamResponseError from error
+    ack = _decode_ack(msg.data)
+    if ack.error is not None:
+        raise APIError.from_error(ack.error)
+    return api.PubAck(stream=ack.stream, seq=ack.seq, domain=ack.domain, duplicate=ack.duplicate)
 
 
 async def publish_acked(
@@ -43,8 +86,8 @@ async def publish_acked(
     deadline = loop.time() + retry_for
     while True:
         try:
-            return await js.publish(
-                subject, payload, timeout=timeout, stream=stream, headers=headers
+            return await publish_once(
+                js, subject, payload, timeout=timeout, stream=stream, headers=headers
             )
         except TRANSIENT as error:
             if loop.time() >= deadline:

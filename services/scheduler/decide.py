@@ -580,14 +580,17 @@ class _Planner:
     def cascade(self, task: TaskView) -> Decision | None:
         """Fail a waiting task whose dependency can no longer complete, or whose dependency's
         work can never land."""
+        tasks = self.swarm.tasks
         for dep in task.depends:
-            other = self.swarm.tasks.get(dep)
-            if other is None:
+            if dep not in tasks:
                 if self.board.version(self.swarm.id, "task", dep) == 0:
                     continue  # not written yet (a sibling follow-up on its way): wait
                 why = "deleted"
-            elif other.status in ("failed", "cancelled"):
-                why = other.status
+            elif (status := tasks.frozen_status(dep) or tasks[dep].status) in (
+                "failed",
+                "cancelled",
+            ):
+                why = status  # a frozen dependency is not decoded: its status says it
             else:
                 found = dependency_landing(self.swarm, dep)
                 if found.state != "never":
