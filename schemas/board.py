@@ -246,12 +246,15 @@ def _record_type(cls: type[msgspec.Struct], skip: tuple[str, ...] = ()) -> type[
             kind = inner if kind is nested[info.encode_name] else inner | None
             factory = inner if factory is nested[info.encode_name] else factory
         if info.default is not msgspec.NODEFAULT:
-            fields.append((info.encode_name, kind, info.default))
+            fields.append((info.name, kind, info.default))
         elif factory is not msgspec.NODEFAULT:
-            fields.append((info.encode_name, kind, msgspec.field(default_factory=factory)))
+            fields.append((info.name, kind, msgspec.field(default_factory=factory)))
         else:
-            fields.append((info.encode_name, kind))
-    return msgspec.defstruct(f"{cls.__name__}Record", fields, omit_defaults=True, kw_only=True)
+            fields.append((info.name, kind))
+    renamed = {info.name: info.encode_name for info in msgspec.structs.fields(cls)}
+    return msgspec.defstruct(
+        f"{cls.__name__}Record", fields, omit_defaults=True, kw_only=True, rename=renamed
+    )
 
 
 def encode_record(task: TaskView) -> bytes:
