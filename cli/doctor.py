@@ -11,7 +11,7 @@ else 1) and its replicas current; the event log append-only (deny delete, deny p
 duplicate window and acknowledged only once on disk; every server fsyncing each write
 (``sync_interval: always``, read from the monitoring port: ``NATS_MONITOR_URL``, else
 ``http://<nats host>:8222``); gateway, scheduler (with a leader), executor and chat heard from
-and ready; every agent in the fold present (its executor refreshes its presence key); the
+and ready; every agent in the fold present (its executor's fresh presence key lists it); the
 gateway's ``/health`` answering and the API token accepted.
 """
 
@@ -395,7 +395,9 @@ def agent_check(facts: Facts, lease: float) -> Check:
         if facts.presence_error is not None:
             continue  # said once below: unknown, not missing
         if presence is None:
-            problems.append(f"{name} has no presence key (executor {agent.executor})")
+            problems.append(
+                f"{name} is in no presence key (executor {agent.executor} does not list it)"
+            )
         elif facts.now - presence.time > lease:
             problems.append(
                 f"{name} last present {facts.now - presence.time:.0f}s ago "

@@ -389,7 +389,7 @@ def test_lost_stale_and_unhosted_agents_fail_naming_each() -> None:
     assert check.status == FAIL
     assert "default/frontend-agent is lost" in check.detail
     assert "default/backend-agent last present 30s ago" in check.detail
-    assert "default/qa-agent has no presence key" in check.detail
+    assert "default/qa-agent is in no presence key (executor box-1" in check.detail
     assert "default/docs-agent waits for an executor" in check.detail
 
 

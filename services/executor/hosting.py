@@ -5,7 +5,7 @@ checkouts of the swarm's project.
   fold already shows them just so, or another executor's fresh presence holds them; agents
   registered through the API with no executor are taken up (``agent.updated``) while there is
   room (``max_agents``). Hosting one: its sandbox (created or attached), its API access, a
-  presence key, and its serving loop (``serving.py``).
+  place in this executor's presence key, and its serving loop (``serving.py``).
 - **Presence.** One key for this executor in ``swarm_presence`` (``services/bus/presence.py``)
   listing the agents it hosts (and announced at start), refreshed well within the lease and
   written at once when an agent is hosted or let go; an agent the fold shows lost while this

@@ -8,8 +8,8 @@ expected-sequence check instead of doing harm.
 
 What it decides, per swarm:
 
-- **lost agents**: an agent hosted by an executor whose presence is older than the lease (or that
-  has no presence key and registered/updated longer than a lease ago) -> ``agent.lost``;
+- **lost agents**: a hosted agent last listed in a presence key longer than the lease ago (or
+  that no key lists and registered/updated longer than a lease ago) -> ``agent.lost``;
 - **requeues**: a claimed or running task whose agent is lost (or gone) -> ``task.requeued`` with
   the next attempt (a claim that never ran: at once; a lost run: after a backoff), or
   ``task.failed`` once the budget of that kind is used up (``schemas.attempts``); a requeued task
@@ -250,7 +250,8 @@ class OpenTasks:
 
 
 def presence_age(agent: AgentView, now: float, presence: Mapping[str, float]) -> float:
-    """Seconds since the agent was last known alive: its presence key, or its (re)registration."""
+    """Seconds since the agent was last known alive: the last presence key listing it was heard,
+    or its (re)registration."""
     seen = max(agent.registered_at, agent.updated_at)
     heard = presence.get(subjects.presence_key(agent.swarm, agent.id))
     if heard is not None and heard > seen:
@@ -276,8 +277,9 @@ def decide(
 ) -> list[Decision]:
     """Everything the scheduler should append now.
 
-    ``presence``: presence key (``<swarm>.<agent>``) -> when it was last refreshed (seconds, same
-    clock as ``now``). ``in_flight``: aggregate keys with an append not yet folded: left alone.
+    ``presence``: agent (``<swarm>.<agent>``) -> when a presence key listing it was last heard
+    (seconds, same clock as ``now``). ``in_flight``: aggregate keys with an append not yet
+    folded: left alone.
     ``swarms``: decide for these swarms only (default: all). ``open_tasks``: kept in step with
     ``board``; only those tasks are looked at (default: every task; the same decisions).
     ``check_cycles``: also fail blocked tasks caught in a dependency cycle (one the gateway could
@@ -335,7 +337,7 @@ def _decide_swarm(
     planner = _Planner(board, swarm, now, config, in_flight)
     tasks = list(tasks)
     if not check_presence:  # the agents matter only to a task waiting to be claimed
-        check_presence = bool(waiting) or any(t.status in _CLAIMABLE for t in tasks)
+        check_presence = _claim_possible(planner, tasks, waiting)
     cycles: dict[str, list[str]] = {}
     if check_cycles:
         blocked = [t.id for t in tasks if t.status == "blocked"]
@@ -405,6 +407,19 @@ def _decide_swarm(
     for task, agent in pairs:
         out.append(planner.claim(task, agent))
     return out
+
+
+def _claim_possible(
+    planner: _Planner,
+    tasks: list[TaskView],
+    waiting: Mapping[ev.Priority, list[QueueEntry]] | None,
+) -> bool:
+    """Whether a task may be claimed this round: one pending or requeued and not in flight (the
+    round right after a claim's append still shows its task pending, in flight)."""
+    if any(t.status in _CLAIMABLE and not planner.busy("task", t.id) for t in tasks):
+        return True
+    queues = waiting.values() if waiting else ()
+    return any(not planner.busy("task", task_id) for queue in queues for _, _, task_id in queue)
 
 
 def _claim_queue(
