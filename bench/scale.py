@@ -571,7 +571,10 @@ async def run_cell(
     cell: Cell, store: Path, root: Path, args: argparse.Namespace, *, cold: bool
 ) -> Cell:
     """One cell on a copy of ``store``: start, measure, (``cold``: restart from a snapshot)."""
-    data = root / f"cell-{cell.log_tasks}-{cell.agents}-{cell.executors}"
+    name = f"cell-{cell.log_tasks}-{cell.agents}-{cell.executors}"
+    data, again = root / name, 2
+    while data.exists():  # kept (--keep) from an earlier cell of the same shape
+        data, again = root / f"{name}-{again}", again + 1
     shutil.copytree(store, data / "server")
     server = EmbeddedNats(data / "server").start(60)
     port = free_port()
