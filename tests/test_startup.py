@@ -1,4 +1,4 @@
-"""A service process leaves out the optional imports it never uses (``services/startup.py``),
+"""A service process leaves out the optional imports it never uses (``services/bus/startup.py``),
 and can still import them later."""
 
 from __future__ import annotations
@@ -9,11 +9,16 @@ import sys
 
 import pytest
 
-from services.startup import HIDDEN_FROM_NATS, HIDDEN_FROM_STRUCTLOG, hidden_names, uses_websocket
+from services.bus.startup import (
+    HIDDEN_FROM_NATS,
+    HIDDEN_FROM_STRUCTLOG,
+    hidden_names,
+    uses_websocket,
+)
 
 PROBE = """
 import json, sys
-from services.startup import lean_imports
+from services.bus.startup import lean_imports
 hidden = lean_imports(sys.argv[1:], serves_http={serves_http})
 import services.{service}.service
 before = {{name: name in sys.modules for name in ("aiohttp", "rich", "nats", "structlog")}}

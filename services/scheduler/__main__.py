@@ -1,6 +1,6 @@
 import sys
 
-from services.startup import lean_imports
+from services.bus.startup import lean_imports
 
 lean_imports()
 
