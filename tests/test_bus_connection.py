@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
 
+import nats.errors
 import pytest
 import structlog
 from hypothesis import given
@@ -15,7 +19,7 @@ from schemas import events as ev
 from schemas import subjects
 from schemas.errors import Unavailable
 from services.bus import logs
-from services.bus.connection import Client, NatsOptions, connect, redact_url
+from services.bus.connection import Client, NatsOptions, connect, redact_url, skip_headers
 from services.bus.embedded import free_port
 from services.bus.service import Bus
 
@@ -111,6 +115,50 @@ def test_the_redactor_leaves_no_secret_and_masks_every_secret_key(line: dict) ->
             assert cleaned[key] == value
 
 
+# --- the log line's own cost (issue 15): the same line as structlog's stamper and renderer ----
+
+_log_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=20),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.text(max_size=10), _log_values, max_size=6))
+def test_a_line_renders_as_the_json_structlogs_renderer_writes(line: dict) -> None:
+    ours = logs.render_json(None, "info", dict(line))
+    theirs = structlog.processors.JSONRenderer()(None, "info", dict(line))
+    assert json.loads(ours) == json.loads(theirs)
+    assert list(json.loads(ours)) == list(json.loads(theirs))  # the keys in the same order
+
+
+def test_a_value_json_has_no_form_for_is_written_as_structlog_writes_it() -> None:
+    class Odd:
+        def __repr__(self) -> str:
+            return "<odd>"
+
+    line: dict[Any, Any] = {"event": "x", "odd": Odd(), "n": 2**70, 3: "int key"}
+    ours = logs.render_json(None, "info", dict(line))
+    assert json.loads(ours) == json.loads(
+        structlog.processors.JSONRenderer()(None, "info", dict(line))
+    )
+    assert json.loads(ours)["odd"] == "<odd>"
+
+
+@given(st.floats(min_value=0, max_value=4_102_444_800))  # up to 2100
+def test_the_timestamp_is_structlogs_iso_utc_stamp(now: float) -> None:
+    expected = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+    assert logs.iso_utc(now) == expected
+
+
 # --- the header parser (issue 15: less work per delivered event) ----------------------------
 
 _header_bytes = st.lists(
@@ -169,3 +217,66 @@ async def test_a_connection_hands_over_the_headers_a_message_was_stored_with(bus
     assert msg.headers["Nats-Msg-Id"] == event.event_id
     assert msg.headers["Nats-Expected-Last-Subject-Sequence"] == "0"
     assert ev.decode(msg.data) == event
+
+
+async def test_a_subscription_marked_skip_headers_gets_its_data_without_them(bus: Bus) -> None:
+    """The folds' subscriptions: data messages come with ``headers`` None, everything else as
+    nats-py hands it over (an unmarked subscription of the same messages still has them)."""
+    swarm = f"skip-{uuid.uuid4().hex[:8]}"
+    event = ev.SwarmCreated(swarm=swarm, id=swarm, actor="test", time=1.0, name="skip")
+    seq = await bus.events.append(event, expected_seq=0)
+    got: dict[str, asyncio.Future[Any]] = {}
+    subs = []
+    for name in ("marked", "plain"):
+        got[name] = asyncio.get_running_loop().create_future()
+
+        async def on_msg(msg: Any, future: asyncio.Future[Any] = got[name]) -> None:
+            if not future.done():
+                future.set_result(msg)
+
+        sub = await bus.js.subscribe(
+            subjects.swarm_events(swarm),
+            stream=subjects.EVENTS_STREAM,
+            cb=on_msg,
+            ordered_consumer=True,
+            idle_heartbeat=0.2,
+        )
+        if name == "marked":
+            skip_headers(sub)
+        subs.append(sub)
+    try:
+        marked = await asyncio.wait_for(got["marked"], 5)
+        plain = await asyncio.wait_for(got["plain"], 5)
+        await asyncio.sleep(0.6)  # three idle heartbeats: status messages still handled
+        info = await subs[0].consumer_info()  # the ordered consumer is still the one it made
+    finally:
+        for sub in subs:
+            await sub.unsubscribe()
+    assert marked.headers is None and plain.headers["Nats-Msg-Id"] == event.event_id
+    assert marked.metadata.sequence.stream == seq == plain.metadata.sequence.stream
+    assert ev.decode(marked.data) == event
+    assert info.delivered.stream_seq == seq
+
+
+async def test_a_request_is_answered_as_nats_py_answers_it(bus: Bus) -> None:
+    """The reply reaches its waiter (many at once, each its own); a request nobody answers in
+    time raises nats-py's TimeoutError; one with no responder, NoRespondersError."""
+    subject = f"test.echo.{uuid.uuid4().hex[:8]}"
+
+    async def echo(msg: Any) -> None:
+        if msg.data != b"silent":
+            await msg.respond(b"re:" + msg.data)
+
+    sub = await bus.nc.subscribe(subject, cb=echo)
+    try:
+        answers = await asyncio.gather(
+            *(bus.nc.request(subject, str(i).encode(), timeout=5) for i in range(50))
+        )
+        assert [a.data for a in answers] == [f"re:{i}".encode() for i in range(50)]
+        with pytest.raises(nats.errors.TimeoutError):
+            await bus.nc.request(subject, b"silent", timeout=0.2)
+        with pytest.raises(nats.errors.NoRespondersError):
+            await bus.nc.request(f"{subject}.nobody", b"x", timeout=2)
+    finally:
+        await sub.unsubscribe()
+    assert not bus.nc._resp_map  # nothing left waiting

@@ -9,10 +9,12 @@ import zlib
 from typing import Any
 
 import msgspec
+import pytest
 
 from schemas import events as ev
 from schemas import subjects
 from schemas.board import Board, tasks_in_full
+from schemas.errors import Unavailable
 from schemas.fold import apply
 from services.bus.connection import NatsOptions
 from services.bus.projection import Projection, position
@@ -343,3 +345,21 @@ async def test_a_projection_following_agents_and_swarms_folds_those_and_no_task(
     assert not await agents_only.save_snapshot()
     await agents_only.stop()
     await full.stop()
+
+
+async def test_waiting_for_a_sequence_the_log_never_delivers_is_unavailable_in_time(
+    bus: Bus, swarm_id: str
+) -> None:
+    projection = Projection(bus.js, swarm=swarm_id)
+    await projection.start()
+    try:
+        began = time.monotonic()
+        with pytest.raises(Unavailable, match="did not deliver sequence"):
+            await projection.wait_for(projection.seq + 1_000_000, timeout=0.3)
+        assert 0.25 <= time.monotonic() - began < 3
+        seq = await bus.events.append(
+            ev.SwarmCreated(swarm=swarm_id, id=swarm_id, time=1.0, name="w"), 0
+        )
+        await projection.wait_for(seq, timeout=5)  # a later wait is answered as ever
+    finally:
+        await projection.stop()

@@ -29,6 +29,7 @@ from schemas import subjects
 from schemas.board import Board
 from schemas.errors import Unavailable
 from schemas.fold import apply
+from services.bus.connection import skip_headers
 from services.bus.snapshots import Snapshots
 
 log = structlog.get_logger("bus.projection")
@@ -50,6 +51,11 @@ def position(msg: Msg) -> tuple[int, int]:
         return int(tokens[7]), int(tokens[10])
     meta = msg.metadata  # anything else: let nats-py say what it is
     return meta.sequence.stream, meta.num_pending
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 class Projection:
@@ -130,7 +136,7 @@ class Projection:
             config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
         if self.filters:
             config.filter_subjects = list(self.filters)
-        return await self._js.subscribe(
+        sub = await self._js.subscribe(
             self.filters[0] if self.filters else self.filter,
             stream=subjects.EVENTS_STREAM,
             cb=self._on_msg,
@@ -139,6 +145,8 @@ class Projection:
             pending_msgs_limit=1 << 20,
             idle_heartbeat=0.5,
         )
+        skip_headers(sub)  # the fold reads the reply subject and the data, never the headers
+        return sub
 
     async def _watch(self) -> None:
         """nats-py re-creates an ordered consumer that stopped (heartbeats missed, NATS
@@ -195,15 +203,19 @@ class Projection:
         """Return once the fold includes log position ``seq`` (``Unavailable`` after timeout)."""
         if self.board.seq >= seq:
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._waiter_count += 1
         heapq.heappush(self._waiters, (seq, self._waiter_count, future))
+        timer = loop.call_later(timeout, _expire, future)  # one timer: no asyncio.wait_for
         try:
-            await asyncio.wait_for(future, timeout)
+            await future
         except TimeoutError as error:
             raise Unavailable(
                 f"the event log did not deliver sequence {seq} within {timeout}s"
             ) from error
+        finally:
+            timer.cancel()
 
     def copy_board(self) -> Board:
         return copy.deepcopy(self.board)
