@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 from nats.aio.client import Client as NatsPyClient
+from nats.js import api
 
 from schemas import events as ev
 from schemas import subjects
@@ -22,6 +24,7 @@ from services.bus import logs
 from services.bus.connection import Client, NatsOptions, connect, redact_url, skip_headers
 from services.bus.embedded import free_port
 from services.bus.service import Bus
+from services.bus.streams import Layout, stream_configs
 
 
 async def test_unreachable_nats_is_a_clear_error_naming_the_url_without_password() -> None:
@@ -57,11 +60,45 @@ async def test_provisioning_concurrently_from_many_processes_is_safe(nats_factor
     assert events.config.num_replicas == 1
     logs_stream = await buses[0].js.stream_info(subjects.LOGS_STREAM)
     assert logs_stream.config.max_age and logs_stream.config.max_bytes
+    # live output is best effort: no fsync per chunk; the event log and chat keep theirs
+    assert logs_stream.config.persist_mode == api.PersistMode.ASYNC
+    assert events.config.persist_mode in (None, api.PersistMode.DEFAULT)
+    chat = await buses[0].js.stream_info(subjects.CHAT_STREAM)
+    assert chat.config.persist_mode in (None, api.PersistMode.DEFAULT)
     for bucket in (subjects.PRESENCE_BUCKET, subjects.SERVICES_BUCKET, subjects.SNAPSHOTS_BUCKET):
         await buses[0].js.key_value(bucket)
     await buses[0].js.object_store(subjects.OUTPUT_STORE)
     for bus in buses:
         await bus.close()
+
+
+async def test_a_logs_stream_made_before_it_was_async_is_provisioned_as_it_is(
+    nats_factory,
+) -> None:
+    """The server refuses to change a stream's persist mode: an older SWARM_LOGS (fsync per
+    chunk) keeps its mode, and provisioning still updates the rest of its configuration."""
+    server = nats_factory()
+    bus = await Bus.connect(NatsOptions.from_env(server.url))
+    try:
+        older = next(c for c in stream_configs(Layout()) if c.name == subjects.LOGS_STREAM)
+        await bus.js.add_stream(
+            dataclasses.replace(older, persist_mode=None, max_bytes=older.max_bytes // 2)
+        )
+        await bus.provision()
+        info = await bus.js.stream_info(subjects.LOGS_STREAM)
+        assert info.config.persist_mode in (None, api.PersistMode.DEFAULT)
+        assert info.config.max_bytes == older.max_bytes  # the update went through
+    finally:
+        await bus.close()
+
+
+def test_only_a_single_node_keeps_live_output_without_fsync() -> None:
+    """Async persistence is for one-replica streams (ADR-56): a cluster keeps the default."""
+    for replicas, mode in ((1, api.PersistMode.ASYNC), (3, None)):
+        logs_config = next(
+            c for c in stream_configs(Layout(replicas=replicas)) if c.name == subjects.LOGS_STREAM
+        )
+        assert logs_config.persist_mode == mode
 
 
 async def _streams(bus: Bus):
