@@ -81,6 +81,7 @@ async def test_a_logs_stream_made_before_it_was_async_is_provisioned_as_it_is(
     bus = await Bus.connect(NatsOptions.from_env(server.url))
     try:
         older = next(c for c in stream_configs(Layout()) if c.name == subjects.LOGS_STREAM)
+        assert older.max_bytes is not None
         await bus.js.add_stream(
             dataclasses.replace(older, persist_mode=None, max_bytes=older.max_bytes // 2)
         )
