@@ -17,7 +17,7 @@ from schemas.fold import apply
 from services.bus.connection import NatsOptions
 from services.bus.projection import Projection, position
 from services.bus.service import Bus, Service
-from services.bus.snapshots import OBJECT, RECORDS, key_for, object_name, pack, packed_seq, unpack
+from services.bus.snapshots import CHUNKED, OBJECT, key_for, object_name, pack, packed_seq, unpack
 
 
 async def seed(bus: Bus, swarm: str, tasks: int) -> int:
@@ -194,7 +194,7 @@ async def test_a_snapshot_in_the_earlier_json_form_is_read_then_replaced_by_msgp
     assert await started.save_snapshot()
     entry = await kv.get(key_for(full.scope))
     assert entry.value is not None
-    assert entry.value.partition(b"\n")[2].startswith(RECORDS)
+    assert entry.value.partition(b"\n")[2].startswith(CHUNKED)
     assert await bus.snapshots.load(full.scope) == full.board
     await started.stop()
     await full.stop()

@@ -7,14 +7,17 @@ schema version, so a new fold never starts from an old fold's board.
 The KV value is ``<seq>\n`` then either the board or, for a board too large for one NATS
 message, ``object:<name>``: the board is then in the ``swarm_boards`` object store (chunked, any
 size), and the KV entry still says which sequence it includes. The board's bytes are
-``msgpack2:`` then the compressed msgpack, in which each swarm's tasks are
-``[swarm, {id: record or None}, {id: live task}, counts, tokens]`` (``schemas.board.Tasks``: a
-settled finished task is its compact record, a msgpack ``bin``, so decoding a long history
-builds one bytes object per finished task instead of a dozen objects, and the decoded mapping
-of records is kept as it is). Earlier forms are still read, and replaced
-by the next snapshot a service saves: ``msgpack:`` (every task in full) and no prefix
-(compressed JSON); their settled tasks are frozen as they are decoded. A process of an earlier
-version reads a ``msgpack2:`` snapshot as unreadable and replays the log instead.
+``msgpack3:`` then the compressed msgpack, in which each swarm's tasks are
+``[swarm, {id: handle, record or None}, {id: live task}, counts, tokens, chunks, chunk sizes]``
+(``schemas.board.Tasks``): a settled finished task is *sealed* in a chunk, a run of records
+compressed together, carried as it is (a msgpack ``bin``), and its entry is a handle into it (an
+int). Decoding a long history therefore builds an index (id -> handle), not a record per finished
+task; a chunk is inflated only when one of its tasks is read. Saving seals the records frozen
+since the last save (compressed in a thread). Earlier forms are still read, and replaced by the
+next snapshot a service saves: ``msgpack2:`` (each frozen task its record, no chunks),
+``msgpack:`` (every task in full) and no prefix (compressed JSON); their settled tasks are frozen
+as they are decoded. A process of an earlier version reads a ``msgpack3:`` snapshot as unreadable
+and replays the log instead.
 
 Why msgpack: on a board of 100k tasks encoding it (which blocks the event loop: it reads the live
 board) took 5x longer as JSON, and the bytes to move and inflate are a quarter smaller. Decoding
@@ -37,7 +40,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from schemas import subjects
-from schemas.board import Board, tasks_dec_hook, tasks_enc_hook
+from schemas.board import Board, seal_records, tasks_dec_hook, tasks_enc_hook
 from schemas.events import SCHEMA_VERSION
 
 log = structlog.get_logger("bus.snapshots")
@@ -45,8 +48,9 @@ log = structlog.get_logger("bus.snapshots")
 _encoder = msgspec.msgpack.Encoder(enc_hook=tasks_enc_hook)
 _decoder = msgspec.msgpack.Decoder(Board, dec_hook=tasks_dec_hook)
 _json_decoder = msgspec.json.Decoder(Board, dec_hook=tasks_dec_hook)  # the earliest form
-RECORDS = b"msgpack2:"  # msgpack, finished tasks as records (``schemas.board.Tasks``)
-MSGPACK = b"msgpack:"  # msgpack, every task in full (the earlier form)
+CHUNKED = b"msgpack3:"  # msgpack, finished tasks sealed in chunks (``schemas.board.Tasks``)
+RECORDS = b"msgpack2:"  # msgpack, each finished task its record (an earlier form)
+MSGPACK = b"msgpack:"  # msgpack, every task in full (an earlier form)
 
 
 def key_for(scope: str) -> str:
@@ -55,8 +59,22 @@ def key_for(scope: str) -> str:
 
 def pack(board: Board) -> bytes:
     """``<seq>\n`` then the board: the sequence can be read without unpacking the board (every
-    process asks "is mine newer?" before writing)."""
+    process asks "is mine newer?" before writing). Seals the board's frozen records first."""
+    for view in board.swarms.values():
+        view.tasks.seal()
     return b"%d\n" % board.seq + compress(encode(board))
+
+
+async def seal(board: Board) -> int:
+    """Seal every swarm's frozen records in memory into chunks, compressing in a thread (the
+    board may change meanwhile: ``Tasks.adopt`` takes only what is still as it was). Returns
+    how many tasks were sealed."""
+    pending = [(view.tasks, view.tasks.pending_records()) for view in board.swarms.values()]
+    pending = [(tasks, records) for tasks, records in pending if records]
+    if not pending:
+        return 0
+    sealed = await asyncio.to_thread(lambda: [seal_records(records) for _, records in pending])
+    return sum(tasks.adopt(chunks) for (tasks, _), chunks in zip(pending, sealed, strict=True))
 
 
 def encode(board: Board) -> bytes:
@@ -66,7 +84,7 @@ def encode(board: Board) -> bytes:
 
 def compress(raw: bytes) -> bytes:
     """The board's encoded bytes as stored: the format's prefix, then zlib."""
-    return RECORDS + zlib.compress(raw, 3)
+    return CHUNKED + zlib.compress(raw, 3)
 
 
 @contextmanager
@@ -94,7 +112,7 @@ def unpack(data: bytes) -> Board:
 
 def unpack_body(body: bytes) -> Board:
     with collector_paused():
-        for prefix in (RECORDS, MSGPACK):
+        for prefix in (CHUNKED, RECORDS, MSGPACK):
             if body.startswith(prefix):
                 return _decoder.decode(zlib.decompress(memoryview(body)[len(prefix) :]))
         return _json_decoder.decode(zlib.decompress(body))
@@ -153,8 +171,10 @@ class Snapshots:
         stored = packed_seq(current.value) if current is not None and current.value else 0
         if current is not None and stored + max(min_gain, 1) > board.seq:
             return False
-        # Encoding reads the live board, so it happens here, at once; compressing (the slow
-        # part on a large board) works on those bytes in a thread while the loop goes on.
+        # Sealing compresses the records frozen since the last save in a thread; encoding reads
+        # the live board, so it happens here, at once; compressing the board works on those
+        # bytes in a thread while the loop goes on.
+        await seal(board)
         seq, raw = board.seq, encode(board)
         data = b"%d\n" % seq + await asyncio.to_thread(compress, raw)
         placed = None
