@@ -343,3 +343,29 @@ async def test_a_projection_following_agents_and_swarms_folds_those_and_no_task(
     assert not await agents_only.save_snapshot()
     await agents_only.stop()
     await full.stop()
+
+
+async def test_a_projection_following_no_tasks_reads_a_snapshot_without_them(
+    bus: Bus, swarm_id: str
+) -> None:
+    """Placement's fold starts from the swarm's snapshot but builds none of its tasks (nor their
+    versions): the rest of the board is the snapshot's, and it folds on from there."""
+    last = await seed(bus, swarm_id, 9)
+    full = await replayed(bus, swarm_id, snapshots=bus.snapshots, snapshot_every=1_000)
+    await full.wait_for(last)
+    assert await full.save_snapshot()
+    agents_only = await replayed(bus, swarm_id, follows=("agent", "swarm"), snapshots=bus.snapshots)
+    assert agents_only.started_from == last
+    board, whole = agents_only.board, full.board
+    assert board.swarms[swarm_id].tasks == {} and len(whole.swarms[swarm_id].tasks) == 9
+    assert board.swarms[swarm_id].agents == whole.swarms[swarm_id].agents
+    assert board.swarms[swarm_id].name == whole.swarms[swarm_id].name
+    assert board.versions == {k: v for k, v in whole.versions.items() if "/task/" not in k}
+    assert board.version(swarm_id, "agent", "a2") == whole.version(swarm_id, "agent", "a2") > 0
+    late = await bus.events.append(
+        ev.AgentRegistered(swarm=swarm_id, id="a3", time=time.time(), name="a3"), 0
+    )
+    await agents_only.wait_for(late)
+    assert sorted(board.swarms[swarm_id].agents) == ["a1", "a2", "a3"]
+    await agents_only.stop()
+    await full.stop()

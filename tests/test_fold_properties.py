@@ -580,6 +580,13 @@ def test_folding_a_snapshot_then_the_tail_equals_folding_everything(
     # the tail thawed some sealed tasks and froze others: sealed again (new chunks next to the
     # old ones, emptied ones dropped), it reads back equal
     assert unpack(pack(restored)) == restored == fold(log)
+    # read without tasks (a fold of agents and swarms): the rest of the board as it was
+    lean = unpack(pack(head), tasks=False)
+    assert lean.versions == {k: v for k, v in head.versions.items() if "/task/" not in k}
+    assert lean.swarms == {
+        k: msgspec.structs.replace(v, tasks=Tasks()) for k, v in head.swarms.items()
+    }
+    assert (lean.seq, lean.ignored) == (head.seq, head.ignored)
     # the form before chunks (each frozen task its record) reads back to the same board
     records = msgspec.msgpack.encode(head, enc_hook=tasks_as_records)
     assert unpack(b"%d\n" % head.seq + RECORDS + zlib.compress(records)) == head

@@ -32,6 +32,8 @@ import gc
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
+from typing import Any
 
 import msgspec
 import structlog
@@ -40,13 +42,14 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from schemas import subjects
-from schemas.board import Board, seal_records, tasks_dec_hook, tasks_enc_hook
+from schemas.board import Board, SwarmView, seal_records, tasks_dec_hook, tasks_enc_hook
 from schemas.events import SCHEMA_VERSION
 
 log = structlog.get_logger("bus.snapshots")
 
 _encoder = msgspec.msgpack.Encoder(enc_hook=tasks_enc_hook)
-_decoder = msgspec.msgpack.Decoder(Board, dec_hook=tasks_dec_hook)
+_decoder = msgspec.msgpack.Decoder(Board, dec_hook=tasks_dec_hook)  # the earlier msgpack forms
+_TASK_VERSION = "/task/"  # in a ``Board.versions`` key of a task: ``<swarm>/task/<id>``
 _json_decoder = msgspec.json.Decoder(Board, dec_hook=tasks_dec_hook)  # the earliest form
 CHUNKED = b"msgpack3:"  # msgpack, finished tasks sealed in chunks (``schemas.board.Tasks``)
 RECORDS = b"msgpack2:"  # msgpack, each finished task its record (an earlier form)
@@ -78,8 +81,63 @@ async def seal(board: Board) -> int:
 
 
 def encode(board: Board) -> bytes:
-    """The board as msgpack, before compression."""
-    return _encoder.encode(board)
+    """The board as msgpack, before compression: ``[board, {task key: version}]``, the board
+    holding the versions of everything but tasks (so a fold without tasks skips theirs)."""
+    others = {k: v for k, v in board.versions.items() if _TASK_VERSION not in k}
+    of_tasks = {k: v for k, v in board.versions.items() if _TASK_VERSION in k}
+    return _encoder.encode([msgspec.structs.replace(board, versions=others), of_tasks])
+
+
+@cache
+def _chunked_decoder(tasks: bool) -> msgspec.msgpack.Decoder[Any]:
+    """The ``msgpack3:`` form's decoder; without ``tasks``: every swarm's tasks and the tasks'
+    versions skipped (not built; ``_without_tasks``)."""
+    if tasks:
+        return msgspec.msgpack.Decoder(tuple[Board, dict[str, int]], dec_hook=tasks_dec_hook)
+    lean: Any = _without_tasks()
+    return msgspec.msgpack.Decoder(tuple[lean, msgspec.Raw])
+
+
+@cache
+def _without_tasks() -> type[msgspec.Struct]:
+    """``Board`` with each swarm's ``tasks`` left out (generated from the two Structs' fields, so
+    a field added to either is read here too)."""
+
+    def fields(cls: type[msgspec.Struct], skip: str) -> list[Any]:
+        found: list[Any] = []
+        for info in msgspec.structs.fields(cls):
+            if info.name == skip:
+                continue
+            if info.default is not msgspec.NODEFAULT:
+                found.append((info.name, info.type, info.default))
+            elif info.default_factory is not msgspec.NODEFAULT:
+                found.append(
+                    (info.name, info.type, msgspec.field(default_factory=info.default_factory))
+                )
+            else:
+                found.append((info.name, info.type))
+        return found
+
+    swarm: Any = msgspec.defstruct("SwarmWithoutTasks", fields(SwarmView, "tasks"), kw_only=True)
+    swarms: Any = ("swarms", dict[str, swarm], msgspec.field(default_factory=dict))
+    return msgspec.defstruct("BoardWithoutTasks", [swarms, *fields(Board, "swarms")], kw_only=True)
+
+
+def _decode_chunked(raw: bytes | memoryview, tasks: bool) -> Board:
+    if tasks:
+        board: Board
+        of_tasks: dict[str, int]
+        board, of_tasks = _chunked_decoder(True).decode(raw)
+        of_tasks.update(board.versions)
+        board.versions = of_tasks
+        return board
+    lean, _ = _chunked_decoder(False).decode(raw)
+    fields = msgspec.structs.asdict(lean)
+    fields["swarms"] = {
+        swarm_id: SwarmView(**msgspec.structs.asdict(view))
+        for swarm_id, view in lean.swarms.items()
+    }
+    return Board(**fields)
 
 
 def compress(raw: bytes) -> bytes:
@@ -105,14 +163,19 @@ def packed_seq(data: bytes) -> int:
     return int(head) if newline and head.isdigit() else 0
 
 
-def unpack(data: bytes) -> Board:
+def unpack(data: bytes, *, tasks: bool = True) -> Board:
     """The board in a KV value (``<seq>\n<body>``): msgpack, or the earlier JSON form."""
-    return unpack_body(data.partition(b"\n")[2])
+    return unpack_body(data.partition(b"\n")[2], tasks=tasks)
 
 
-def unpack_body(body: bytes) -> Board:
+def unpack_body(body: bytes, *, tasks: bool = True) -> Board:
+    """The board in a snapshot's bytes. Without ``tasks`` (for a fold of other aggregates only),
+    a ``msgpack3:`` board is read without its swarms' tasks and their versions (an earlier form
+    is read whole)."""
     with collector_paused():
-        for prefix in (CHUNKED, RECORDS, MSGPACK):
+        if body.startswith(CHUNKED):
+            return _decode_chunked(zlib.decompress(memoryview(body)[len(CHUNKED) :]), tasks)
+        for prefix in (RECORDS, MSGPACK):
             if body.startswith(prefix):
                 return _decoder.decode(zlib.decompress(memoryview(body)[len(prefix) :]))
         return _json_decoder.decode(zlib.decompress(body))
@@ -138,7 +201,9 @@ class Snapshots:
             self._kv = await self._js.key_value(subjects.SNAPSHOTS_BUCKET)
         return self._kv
 
-    async def load(self, scope: str) -> Board | None:
+    async def load(self, scope: str, *, tasks: bool = True) -> Board | None:
+        """The newest snapshot of ``scope`` (None: none, or unreadable). Without ``tasks``: its
+        swarms' tasks and their versions left out (``unpack_body``)."""
         kv = await self._bucket()
         try:
             entry = await kv.get(key_for(scope))
@@ -149,9 +214,9 @@ class Snapshots:
         try:
             name = object_name(entry.value)
             if name is None:
-                return unpack(entry.value)
+                return unpack(entry.value, tasks=tasks)
             stored = await (await self._js.object_store(subjects.SNAPSHOT_STORE)).get(name)
-            return unpack_body(stored.data or b"")
+            return unpack_body(stored.data or b"", tasks=tasks)
         except Exception as error:  # unreadable or gone: replay from the start instead
             log.warning("snapshot.unreadable", scope=scope, error=str(error))
             return None
