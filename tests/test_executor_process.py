@@ -28,11 +28,11 @@ from executor_support import (
 
 from schemas import events as ev
 from schemas import subjects
+from services.bus.connection import NatsOptions
 from services.bus.history import aggregate_events, log_chunks, read_output
 from services.bus.presence import HostRecord, read_hosts
 from services.bus.projection import Projection
 from services.bus.service import Bus
-from services.bus.connection import NatsOptions
 from services.executor.config import AgentConfig, ExecutorConfig
 from services.executor.fleet import Fleet
 from services.executor.runtimes import ClaudeOptions
