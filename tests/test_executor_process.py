@@ -483,8 +483,12 @@ async def test_an_executor_process_is_ready_only_once_its_home_swarms_executor_i
     try:
         assert said == [(True, False), (True, True)]
         kv = await bus.kv(subjects.SERVICES_BUCKET)
-        beat = await kv.get(subjects.service_key("executor", fleet.instance))
-        assert beat.value is not None and b'"ready":true' in beat.value
+        key = subjects.service_key("executor", fleet.instance)
+
+        async def beat_says_ready() -> bool:
+            return b'"ready":true' in ((await kv.get(key)).value or b"")
+
+        await until(beat_says_ready, 10, "a ready heartbeat")
         fleet.members.pop(swarm_id)  # its home executor gone: the process serves nothing
         assert not fleet.ready
     finally:
