@@ -6,7 +6,8 @@ writer can ``wait_for(seq)`` after an append: the basis of read-your-writes.
 
 A projection may follow only some aggregates' events (``follows``, e.g. agents and swarms: what
 an executor process's placement reads). It starts from the same snapshot (a fold of everything,
-a superset) and never saves one (its board is not the scope's whole fold). With 16 executor
+a superset; one that does not follow tasks reads it without the tasks, most of a long history)
+and never saves one (its board is not the scope's whole fold). With 16 executor
 processes, each folding every task event twice (its placement's fold and its swarm's), one task
 woke 32 folds on a 2-core machine; placement's fold now sees agent and swarm events only.
 """
@@ -78,6 +79,7 @@ class Projection:
         self.scope = swarm or "all"
         self.filter = subjects.swarm_events(swarm) if swarm else subjects.EVENTS_ALL
         self.filters = [subjects.aggregate_events(swarm, kind) for kind in follows or ()]
+        self.folds_tasks = not follows or "task" in follows
         if follows:
             snapshot_every = 0
         self.board = Board()
@@ -109,7 +111,7 @@ class Projection:
 
     async def start(self) -> None:
         if self._snapshots is not None:
-            snapshot = await self._snapshots.load(self.scope)
+            snapshot = await self._snapshots.load(self.scope, tasks=self.folds_tasks)
             if snapshot is not None:
                 self.board = snapshot
                 self.started_from = snapshot.seq
