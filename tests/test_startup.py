@@ -66,3 +66,48 @@ def test_which_urls_are_websockets() -> None:
     assert not uses_websocket(None)
     assert hidden_names(["--nats-url=ws://x"], {}) == HIDDEN_FROM_STRUCTLOG
     assert hidden_names([], {"NATS_URL": "nats://x"}) == HIDDEN_FROM_STRUCTLOG + HIDDEN_FROM_NATS
+
+
+# --- the event loop a service process runs on (services/bus/service.py ``event_loop``) --------
+
+
+async def _loop_module() -> str:
+    import asyncio
+
+    return type(asyncio.get_running_loop()).__module__
+
+
+@pytest.mark.parametrize(
+    ("env", "module"),
+    [
+        ({}, "uvloop"),
+        ({"SWARM_EVENT_LOOP": "uvloop"}, "uvloop"),
+        ({"SWARM_EVENT_LOOP": "asyncio"}, "asyncio"),
+    ],
+)
+def test_a_service_runs_on_uvloop_unless_asked_for_asyncios_loop(
+    env: dict[str, str], module: str
+) -> None:
+    from services.bus.service import event_loop
+
+    assert event_loop(env)(_loop_module()).split(".")[0] == module
+
+
+def test_an_event_loop_swarm_does_not_know_is_refused_naming_the_variable() -> None:
+    from schemas.errors import SwarmError
+    from services.bus.service import event_loop
+
+    with pytest.raises(SwarmError, match="SWARM_EVENT_LOOP must be uvloop or asyncio, not 'trio'"):
+        event_loop({"SWARM_EVENT_LOOP": "trio"})
+
+
+def test_a_service_process_refuses_an_unknown_event_loop_before_it_starts() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.scheduler", "--nats-url", "nats://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "SWARM_EVENT_LOOP": "trio"},
+    )
+    assert done.returncode == 2
+    assert "SWARM_EVENT_LOOP must be uvloop or asyncio" in done.stderr
