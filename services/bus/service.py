@@ -15,10 +15,6 @@ leave the collector alone.
 ``SWARM_READY_FILE``: a path touched after each heartbeat that NATS stored while the service was
 ready; a container health check only compares its age with the clock (no interpreter, no NATS
 client started every few seconds, which on a loaded machine took longer than the check's timeout).
-
-The event loop of a service process is uvloop's (``event_loop``; ``SWARM_EVENT_LOOP=asyncio``
-chooses asyncio's own): every task is a few dozen messages in and out of each process, and
-asyncio's pure-Python loop and socket transports were a fifth of each service's CPU.
 """
 
 from __future__ import annotations
@@ -31,8 +27,8 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Coroutine
+from typing import Any
 
 import msgspec
 import structlog
@@ -53,25 +49,6 @@ from services.bus.streams import Layout, provision
 log = structlog.get_logger("bus.service")
 
 HEARTBEAT_EVERY = 2.0
-
-
-T = TypeVar("T")
-
-
-def event_loop(env: dict[str, str] | None = None) -> Callable[[Coroutine[Any, Any, T]], T]:
-    """How a service process runs its main coroutine: ``uvloop.run`` (libuv's loop, written in
-    C), or ``asyncio.run`` where uvloop is not installed or ``SWARM_EVENT_LOOP=asyncio`` asks
-    for it. Anything else in the variable is refused, naming it."""
-    choice = (os.environ if env is None else env).get("SWARM_EVENT_LOOP", "uvloop")
-    if choice not in ("uvloop", "asyncio"):
-        raise SwarmError(f"SWARM_EVENT_LOOP must be uvloop or asyncio, not {choice!r}")
-    if choice == "uvloop":
-        try:
-            import uvloop
-        except ImportError:  # not on this platform (Windows): asyncio's loop does the same work
-            return asyncio.run
-        return uvloop.run
-    return asyncio.run
 
 
 class Readiness(msgspec.Struct, kw_only=True):
@@ -398,7 +375,7 @@ class Service:
         try:
             service = cls.from_args(args)
             service.owns_process = True
-            event_loop()(service.run())
+            asyncio.run(service.run())
         except SwarmError as error:
             structlog.get_logger(cls.name).error("service.unavailable", error=error.message)
             return 2
