@@ -673,14 +673,15 @@ def report(cells: list[Cell], args: argparse.Namespace) -> list[str]:
         "consumer answering with one acked append)"
     )
     lines.append(
-        f"  {'log tasks':>9} {'agents':>6} {'exec':>4} {'p50':>8} {'p99':>8} {'raw p50':>8} "
-        f"{'raw p99':>8} {'p99/raw':>7} {'sched RSS':>10} {'gw RSS':>9} {'exec RSS':>9} "
-        f"{'startup':>8}"
+        f"  {'log tasks':>9} {'agents':>6} {'exec':>4} {'p50':>8} {'p90':>8} {'p99':>8} "
+        f"{'raw p50':>8} {'raw p99':>8} {'p99/raw':>7} {'sched RSS':>10} {'gw RSS':>9} "
+        f"{'exec RSS':>9} {'startup':>8}"
     )
     for c in cells:
         lines.append(
             f"  {c.log_tasks:>9,} {c.agents:>6} {c.executors:>4} {ms(p(c.claims, 50)):>8} "
-            f"{ms(p(c.claims, 99)):>8} {ms(p(c.raw_claims, 50)):>8} {ms(p(c.raw_claims, 99)):>8} "
+            f"{ms(p(c.claims, 90)):>8} {ms(p(c.claims, 99)):>8} {ms(p(c.raw_claims, 50)):>8} "
+            f"{ms(p(c.raw_claims, 99)):>8} "
             f"{times(p(c.claims, 99) / p(c.raw_claims, 99)):>7} "
             f"{mib(c.rss.get('scheduler', 0)):>10} "
             f"{mib(c.rss.get('gateway', 0)):>9} {mib(c.rss.get('executor', 0)):>9} "
