@@ -26,6 +26,7 @@ import asyncio
 import copy
 import heapq
 import json
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -342,8 +343,10 @@ class Projection:
         assert self.lazily is not None
         every = self.lazily.every
         while True:
-            try:
-                await asyncio.wait_for(self._catch_up_wanted.wait(), every)
+            try:  # jittered: processes started together do not all read at the same moment
+                await asyncio.wait_for(
+                    self._catch_up_wanted.wait(), every * random.uniform(0.5, 1.5)
+                )
             except TimeoutError:
                 pass
             self._catch_up_wanted.clear()
