@@ -5,6 +5,7 @@ hundred bytes a task, and a snapshot decodes without building a view of every ta
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from functools import cache
 from types import UnionType
@@ -277,6 +278,45 @@ def record_status(record: bytes) -> TaskStatus:
     return STATUSES[record[0] & ~_HAS_PARENT]
 
 
+# A frozen task read from a snapshot stays in its chunk, compressed, until it is read: its entry
+# is a *handle* (an int: the chunk's index, the record's position in it, and the record's first
+# byte), so starting from a snapshot builds no object per finished task but the handle.
+CHUNK_RECORDS = 1024  # records in a chunk at most (the position has 12 bits)
+CHUNK_BYTES = 256 * 1024  # ... and about this many bytes before compression
+_CHUNK_SHIFT, _POS_SHIFT, _POS_MASK, _CODE_MASK = 20, 8, 0xFFF, 0xFF
+_CACHED_CHUNKS = 4  # decompressed chunks kept (reads of neighbours, listings in order)
+_chunk_encoder = msgspec.msgpack.Encoder()
+_chunk_decoder = msgspec.msgpack.Decoder(list[bytes])
+
+Sealed = list[tuple[list[tuple[str, bytes]], bytes]]  # (id and record, ...), compressed chunk
+
+
+def seal_records(records: list[tuple[str, bytes]]) -> Sealed:
+    """Records (with their task ids) grouped into chunks, each compressed: pure and free of the
+    board, so it may run in a thread (``zlib`` lets the event loop go on meanwhile)."""
+    sealed: Sealed = []
+    group: list[tuple[str, bytes]] = []
+    size = 0
+    for item in records:
+        group.append(item)
+        size += len(item[1])
+        if len(group) >= CHUNK_RECORDS or size >= CHUNK_BYTES:
+            sealed.append((group, _compress_chunk(group)))
+            group, size = [], 0
+    if group:
+        sealed.append((group, _compress_chunk(group)))
+    return sealed
+
+
+def _compress_chunk(group: list[tuple[str, bytes]]) -> bytes:
+    return zlib.compress(_chunk_encoder.encode([record for _, record in group]), 3)
+
+
+def _code(entry: bytes | int) -> int:
+    """A frozen entry's first record byte: its status's code, and whether it has a parent."""
+    return entry[0] if isinstance(entry, bytes) else entry & _CODE_MASK
+
+
 class Tasks(MutableMapping[str, TaskView]):
     """A swarm's tasks by id, in the order they were added: a mapping of ``TaskView``.
 
@@ -286,29 +326,82 @@ class Tasks(MutableMapping[str, TaskView]):
     fold freezes a task when it settles and thaws it for any later event on it; decoding a
     snapshot freezes every settled task. Freezing changes no read: ``==`` compares the tasks.
 
+    A frozen record is either in memory (``bytes``) or *sealed* in a chunk: records grouped and
+    compressed together (``seal_records``), the entry then a handle into the chunk (an ``int``).
+    Saving a snapshot seals the records in memory (``pending_records``, ``adopt``); a snapshot
+    carries the chunks as they are, so a service starting from one decodes an index (id ->
+    handle), not a record per finished task, and inflates a chunk only when one of its tasks is
+    read (the last few stay decompressed). A chunk whose tasks are all thawed or deleted is
+    dropped.
+
     Hot paths never decode every task: ``live()`` holds every task not frozen (every unfinished
     one among them), ``frozen_status`` answers for a frozen one, ``status_counts`` and
     ``usage_total`` count them all, ``follow_ups`` finds one task's follow-ups. ``values()`` and
     ``items()`` decode the frozen ones (full listings)."""
 
-    __slots__ = ("_counts", "_entries", "_live", "_swarm", "_usage")
+    __slots__ = (
+        "_cache",
+        "_chunk_refs",
+        "_chunk_sizes",
+        "_chunks",
+        "_counts",
+        "_entries",
+        "_live",
+        "_swarm",
+        "_usage",
+    )
 
     def __init__(self, tasks: Mapping[str, TaskView] | None = None) -> None:
-        self._entries: dict[str, TaskView | bytes] = {}
+        self._entries: dict[str, TaskView | bytes | int] = {}
         self._live: dict[str, TaskView] = {}
         self._counts: dict[str, int] = {}  # the frozen ones by status
         self._usage = [0, 0, 0, 0]  # the frozen ones' tokens (``Usage``'s fields, in order)
         self._swarm = ""
+        self._chunks: list[bytes] = []  # compressed (b"": every task in it left)
+        self._chunk_sizes: list[int] = []  # records in each chunk
+        self._chunk_refs: list[int] = []  # entries still pointing into each chunk
+        self._cache: dict[int, list[bytes]] = {}  # chunk index -> its records, decompressed
         for task_id, task in (tasks or {}).items():
             self[task_id] = task
+
+    # --- frozen entries ----------------------------------------------------------------------
+
+    def _record(self, entry: bytes | int) -> bytes:
+        if isinstance(entry, bytes):
+            return entry
+        chunk = entry >> _CHUNK_SHIFT
+        records = self._cache.get(chunk)
+        if records is None:
+            records = _chunk_decoder.decode(zlib.decompress(self._chunks[chunk]))
+            if len(records) != self._chunk_sizes[chunk]:
+                raise ValueError(f"chunk {chunk} of swarm {self._swarm}'s tasks is damaged")
+            if len(self._cache) >= _CACHED_CHUNKS:
+                del self._cache[next(iter(self._cache))]
+            self._cache[chunk] = records
+        return records[(entry >> _POS_SHIFT) & _POS_MASK]
+
+    def _decode(self, task_id: str, entry: bytes | int) -> TaskView:
+        return decode_record(self._swarm, task_id, self._record(entry))
+
+    def _release(self, task_id: str, entry: bytes | int) -> TaskView:
+        """A frozen entry leaves (thawed, replaced, deleted): the task it held, uncounted."""
+        task = self._decode(task_id, entry)
+        self._unaccount(task)
+        if isinstance(entry, int):
+            chunk = entry >> _CHUNK_SHIFT
+            self._chunk_refs[chunk] -= 1
+            if not self._chunk_refs[chunk]:
+                self._chunks[chunk] = b""
+                self._cache.pop(chunk, None)
+        return task
 
     # --- the mapping -------------------------------------------------------------------------
 
     def __getitem__(self, task_id: str) -> TaskView:
         entry = self._entries[task_id]
-        if isinstance(entry, bytes):
-            return decode_record(self._swarm, task_id, entry)
-        return entry
+        if isinstance(entry, TaskView):
+            return entry
+        return self._decode(task_id, entry)
 
     @overload
     def get(self, task_id: str, /) -> TaskView | None: ...
@@ -318,24 +411,24 @@ class Tasks(MutableMapping[str, TaskView]):
         entry = self._entries.get(task_id)
         if entry is None:
             return default
-        if isinstance(entry, bytes):
-            return decode_record(self._swarm, task_id, entry)
-        return entry
+        if isinstance(entry, TaskView):
+            return entry
+        return self._decode(task_id, entry)
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._entries
 
     def __setitem__(self, task_id: str, task: TaskView) -> None:
         entry = self._entries.get(task_id)
-        if isinstance(entry, bytes):
-            self._unaccount(decode_record(self._swarm, task_id, entry))
+        if entry is not None and not isinstance(entry, TaskView):
+            self._release(task_id, entry)
         self._entries[task_id] = task
         self._live[task_id] = task
 
     def __delitem__(self, task_id: str) -> None:
         entry = self._entries.pop(task_id)
-        if isinstance(entry, bytes):
-            self._unaccount(decode_record(self._swarm, task_id, entry))
+        if not isinstance(entry, TaskView):
+            self._release(task_id, entry)
         self._live.pop(task_id, None)
 
     def __iter__(self) -> Iterator[str]:
@@ -352,12 +445,14 @@ class Tasks(MutableMapping[str, TaskView]):
             return NotImplemented
         if len(self) != len(other):
             return False
-        theirs = other._entries if isinstance(other, Tasks) else None
+        theirs = other if isinstance(other, Tasks) else None
         for task_id, entry in self._entries.items():
             if task_id not in other:
                 return False
-            if theirs is not None and isinstance(entry, bytes) and entry == theirs[task_id]:
-                continue  # the same record: the same task
+            if theirs is not None and not isinstance(entry, TaskView):
+                their = theirs._entries[task_id]
+                if not isinstance(their, TaskView) and self._record(entry) == theirs._record(their):
+                    continue  # the same record: the same task
             if self[task_id] != other[task_id]:
                 return False
         return True
@@ -380,7 +475,9 @@ class Tasks(MutableMapping[str, TaskView]):
     def frozen_status(self, task_id: str) -> TaskStatus | None:
         """The status of a frozen (so settled) task; None when the task is live or unknown."""
         entry = self._entries.get(task_id)
-        return record_status(entry) if isinstance(entry, bytes) else None
+        if entry is None or isinstance(entry, TaskView):
+            return None
+        return STATUSES[_code(entry) & ~_HAS_PARENT]
 
     def status_counts(self) -> dict[str, int]:
         """How many tasks are in each status (every status named)."""
@@ -406,11 +503,11 @@ class Tasks(MutableMapping[str, TaskView]):
             return
         code = _STATUS_CODE.get(status)  # type: ignore[call-overload]
         for task_id, entry in self._entries.items():
-            if not isinstance(entry, bytes):
+            if isinstance(entry, TaskView):
                 if entry.status == status:
                     yield entry
-            elif entry[0] & ~_HAS_PARENT == code:
-                yield decode_record(self._swarm, task_id, entry)
+            elif _code(entry) & ~_HAS_PARENT == code:
+                yield self._decode(task_id, entry)
 
     def follow_ups(self, parent: str) -> Iterator[TaskView]:
         """The tasks whose ``parent`` is ``parent``: among those added after it (newest first;
@@ -419,10 +516,10 @@ class Tasks(MutableMapping[str, TaskView]):
             if task_id == parent:
                 return
             entry = self._entries[task_id]
-            if isinstance(entry, bytes):
-                if not entry[0] & _HAS_PARENT:
+            if not isinstance(entry, TaskView):
+                if not _code(entry) & _HAS_PARENT:
                     continue
-                entry = decode_record(self._swarm, task_id, entry)
+                entry = self._decode(task_id, entry)
             if entry.parent == parent:
                 yield entry
 
@@ -431,10 +528,9 @@ class Tasks(MutableMapping[str, TaskView]):
     def thaw(self, task_id: str) -> TaskView | None:
         """The task as a live object the caller may change (None: unknown)."""
         entry = self._entries.get(task_id)
-        if not isinstance(entry, bytes):
+        if entry is None or isinstance(entry, TaskView):
             return entry
-        task = decode_record(self._swarm, task_id, entry)
-        self._unaccount(task)
+        task = self._release(task_id, entry)
         self._entries[task_id] = task  # keeps its place in the order
         self._live[task_id] = task
         return task
@@ -443,7 +539,8 @@ class Tasks(MutableMapping[str, TaskView]):
         """Keep the task as a record if it is live and ``settled``; whether it now is frozen."""
         task = self._live.get(task_id)
         if task is None:
-            return isinstance(self._entries.get(task_id), bytes)
+            entry = self._entries.get(task_id)
+            return entry is not None and not isinstance(entry, TaskView)
         if not settled(task):
             return False
         try:
@@ -462,7 +559,7 @@ class Tasks(MutableMapping[str, TaskView]):
         return sum(self.freeze(task_id) for task_id in list(self._live))
 
     def thaw_all(self) -> None:
-        for task_id in [k for k, v in self._entries.items() if isinstance(v, bytes)]:
+        for task_id in [k for k, v in self._entries.items() if not isinstance(v, TaskView)]:
             self.thaw(task_id)
 
     def _unaccount(self, task: TaskView) -> None:
@@ -471,35 +568,94 @@ class Tasks(MutableMapping[str, TaskView]):
             del self._counts[task.status]
         _add_usage(self._usage, task.usage, -1)
 
+    # --- sealing -----------------------------------------------------------------------------
+
+    def pending_records(self) -> list[tuple[str, bytes]]:
+        """The frozen records still in memory (not sealed in a chunk), in order, with their ids:
+        for ``seal_records``, then ``adopt``."""
+        return [(k, v) for k, v in self._entries.items() if isinstance(v, bytes)]
+
+    def adopt(self, sealed: Sealed) -> int:
+        """Take chunks ``seal_records`` made of ``pending_records``: each task whose entry is
+        still that very record now points into its chunk (one thawed or frozen again meanwhile
+        is left as it is). Returns how many tasks were sealed."""
+        adopted = 0
+        for group, blob in sealed:
+            chunk = len(self._chunks)
+            refs = 0
+            for position, (task_id, record) in enumerate(group):
+                if self._entries.get(task_id) is record:
+                    self._entries[task_id] = (
+                        (chunk << _CHUNK_SHIFT) | (position << _POS_SHIFT) | record[0]
+                    )
+                    refs += 1
+            self._chunks.append(blob if refs else b"")
+            self._chunk_sizes.append(len(group))
+            self._chunk_refs.append(refs)
+            adopted += refs
+        return adopted
+
+    def seal(self) -> int:
+        """Seal the records in memory, here and now (``pending_records``, ``adopt``)."""
+        pending = self.pending_records()
+        return self.adopt(seal_records(pending)) if pending else 0
+
     # --- snapshots ---------------------------------------------------------------------------
 
     def to_wire(self) -> list[Any]:
-        """What a snapshot stores: ``[swarm, {id: record or None}, {id: task}, counts, usage]``:
-        every task in order, a frozen one as its record, a live one as None and in full in the
-        second mapping (so decoding takes the first mapping as it is)."""
-        entries = {k: v if isinstance(v, bytes) else None for k, v in self._entries.items()}
-        return [self._swarm, entries, self._live, self._counts, self._usage]
+        """What a snapshot stores: ``[swarm, {id: handle, record or None}, {id: task}, counts,
+        usage, chunks, chunk sizes]``: every task in order, a sealed one as its handle into the
+        chunks (carried compressed, as they are), a frozen one in memory as its record, a live
+        one as None and in full in the third element."""
+        entries = {k: None if isinstance(v, TaskView) else v for k, v in self._entries.items()}
+        return [
+            self._swarm,
+            entries,
+            self._live,
+            self._counts,
+            self._usage,
+            self._chunks,
+            self._chunk_sizes,
+        ]
 
     @classmethod
     def from_wire(cls, value: Any) -> Tasks:
-        """``to_wire``'s form as msgpack decodes it, or an earlier snapshot's plain mapping of
-        tasks; every settled task ends frozen."""
+        """``to_wire``'s form as msgpack decodes it, or an earlier snapshot's: without chunks
+        (``[swarm, {id: record or None}, {id: task}, counts, usage]``) or a plain mapping of
+        tasks; every settled task ends frozen. The chunks stay compressed; each handle is
+        checked against them."""
         tasks = cls()
-        if isinstance(value, dict):  # the earlier form: every task in full
+        if isinstance(value, dict):  # the earliest form: every task in full
             for task_id, task in value.items():
                 tasks._put(task_id, msgspec.convert(task, TaskView))
-        else:
-            swarm, entries, live, counts, usage = value
-            tasks._swarm = swarm
-            tasks._counts = counts
-            tasks._usage = list(usage)
-            tasks._entries = entries  # the live ones' places hold None until set below
-            for task_id, task in live.items():
-                if entries.get(task_id, False) is not None:
-                    raise ValueError(f"task {task_id} is both live and frozen in the snapshot")
-                tasks._put(task_id, msgspec.convert(task, TaskView))
-            if len(tasks._live) != len(live) or None in entries.values():
-                raise ValueError("a snapshot's tasks are incomplete")
+            tasks.freeze_settled()
+            return tasks
+        swarm, entries, live, counts, usage, *sealed = value
+        chunks, sizes = sealed if sealed else ([], [])
+        if len(chunks) != len(sizes):
+            raise ValueError("a snapshot's chunks and their sizes differ in number")
+        refs = [0] * len(chunks)
+        for entry in entries.values():
+            if type(entry) is int:
+                chunk = entry >> _CHUNK_SHIFT
+                if chunk >= len(chunks) or (entry >> _POS_SHIFT) & _POS_MASK >= sizes[chunk]:
+                    raise ValueError(f"a snapshot's task points past its chunks ({entry})")
+                refs[chunk] += 1
+        if any(ref and not chunks[i] for i, ref in enumerate(refs)):
+            raise ValueError("a snapshot's task points into an empty chunk")
+        tasks._swarm = swarm
+        tasks._counts = counts
+        tasks._usage = list(usage)
+        tasks._chunks = [chunk if ref else b"" for chunk, ref in zip(chunks, refs, strict=True)]
+        tasks._chunk_sizes = list(sizes)
+        tasks._chunk_refs = refs
+        tasks._entries = entries  # the live ones' places hold None until set below
+        for task_id, task in live.items():
+            if entries.get(task_id, False) is not None:
+                raise ValueError(f"task {task_id} is both live and frozen in the snapshot")
+            tasks._put(task_id, msgspec.convert(task, TaskView))
+        if len(tasks._live) != len(live) or None in entries.values():
+            raise ValueError("a snapshot's tasks are incomplete")
         tasks.freeze_settled()
         return tasks
 

@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from schemas import events as ev
-from schemas.board import Board, Tasks, TaskView, decode_record, encode_record, settled
+from schemas.board import (
+    Board,
+    Tasks,
+    TaskView,
+    decode_record,
+    encode_record,
+    seal_records,
+    settled,
+)
 from schemas.errors import Forbidden
 from schemas.fold import apply, fold
 from schemas.landing import dependency_landing
@@ -293,3 +301,85 @@ def test_the_gateway_lists_tasks_by_status_frozen_or_live() -> None:
     assert [t.id for t in sorted_tasks(view, "pending")] == ["t3"]
     assert sorted_tasks(view, "failed") == []
     assert [t.id for t in sorted_tasks(view)] == ["t1", "t2", "t3"]
+
+
+# --- sealed chunks -------------------------------------------------------------------------------
+
+
+def many_finished(count: int, *, parent_every: int = 0) -> Board:
+    """``count`` finished tasks (every ``parent_every``-th a follow-up of the first), then t-live
+    pending."""
+    events: list[ev.Event | list[ev.Event]] = [swarm()]
+    for i in range(count):
+        parent = {"parent": "f0", "parent_attempt": 1} if parent_every and i % parent_every else {}
+        events += [created(f"f{i}", **parent), ran(f"f{i}", tokens=i)]
+    return given(*events, created("t-live"))
+
+
+def sealed_handles(board: Board) -> dict[str, int]:
+    return {k: v for k, v in tasks(board)._entries.items() if isinstance(v, int)}
+
+
+def test_sealing_puts_frozen_records_in_chunks_and_every_read_stays_the_same() -> None:
+    board = many_finished(2_500, parent_every=7)
+    before = all_live(board)
+    assert tasks(board).seal() == 2_500
+    assert len(sealed_handles(board)) == 2_500 and len(tasks(board)._chunks) >= 3
+    assert board == before and before == board
+    assert tasks(board)["f1234"] == before.swarms[S].tasks["f1234"]
+    assert tasks(board).frozen_status("f2499") == "completed"
+    assert tasks(board).status_counts() == tasks(before).status_counts()
+    assert tasks(board).usage_total() == tasks(before).usage_total()
+    assert sorted(t.id for t in tasks(board).follow_ups("f0")) == sorted(
+        t.id for t in tasks(before).follow_ups("f0")
+    )
+    assert [t.id for t in tasks(board).of_status("completed")] == [f"f{i}" for i in range(2_500)]
+    assert tasks(board).seal() == 0  # nothing left in memory
+
+
+def test_a_snapshot_carries_the_chunks_and_decodes_only_an_index() -> None:
+    board = many_finished(1_500)
+    restored = unpack(pack(board))
+    assert tasks(restored)._cache == {}  # no chunk inflated by decoding
+    assert tasks(restored)["f7"].usage.input_tokens == 7
+    assert len(tasks(restored)._cache) == 1
+    assert len(sealed_handles(restored)) == 1_500
+    assert restored == board
+
+
+def test_thawing_every_task_of_a_chunk_drops_it_and_new_records_seal_into_a_new_one() -> None:
+    board = unpack(pack(many_finished(10)))  # one chunk
+    for i in range(10):
+        assert tasks(board).thaw(f"f{i}") is not None
+    assert tasks(board)._chunks == [b""] and tasks(board)._chunk_refs == [0]
+    assert tasks(board).freeze_settled() == 10
+    assert tasks(board).seal() == 10 and len(tasks(board)._chunks) == 2
+    assert unpack(pack(board)) == board == all_live(board)
+
+
+def test_a_deleted_sealed_task_leaves_the_counts_and_its_chunk() -> None:
+    board = unpack(pack(many_finished(2)))
+    when(board, ev.TaskDeleted(swarm=S, id="f0", time=T0 + 9))
+    assert tasks(board)._chunk_refs == [1] and "f0" not in tasks(board)
+    assert tasks(board).status_counts()["completed"] == 1
+    assert tasks(board).usage_total().input_tokens == 1
+    when(board, ev.TaskDeleted(swarm=S, id="f1", time=T0 + 10))
+    assert tasks(board)._chunks == [b""] and unpack(pack(board)) == board
+
+
+def test_a_record_thawed_while_its_chunk_was_being_sealed_stays_live() -> None:
+    board = many_finished(3)
+    pending = tasks(board).pending_records()
+    sealed = seal_records(pending)  # as in the thread, while the fold goes on
+    tasks(board).thaw("f1")
+    assert tasks(board).adopt(sealed) == 2
+    assert tasks(board).live_task("f1") is not None and set(sealed_handles(board)) == {"f0", "f2"}
+    assert board == all_live(board)
+
+
+def test_a_snapshot_whose_handles_point_past_its_chunks_is_refused() -> None:
+    board = many_finished(3)
+    tasks(board).seal()
+    tasks(board)._entries["f2"] = 99 << 20 | tasks(board)._entries["f2"]  # type: ignore[operator]
+    with pytest.raises(ValueError, match="points past its chunks"):
+        unpack(pack(board))

@@ -10,10 +10,11 @@ import time
 import msgspec
 import nats.errors
 import pytest
+from nats.js.errors import ServiceUnavailableError
 
 from schemas import subjects
 from services.bus.connection import NatsOptions
-from services.bus.inspection import _bucket_values
+from services.bus.inspection import _bucket_values, answered
 from services.bus.leases import Lease
 from services.bus.service import Bus, Readiness, latest_values, read_readiness
 
@@ -101,3 +102,38 @@ async def test_a_bucket_read_returns_every_live_key_of_a_large_bucket(
             assert await latest_values(kv) == want
     finally:
         await bus.js.delete_key_value(f"large-{swarm_id}")
+
+
+class Answers:
+    """A read that JetStream's API turns away ``busy_times`` times (503), then answers."""
+
+    def __init__(self, busy_times: int, error: Exception | None = None) -> None:
+        self.busy_times, self.error, self.asked = busy_times, error, 0
+
+    async def __call__(self) -> str:
+        self.asked += 1
+        if self.error is not None:
+            raise self.error
+        if self.asked <= self.busy_times:
+            raise ServiceUnavailableError()
+        return "heartbeats"
+
+
+async def test_a_read_turned_away_while_jetstream_is_busy_is_asked_again() -> None:
+    read = Answers(busy_times=2)
+    assert await answered(read, timeout=5.0) == "heartbeats"
+    assert read.asked == 3
+
+
+async def test_a_read_still_turned_away_when_the_time_is_up_raises_the_refusal() -> None:
+    read = Answers(busy_times=10**6)
+    with pytest.raises(ServiceUnavailableError):
+        await answered(read, timeout=0.3)
+    assert read.asked > 1
+
+
+async def test_any_other_failure_is_not_asked_again() -> None:
+    read = Answers(busy_times=0, error=nats.errors.ConnectionClosedError())
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await answered(read, timeout=5.0)
+    assert read.asked == 1

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
+import hashlib
+import json
+import os
 import time
 import uuid
 import zlib
 from typing import Any
 
 import msgspec
+import pytest
+from nats.js.object_store import OBJ_META_PRE_TEMPLATE
 
 from schemas import events as ev
 from schemas import subjects
 from schemas.board import Board, tasks_in_full
+from schemas.errors import Unavailable
 from schemas.fold import apply
 from services.bus.connection import NatsOptions
 from services.bus.projection import CATCH_UP_BATCH, Lazily, Projection, position
 from services.bus.service import Bus, Service
-from services.bus.snapshots import OBJECT, RECORDS, key_for, object_name, pack, packed_seq, unpack
+from services.bus.snapshots import CHUNKED, OBJECT, key_for, object_name, pack, packed_seq, unpack
 
 
 async def seed(bus: Bus, swarm: str, tasks: int) -> int:
@@ -195,7 +202,7 @@ async def test_a_snapshot_in_the_earlier_json_form_is_read_then_replaced_by_msgp
     assert await started.save_snapshot()
     entry = await kv.get(key_for(full.scope))
     assert entry.value is not None
-    assert entry.value.partition(b"\n")[2].startswith(RECORDS)
+    assert entry.value.partition(b"\n")[2].startswith(CHUNKED)
     assert await bus.snapshots.load(full.scope) == full.board
     await started.stop()
     await full.stop()
@@ -439,3 +446,69 @@ async def test_a_lazy_projection_catches_up_by_the_clock_with_nothing_followed_a
         assert lazy.board.task(swarm_id, "later") is not None
     finally:
         await lazy.stop()
+
+
+async def test_waiting_for_a_sequence_the_log_never_delivers_is_unavailable_in_time(
+    bus: Bus, swarm_id: str
+) -> None:
+    projection = Projection(bus.js, swarm=swarm_id)
+    await projection.start()
+    try:
+        began = time.monotonic()
+        with pytest.raises(Unavailable, match="did not deliver sequence"):
+            await projection.wait_for(projection.seq + 1_000_000, timeout=0.3)
+        assert 0.25 <= time.monotonic() - began < 3
+        seq = await bus.events.append(
+            ev.SwarmCreated(swarm=swarm_id, id=swarm_id, time=1.0, name="w"), 0
+        )
+        await projection.wait_for(seq, timeout=5)  # a later wait is answered as ever
+    finally:
+        await projection.stop()
+
+
+async def test_a_projection_following_no_tasks_reads_a_snapshot_without_them(
+    bus: Bus, swarm_id: str
+) -> None:
+    """Placement's fold starts from the swarm's snapshot but builds none of its tasks (nor their
+    versions): the rest of the board is the snapshot's, and it folds on from there."""
+    last = await seed(bus, swarm_id, 9)
+    full = await replayed(bus, swarm_id, snapshots=bus.snapshots, snapshot_every=1_000)
+    await full.wait_for(last)
+    assert await full.save_snapshot()
+    agents_only = await replayed(bus, swarm_id, follows=("agent", "swarm"), snapshots=bus.snapshots)
+    assert agents_only.started_from == last
+    board, whole = agents_only.board, full.board
+    assert board.swarms[swarm_id].tasks == {} and len(whole.swarms[swarm_id].tasks) == 9
+    assert board.swarms[swarm_id].agents == whole.swarms[swarm_id].agents
+    assert board.swarms[swarm_id].name == whole.swarms[swarm_id].name
+    assert board.versions == {k: v for k, v in whole.versions.items() if "/task/" not in k}
+    assert board.version(swarm_id, "agent", "a2") == whole.version(swarm_id, "agent", "a2") > 0
+    late = await bus.events.append(
+        ev.AgentRegistered(swarm=swarm_id, id="a3", time=time.time(), name="a3"), 0
+    )
+    await agents_only.wait_for(late)
+    assert sorted(board.swarms[swarm_id].agents) == ["a1", "a2", "a3"]
+    await agents_only.stop()
+    await full.stop()
+
+
+async def test_a_stored_board_is_read_chunk_by_chunk_and_checked_against_its_digest(
+    bus: Bus,
+) -> None:
+    """The object store read (a pull consumer over the object's chunks) gives what nats-py's
+    own read gives; an object whose bytes do not match its recorded digest is refused."""
+    await bus.provision()
+    store = await bus.js.object_store(subjects.SNAPSHOT_STORE)
+    name = f"read-{uuid.uuid4().hex[:6]}"
+    data = os.urandom(3 * 128 * 1024 + 5)  # four chunks, the last a short one
+    await store.put(name, data)
+    assert await bus.snapshots.read_object(name) == data == (await store.get(name)).data
+
+    info = await store.get_info(name)  # the same chunks, said to hold other bytes
+    info.digest = "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(b"other").digest()).decode()
+    meta = OBJ_META_PRE_TEMPLATE.format(
+        bucket=subjects.SNAPSHOT_STORE, obj=base64.urlsafe_b64encode(name.encode()).decode()
+    )
+    await bus.js.publish(meta, json.dumps(info.as_dict()).encode())
+    with pytest.raises(ValueError, match="do not match its digest"):
+        await bus.snapshots.read_object(name)

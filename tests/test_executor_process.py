@@ -28,11 +28,13 @@ from executor_support import (
 
 from schemas import events as ev
 from schemas import subjects
+from services.bus.connection import NatsOptions
 from services.bus.history import aggregate_events, log_chunks, read_output
 from services.bus.presence import HostRecord, read_hosts
 from services.bus.projection import Projection
 from services.bus.service import Bus
-from services.executor.config import AgentConfig
+from services.executor.config import AgentConfig, ExecutorConfig
+from services.executor.fleet import Fleet
 from services.executor.runtimes import ClaudeOptions
 from services.executor.service import Executor
 
@@ -452,3 +454,42 @@ async def test_a_restarted_executor_announces_its_agents_before_it_sets_them_up_
         opened.set()
         await starting
         await second.stop()
+
+
+async def test_an_executor_process_is_ready_only_once_its_home_swarms_executor_is(
+    bus: Bus, nats_url: str, swarm_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Placement's fold (agents and swarms) catches up long before the home swarm's executor
+    has folded that swarm's tasks: the process's heartbeat says ready only after both."""
+    config = ExecutorConfig(
+        swarm=swarm_id,
+        executor_id=f"fx-{uuid.uuid4().hex[:6]}",
+        data_dir=tmp_path / "data",
+        agents=(),
+        claude=ClaudeOptions(bin=str(executor_support.FAKE_CLAUDE)),
+    )
+    fleet = Fleet(config, nats=NatsOptions.from_env(nats_url), env={"PATH": os.environ["PATH"]})
+    said: list[tuple[bool, bool]] = []  # (placement's fold ready, the process ready)
+    start_member = Executor.start
+
+    async def observed_start(member: Executor) -> None:
+        assert fleet.projection is not None
+        said.append((fleet.projection.ready, fleet.ready))
+        await start_member(member)
+        said.append((fleet.projection.ready, fleet.ready))
+
+    monkeypatch.setattr(Executor, "start", observed_start)
+    await fleet.start()
+    try:
+        assert said == [(True, False), (True, True)]
+        kv = await bus.kv(subjects.SERVICES_BUCKET)
+        key = subjects.service_key("executor", fleet.instance)
+
+        async def beat_says_ready() -> bool:
+            return b'"ready":true' in ((await kv.get(key)).value or b"")
+
+        await until(beat_says_ready, 10, "a ready heartbeat")
+        fleet.members.pop(swarm_id)  # its home executor gone: the process serves nothing
+        assert not fleet.ready
+    finally:
+        await fleet.stop()

@@ -29,6 +29,7 @@ from schemas.board import (
     STATUSES,
     Board,
     SwarmView,
+    Tasks,
     TaskView,
     settled,
     tasks_in_full,
@@ -36,7 +37,7 @@ from schemas.board import (
 from schemas.events import Usage
 from schemas.fold import apply, deps_done, fold
 from schemas.landing import STUCK, dependency_landing, landing, needs_resolver
-from services.bus.snapshots import MSGPACK, pack, unpack
+from services.bus.snapshots import MSGPACK, RECORDS, pack, unpack
 from services.scheduler.decide import OpenTasks, decide
 
 SWARMS = ("s1", "s2")
@@ -408,6 +409,18 @@ def as_read(board: Board) -> bytes:
     return msgspec.json.encode(board.swarms, enc_hook=tasks_in_full)
 
 
+def tasks_as_records(value: Any) -> Any:
+    """msgspec ``enc_hook`` writing a board as ``msgpack2:`` snapshots stored it: each frozen
+    task its record, no chunks."""
+    if isinstance(value, Tasks):
+        entries = {
+            task_id: None if isinstance(entry, TaskView) else value._record(entry)
+            for task_id, entry in value._entries.items()
+        }
+        return [value._swarm, entries, value._live, value._counts, value._usage]
+    raise NotImplementedError(type(value).__name__)
+
+
 class Witness:
     """Folds a log event by event and checks DESIGN.md's invariants after each one."""
 
@@ -564,6 +577,19 @@ def test_folding_a_snapshot_then_the_tail_equals_folding_everything(
     restored = unpack(pack(head))
     assert restored == head
     assert fold(log[split:], restored) == fold(log)
+    # the tail thawed some sealed tasks and froze others: sealed again (new chunks next to the
+    # old ones, emptied ones dropped), it reads back equal
+    assert unpack(pack(restored)) == restored == fold(log)
+    # read without tasks (a fold of agents and swarms): the rest of the board as it was
+    lean = unpack(pack(head), tasks=False)
+    assert lean.versions == {k: v for k, v in head.versions.items() if "/task/" not in k}
+    assert lean.swarms == {
+        k: msgspec.structs.replace(v, tasks=Tasks()) for k, v in head.swarms.items()
+    }
+    assert (lean.seq, lean.ignored) == (head.seq, head.ignored)
+    # the form before chunks (each frozen task its record) reads back to the same board
+    records = msgspec.msgpack.encode(head, enc_hook=tasks_as_records)
+    assert unpack(b"%d\n" % head.seq + RECORDS + zlib.compress(records)) == head
     # snapshots in the earlier forms (every task in full: JSON, then msgpack) read back to the
     # same board, their settled tasks frozen as they are decoded
     earliest = b"%d\n" % head.seq + zlib.compress(msgspec.json.encode(head, enc_hook=tasks_in_full))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -22,7 +23,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import msgspec
 from nats.aio.client import Client as NATS
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.errors import NoRespondersError
+from nats.js.errors import BucketNotFoundError, NotFoundError, ServiceUnavailableError
 
 from schemas import subjects
 from schemas.board import TaskView
@@ -204,6 +206,27 @@ async def _agents_present(bus: Bus) -> dict[str, Presence]:
     return agents_present(await latest_values(kv))
 
 
+BUSY = (ServiceUnavailableError, NoRespondersError)  # JetStream's API not answering this moment
+
+
+async def answered(read: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """``read()`` within ``timeout`` seconds, asked again while JetStream's API says it is
+    unavailable (a server busy or electing a leader answers 503 or nobody answers): a doctor
+    reporting "unknown" for one busy moment is a false alarm. Any other failure, or still
+    unavailable when the time is up, raises."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pause = 0.05
+    while True:
+        try:
+            return await asyncio.wait_for(read(), max(deadline - loop.time(), 0.001))
+        except BUSY:
+            if loop.time() + pause >= deadline:
+                raise
+            await asyncio.sleep(pause)  # a back-off between asks, not a wait for an event
+            pause = min(pause * 2, 0.5)
+
+
 def _failure(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}".rstrip(": ")
 
@@ -296,19 +319,19 @@ async def inspect(
                 except Exception as error:  # no leader (quorum lost), timeout
                     facts.stream_errors[name] = _failure(error)
             try:
-                facts.services = await asyncio.wait_for(read_readiness(bus), timeout)
+                facts.services = await answered(lambda: read_readiness(bus), timeout)
             except BucketNotFoundError:
                 facts.services = []
             except Exception as error:  # the bucket has no leader this moment
                 facts.services_error = _failure(error)
             try:
-                facts.leases = await asyncio.wait_for(
-                    _bucket_values(bus, subjects.LEADER_BUCKET, Lease), timeout
+                facts.leases = await answered(
+                    lambda: _bucket_values(bus, subjects.LEADER_BUCKET, Lease), timeout
                 )
             except Exception as error:  # a timeout while a node is lost, no leader
                 facts.leases_error = _failure(error)
             try:
-                facts.presence = await asyncio.wait_for(_agents_present(bus), timeout)
+                facts.presence = await answered(lambda: _agents_present(bus), timeout)
             except Exception as error:
                 facts.presence_error = _failure(error)
         try:

@@ -6,7 +6,8 @@ writer can ``wait_for(seq)`` after an append: the basis of read-your-writes.
 
 A projection may follow only some aggregates' events (``follows``, e.g. agents and swarms: what
 an executor process's placement reads). It starts from the same snapshot (a fold of everything,
-a superset) and never saves one (its board is not the scope's whole fold). With 16 executor
+a superset; one that does not follow tasks reads it without the tasks, most of a long history)
+and never saves one (its board is not the scope's whole fold). With 16 executor
 processes, each folding every task event twice (its placement's fold and its swarm's), one task
 woke 32 folds on a 2-core machine; placement's fold now sees agent and swarm events only.
 
@@ -43,6 +44,7 @@ from schemas import subjects
 from schemas.board import Board
 from schemas.errors import Unavailable
 from schemas.fold import apply
+from services.bus.connection import skip_headers
 from services.bus.snapshots import Snapshots
 
 log = structlog.get_logger("bus.projection")
@@ -83,6 +85,11 @@ def position(msg: Msg) -> tuple[int, int]:
     return meta.sequence.stream, meta.num_pending
 
 
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class Projection:
     def __init__(
         self,
@@ -107,6 +114,7 @@ class Projection:
         self.scope = swarm or "all"
         self.filter = subjects.swarm_events(swarm) if swarm else subjects.EVENTS_ALL
         self.filters = [subjects.aggregate_events(swarm, kind) for kind in follows or ()]
+        self.folds_tasks = not follows or "task" in follows
         if follows:
             snapshot_every = 0
         self.board = Board()
@@ -144,7 +152,7 @@ class Projection:
 
     async def start(self) -> None:
         if self._snapshots is not None:
-            snapshot = await self._snapshots.load(self.scope)
+            snapshot = await self._snapshots.load(self.scope, tasks=self.folds_tasks)
             if snapshot is not None:
                 self.board = snapshot
                 self.started_from = snapshot.seq
@@ -175,7 +183,7 @@ class Projection:
             filters = list(self.lazily.triggers)
         if filters:
             config.filter_subjects = list(filters)
-        return await self._js.subscribe(
+        sub = await self._js.subscribe(
             filters[0] if filters else self.filter,
             stream=subjects.EVENTS_STREAM,
             cb=self._on_trigger if self._lazy_live else self._on_msg,
@@ -184,6 +192,8 @@ class Projection:
             pending_msgs_limit=1 << 20,
             idle_heartbeat=0.5,
         )
+        skip_headers(sub)  # the fold reads the reply subject and the data, never the headers
+        return sub
 
     async def _watch(self) -> None:
         """nats-py re-creates an ordered consumer that stopped (heartbeats missed, NATS
@@ -245,15 +255,19 @@ class Projection:
             return
         if self._lazy_live:
             self.catch_up(seq)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._waiter_count += 1
         heapq.heappush(self._waiters, (seq, self._waiter_count, future))
+        timer = loop.call_later(timeout, _expire, future)  # one timer: no asyncio.wait_for
         try:
-            await asyncio.wait_for(future, timeout)
+            await future
         except TimeoutError as error:
             raise Unavailable(
                 f"the event log did not deliver sequence {seq} within {timeout}s"
             ) from error
+        finally:
+            timer.cancel()
 
     def copy_board(self) -> Board:
         return copy.deepcopy(self.board)

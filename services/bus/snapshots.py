@@ -7,14 +7,17 @@ schema version, so a new fold never starts from an old fold's board.
 The KV value is ``<seq>\n`` then either the board or, for a board too large for one NATS
 message, ``object:<name>``: the board is then in the ``swarm_boards`` object store (chunked, any
 size), and the KV entry still says which sequence it includes. The board's bytes are
-``msgpack2:`` then the compressed msgpack, in which each swarm's tasks are
-``[swarm, {id: record or None}, {id: live task}, counts, tokens]`` (``schemas.board.Tasks``: a
-settled finished task is its compact record, a msgpack ``bin``, so decoding a long history
-builds one bytes object per finished task instead of a dozen objects, and the decoded mapping
-of records is kept as it is). Earlier forms are still read, and replaced
-by the next snapshot a service saves: ``msgpack:`` (every task in full) and no prefix
-(compressed JSON); their settled tasks are frozen as they are decoded. A process of an earlier
-version reads a ``msgpack2:`` snapshot as unreadable and replays the log instead.
+``msgpack3:`` then the compressed msgpack, in which each swarm's tasks are
+``[swarm, {id: handle, record or None}, {id: live task}, counts, tokens, chunks, chunk sizes]``
+(``schemas.board.Tasks``): a settled finished task is *sealed* in a chunk, a run of records
+compressed together, carried as it is (a msgpack ``bin``), and its entry is a handle into it (an
+int). Decoding a long history therefore builds an index (id -> handle), not a record per finished
+task; a chunk is inflated only when one of its tasks is read. Saving seals the records frozen
+since the last save (compressed in a thread). Earlier forms are still read, and replaced by the
+next snapshot a service saves: ``msgpack2:`` (each frozen task its record, no chunks),
+``msgpack:`` (every task in full) and no prefix (compressed JSON); their settled tasks are frozen
+as they are decoded. A process of an earlier version reads a ``msgpack3:`` snapshot as unreadable
+and replays the log instead.
 
 Why msgpack: on a board of 100k tasks encoding it (which blocks the event loop: it reads the live
 board) took 5x longer as JSON, and the bytes to move and inflate are a quarter smaller. Decoding
@@ -25,28 +28,35 @@ the growing heap again and again (6x the decode time), so it is paused for the d
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
+import hashlib
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
+from typing import Any
 
 import msgspec
 import structlog
-from nats.js import JetStreamContext
+from nats.js import JetStreamContext, api
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, OBJ_STREAM_TEMPLATE
 
 from schemas import subjects
-from schemas.board import Board, tasks_dec_hook, tasks_enc_hook
+from schemas.board import Board, SwarmView, seal_records, tasks_dec_hook, tasks_enc_hook
 from schemas.events import SCHEMA_VERSION
 
 log = structlog.get_logger("bus.snapshots")
 
 _encoder = msgspec.msgpack.Encoder(enc_hook=tasks_enc_hook)
-_decoder = msgspec.msgpack.Decoder(Board, dec_hook=tasks_dec_hook)
+_decoder = msgspec.msgpack.Decoder(Board, dec_hook=tasks_dec_hook)  # the earlier msgpack forms
+_TASK_VERSION = "/task/"  # in a ``Board.versions`` key of a task: ``<swarm>/task/<id>``
 _json_decoder = msgspec.json.Decoder(Board, dec_hook=tasks_dec_hook)  # the earliest form
-RECORDS = b"msgpack2:"  # msgpack, finished tasks as records (``schemas.board.Tasks``)
-MSGPACK = b"msgpack:"  # msgpack, every task in full (the earlier form)
+CHUNKED = b"msgpack3:"  # msgpack, finished tasks sealed in chunks (``schemas.board.Tasks``)
+RECORDS = b"msgpack2:"  # msgpack, each finished task its record (an earlier form)
+MSGPACK = b"msgpack:"  # msgpack, every task in full (an earlier form)
 
 
 def key_for(scope: str) -> str:
@@ -55,18 +65,87 @@ def key_for(scope: str) -> str:
 
 def pack(board: Board) -> bytes:
     """``<seq>\n`` then the board: the sequence can be read without unpacking the board (every
-    process asks "is mine newer?" before writing)."""
+    process asks "is mine newer?" before writing). Seals the board's frozen records first."""
+    for view in board.swarms.values():
+        view.tasks.seal()
     return b"%d\n" % board.seq + compress(encode(board))
 
 
+async def seal(board: Board) -> int:
+    """Seal every swarm's frozen records in memory into chunks, compressing in a thread (the
+    board may change meanwhile: ``Tasks.adopt`` takes only what is still as it was). Returns
+    how many tasks were sealed."""
+    pending = [(view.tasks, view.tasks.pending_records()) for view in board.swarms.values()]
+    pending = [(tasks, records) for tasks, records in pending if records]
+    if not pending:
+        return 0
+    sealed = await asyncio.to_thread(lambda: [seal_records(records) for _, records in pending])
+    return sum(tasks.adopt(chunks) for (tasks, _), chunks in zip(pending, sealed, strict=True))
+
+
 def encode(board: Board) -> bytes:
-    """The board as msgpack, before compression."""
-    return _encoder.encode(board)
+    """The board as msgpack, before compression: ``[board, {task key: version}]``, the board
+    holding the versions of everything but tasks (so a fold without tasks skips theirs)."""
+    others = {k: v for k, v in board.versions.items() if _TASK_VERSION not in k}
+    of_tasks = {k: v for k, v in board.versions.items() if _TASK_VERSION in k}
+    return _encoder.encode([msgspec.structs.replace(board, versions=others), of_tasks])
+
+
+@cache
+def _chunked_decoder(tasks: bool) -> msgspec.msgpack.Decoder[Any]:
+    """The ``msgpack3:`` form's decoder; without ``tasks``: every swarm's tasks and the tasks'
+    versions skipped (not built; ``_without_tasks``)."""
+    if tasks:
+        return msgspec.msgpack.Decoder(tuple[Board, dict[str, int]], dec_hook=tasks_dec_hook)
+    lean: Any = _without_tasks()
+    return msgspec.msgpack.Decoder(tuple[lean, msgspec.Raw])
+
+
+@cache
+def _without_tasks() -> type[msgspec.Struct]:
+    """``Board`` with each swarm's ``tasks`` left out (generated from the two Structs' fields, so
+    a field added to either is read here too)."""
+
+    def fields(cls: type[msgspec.Struct], skip: str) -> list[Any]:
+        found: list[Any] = []
+        for info in msgspec.structs.fields(cls):
+            if info.name == skip:
+                continue
+            if info.default is not msgspec.NODEFAULT:
+                found.append((info.name, info.type, info.default))
+            elif info.default_factory is not msgspec.NODEFAULT:
+                found.append(
+                    (info.name, info.type, msgspec.field(default_factory=info.default_factory))
+                )
+            else:
+                found.append((info.name, info.type))
+        return found
+
+    swarm: Any = msgspec.defstruct("SwarmWithoutTasks", fields(SwarmView, "tasks"), kw_only=True)
+    swarms: Any = ("swarms", dict[str, swarm], msgspec.field(default_factory=dict))
+    return msgspec.defstruct("BoardWithoutTasks", [swarms, *fields(Board, "swarms")], kw_only=True)
+
+
+def _decode_chunked(raw: bytes | memoryview, tasks: bool) -> Board:
+    if tasks:
+        board: Board
+        of_tasks: dict[str, int]
+        board, of_tasks = _chunked_decoder(True).decode(raw)
+        of_tasks.update(board.versions)
+        board.versions = of_tasks
+        return board
+    lean, _ = _chunked_decoder(False).decode(raw)
+    fields = msgspec.structs.asdict(lean)
+    fields["swarms"] = {
+        swarm_id: SwarmView(**msgspec.structs.asdict(view))
+        for swarm_id, view in lean.swarms.items()
+    }
+    return Board(**fields)
 
 
 def compress(raw: bytes) -> bytes:
     """The board's encoded bytes as stored: the format's prefix, then zlib."""
-    return RECORDS + zlib.compress(raw, 3)
+    return CHUNKED + zlib.compress(raw, 3)
 
 
 @contextmanager
@@ -87,13 +166,18 @@ def packed_seq(data: bytes) -> int:
     return int(head) if newline and head.isdigit() else 0
 
 
-def unpack(data: bytes) -> Board:
+def unpack(data: bytes, *, tasks: bool = True) -> Board:
     """The board in a KV value (``<seq>\n<body>``): msgpack, or the earlier JSON form."""
-    return unpack_body(data.partition(b"\n")[2])
+    return unpack_body(data.partition(b"\n")[2], tasks=tasks)
 
 
-def unpack_body(body: bytes) -> Board:
+def unpack_body(body: bytes, *, tasks: bool = True) -> Board:
+    """The board in a snapshot's bytes. Without ``tasks`` (for a fold of other aggregates only),
+    a ``msgpack3:`` board is read without its swarms' tasks and their versions (an earlier form
+    is read whole)."""
     with collector_paused():
+        if body.startswith(CHUNKED):
+            return _decode_chunked(zlib.decompress(memoryview(body)[len(CHUNKED) :]), tasks)
         for prefix in (RECORDS, MSGPACK):
             if body.startswith(prefix):
                 return _decoder.decode(zlib.decompress(memoryview(body)[len(prefix) :]))
@@ -107,6 +191,8 @@ def object_name(data: bytes) -> str | None:
 
 
 OBJECT = b"object:"
+READ_TIMEOUT = 5.0  # seconds for the chunks of a stored board to arrive
+READ_CONSUMER_LINGER = 2.0  # seconds before the server drops a read's consumer by itself
 INLINE_LIMIT = 256 * 1024  # larger boards go to the object store (NATS's default max is 1 MiB)
 
 
@@ -120,7 +206,9 @@ class Snapshots:
             self._kv = await self._js.key_value(subjects.SNAPSHOTS_BUCKET)
         return self._kv
 
-    async def load(self, scope: str) -> Board | None:
+    async def load(self, scope: str, *, tasks: bool = True) -> Board | None:
+        """The newest snapshot of ``scope`` (None: none, or unreadable). Without ``tasks``: its
+        swarms' tasks and their versions left out (``unpack_body``)."""
         kv = await self._bucket()
         try:
             entry = await kv.get(key_for(scope))
@@ -131,12 +219,47 @@ class Snapshots:
         try:
             name = object_name(entry.value)
             if name is None:
-                return unpack(entry.value)
-            stored = await (await self._js.object_store(subjects.SNAPSHOT_STORE)).get(name)
-            return unpack_body(stored.data or b"")
+                return unpack(entry.value, tasks=tasks)
+            return unpack_body(await self.read_object(name), tasks=tasks)
         except Exception as error:  # unreadable or gone: replay from the start instead
             log.warning("snapshot.unreadable", scope=scope, error=str(error))
             return None
+
+    async def read_object(self, name: str) -> bytes:
+        """An object of the ``swarm_boards`` store: its chunks fetched through a pull consumer,
+        checked against the object's size and SHA-256. nats-py's ``ObjectStore.get`` reads them
+        through an ordered push consumer, which took ~0.3 s for a 3 MB board (26 chunks of 128
+        KiB) with the client's CPU idle; a fetch of all of them takes ~25 ms."""
+        store = await self._js.object_store(subjects.SNAPSHOT_STORE)
+        info = await store.get_info(name)
+        if not info.nuid or info.chunks is None or info.size is None:
+            raise ValueError(f"object {name} has no chunks recorded")
+        if not info.size:
+            return b""
+        bucket = subjects.SNAPSHOT_STORE
+        sub = await self._js.pull_subscribe(
+            OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=bucket, obj=info.nuid),
+            stream=OBJ_STREAM_TEMPLATE.format(bucket=bucket),
+            config=api.ConsumerConfig(
+                ack_policy=api.AckPolicy.NONE,
+                deliver_policy=api.DeliverPolicy.ALL,
+                inactive_threshold=READ_CONSUMER_LINGER,  # gone by itself once read
+                mem_storage=True,
+            ),
+        )
+        parts: list[bytes] = []
+        try:
+            while len(parts) < info.chunks:
+                fetched = await sub.fetch(info.chunks - len(parts), timeout=READ_TIMEOUT)
+                parts += [msg.data for msg in fetched]
+        finally:
+            await sub.unsubscribe()
+        data = b"".join(parts)
+        stored = (info.digest or "").partition("=")[2]  # "SHA-256=<urlsafe base64>"
+        digest = base64.urlsafe_b64decode(stored + "=" * (-len(stored) % 4))
+        if len(data) != info.size or hashlib.sha256(data).digest() != digest:
+            raise ValueError(f"object {name}: {len(data)} bytes that do not match its digest")
+        return data
 
     async def save(
         self, scope: str, board: Board, *, min_gain: int = 1, inline_limit: int = INLINE_LIMIT
@@ -153,8 +276,10 @@ class Snapshots:
         stored = packed_seq(current.value) if current is not None and current.value else 0
         if current is not None and stored + max(min_gain, 1) > board.seq:
             return False
-        # Encoding reads the live board, so it happens here, at once; compressing (the slow
-        # part on a large board) works on those bytes in a thread while the loop goes on.
+        # Sealing compresses the records frozen since the last save in a thread; encoding reads
+        # the live board, so it happens here, at once; compressing the board works on those
+        # bytes in a thread while the loop goes on.
+        await seal(board)
         seq, raw = board.seq, encode(board)
         data = b"%d\n" % seq + await asyncio.to_thread(compress, raw)
         placed = None

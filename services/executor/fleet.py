@@ -120,6 +120,14 @@ class Fleet(Service):
     def detail(self) -> dict[str, object]:
         return {**self.offer().detail(), "swarms_hosted": sorted(self.members)}
 
+    @property
+    def ready(self) -> bool:
+        """Placement's fold caught up *and* the home swarm's executor ready (its own fold of the
+        swarm, tasks and all, caught up): placement's fold (agents and swarms) is ready long
+        before, and until the home executor is, the process serves none of its agents."""
+        home = self.members.get(self.config.swarm)
+        return super().ready and home is not None and home.ready
+
     # --- start and stop ---------------------------------------------------------------------
 
     async def on_start(self) -> None:
