@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 
 from schemas import subjects
 from services.bus.history import ATTEMPT_HEADER
+from services.bus.publish import publish_once
 
 AGENT_HEADER = "Swarm-Agent"
 
@@ -22,8 +23,13 @@ async def publish_chunk(
 ) -> None:
     """One chunk of live output (best effort: a chunk lost while NATS is away is only missing
     from the live view; the stored output has it)."""
-    await js.publish(
-        subjects.log(swarm, task), data, stream=subjects.LOGS_STREAM, headers=headers, timeout=5.0
+    await publish_once(
+        js,
+        subjects.log(swarm, task),
+        data,
+        stream=subjects.LOGS_STREAM,
+        headers=headers,
+        timeout=5.0,
     )
 
 

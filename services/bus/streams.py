@@ -4,6 +4,7 @@ several processes start at once (each create that loses the race finds the winne
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -77,6 +78,9 @@ def stream_configs(layout: Layout) -> list[api.StreamConfig]:
             max_age=layout.logs_max_age,
             max_bytes=layout.logs_max_bytes,
             discard=api.DiscardPolicy.OLD,
+            # live chunks are best effort (the whole output is kept in the object store): acked
+            # before they reach the disk, written in batches, no fsync each (one node only)
+            persist_mode=api.PersistMode.ASYNC if layout.replicas == 1 else None,
         ),
     ]
 
@@ -126,8 +130,10 @@ def bucket_configs(layout: Layout) -> list[api.KeyValueConfig]:
 async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
     assert config.name is not None  # every config above names its stream
     try:
-        await js.stream_info(config.name)
-        await js.update_stream(config)
+        info = await js.stream_info(config.name)
+        # a stream's persist mode is fixed when it is made (the server refuses to change it):
+        # a stream made before Swarm set one keeps its own
+        await js.update_stream(dataclasses.replace(config, persist_mode=info.config.persist_mode))
         return
     except NotFoundError:
         pass

@@ -319,10 +319,11 @@ class Serving:
                 secrets=self.secrets,
             )
         try:
-            extra_env = dict(hosted.api_env)
-            if task.runtime != "instant":
-                extra_env.update(await self._commit_env(hosted, task))
-            in_checkout = await hosted.sandbox.path_exists(f"{CHECKOUT_DIR}/.git")
+            extra_env: dict[str, str] = {}
+            in_checkout = False
+            if task.runtime != "instant":  # no process: no environment, no directory to run in
+                extra_env = {**hosted.api_env, **await self._commit_env(hosted, task)}
+                in_checkout = await hosted.sandbox.path_exists(f"{CHECKOUT_DIR}/.git")
             verdict = await runs.execute(
                 task,
                 hosted.id,
