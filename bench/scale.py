@@ -34,7 +34,9 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -529,6 +531,7 @@ class Cell:
     full_replay: float = math.nan  # a Projection folding the whole log, no snapshot
     raw_cold: float = 0.0  # snapshot bytes + the tail, raw
     failed: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)  # label -> CPU seconds in the claim run
 
 
 async def claim_latencies(
@@ -581,7 +584,15 @@ async def run_cell(
     server = EmbeddedNats(data / "server").start(60)
     port = free_port()
     env = service_env(server.url, port, data / "data", SWARM, args.log_level)
+    if args.cpu_profile:  # bench/cpu_profile's sitecustomize.py, one folder per cell
+        out = Path(args.cpu_profile) / data.name  # made absolute in main
+        out.mkdir(parents=True, exist_ok=True)
+        env["SWARM_BENCH_CPU_PROFILE"] = str(out)
+        sampler = Path(__file__).parent / "cpu_profile"
+        env["PYTHONPATH"] = os.pathsep.join([str(sampler), env["PYTHONPATH"]])
     processes = Processes(data, env)
+    assert server.process is not None
+    processes.others["nats-server"] = server.process.pid
     bus = await Bus.connect(NatsOptions(servers=[server.url]), name="bench")
     ready = ReadyWatch()
     headers = {"Authorization": f"Bearer {env['SWARM_API_TOKEN']}"}
@@ -597,7 +608,14 @@ async def run_cell(
             cell.first_start = ColdStart.of(processes, ready)
             api_ = Api(session, "")
             await claim_latencies(bus, api_, completions, args.warmup, 0)
+            if args.cpu_profile:
+                processes.signal_all(signal.SIGUSR1)  # bench/cpu_profile: start sampling
+            cpu_before = processes.cpu()
             cell.claims = await claim_latencies(bus, api_, completions, args.claims, args.warmup)
+            cpu_after = processes.cpu()
+            if args.cpu_profile:
+                processes.signal_all(signal.SIGUSR2)  # stop, and write the stacks
+            cell.cpu = {label: cpu_after[label] - cpu_before[label] for label in cpu_before}
             cell.raw_claims = await raw_reactions(bus, args.claims, f"raw-{data.name}")
             for label, child in processes.children.items():
                 kind = label.split("-")[0]
@@ -657,19 +675,41 @@ def report(cells: list[Cell], args: argparse.Namespace) -> list[str]:
         "consumer answering with one acked append)"
     )
     lines.append(
-        f"  {'log tasks':>9} {'agents':>6} {'exec':>4} {'p50':>8} {'p99':>8} {'raw p50':>8} "
-        f"{'raw p99':>8} {'p99/raw':>7} {'sched RSS':>10} {'gw RSS':>9} {'exec RSS':>9} "
-        f"{'startup':>8}"
+        f"  {'log tasks':>9} {'agents':>6} {'exec':>4} {'p50':>8} {'p90':>8} {'p99':>8} "
+        f"{'raw p50':>8} {'raw p99':>8} {'p99/raw':>7} {'sched RSS':>10} {'gw RSS':>9} "
+        f"{'exec RSS':>9} {'startup':>8}"
     )
     for c in cells:
         lines.append(
             f"  {c.log_tasks:>9,} {c.agents:>6} {c.executors:>4} {ms(p(c.claims, 50)):>8} "
-            f"{ms(p(c.claims, 99)):>8} {ms(p(c.raw_claims, 50)):>8} {ms(p(c.raw_claims, 99)):>8} "
+            f"{ms(p(c.claims, 90)):>8} {ms(p(c.claims, 99)):>8} {ms(p(c.raw_claims, 50)):>8} "
+            f"{ms(p(c.raw_claims, 99)):>8} "
             f"{times(p(c.claims, 99) / p(c.raw_claims, 99)):>7} "
             f"{mib(c.rss.get('scheduler', 0)):>10} "
             f"{mib(c.rss.get('gateway', 0)):>9} {mib(c.rss.get('executor', 0)):>9} "
             f"{c.startup:>7.1f}s" + (f"  {c.failed} failed" if c.failed else "")
         )
+    lines.append(
+        "\nCPU per task in the claim run (ms; each task created, claimed, run and completed, "
+        "one at a time)"
+    )
+    lines.append(
+        f"  {'log tasks':>9} {'agents':>6} {'exec':>4} {'scheduler':>9} {'gateway':>8} "
+        f"{'executors':>9} {'one exec':>8} {'nats':>6} {'all':>6}"
+    )
+    for c in cells:
+        if not c.cpu or not c.claims:
+            continue
+        per = 1000 / len(c.claims)
+        executors = [v for k, v in c.cpu.items() if k.startswith("executor")]
+        lines.append(
+            f"  {c.log_tasks:>9,} {c.agents:>6} {c.executors:>4} "
+            f"{c.cpu.get('scheduler', math.nan) * per:>9.2f} "
+            f"{c.cpu.get('gateway', math.nan) * per:>8.2f} {sum(executors) * per:>9.2f} "
+            f"{(sum(executors) / max(len(executors), 1)) * per:>8.2f} "
+            f"{c.cpu.get('nats-server', math.nan) * per:>6.2f} {sum(c.cpu.values()) * per:>6.2f}"
+        )
+    lines.append("  (one exec: the executors' mean)")
     lines.append("\nSnapshots (bytes as stored, object store included) and cold start")
     lines.append(
         f"  {'log events':>10} {'snapshot all':>13} {'snapshot swarm':>15} {'tail':>6} "
@@ -796,7 +836,20 @@ def main(argv: list[str] | None = None) -> int:
         help="time a full replay without snapshot (this process) up to this many events",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument(
+        "--cpu-profile",
+        metavar="DIR",
+        help="sample each service's CPU time during each cell's claim run (bench/cpu_profile; "
+        "collapsed stacks in DIR/<cell>, summed up by bench/cpu_profile/top.py)",
+    )
+    parser.add_argument(
+        "--no-cold",
+        action="store_true",
+        help="no cold starts: only the claim cells (for A/B runs of claim latency)",
+    )
     args = parser.parse_args(argv)
+    if args.cpu_profile:
+        args.cpu_profile = str(Path(args.cpu_profile).resolve())
     if args.quick:
         defaults = {
             "logs": [1_000, 10_000],
@@ -845,23 +898,26 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             try:
-                cells.append(asyncio.run(run_cell(cell, store, root, args, cold=cold)))
+                cells.append(
+                    asyncio.run(run_cell(cell, store, root, args, cold=cold and not args.no_cold))
+                )
             except Exception as error:  # the others' figures still count: say what failed
                 print(f" FAILED: {error!r}", flush=True)
                 continue
             print(f" claim p99 {ms(p(cell.claims, 99))}", flush=True)
-        # the cold start over the long log: 4 events per finished task
-        cold_tasks = (args.cold_events - 3) // 4
-        store = root / "seed-cold"
-        count, took = seed(store, cold_tasks)
-        print(
-            f"  seeded {cold_tasks:,} finished tasks ({count:,} events) in {took:.1f} s", flush=True
-        )
-        cell = Cell(cold_tasks, count, min(args.agents), 1)
-        try:
-            cells.append(asyncio.run(run_cell(cell, store, root, args, cold=True)))
-        except Exception as error:
-            print(f"  cold start over {count:,} events FAILED: {error!r}", flush=True)
+        if not args.no_cold:  # the cold start over the long log: 4 events per finished task
+            cold_tasks = (args.cold_events - 3) // 4
+            store = root / "seed-cold"
+            count, took = seed(store, cold_tasks)
+            print(
+                f"  seeded {cold_tasks:,} finished tasks ({count:,} events) in {took:.1f} s",
+                flush=True,
+            )
+            cell = Cell(cold_tasks, count, min(args.agents), 1)
+            try:
+                cells.append(asyncio.run(run_cell(cell, store, root, args, cold=True)))
+            except Exception as error:
+                print(f"  cold start over {count:,} events FAILED: {error!r}", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

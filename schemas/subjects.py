@@ -55,6 +55,12 @@ def aggregate_events(swarm: str | None, aggregate: str) -> str:
     return f"swarm.evt.{swarm or '*'}.{aggregate}.>"
 
 
+def verb_events(swarm: str, aggregate: str, verb: str) -> str:
+    """One verb's events of every aggregate of a kind in ``swarm``:
+    ``swarm.evt.dev.task.*.claimed``."""
+    return f"swarm.evt.{swarm}.{aggregate}.*.{verb}"
+
+
 def chat(swarm: str, channel: str = "general") -> str:
     return f"swarm.chat.{swarm}.{channel}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gc
 import hashlib
@@ -22,7 +23,7 @@ from schemas.board import Board, tasks_in_full
 from schemas.errors import Unavailable
 from schemas.fold import apply
 from services.bus.connection import NatsOptions
-from services.bus.projection import Projection, position
+from services.bus.projection import CATCH_UP_BATCH, Lazily, Projection, position
 from services.bus.service import Bus, Service
 from services.bus.snapshots import CHUNKED, OBJECT, key_for, object_name, pack, packed_seq, unpack
 
@@ -350,6 +351,101 @@ async def test_a_projection_following_agents_and_swarms_folds_those_and_no_task(
     assert not await agents_only.save_snapshot()
     await agents_only.stop()
     await full.stop()
+
+
+def claim_for(agent: str) -> Any:
+    """``urgent`` of a lazy projection: a claim for ``agent`` (any other followed event too)."""
+
+    def urgent(subject: str, data: bytes) -> bool:
+        if not subject.endswith(".claimed"):
+            return True
+        return msgspec.json.decode(data, type=ev.TaskClaimed).agent == agent
+
+    return urgent
+
+
+async def lazily_replayed(bus: Bus, swarm: str, lazily: Lazily) -> Projection:
+    projection = await replayed(bus, swarm, lazily=lazily)
+    await projection.go_lazy()
+    return projection
+
+
+async def test_a_lazy_projection_folds_the_log_in_order_when_an_urgent_event_arrives(
+    bus: Bus, swarm_id: str
+) -> None:
+    """Kept up on demand (what an executor does with its swarm's log): events not followed
+    (tasks created) and followed ones judged not urgent (a claim for another agent) wait; an
+    urgent one (a claim for its agent) makes it read everything up to it, more than one batch,
+    in log order, to the same board a full fold has."""
+    await seed(bus, swarm_id, 3)
+    lazily = Lazily(
+        triggers=(subjects.verb_events(swarm_id, "task", "claimed"),),
+        urgent=claim_for("a1"),
+        every=3600,  # no catch-up by the clock in this test
+    )
+    lazy = await lazily_replayed(bus, swarm_id, lazily)
+    folded: list[int] = []
+    urgent_folded = asyncio.Event()
+
+    def listener(seq: int, event: ev.Event, board: Board) -> None:
+        folded.append(seq)
+        if isinstance(event, ev.TaskClaimed) and event.agent == "a1":
+            urgent_folded.set()
+
+    lazy.listen(listener)
+    try:
+        now = time.time()
+        appended = []
+        for i in range(CATCH_UP_BATCH + 40):
+            created = ev.TaskCreated(swarm=swarm_id, id=f"n{i}", time=now, title="n")
+            appended.append(await bus.events.append(created, 0))
+        other = ev.TaskClaimed(swarm=swarm_id, id="n0", time=now, agent="a2", attempt=1)
+        appended.append(await bus.events.append(other, appended[0]))
+        mine = ev.TaskClaimed(swarm=swarm_id, id="n1", time=now, agent="a1", attempt=1)
+        appended.append(await bus.events.append(mine, appended[1]))
+        await asyncio.wait_for(urgent_folded.wait(), 15)
+        assert folded == appended  # every event, once, in log order
+        full = await replayed(bus, swarm_id)
+        assert full.seq == lazy.seq == appended[-1]
+        assert full.board == lazy.board
+        assert lazy.catch_ups >= 2  # more than one batch
+        await full.stop()
+    finally:
+        await lazy.stop()
+
+
+async def test_a_lazy_projection_reads_on_for_a_writer_waiting_for_its_own_append(
+    bus: Bus, swarm_id: str
+) -> None:
+    await seed(bus, swarm_id, 1)
+    lazily = Lazily(triggers=(subjects.verb_events(swarm_id, "task", "cancelled"),), every=3600)
+    lazy = await lazily_replayed(bus, swarm_id, lazily)
+    try:
+        seq = await bus.events.append(
+            ev.TaskCreated(swarm=swarm_id, id="mine", time=time.time(), title="mine"), 0
+        )
+        await lazy.wait_for(seq, timeout=10)
+        assert lazy.board.task(swarm_id, "mine") is not None
+    finally:
+        await lazy.stop()
+
+
+async def test_a_lazy_projection_catches_up_by_the_clock_with_nothing_followed_arriving(
+    bus: Bus, swarm_id: str
+) -> None:
+    await seed(bus, swarm_id, 1)
+    lazily = Lazily(triggers=(subjects.verb_events(swarm_id, "task", "cancelled"),), every=0.05)
+    lazy = await lazily_replayed(bus, swarm_id, lazily)
+    arrived = asyncio.Event()
+    lazy.listen(lambda seq, event, board: arrived.set() if event.id == "later" else None)
+    try:
+        await bus.events.append(
+            ev.TaskCreated(swarm=swarm_id, id="later", time=time.time(), title="later"), 0
+        )
+        await asyncio.wait_for(arrived.wait(), 15)
+        assert lazy.board.task(swarm_id, "later") is not None
+    finally:
+        await lazy.stop()
 
 
 async def test_waiting_for_a_sequence_the_log_never_delivers_is_unavailable_in_time(

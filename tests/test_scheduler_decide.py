@@ -19,6 +19,7 @@ from schemas.board import CLAIMABLE, Board
 from schemas.errors import Invalid
 from schemas.fold import apply, deps_done, fold
 from services.scheduler.decide import Config, Decision, OpenTasks, decide
+from services.scheduler.free_agents import FreeAgents, is_candidate
 from services.scheduler.matching import can_take, claim_order
 
 S = "dev"
@@ -591,10 +592,14 @@ def step_event(step: tuple, board: Board, time: float, tasks: int, agents: int) 
 
 
 def run(
-    scenario: tuple, open_tasks: OpenTasks | None = None, **options: Any
+    scenario: tuple,
+    open_tasks: OpenTasks | None = None,
+    free_agents: FreeAgents | None = None,
+    **options: Any,
 ) -> tuple[Board, list[Decision], float, set[str]]:
-    """The scenario's board and what ``decide`` makes of it; given ``open_tasks``, it is kept
-    event by event and ``decide`` looks at those tasks only (``options``: more of ``decide``'s)."""
+    """The scenario's board and what ``decide`` makes of it; given ``open_tasks`` (and
+    ``free_agents``), it is kept event by event and ``decide`` looks at those tasks (and
+    agents) only (``options``: more of ``decide``'s)."""
     agents, tasks, lifecycle, after, seen, busy = scenario
     time = T0
     events: list[ev.Event] = [swarm_created()]
@@ -629,6 +634,8 @@ def run(
         apply(board, event, board.seq + 1)
         if open_tasks is not None:
             open_tasks.track(board, event)
+        if free_agents is not None:
+            free_agents.track(board, event)
     for step in lifecycle:
         time += 0.01
         stepped = step_event(step, board, time, len(tasks), len(agents))
@@ -636,9 +643,13 @@ def run(
             apply(board, stepped, board.seq + 1)
             if open_tasks is not None:
                 open_tasks.track(board, stepped)
+            if free_agents is not None:
+                free_agents.track(board, stepped)
     now = time + after
     presence = {f"{S}.a{a}": now + ago for a, ago in seen.items()}
     in_flight = {f"{S}/{kind}/{'t' if kind == 'task' else 'a'}{i}" for kind, i in busy}
+    if free_agents is not None:
+        options["free_agents"] = free_agents
     decisions = when(
         board, now=now, presence=presence, in_flight=in_flight, open_tasks=open_tasks, **options
     )
@@ -667,8 +678,27 @@ def test_property_a_round_without_the_presence_check_decides_the_same_but_lost_a
         assert partial == full
     else:
         assert partial == [d for d in full if not isinstance(d.event, ev.AgentLost)]
-    # as the scheduler runs it: over the open tasks kept event by event
+    # over the open tasks kept event by event
     assert run(scenario, OpenTasks(), check_presence=False)[1] == partial
+
+
+@settings(max_examples=300, deadline=None)
+@hypothesis_given(scenarios)
+def test_property_a_round_over_the_free_agents_kept_claims_as_one_over_every_agent(
+    scenario: tuple,
+) -> None:
+    """As the scheduler runs its event-driven rounds: over the open tasks and the free agents
+    kept event by event, the full round's decisions less ``agent.lost`` (left to the reconcile
+    rounds), whether or not a task waits; and the agents kept are those the board shows."""
+    board, full, _, _ = run(scenario)
+    free = FreeAgents()
+    indexed = run(scenario, OpenTasks(), free, check_presence=False)[1]
+    assert indexed == [d for d in full if not isinstance(d.event, ev.AgentLost)]
+    assert free.groups == FreeAgents.of_board(board).groups
+    kept = {a for ids in free.groups.get(S, {}).values() for a in ids}
+    assert kept == {a.id for a in board.swarms[S].agents.values() if is_candidate(a)}
+    # the full rounds (reconcile) are unchanged by the index
+    assert run(scenario, OpenTasks(), FreeAgents())[1] == full
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.board import AgentView, TaskView
-from services.scheduler.matching import best_agent, claim_order, match
+from services.scheduler.matching import best_agent, claim_order, match, match_groups
 
 S = "dev"
 words = st.sampled_from(["ui", "UI", " api", "db", "docs"])
@@ -70,3 +70,51 @@ def test_a_thousand_agents_with_one_skill_list_give_the_task_the_lowest_id() -> 
     agents = [agent(i, ["bench"]) for i in reversed(range(1000))]
     pairs = match([task(1, ["bench"], "medium", 0.0), task(2, [], "high", 1.0)], agents)
     assert [(t.id, a.id) for t, a in pairs] == [("t2", "a000"), ("t1", "a001")]
+
+
+def grouped(agents: list[AgentView]) -> dict[tuple[str, ...], list[str]]:
+    """The agents as ``FreeAgents`` keeps them: per skill list, sorted ids."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for each in agents:
+        groups.setdefault(tuple(each.skills), []).append(each.id)
+    return {skills: sorted(ids) for skills, ids in groups.items()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.lists(words, max_size=3), st.booleans()), max_size=30),
+    st.lists(
+        st.tuples(
+            st.lists(words, max_size=2),
+            st.sampled_from(["critical", "high", "medium", "low"]),
+            st.floats(0, 100),
+        ),
+        max_size=12,
+    ),
+)
+def test_matching_over_kept_groups_pairs_as_matching_over_the_usable_agents(
+    agent_specs: list[tuple[list[str], bool]], specs: list[tuple[list[str], str, float]]
+) -> None:
+    """``match_groups`` asks about agents one at a time (some unusable: presence lapsed, an
+    append in flight) and pairs as ``match`` over the usable ones."""
+    agents = [agent(i, skills) for i, (skills, _) in enumerate(agent_specs)]
+    usable = {a.id: a for a, (_, ok) in zip(agents, agent_specs, strict=True) if ok}
+    tasks = sorted(
+        (task(i, *spec) for i, spec in enumerate(specs)), key=lambda t: claim_order(t, 0.0, 0.0)
+    )
+    got = [(t.id, a.id) for t, a in match_groups(tasks, grouped(agents), usable.get)]
+    assert got == [(t.id, a.id) for t, a in match(tasks, list(usable.values()))]
+
+
+def test_matching_over_kept_groups_asks_only_about_the_agents_it_passes_over_or_takes() -> None:
+    agents = [agent(i, ["bench"]) for i in range(1000)] + [agent(1000, ["docs"])]
+    asked: list[str] = []
+    unusable = {"a000", "a001"}  # e.g. presence lapsed
+
+    def usable(agent_id: str) -> AgentView | None:
+        asked.append(agent_id)
+        return None if agent_id in unusable else agents[int(agent_id[1:])]
+
+    pairs = match_groups([task(1, ["bench"], "medium", 0.0)], grouped(agents), usable)
+    assert [(t.id, a.id) for t, a in pairs] == [("t1", "a002")]
+    assert asked == ["a000", "a001", "a002"]  # not the other 998, nor the docs agent

@@ -10,6 +10,15 @@ a superset; one that does not follow tasks reads it without the tasks, most of a
 and never saves one (its board is not the scope's whole fold). With 16 executor
 processes, each folding every task event twice (its placement's fold and its swarm's), one task
 woke 32 folds on a 2-core machine; placement's fold now sees agent and swarm events only.
+
+A projection may also be kept up to date *on demand* (``Lazily``): it replays as any other,
+then follows only the events that need an answer at once (``triggers``, a few subject filters,
+each event judged by ``urgent``) and reads the rest of the log in order, in batches (direct gets,
+no consumer), when one of those arrives, when a writer waits for its own append (``wait_for``),
+and every ``every`` seconds. The fold is the same board in the same order; only when it is folded
+changes. Why (issue 15): with 16 executor processes, each one folding every event of its swarm
+as it was stored, every ``task.created`` woke 16 processes on a 2-core machine at the moment the
+scheduler needed a core to claim it.
 """
 
 from __future__ import annotations
@@ -17,12 +26,17 @@ from __future__ import annotations
 import asyncio
 import copy
 import heapq
+import json
+import random
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import msgspec
 import nats.js.errors
 import structlog
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 
 from schemas import events as ev
@@ -38,6 +52,23 @@ log = structlog.get_logger("bus.projection")
 STALL_CHECK = 5.0  # seconds between the watchdog's looks at the fold's consumer
 
 Listener = Callable[[int, ev.Event, Board], Awaitable[None] | None]
+
+CATCH_UP_BATCH = 256  # events per direct-get batch
+CATCH_UP_TIMEOUT = 5.0  # seconds for one batch to arrive
+CATCH_UP_RETRY = 0.02  # seconds before reading again for an event not there yet (a replica behind)
+
+
+@dataclass(frozen=True)
+class Lazily:
+    """How a projection kept up to date on demand follows the log (module doc).
+
+    ``triggers``: subject filters of the events to follow as they are stored; ``urgent(subject,
+    data)``: whether such an event makes the fold catch up now (default: all do); ``every``:
+    seconds between catch-ups when nothing asks for one."""
+
+    triggers: tuple[str, ...]
+    urgent: Callable[[str, bytes], bool] | None = None
+    every: float = 2.0
 
 
 def position(msg: Msg) -> tuple[int, int]:
@@ -69,12 +100,16 @@ class Projection:
         snapshot_every: int = 0,
         stall_check: float = STALL_CHECK,
         follows: tuple[str, ...] | None = None,
+        lazily: Lazily | None = None,
     ) -> None:
         """``swarm``: fold one swarm's events only (default: all swarms).
         ``snapshots`` + ``snapshot_every``: start from a snapshot, and save one every N events.
         ``stall_check``: seconds between looks at the consumer behind the fold (``_watch``).
         ``follows``: fold only these aggregates' events (default: every event); such a
-        projection saves no snapshot."""
+        projection saves no snapshot. ``lazily``: once replayed, keep up on demand (``Lazily``);
+        not with ``follows``."""
+        if lazily is not None and follows:
+            raise ValueError("a projection follows some aggregates or is lazy, not both")
         self._js = js
         self.scope = swarm or "all"
         self.filter = subjects.swarm_events(swarm) if swarm else subjects.EVENTS_ALL
@@ -96,6 +131,12 @@ class Projection:
         self.resubscribed = 0  # times the watchdog had to subscribe again
         self.started_from = 0  # the snapshot sequence replay started after
         self.undecodable = 0
+        self.lazily = lazily
+        self._lazy_live = False  # replayed: following the triggers, reading the rest on demand
+        self._catch_up_wanted = asyncio.Event()
+        self._wanted_seq = 0  # a sequence someone waits for (a trigger, a waiter)
+        self._catcher: asyncio.Task[None] | None = None
+        self.catch_ups = 0  # batches read on demand
 
     @property
     def seq(self) -> int:
@@ -129,19 +170,23 @@ class Projection:
         log.debug("projection.started", scope=self.scope, from_seq=self.board.seq)
 
     async def _subscribe(self) -> JetStreamContext.PushSubscription:
-        """An ordered consumer from the fold's position on."""
+        """An ordered consumer from the fold's position on (lazy, once replayed: of the
+        triggers only)."""
         config = api.ConsumerConfig(
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=self.board.seq + 1,
         )
         if self.board.seq == 0:
             config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
-        if self.filters:
-            config.filter_subjects = list(self.filters)
+        filters = self.filters
+        if self._lazy_live and self.lazily is not None:
+            filters = list(self.lazily.triggers)
+        if filters:
+            config.filter_subjects = list(filters)
         sub = await self._js.subscribe(
-            self.filters[0] if self.filters else self.filter,
+            filters[0] if filters else self.filter,
             stream=subjects.EVENTS_STREAM,
-            cb=self._on_msg,
+            cb=self._on_trigger if self._lazy_live else self._on_msg,
             ordered_consumer=True,
             config=config,
             pending_msgs_limit=1 << 20,
@@ -188,6 +233,9 @@ class Projection:
         self._sub = await self._subscribe()
 
     async def stop(self) -> None:
+        if self._catcher is not None:
+            self._catcher.cancel()
+            self._catcher = None
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -205,6 +253,8 @@ class Projection:
         """Return once the fold includes log position ``seq`` (``Unavailable`` after timeout)."""
         if self.board.seq >= seq:
             return
+        if self._lazy_live:
+            self.catch_up(seq)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._waiter_count += 1
@@ -228,12 +278,20 @@ class Projection:
         seq, num_pending = position(msg)
         if seq <= self.board.seq:
             return  # already in the snapshot
+        await self._fold(seq, msg.subject, msg.data)
+        if not self._ready.is_set() and (num_pending == 0 or seq >= self._catch_up_to > 0):
+            self._ready.set()
+            log.info("projection.caught_up", scope=self.scope, seq=seq)
+
+    async def _fold(self, seq: int, subject: str, data: bytes) -> None:
+        """Fold the event stored at ``seq``, tell the listeners, wake the waiters it satisfies,
+        save a snapshot when one is due."""
         try:
-            event = ev.decode(msg.data)
+            event = ev.decode(data)
         except msgspec.DecodeError as error:
             self.undecodable += 1
             self.board.seq = seq
-            log.error("projection.undecodable", seq=seq, subject=msg.subject, error=str(error))
+            log.error("projection.undecodable", seq=seq, subject=subject, error=str(error))
             event = None
         if event is not None:
             apply(self.board, event, seq)
@@ -244,9 +302,6 @@ class Projection:
                         await result
                 except Exception:
                     log.exception("projection.listener_failed", seq=seq, type=event.type)
-        if not self._ready.is_set() and (num_pending == 0 or seq >= self._catch_up_to > 0):
-            self._ready.set()
-            log.info("projection.caught_up", scope=self.scope, seq=seq)
         waiters = self._waiters
         while waiters and waiters[0][0] <= seq:
             _, _, future = heapq.heappop(waiters)
@@ -257,6 +312,108 @@ class Projection:
             if self._since_snapshot >= self._snapshot_every and self._ready.is_set():
                 self._since_snapshot = 0
                 await self.save_snapshot()
+
+    # --- kept up to date on demand (``Lazily``) ---------------------------------------------
+
+    async def go_lazy(self) -> None:
+        """Once replayed: follow the triggers only, and read the rest on demand (a projection
+        made without ``lazily`` goes on as it was)."""
+        if self.lazily is None or self._lazy_live:
+            return
+        if self._watchdog is not None:  # it would subscribe again meanwhile
+            self._watchdog.cancel()
+        old, self._sub = self._sub, None
+        self._lazy_live = True
+        if old is not None:
+            try:
+                await old.unsubscribe()  # what it delivered and we did not fold is read below
+            except Exception:
+                pass
+        try:
+            await self._read_on()  # to the end of the log, then the triggers from there
+            self._sub = await self._subscribe()
+        except Exception as error:  # NATS away: the watchdog subscribes, the catcher reads
+            log.warning("projection.lazy_start_failed", scope=self.scope, error=str(error))
+            self.catch_up()
+        self._watchdog = asyncio.create_task(self._watch(), name=f"projection-watch-{self.scope}")
+        self._catcher = asyncio.create_task(self._catch_ups(), name=f"projection-{self.scope}")
+
+    def catch_up(self, seq: int = 0) -> None:
+        """Read the log on now (at least up to ``seq``, when given: an event known stored)."""
+        if seq > self._wanted_seq:
+            self._wanted_seq = seq
+        self._catch_up_wanted.set()
+
+    async def _on_trigger(self, msg: Msg) -> None:
+        seq, _ = position(msg)
+        if seq <= self.board.seq or self.lazily is None:
+            return
+        urgent = self.lazily.urgent
+        if urgent is None or urgent(msg.subject, msg.data):
+            self.catch_up(seq)
+
+    async def _catch_ups(self) -> None:
+        """One reader at a time: on demand, and every ``every`` seconds."""
+        assert self.lazily is not None
+        every = self.lazily.every
+        while True:
+            try:  # jittered: processes started together do not all read at the same moment
+                await asyncio.wait_for(
+                    self._catch_up_wanted.wait(), every * random.uniform(0.5, 1.5)
+                )
+            except TimeoutError:
+                pass
+            self._catch_up_wanted.clear()
+            try:
+                await self._read_on()
+            except Exception as error:  # NATS away or slow: the next round reads again
+                log.debug("projection.catch_up_failed", scope=self.scope, error=str(error))
+                await asyncio.sleep(CATCH_UP_RETRY)
+                self._catch_up_wanted.set()
+                continue
+            if self._wanted_seq > self.board.seq:  # stored, not readable here yet (a replica)
+                await asyncio.sleep(CATCH_UP_RETRY)
+                self._catch_up_wanted.set()
+
+    async def _read_on(self) -> None:
+        """Fold everything stored after the fold's position, in order: batches of direct gets
+        (``$JS.API.DIRECT.GET``, ``batch`` with ``next_by_subj``: no consumer to make or lose)
+        until the server says nothing matching is left."""
+        nc = self._js._nc
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        api_subject = f"$JS.API.DIRECT.GET.{subjects.EVENTS_STREAM}"
+        try:
+            while True:
+                request = {"seq": self.board.seq + 1, "next_by_subj": self.filter}
+                request["batch"] = CATCH_UP_BATCH
+                await nc.publish(api_subject, json.dumps(request).encode(), reply=inbox)
+                self.catch_ups += 1
+                left = await self._read_batch(sub)
+                if not left:
+                    return
+        finally:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # gone with the connection
+                pass
+
+    async def _read_batch(self, sub: Subscription) -> int:
+        """Fold one batch's events; how many matching events the server says are left."""
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT
+        while True:
+            msg = await sub.next_msg(max(0.01, deadline - time.monotonic()))
+            headers = msg.headers or {}
+            status = headers.get("Status")
+            if status == "204":  # end of the batch
+                return int(headers.get("Nats-Num-Pending", "0"))
+            if status == "404":  # nothing stored after our position
+                return 0
+            if status is not None:
+                raise Unavailable(f"direct get answered {status} {headers.get('Description')}")
+            seq = int(headers["Nats-Sequence"])
+            if seq > self.board.seq:
+                await self._fold(seq, headers.get("Nats-Subject", ""), msg.data)
 
     async def save_snapshot(self) -> bool:
         if self._snapshots is None or self.board.seq == 0 or self.filters:

@@ -42,7 +42,7 @@ from schemas.errors import SwarmError
 from services.bus import logs
 from services.bus.connection import NatsOptions, connect
 from services.bus.eventlog import EventLog
-from services.bus.projection import Projection
+from services.bus.projection import Lazily, Projection
 from services.bus.snapshots import Snapshots
 from services.bus.streams import Layout, provision
 
@@ -93,6 +93,7 @@ class Bus:
         swarm: str | None = None,
         snapshot_every: int = 0,
         follows: tuple[str, ...] | None = None,
+        lazily: Lazily | None = None,
     ) -> Projection:
         return Projection(
             self.js,
@@ -100,6 +101,7 @@ class Bus:
             snapshots=self.snapshots,
             snapshot_every=snapshot_every,
             follows=follows,
+            lazily=lazily,
         )
 
     async def close(self) -> None:
@@ -228,6 +230,11 @@ class Service:
         """Extra facts for the readiness heartbeat."""
         return {}
 
+    def lazily(self) -> Lazily | None:
+        """How the fold keeps up once replayed: None, every event as it is stored; else on
+        demand (``projection.Lazily``)."""
+        return None
+
     # --- running ----------------------------------------------------------------------------
 
     def spawn(self, coro: Coroutine[object, object, None], name: str) -> asyncio.Task[None]:
@@ -290,7 +297,10 @@ class Service:
         await self.bus.provision()
         if self.folds:
             self.projection = self.bus.projection(
-                swarm=self.swarm_filter, snapshot_every=self.snapshot_every, follows=self.follows
+                swarm=self.swarm_filter,
+                snapshot_every=self.snapshot_every,
+                follows=self.follows,
+                lazily=self.lazily(),
             )
         await self.on_start()
         self.spawn(self._heartbeat(), "heartbeat")
@@ -301,6 +311,7 @@ class Service:
             try:
                 await self.projection.start()
                 await self.projection.wait_ready()
+                await self.projection.go_lazy()
             finally:
                 if paused:
                     gc.collect()

@@ -49,4 +49,5 @@ class Ledger:
         while self.board.version(self.swarm, aggregate, aggregate_id) == seen:
             if time.monotonic() > deadline:
                 return
+            self.projection.catch_up()  # a fold kept up on demand: read on (``Lazily``)
             await asyncio.sleep(0.02)

@@ -26,11 +26,15 @@ import os
 import time
 from collections.abc import Mapping
 
+import msgspec
+
 from schemas import events as ev
+from schemas import subjects
 from schemas.board import Board
 from schemas.errors import Invalid
 from services.bus.connection import NatsOptions
 from services.bus.logs import known_secrets
+from services.bus.projection import Lazily
 from services.bus.service import Service
 from services.executor import config as executor_config
 from services.executor import decisions, readiness, runs, sandboxes
@@ -41,6 +45,16 @@ from services.executor.ledger import Ledger
 from services.executor.serving import Serving
 
 __all__ = ["ActiveRun", "Executor", "HostedAgent"]
+
+CATCH_UP_EVERY = 2.0  # seconds: the longest the fold lags the log with nothing asking (lazily)
+# task events followed as they are stored (the claims: only those of agents hosted here count)
+TRIGGER_VERBS = ("claimed", "cancelled", "requeued", "failed", "updated", "deleted")
+
+
+class _ClaimFor(msgspec.Struct):
+    """The one field of a ``task.claimed`` that says whether it is for an agent hosted here."""
+
+    agent: str = ""
 
 
 class Executor(Service):
@@ -93,6 +107,35 @@ class Executor(Service):
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Executor:
         return cls(executor_config.load(args), nats=NatsOptions.from_env(args.nats_url))
+
+    def lazily(self) -> Lazily:
+        """The fold of its swarm, kept up to date on demand (issue 15): what needs an answer
+        at once is followed as it is stored — agents, projects, the swarm, a claim for an agent
+        hosted here, any task's cancel, requeue, failure, edit or deletion (rare; one may stop a
+        run here); the rest (the tasks other executors' agents run: most of the log) is read in
+        order, in batches, when one of those arrives, when this executor waits for its own
+        append, and every ``CATCH_UP_EVERY`` seconds."""
+        swarm = self.swarm
+        return Lazily(
+            triggers=(
+                subjects.aggregate_events(swarm, "swarm"),
+                subjects.aggregate_events(swarm, "agent"),
+                subjects.aggregate_events(swarm, "project"),
+                *(subjects.verb_events(swarm, "task", verb) for verb in TRIGGER_VERBS),
+            ),
+            urgent=self._urgent,
+            every=CATCH_UP_EVERY,
+        )
+
+    def _urgent(self, subject: str, data: bytes) -> bool:
+        """Whether a followed event needs the fold now (``lazily``)."""
+        if not subject.endswith(".claimed"):  # agents, projects, the swarm, a task stopped
+            return True
+        try:
+            agent = msgspec.json.decode(data, type=_ClaimFor).agent
+        except msgspec.DecodeError:
+            return True  # the fold says what it is
+        return agent in self.hosted
 
     def detail(self) -> dict[str, object]:
         return {

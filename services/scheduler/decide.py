@@ -47,7 +47,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from schemas import events as ev
@@ -59,7 +59,8 @@ from schemas.errors import Invalid
 from schemas.fold import deps_done
 from schemas.graph import on_cycles
 from schemas.landing import dependency_landing, landing, needs_resolver, resolve_task_id
-from services.scheduler.matching import claim_order, match, match_in_order
+from services.scheduler.free_agents import FreeAgents, is_candidate
+from services.scheduler.matching import claim_order, match, match_groups, match_in_order
 from services.scheduler.resolving import resolve_spec
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -274,6 +275,7 @@ def decide(
     open_tasks: OpenTasks | None = None,
     check_cycles: bool = True,
     check_presence: bool = True,
+    free_agents: FreeAgents | None = None,
 ) -> list[Decision]:
     """Everything the scheduler should append now.
 
@@ -288,6 +290,9 @@ def decide(
     round after a task finished, with none waiting, looks at no agent: with 1,000 agents that
     was most of the scheduler's work per task); lost agents are then found on the rounds that
     check (the scheduler's reconcile rounds, a fraction of the lease apart).
+    ``free_agents``: kept in step with ``board``; with it, a round without the presence check
+    that may claim looks only at the agents it passes over or takes (``matching.match_groups``)
+    instead of every agent, and leaves lost agents to the rounds that check (the same claims).
     """
     config = config or Config()
     presence = presence or {}
@@ -315,6 +320,7 @@ def decide(
             check_cycles,
             waiting,
             check_presence,
+            None if free_agents is None else free_agents.groups.get(name, {}),
         )
     return decisions
 
@@ -330,14 +336,19 @@ def _decide_swarm(
     check_cycles: bool = True,
     waiting: Mapping[ev.Priority, list[QueueEntry]] | None = None,
     check_presence: bool = True,
+    groups: Mapping[tuple[str, ...], list[str]] | None = None,
 ) -> list[Decision]:
     """``tasks``: the tasks to look at, in the board's order. ``waiting``: more tasks, that
-    ``waits_plainly``, kept apart by ``OpenTasks`` (None: they are among ``tasks``)."""
+    ``waits_plainly``, kept apart by ``OpenTasks`` (None: they are among ``tasks``).
+    ``groups``: the swarm's candidate agents by skill list (``FreeAgents``), or None."""
     out: list[Decision] = []
     planner = _Planner(board, swarm, now, config, in_flight)
     tasks = list(tasks)
+    indexed = False  # free agents from ``groups``, asked one by one (no agent scan)
     if not check_presence:  # the agents matter only to a task waiting to be claimed
-        check_presence = _claim_possible(planner, tasks, waiting)
+        claim_possible = _claim_possible(planner, tasks, waiting)
+        indexed = claim_possible and groups is not None
+        check_presence = claim_possible and not indexed
     cycles: dict[str, list[str]] = {}
     if check_cycles:
         blocked = [t.id for t in tasks if t.status == "blocked"]
@@ -375,7 +386,7 @@ def _decide_swarm(
             elif task.triggers and status != "cancelled" and landed_or_failed(swarm, task):
                 out += planner.follow_ups(task)
             continue
-        if not free and not task.depends and status == "pending":
+        if not free and not indexed and not task.depends and status == "pending":
             continue  # no dependency to watch and no agent to take it: nothing to decide
         if planner.busy("task", task.id):
             continue
@@ -397,7 +408,18 @@ def _decide_swarm(
             out.append(decision)
 
     aging = config.priority_aging
-    if waiting is None:
+    if indexed and groups:
+        queue: Iterable[TaskView]
+        if waiting is None:
+            queue = sorted(
+                within_budget(swarm, claimable), key=lambda task: claim_order(task, now, aging)
+            )
+        else:
+            queue = _claim_queue(planner, within_budget(swarm, claimable), waiting, aging)
+        pairs = match_groups(queue, groups, _usable(planner, presence, lease))
+    elif indexed:
+        pairs = []
+    elif waiting is None:
         pairs = match(within_budget(swarm, claimable), free, now, aging)
     elif not free:
         pairs = []
@@ -407,6 +429,27 @@ def _decide_swarm(
     for task, agent in pairs:
         out.append(planner.claim(task, agent))
     return out
+
+
+def _usable(
+    planner: _Planner, presence: Mapping[str, float], lease: float
+) -> Callable[[str], AgentView | None]:
+    """Of a candidate agent's id (``FreeAgents``): the agent if a claim may go to it now (still
+    a candidate, no append for it in flight, heard within the lease), else None."""
+    agents, now = planner.swarm.agents, planner.now
+    prefix = subjects.presence_key(planner.swarm.id, "")
+
+    def usable(agent_id: str) -> AgentView | None:
+        agent = agents.get(agent_id)
+        if agent is None or not is_candidate(agent) or planner.busy("agent", agent_id):
+            return None
+        seen = max(agent.registered_at, agent.updated_at)
+        heard = presence.get(prefix + agent_id)
+        if heard is not None and heard > seen:
+            seen = heard
+        return agent if now - seen <= lease else None
+
+    return usable
 
 
 def _claim_possible(

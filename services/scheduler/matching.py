@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from schemas.board import PRIORITY_RANK, AgentView, TaskView
 from schemas.eligibility import can_take, shared_tags
@@ -30,6 +30,7 @@ __all__ = [
     "can_take",
     "claim_order",
     "match",
+    "match_groups",
     "match_in_order",
     "shared_tags",
     "starving_after",
@@ -134,3 +135,68 @@ def match_in_order(
             pairs.append((task, heapq.heappop(chosen)[1]))
             left -= 1
     return pairs
+
+
+def match_groups(
+    tasks: Iterable[TaskView],
+    groups: Mapping[tuple[str, ...], Sequence[str]],
+    usable: Callable[[str], AgentView | None],
+) -> list[tuple[TaskView, AgentView]]:
+    """``match_in_order`` over agents already grouped by skill list (each group's ids sorted:
+    ``free_agents.FreeAgents``), where ``usable(id)`` gives the agent if it is free now (None:
+    passed over, e.g. its presence lapsed or an append for it is in flight). Only the agents a
+    task passes over or takes are asked about; the same pairs as ``match_in_order`` over the
+    usable agents."""
+    pairs: list[tuple[TaskView, AgentView]] = []
+    queue = iter(tasks)
+    first = next(queue, None)
+    if first is None or not groups:
+        return pairs
+    cursors = [_Cursor(_words(list(skills)), ids) for skills, ids in groups.items()]
+    for task in itertools.chain((first,), queue):
+        tags = _words(task.tags)
+        best: tuple[int, str] | None = None
+        chosen: _Cursor | None = None
+        for cursor in cursors:
+            shared = len(tags & cursor.words)
+            if tags and not shared:
+                continue
+            agent = cursor.lowest(usable)
+            if agent is None:
+                continue
+            rank = (-shared, agent.id)
+            if best is None or rank < best:
+                best, chosen = rank, cursor
+        if chosen is not None:
+            pairs.append((task, chosen.take()))
+        elif all(cursor.spent for cursor in cursors):
+            break  # every agent taken or passed over
+    return pairs
+
+
+class _Cursor:
+    """One skill list's sorted ids, read from the lowest not yet taken or passed over."""
+
+    def __init__(self, words: frozenset[str], ids: Sequence[str]) -> None:
+        self.words = words
+        self.ids = ids
+        self.at = 0
+        self.agent: AgentView | None = None  # the usable agent at ``at``, once asked
+
+    @property
+    def spent(self) -> bool:
+        return self.at >= len(self.ids)
+
+    def lowest(self, usable: Callable[[str], AgentView | None]) -> AgentView | None:
+        while self.agent is None and self.at < len(self.ids):
+            self.agent = usable(self.ids[self.at])
+            if self.agent is None:
+                self.at += 1
+        return self.agent
+
+    def take(self) -> AgentView:
+        agent = self.agent
+        assert agent is not None
+        self.agent = None
+        self.at += 1
+        return agent

@@ -31,6 +31,7 @@ from services.bus.leases import LeaderLease
 from services.bus.presence import PresenceWatch
 from services.bus.service import Service
 from services.scheduler.decide import Config, Decision, OpenTasks, decide
+from services.scheduler.free_agents import FreeAgents
 
 # events that can change what the scheduler would decide
 _RELEVANT = (ev.TaskEvent, ev.AgentEvent, ev.SwarmEvent)
@@ -85,6 +86,7 @@ class Scheduler(Service):
         self._in_flight: dict[str, tuple[str, int]] = {}
         self._appends: set[asyncio.Task[None]] = set()
         self._open = OpenTasks()  # the tasks decide looks at, kept in step with the fold
+        self._free = FreeAgents()  # the agents a claim may go to, likewise (once replayed)
 
     @property
     def lease_key(self) -> str:
@@ -115,6 +117,7 @@ class Scheduler(Service):
         assert self.bus is not None and self.projection is not None
         # the replay may have begun from a snapshot: build it whole; ``_on_event`` keeps it
         self._open = OpenTasks.of_board(self.projection.board)
+        self._free = FreeAgents.of_board(self.projection.board)
         self.presence = PresenceWatch(
             self.bus.nc,
             swarm=self.swarm_filter,
@@ -146,6 +149,7 @@ class Scheduler(Service):
         self._open.track(board, event)
         if self.projection is None or not self.projection.ready:
             return  # replaying: everything is decided once caught up
+        self._free.track(board, event)
         if not isinstance(event, _RELEVANT):
             return
         self._dirty.add(event.swarm)
@@ -222,6 +226,7 @@ class Scheduler(Service):
             in_flight=self._in_flight,
             swarms=swarms,
             open_tasks=self._open,
+            free_agents=self._free,
             check_cycles=swarms is None,  # on the reconcile rounds: cycles are rare
             check_presence=swarms is None,  # likewise lost agents (tasks waiting: always)
         )
