@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
+import nats.errors
 import nats.js.errors
 import structlog
 from nats.aio.msg import Msg
@@ -366,6 +367,8 @@ class Projection:
             self._catch_up_wanted.clear()
             try:
                 await self._read_on()
+            except nats.errors.ConnectionClosedError:  # closed for good: nothing more to read
+                return
             except Exception as error:  # NATS away or slow: the next round reads again
                 log.debug("projection.catch_up_failed", scope=self.scope, error=str(error))
                 await asyncio.sleep(CATCH_UP_RETRY)
