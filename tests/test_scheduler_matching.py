@@ -42,17 +42,20 @@ def one_by_one(tasks: list[TaskView], agents: list[AgentView]) -> list[tuple[str
     return pairs
 
 
+task_specs = st.lists(  # (tags, priority, age) of each task
+    st.tuples(
+        st.lists(words, max_size=2),
+        st.sampled_from(["critical", "high", "medium", "low"]),
+        st.floats(0, 100),
+    ),
+    max_size=12,
+)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.lists(words, max_size=3), max_size=30),
-    st.lists(
-        st.tuples(
-            st.lists(words, max_size=2),
-            st.sampled_from(["critical", "high", "medium", "low"]),
-            st.floats(0, 100),
-        ),
-        max_size=12,
-    ),
+    task_specs,
     st.randoms(use_true_random=False),
 )
 def test_grouped_matching_pairs_each_task_with_its_best_agent_left(
@@ -83,14 +86,7 @@ def grouped(agents: list[AgentView]) -> dict[tuple[str, ...], list[str]]:
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.tuples(st.lists(words, max_size=3), st.booleans()), max_size=30),
-    st.lists(
-        st.tuples(
-            st.lists(words, max_size=2),
-            st.sampled_from(["critical", "high", "medium", "low"]),
-            st.floats(0, 100),
-        ),
-        max_size=12,
-    ),
+    task_specs,
 )
 def test_matching_over_kept_groups_pairs_as_matching_over_the_usable_agents(
     agent_specs: list[tuple[list[str], bool]], specs: list[tuple[list[str], str, float]]
