@@ -414,6 +414,49 @@ async def test_a_lazy_projection_folds_the_log_in_order_when_an_urgent_event_arr
         await lazy.stop()
 
 
+async def test_a_projection_switching_between_live_and_on_demand_folds_every_event_once(
+    bus: Bus, swarm_id: str
+) -> None:
+    """What an executor does as agents come and go (``Lazily.wanted``, ``reconsider``): events
+    appended while the fold goes from live to on demand and back, again and again, are each
+    folded once, in log order, to the board a full fold has."""
+    await seed(bus, swarm_id, 1)
+    wanted = [False]
+    lazily = Lazily(
+        triggers=(subjects.verb_events(swarm_id, "task", "cancelled"),),
+        every=0.05,
+        wanted=lambda: wanted[0],
+    )
+    projection = await replayed(bus, swarm_id, lazily=lazily)
+    await projection.reconsider()
+    assert not projection.on_demand  # not wanted: it stays live
+    folded: list[int] = []
+    projection.listen(lambda seq, event, board: folded.append(seq))
+    appended: list[int] = []
+
+    async def append(count: int) -> None:
+        for _ in range(count):
+            task = uuid.uuid4().hex[:8]
+            created = ev.TaskCreated(swarm=swarm_id, id=task, time=time.time(), title=task)
+            appended.append(await bus.events.append(created, 0))
+
+    try:
+        modes = []
+        for round_ in range(6):
+            wanted[0] = round_ % 2 == 0
+            await asyncio.gather(append(40), projection.reconsider())
+            modes.append(projection.on_demand)
+        await projection.wait_for(appended[-1], timeout=15)
+        assert modes == [True, False] * 3
+        assert projection.switches == 6
+        assert folded == appended  # every event, once, in log order
+        full = await replayed(bus, swarm_id)
+        assert full.board == projection.board
+        await full.stop()
+    finally:
+        await projection.stop()
+
+
 async def test_a_lazy_projection_reads_on_for_a_writer_waiting_for_its_own_append(
     bus: Bus, swarm_id: str
 ) -> None:

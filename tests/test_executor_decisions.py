@@ -194,6 +194,21 @@ def test_agents_hosted_here_are_found_after_a_restart() -> None:
     assert [a.id for a in decisions.hosted_here(board, S, "ex1")] == ["a-agent", "b-agent"]
 
 
+def test_an_executor_folds_on_demand_only_while_it_hosts_a_small_share_of_the_swarm() -> None:
+    def board(here: int, elsewhere: int) -> Board:
+        agents = [agent(f"h{i}", "ex1") for i in range(here)]
+        agents += [agent(f"o{i}", f"ex{2 + i % 3}") for i in range(elsewhere)]
+        return log(swarm(), *agents)
+
+    assert not decisions.folds_on_demand(log(swarm()), S, "ex1")  # no agents yet: live
+    assert not decisions.folds_on_demand(log(), S, "ex1")  # no swarm yet
+    assert not decisions.folds_on_demand(board(4, 4), S, "ex1")  # 2 executors x 4 agents
+    assert not decisions.folds_on_demand(board(1, 3), S, "ex1")  # a quarter: live
+    assert decisions.folds_on_demand(board(1, 4), S, "ex1")  # a fifth
+    assert decisions.folds_on_demand(board(62, 938), S, "ex1")  # 1 of 16 executors
+    assert decisions.folds_on_demand(board(0, 5), S, "ex1")  # hosting none (yet)
+
+
 # --- an attempt's start, session and end --------------------------------------------------------
 
 SESSION = "5a386642-da6c-427f-8703-01e365db8290"

@@ -331,6 +331,36 @@ async def test_an_executor_hosting_many_agents_registers_them_all_under_one_pres
         assert task.status == "completed"
 
 
+async def test_an_executor_folds_on_demand_while_it_hosts_few_of_the_swarms_agents(
+    bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
+) -> None:
+    """Hosting all its swarm's agents, the executor folds every event as it is stored; with
+    four more agents on another executor (its one is a fifth) it folds on demand, and still
+    runs its agent's claim at once; when they leave it folds live again (issue 15)."""
+    executor = await start_executor()
+    assert executor.projection is not None
+    await until(lambda: executor.projection.switches == 0 and not executor.projection.on_demand)
+    others = [f"other-{i}" for i in range(4)]
+    for agent_id in others:
+        registered = ev.AgentRegistered(
+            swarm=swarm_id, id=agent_id, time=time.time(), name=agent_id, executor="ex-other"
+        )
+        await bus.events.append(registered, expected_seq=0)
+    await until(lambda: executor.projection.on_demand, what="folding on demand")
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo on demand")
+    task = await finished(watch, swarm_id, task_id)
+    assert task.status == "completed" and task.agent == "qa-agent"
+    assert executor.projection.board.task(swarm_id, task_id) is not None
+    for agent_id in others:
+        version = watch.board.version(swarm_id, "agent", agent_id)
+        gone = ev.AgentDeregistered(swarm=swarm_id, id=agent_id, time=time.time())
+        await bus.events.append(gone, expected_seq=version)
+    await until(lambda: not executor.projection.on_demand, what="folding live again")
+    assert executor.projection.switches == 2
+    task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo live")
+    assert (await finished(watch, swarm_id, task_id)).status == "completed"
+
+
 async def _last_seq(bus: Bus) -> int:
     info = await bus.js.stream_info(subjects.EVENTS_STREAM)
     return info.state.last_seq

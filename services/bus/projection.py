@@ -18,7 +18,10 @@ no consumer), when one of those arrives, when a writer waits for its own append 
 and every ``every`` seconds. The fold is the same board in the same order; only when it is folded
 changes. Why (issue 15): with 16 executor processes, each one folding every event of its swarm
 as it was stored, every ``task.created`` woke 16 processes on a 2-core machine at the moment the
-scheduler needed a core to claim it.
+scheduler needed a core to claim it. Whether to fold on demand may change while it runs
+(``Lazily.wanted``, asked again at each ``reconsider``): a catch-up round costs more than
+folding its few events as they come, so a process that needs most events at once (an executor
+hosting many of its swarm's agents) is better off live.
 """
 
 from __future__ import annotations
@@ -65,11 +68,13 @@ class Lazily:
 
     ``triggers``: subject filters of the events to follow as they are stored; ``urgent(subject,
     data)``: whether such an event makes the fold catch up now (default: all do); ``every``:
-    seconds between catch-ups when nothing asks for one."""
+    seconds between catch-ups when nothing asks for one; ``wanted()``: whether to fold on demand
+    at all just now (default: always), asked once replayed and at each ``reconsider``."""
 
     triggers: tuple[str, ...]
     urgent: Callable[[str, bytes], bool] | None = None
     every: float = 2.0
+    wanted: Callable[[], bool] | None = None
 
 
 def position(msg: Msg) -> tuple[int, int]:
@@ -137,7 +142,9 @@ class Projection:
         self._catch_up_wanted = asyncio.Event()
         self._wanted_seq = 0  # a sequence someone waits for (a trigger, a waiter)
         self._catcher: asyncio.Task[None] | None = None
+        self._switching = asyncio.Lock()  # a catch-up read, or a change of how the fold keeps up
         self.catch_ups = 0  # batches read on demand
+        self.switches = 0  # times it began to keep up live or on demand (after replay)
 
     @property
     def seq(self) -> int:
@@ -158,7 +165,7 @@ class Projection:
                 self.board = snapshot
                 self.started_from = snapshot.seq
         self._sub = await self._subscribe()
-        self._watchdog = asyncio.create_task(self._watch(), name=f"projection-watch-{self.scope}")
+        self._start_watching()
         info = await self._sub.consumer_info()
         if info.num_pending == 0:
             last = info.delivered
@@ -316,28 +323,87 @@ class Projection:
 
     # --- kept up to date on demand (``Lazily``) ---------------------------------------------
 
+    @property
+    def on_demand(self) -> bool:
+        """Whether the fold is kept up to date on demand just now (``Lazily``)."""
+        return self._lazy_live
+
+    async def reconsider(self) -> None:
+        """Once replayed: fold on demand or live, as ``lazily.wanted()`` now says (a projection
+        made without ``lazily`` stays live). Switching either way folds every event once, in
+        order: the new subscription starts after the fold's position."""
+        if self.lazily is None or not self._ready.is_set():
+            return
+        if self.lazily.wanted is None or self.lazily.wanted():
+            await self.go_lazy()
+        else:
+            await self.go_live()
+
     async def go_lazy(self) -> None:
-        """Once replayed: follow the triggers only, and read the rest on demand (a projection
-        made without ``lazily`` goes on as it was)."""
+        """Follow the triggers only, and read the rest on demand (a projection made without
+        ``lazily`` goes on as it was)."""
         if self.lazily is None or self._lazy_live:
             return
-        if self._watchdog is not None:  # it would subscribe again meanwhile
-            self._watchdog.cancel()
-        old, self._sub = self._sub, None
-        self._lazy_live = True
-        if old is not None:
+        async with self._switching:
+            if self.on_demand:  # another call switched while this one waited
+                return
+            await self._stop_watching()  # the watchdog would subscribe again meanwhile
+            old, self._sub = self._sub, None
+            self._lazy_live = True
+            if old is not None:
+                try:
+                    await old.unsubscribe()  # what it delivered and we did not fold: read below
+                except Exception:
+                    pass
             try:
-                await old.unsubscribe()  # what it delivered and we did not fold is read below
-            except Exception:
-                pass
-        try:
-            await self._read_on()  # to the end of the log, then the triggers from there
-            self._sub = await self._subscribe()
-        except Exception as error:  # NATS away: the watchdog subscribes, the catcher reads
-            log.warning("projection.lazy_start_failed", scope=self.scope, error=str(error))
-            self.catch_up()
+                await self._read_on()  # to the end of the log, then the triggers from there
+                self._sub = await self._subscribe()
+            except Exception as error:  # NATS away: the watchdog subscribes, the catcher reads
+                log.warning("projection.lazy_start_failed", scope=self.scope, error=str(error))
+                self.catch_up()
+            self._start_watching()
+            self._catcher = asyncio.create_task(self._catch_ups(), name=f"catch-up-{self.scope}")
+            self._switched("on_demand")
+
+    async def go_live(self) -> None:
+        """Back to folding every event as it is stored: the catch-up reads stop between two
+        reads, and one subscription delivers everything after the fold's position."""
+        if not self._lazy_live:
+            return
+        async with self._switching:  # no catch-up read is under way while this holds
+            if not self.on_demand:  # another call switched while this one waited
+                return
+            if self._catcher is not None:
+                self._catcher.cancel()
+                await asyncio.gather(self._catcher, return_exceptions=True)
+                self._catcher = None
+            await self._stop_watching()
+            old, self._sub = self._sub, None
+            self._lazy_live = False
+            if old is not None:
+                try:
+                    await old.unsubscribe()
+                except Exception:
+                    pass
+            try:
+                self._sub = await self._subscribe()
+            except Exception as error:  # NATS away: the watchdog subscribes (``_sub`` is None)
+                log.warning("projection.live_start_failed", scope=self.scope, error=str(error))
+            self._start_watching()
+            self._switched("live")
+
+    def _start_watching(self) -> None:
         self._watchdog = asyncio.create_task(self._watch(), name=f"projection-watch-{self.scope}")
-        self._catcher = asyncio.create_task(self._catch_ups(), name=f"projection-{self.scope}")
+
+    async def _stop_watching(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+            self._watchdog = None
+
+    def _switched(self, mode: str) -> None:
+        self.switches += 1
+        log.info("projection.keeps_up", scope=self.scope, mode=mode, seq=self.board.seq)
 
     def catch_up(self, seq: int = 0) -> None:
         """Read the log on now (at least up to ``seq``, when given: an event known stored)."""
@@ -366,7 +432,8 @@ class Projection:
                 pass
             self._catch_up_wanted.clear()
             try:
-                await self._read_on()
+                async with self._switching:
+                    await self._read_on()
             except nats.errors.ConnectionClosedError:  # closed for good: nothing more to read
                 return
             except Exception as error:  # NATS away or slow: the next round reads again

@@ -311,7 +311,7 @@ class Service:
             try:
                 await self.projection.start()
                 await self.projection.wait_ready()
-                await self.projection.go_lazy()
+                await self.projection.reconsider()  # live or on demand (``lazily``)
             finally:
                 if paused:
                     gc.collect()

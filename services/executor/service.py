@@ -96,6 +96,7 @@ class Executor(Service):
         self._hosting_part: Hosting | None = None
         self._serving_part: Serving | None = None
         self._presence_task: asyncio.Task[None] | None = None
+        self._agents_moved = asyncio.Event()  # an agent came, went or moved: fold live or lazily?
         self.log = self.log.bind(swarm=self.swarm, executor=self.me)
 
     # --- command line -----------------------------------------------------------------------
@@ -114,9 +115,12 @@ class Executor(Service):
         hosted here, any task's cancel, requeue, failure, edit or deletion (rare; one may stop a
         run here); the rest (the tasks other executors' agents run: most of the log) is read in
         order, in batches, when one of those arrives, when this executor waits for its own
-        append, and every ``CATCH_UP_EVERY`` seconds."""
+        append, and every ``CATCH_UP_EVERY`` seconds. Only while its agents are a small share of
+        the swarm's (``decisions.folds_on_demand``; looked at again as agents come and go):
+        otherwise nearly every event is one it needs at once, and it folds them live."""
         swarm = self.swarm
         return Lazily(
+            wanted=self._folds_on_demand,
             triggers=(
                 subjects.aggregate_events(swarm, "swarm"),
                 subjects.aggregate_events(swarm, "agent"),
@@ -126,6 +130,22 @@ class Executor(Service):
             urgent=self._urgent,
             every=CATCH_UP_EVERY,
         )
+
+    def _folds_on_demand(self) -> bool:
+        return self.projection is not None and decisions.folds_on_demand(
+            self.projection.board, self.swarm, self.me
+        )
+
+    async def _keep_fold_mode(self) -> None:
+        """Live or on demand, as the share of the swarm's agents hosted here says (``lazily``)."""
+        assert self.projection is not None
+        while not self.stopping.is_set():
+            await self._agents_moved.wait()
+            self._agents_moved.clear()
+            try:
+                await self.projection.reconsider()
+            except Exception as error:  # NATS away: the next agent event asks again
+                self.log.warning("executor.fold_mode_unchanged", error=str(error))
 
     def _urgent(self, subject: str, data: bytes) -> bool:
         """Whether a followed event needs the fold now (``lazily``)."""
@@ -209,6 +229,8 @@ class Executor(Service):
         await self.hosting.setup(self.config.agents)
         self.hosting.setup_done()
         self.spawn(self.hosting.take_up_loop(), "take-up")
+        self.spawn(self._keep_fold_mode(), "fold-mode")
+        self._agents_moved.set()  # its own agents were just registered
         self.spawn(self.serving.chat_loop(), "chat-lines")
         self.spawn(self.serving.look_loop(), "claims")
         self.spawn(self.hosting.project_loop(), "checkouts")
@@ -296,6 +318,7 @@ class Executor(Service):
             hosting.projects_changed.set()
         elif isinstance(event, ev.AgentEvent):
             hosting.agents_changed.set()
+            self._agents_moved.set()
             hosting.projects_changed.set()
             if event.id not in hosting.hosted or not self.ready:
                 return
