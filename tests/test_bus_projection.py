@@ -473,6 +473,38 @@ async def test_a_lazy_projection_reads_on_for_a_writer_waiting_for_its_own_appen
         await lazy.stop()
 
 
+async def test_a_lazy_projection_whose_reader_is_gone_reads_on_through_a_new_one(
+    bus: Bus, swarm_id: str
+) -> None:
+    """The consumer reading on demand is in memory: gone when NATS restarts (or when an
+    operator deletes it). The next read fails, drops it, and a new one from the fold's position
+    reads what was appended meanwhile: every event once, in order."""
+    await seed(bus, swarm_id, 1)
+    lazily = Lazily(triggers=(subjects.verb_events(swarm_id, "task", "cancelled"),), every=3600)
+    lazy = await lazily_replayed(bus, swarm_id, lazily)
+    folded: list[int] = []
+    lazy.listen(lambda seq, event, board: folded.append(seq))
+    try:
+        first = await bus.events.append(
+            ev.TaskCreated(swarm=swarm_id, id="first", time=time.time(), title="first"), 0
+        )
+        await lazy.wait_for(first, timeout=10)
+        reader = lazy._puller
+        assert reader is not None
+        await bus.js.delete_consumer(subjects.EVENTS_STREAM, reader)
+        later = [
+            await bus.events.append(
+                ev.TaskCreated(swarm=swarm_id, id=f"later-{i}", time=time.time(), title="l"), 0
+            )
+            for i in range(3)
+        ]
+        await lazy.wait_for(later[-1], timeout=10)
+        assert folded == [first, *later]
+        assert lazy._puller not in (None, reader)
+    finally:
+        await lazy.stop()
+
+
 async def test_a_lazy_projection_catches_up_by_the_clock_with_nothing_followed_arriving(
     bus: Bus, swarm_id: str
 ) -> None:

@@ -346,7 +346,8 @@ async def test_an_executor_folds_on_demand_while_it_hosts_few_of_the_swarms_agen
             swarm=swarm_id, id=agent_id, time=time.time(), name=agent_id, executor="ex-other"
         )
         await bus.events.append(registered, expected_seq=0)
-    await until(lambda: executor.projection.on_demand, what="folding on demand")
+    await until(lambda: executor.projection.switches == 1, what="folding on demand")
+    assert executor.projection.on_demand
     task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo on demand")
     task = await finished(watch, swarm_id, task_id)
     assert task.status == "completed" and task.agent == "qa-agent"
@@ -355,8 +356,8 @@ async def test_an_executor_folds_on_demand_while_it_hosts_few_of_the_swarms_agen
         version = watch.board.version(swarm_id, "agent", agent_id)
         gone = ev.AgentDeregistered(swarm=swarm_id, id=agent_id, time=time.time())
         await bus.events.append(gone, expected_seq=version)
-    await until(lambda: not executor.projection.on_demand, what="folding live again")
-    assert executor.projection.switches == 2
+    projection = executor.projection
+    await until(lambda: projection.switches == 2 and not projection.on_demand, what="live again")
     task_id, _ = await create_and_claim(bus, watch, swarm_id, prompt="echo live")
     assert (await finished(watch, swarm_id, task_id)).status == "completed"
 
