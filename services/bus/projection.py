@@ -528,13 +528,14 @@ class Projection:
             self._pull = None
 
     async def _on_pulled(self, msg: Msg) -> None:
-        """One message of the batch asked for. Data messages come on their own subjects; the
-        subscription lives as long as the consumer, so they are this consumer's, in order."""
+        """A message of the catch-up consumer: every data message is folded (in order: one
+        subscription per consumer; one the server sends after a batch was done too, or it would
+        be lost: acks none), and the batch asked for is done at its end."""
+        if self._pull_sub is None or msg._sid != self._pull_sub._id:
+            return  # a dropped consumer's (the fold moved on without it)
         pull = self._pull
-        if pull is None or pull.done.done():
-            return
         if msg.headers:  # a status: data messages come without their headers parsed
-            if msg.subject != pull.reply:
+            if pull is None or msg.subject != pull.reply or pull.done.done():
                 return  # the end of an earlier batch
             status = msg.headers.get("Status")
             if status in ("404", "408"):  # nothing (more) stored now
@@ -546,10 +547,11 @@ class Projection:
         seq, pending = position(msg)
         if seq > self.board.seq:
             await self._fold(seq, msg.subject, msg.data)
+        if pull is None or pull.done.done():
+            return
         pull.count += 1
         if pending == 0 or pull.count >= CATCH_UP_BATCH:
-            if not pull.done.done():
-                pull.done.set_result(pending > 0)
+            pull.done.set_result(pending > 0)
 
     def _drop_puller(self) -> None:
         """Forget the pull consumer and its subscription (what it still sends is dropped), both
