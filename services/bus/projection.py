@@ -256,12 +256,7 @@ class Projection:
     async def _resubscribe(self) -> None:
         log.warning("projection.resubscribing", scope=self.scope, seq=self.board.seq)
         self.resubscribed += 1
-        old, self._sub = self._sub, None
-        if old is not None:
-            try:
-                await old.unsubscribe()
-            except Exception:  # its connection state is what went wrong
-                pass
+        await self._unsubscribe()
         self._sub = await self._subscribe()
 
     async def stop(self) -> None:
@@ -271,15 +266,18 @@ class Projection:
         self._drop_puller()
         if self._deleting:
             await asyncio.wait(self._deleting, timeout=2)
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-        if self._sub is not None:
+        await self._stop_watching()
+        await self._unsubscribe()
+
+    async def _unsubscribe(self) -> None:
+        """End the fold's subscription (what it delivered and was not folded is read again from
+        the fold's position by whatever follows)."""
+        old, self._sub = self._sub, None
+        if old is not None:
             try:
-                await self._sub.unsubscribe()
-            except Exception:  # already gone with the connection
+                await old.unsubscribe()
+            except Exception:  # gone with the connection, or its state is what went wrong
                 pass
-            self._sub = None
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._ready.wait(), timeout)
@@ -375,13 +373,8 @@ class Projection:
             if self.on_demand:  # another call switched while this one waited
                 return
             await self._stop_watching()  # the watchdog would subscribe again meanwhile
-            old, self._sub = self._sub, None
             self._lazy_live = True
-            if old is not None:
-                try:
-                    await old.unsubscribe()  # what it delivered and we did not fold: read below
-                except Exception:
-                    pass
+            await self._unsubscribe()  # what it delivered and we did not fold: read below
             try:
                 await self._read_on()  # to the end of the log, then the triggers from there
                 self._sub = await self._subscribe()
@@ -405,13 +398,8 @@ class Projection:
                 self._catcher = None
             self._drop_puller()
             await self._stop_watching()
-            old, self._sub = self._sub, None
             self._lazy_live = False
-            if old is not None:
-                try:
-                    await old.unsubscribe()
-                except Exception:
-                    pass
+            await self._unsubscribe()
             try:
                 self._sub = await self._subscribe()
             except Exception as error:  # NATS away: the watchdog subscribes (``_sub`` is None)

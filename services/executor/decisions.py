@@ -221,12 +221,12 @@ ON_DEMAND_BELOW = 0.25  # share of its swarm's agents under which an executor fo
 def folds_on_demand(board: Board, swarm: str, executor: str) -> bool:
     """Whether this executor keeps its fold of the swarm up to date on demand
     (``projection.Lazily``) rather than folding every event as it is stored: while the agents
-    it hosts are under ``ON_DEMAND_BELOW`` of the swarm's. A catch-up round (a request and a
-    batch of direct gets) costs more than folding its few events as they come, and one comes
-    with every claim for an agent hosted here; reading on demand pays only when most of the log
-    is other executors' work. Measured (issue 15, docs/benchmarks.md "Folding on demand, only
-    where it pays"): 2 executors x 4 agents on demand ran at 0.22x the raw lifecycle rate, live
-    at 0.47x; 16 executors x 62 agents need it (claim p99 at low load)."""
+    it hosts are under ``ON_DEMAND_BELOW`` of the swarm's. A catch-up round (a pull request and
+    its batch) costs more than folding its few events as they come, and one comes with every
+    claim for an agent hosted here; reading on demand pays only when most of the log is other
+    executors' work. Measured (issue 15, docs/benchmarks.md "Issue 15, last session"): 2
+    executors x 4 agents on demand ran at 0.22x the raw lifecycle rate, live at 0.47x; 16
+    executors x 62 agents need it (claim p99 at low load)."""
     view = board.swarms.get(swarm)
     if view is None or not view.agents:
         return False
