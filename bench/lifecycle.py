@@ -486,6 +486,15 @@ def accepted(phase: Phase) -> float:
     return phase.tasks / max(max(created) - min(created), 1e-9)
 
 
+def after_intake(phase: Phase) -> tuple[float, int]:
+    """Tasks/s from the phase's last ``created`` to its last ``completed`` (the lifecycle with
+    the create burst over), and how many tasks completed before that last ``created``."""
+    last_created = max(life.times["created"] for life in phase.lives.values())
+    ends = [life.times.get("completed", 0.0) for life in phase.lives.values()]
+    during = sum(1 for end in ends if end <= last_created)
+    return (phase.tasks - during) / max(max(ends) - last_created, 1e-9), during
+
+
 def report(results: Results, args: argparse.Namespace) -> Report:
     out = Report()
     out.row("services ready after", f"{results.startup:.1f} s")
@@ -538,6 +547,15 @@ def report(results: Results, args: argparse.Namespace) -> Report:
     out.row(
         "POST /tasks accepted",
         f"{statistics.median(accepted(phase) for phase in loads):,.0f} tasks/s",
+    )
+    settled = [after_intake(phase) for phase in loads]
+    out.row(
+        "tasks/s once intake is over (not the verdict)",
+        f"{statistics.median(rate for rate, _ in settled):,.0f} tasks/s",
+        f"last created -> last completed; "
+        f"{', '.join(f'{r / run.rate:.2f}x' for (r, _), run in zip(settled, raw, strict=True))}"
+        f" of the paired raw runs; completed during intake: "
+        f"{', '.join(str(during) for _, during in settled)} of {args.tasks:,}",
     )
     out.latencies("created -> claimed (mostly queueing)", gaps(lives, "created", "claimed"))
     out.latencies("ready -> claimed (created, agent free)", ready_to_claimed(lives), targets=True)
