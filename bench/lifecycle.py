@@ -9,7 +9,8 @@ task runs on the ``instant`` runtime (no process), so what is measured is the or
    created, so an idle agent is always waiting. ``created -> claimed`` is then the scheduler's
    reaction time: what the claim latency target describes.
 2. Load, in rounds: K tasks created over HTTP (50 requests in flight) while the agents work
-   through them. Tasks/s runs from the first ``created`` to the last ``completed``. Claim
+   through them. Tasks/s runs from the first ``created`` to the last ``completed`` (a second
+   row, not the verdict: from the last ``created``, once intake is over). Claim
    latency under load is mostly queueing (K tasks for N x M agents), so the table also shows
    ``ready -> claimed``: from the moment a claim became possible (the later of the task's
    ``created`` and the claiming agent's previous ``completed``) to the claim.
