@@ -388,6 +388,9 @@ async def test_an_agent_marked_lost_while_its_executor_lives_comes_back(
     bus: Bus, watch: Projection, swarm_id: str, start_executor: StartExecutor
 ) -> None:
     await start_executor()
+    # the agent's version as of everything the executor has written so far (its registration
+    # may still be on its way to this test's fold)
+    await watch.wait_for(await _last_seq(bus))
     lost = ev.AgentLost(swarm=swarm_id, id="qa-agent", time=time.time(), reason="stale")
     seq = await bus.events.append(
         lost, expected_seq=watch.board.version(swarm_id, "agent", "qa-agent")
