@@ -3,6 +3,7 @@
 - ``NATS_URL`` set in the environment: use that server instead (it must have JetStream).
 - ``SWARM_TEST_DOCKER=1`` and a Docker engine: a testcontainers NATS container instead.
 - ``nats_factory``: a private server a test may kill -9 and restart on the same store.
+- ``nats_cluster``: three private nodes routed to each other (a test provisions R3 streams).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from services.bus.connection import NatsOptions
-from services.bus.embedded import EmbeddedNats
+from services.bus.embedded import EmbeddedNats, free_port
 from services.bus.service import Bus
 
 
@@ -54,6 +55,28 @@ def nats_factory(tmp_path: Path) -> Iterator[type]:
     yield start  # type: ignore[misc]
     for server in started:
         server.kill()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[list[EmbeddedNats]]:
+    """Three private nodes of one cluster, started; killed at the end."""
+    ports = [free_port() for _ in range(3)]
+    routes = [f"nats-route://127.0.0.1:{port}" for port in ports]
+    nodes = [
+        EmbeddedNats(
+            tmp_path / f"node-{i}",
+            name=f"node-{i}",
+            cluster={"name": "test", "port": ports[i], "routes": routes},
+        )
+        for i in range(3)
+    ]
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.kill()
 
 
 @pytest.fixture

@@ -10,10 +10,12 @@ from nats.js.errors import APIError, NoStreamResponseError
 
 from schemas import events as ev
 from schemas import subjects
-from schemas.errors import Conflict
+from schemas.errors import Conflict, Unavailable
+from services.bus.connection import NatsOptions
 from services.bus.eventlog import AppendConflict
 from services.bus.publish import publish_once
 from services.bus.service import Bus
+from services.bus.streams import Layout
 
 
 def created(swarm: str, task: str, title: str = "Create Button") -> ev.TaskCreated:
@@ -159,3 +161,69 @@ async def test_publish_once_answers_each_case_as_nats_pys_publish(bus: Bus, swar
         )
     ]
     assert no_stream[0] == no_stream[1] == ("error", (NoStreamResponseError, None, None))
+
+
+async def test_whether_an_append_landed_is_ours_anothers_or_unknown_never_guessed(
+    nats_factory,
+) -> None:
+    """After a conflict, ``original_seq`` tells a retry whose first try landed (ack lost) from
+    another writer's event. While NATS cannot answer it says so (``Unavailable``) instead of
+    a conflict: a writer taking "cannot tell" for "someone else's" gives up on an event that is
+    in the log (an executor whose ``running`` landed that way left the task running, run by
+    nobody: a cluster node killed mid-run, in CI)."""
+    server = nats_factory()
+    bus = await Bus.connect(NatsOptions.from_env(server.url), name="landed")
+    try:
+        await bus.provision()
+        event = created("landed", "t-landed")
+        subject = subjects.event("landed", "task", "t-landed", "created")
+        seq = await bus.events.append(event, expected_seq=0, msg_id="first-try")
+        assert await bus.events.original_seq(subject, "first-try") == seq
+        assert await bus.events.original_seq(subject, "another-writer") is None
+        nothing_yet = subjects.event("landed", "task", "t-landed", "running")
+        assert await bus.events.original_seq(nothing_yet, "first-try") is None
+
+        server.kill()
+        with pytest.raises(Unavailable, match="could not say whether the append"):
+            await bus.events.original_seq(subject, "first-try", retry_for=0.5)
+
+        server.start()
+        assert await bus.events.original_seq(subject, "first-try", retry_for=20.0) == seq
+    finally:
+        await bus.close()
+
+
+async def test_on_a_cluster_racing_writers_get_a_win_and_a_conflict_never_a_not_yet(
+    nats_cluster,
+) -> None:
+    """A clustered stream refuses a write on an aggregate while another write expecting a
+    sequence there is still in flight ("wrong last sequence" without a number, 10164): not an
+    answer yet. Asked again, it gives the real one: the loser of a race gets ``AppendConflict``
+    like on one node, never a raw ``BadRequestError`` (an executor took that for a crash and a
+    task it had started could stay running, run by nobody)."""
+    url = ",".join(node.url for node in nats_cluster)
+    bus = await Bus.connect(NatsOptions.from_env(url), name="racers")
+    try:
+        await bus.provision(Layout(replicas=3))
+        swarm = "cluster-race"
+        await bus.events.append(ev.SwarmCreated(swarm=swarm, id=swarm, time=1.0, name="r"), 0)
+        for race in range(20):
+            task = f"t-{race}"
+            base = await bus.events.append(created(swarm, task), expected_seq=0)
+
+            async def claim(agent: str, task: str = task, base: int = base) -> int | Exception:
+                event = ev.TaskClaimed(swarm=swarm, id=task, time=2.0, agent=agent, attempt=1)
+                try:
+                    return await bus.events.append(event, expected_seq=base)
+                except Exception as error:
+                    return error
+
+            results = await asyncio.gather(claim("a1"), claim("a2"))
+            wins = [r for r in results if isinstance(r, int)]
+            losses = [r for r in results if isinstance(r, Exception)]
+            assert len(wins) == 1, results
+            assert len(losses) == 1 and isinstance(losses[0], AppendConflict), results
+            claims = [e for e in await history(bus, swarm, "task", task) if e.verb == "claimed"]
+            assert len(claims) == 1
+    finally:
+        await bus.close()

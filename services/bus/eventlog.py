@@ -9,15 +9,18 @@ second call returns the first one's sequence.
 
 from __future__ import annotations
 
+import asyncio
+
 from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
 from schemas import events as ev
 from schemas import subjects
-from schemas.errors import Conflict
-from services.bus.publish import publish_acked
+from schemas.errors import Conflict, Unavailable
+from services.bus.publish import TRANSIENT, publish_acked
 
 WRONG_LAST_SEQUENCE = 10071
+NO_MESSAGE_FOUND = 10037
 
 
 class AppendConflict(Conflict):
@@ -79,20 +82,42 @@ class EventLog:
         except APIError as error:
             if error.err_code != WRONG_LAST_SEQUENCE:
                 raise
-            original = await self._original_seq(subject, headers["Nats-Msg-Id"])
+            original = await self.original_seq(subject, headers["Nats-Msg-Id"], retry_for)
             if original is not None:
                 return original
             raise AppendConflict(subject, expected_seq or 0, error.description or "") from error
         return ack.seq
 
-    async def _original_seq(self, subject: str, msg_id: str) -> int | None:
-        """The server checks the expected sequence before the duplicate window, so a retried
-        append whose first try landed comes back as a conflict. If the last event on its subject
-        carries the same msg id, that was our own first try: return its sequence."""
-        try:
-            last = await self._js.get_last_msg(subjects.EVENTS_STREAM, subject)
-        except APIError:
-            return None
-        if last.headers and last.headers.get("Nats-Msg-Id") == msg_id:
-            return last.seq
-        return None
+    async def original_seq(self, subject: str, msg_id: str, retry_for: float = 0.0) -> int | None:
+        """After a conflict: whether it was with our own first try. The server checks the
+        expected sequence before the duplicate window (on a cluster), so a retried append whose
+        first try landed, its ack lost, comes back as a conflict. If the last event on its
+        subject carries the same msg id, that was our first try: return its sequence; None: the
+        last event there (if any) is another writer's.
+
+        Not knowing is not a conflict: a stream that cannot answer for now (a failover: no
+        leader, "temporarily unavailable") is asked again for ``retry_for`` seconds (at least
+        one timeout), then ``Unavailable``. Taking it for a conflict would have the writer give
+        up on an event that is in the log: an executor whose ``running`` landed that way never
+        ran the task, and nothing else would (issue 15's CI: a node killed mid-run)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(retry_for, self._timeout)
+        while True:
+            try:
+                last = await self._js.get_last_msg(subjects.EVENTS_STREAM, subject)
+            except APIError as error:
+                if error.err_code == NO_MESSAGE_FOUND:
+                    return None
+                unknown: Exception = error
+            except TRANSIENT as error:
+                unknown = error
+            else:
+                if last.headers and last.headers.get("Nats-Msg-Id") == msg_id:
+                    return last.seq
+                return None
+            if loop.time() >= deadline:
+                raise Unavailable(
+                    f"NATS could not say whether the append on {subject} landed: "
+                    f"{type(unknown).__name__} {unknown}"
+                ) from unknown
+            await asyncio.sleep(0.2)

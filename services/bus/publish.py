@@ -33,6 +33,17 @@ TRANSIENT = (
 )
 
 
+# A clustered stream's answers that say "not yet", not "no" (nats-server 2.11+): the msg id is
+# staged for a proposal still in flight (10158, "duplicate message id is in process"), a write
+# expecting a sequence on the same aggregate is in flight (10164, "wrong last sequence" without
+# a number: ours from a lost ack, or another writer's), or a new leader cannot check expected
+# sequences yet (10163). Nothing was stored; asked again, the stream answers for real once the
+# write in flight is applied: a duplicate (our own first try), a conflict, or the ack.
+NOT_YET = frozenset({10158, 10163, 10164})
+NOT_YET_PATIENCE = 5.0  # seconds a publish is asked again after "not yet", whatever retry_for
+NOT_YET_PAUSE = 0.02  # seconds between asks: a proposal in flight is applied in milliseconds
+
+
 class _Ack(msgspec.Struct):
     """A JetStream publish's answer: the ack's fields, or ``error``."""
 
@@ -80,10 +91,12 @@ async def publish_acked(
     retry_for: float = 0.0,
     what: str = "the publish",
 ) -> api.PubAck:
-    """Publish and return the ack; keep retrying transient failures for ``retry_for`` seconds,
-    then raise ``Unavailable`` naming ``what``. Errors the stream answers with pass through."""
+    """Publish and return the ack; keep retrying transient failures for ``retry_for`` seconds
+    (a "not yet" from a clustered stream for at least ``NOT_YET_PATIENCE``), then raise
+    ``Unavailable`` naming ``what``. Other errors the stream answers with pass through."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + retry_for
+    started = loop.time()
+    deadline = started + retry_for
     while True:
         try:
             return await publish_once(
@@ -95,3 +108,11 @@ async def publish_acked(
                     f"NATS did not acknowledge {what} on {subject}: {type(error).__name__}"
                 ) from error
             await asyncio.sleep(0.2)
+        except APIError as error:
+            if error.err_code not in NOT_YET:
+                raise
+            if loop.time() >= max(deadline, started + NOT_YET_PATIENCE):
+                raise Unavailable(
+                    f"NATS could not settle {what} on {subject} yet: {error.description}"
+                ) from error
+            await asyncio.sleep(NOT_YET_PAUSE)

@@ -69,7 +69,7 @@ from services.executor.runtimes import Verdict
 
 CHAT_RETRY_SECONDS = 10.0
 CLAIM_CHECK_EVERY = 2.0  # seconds: how often ``look_loop`` looks for claims not woken
-RETRY_SECONDS = 1.0  # before serving a claim again that could not be started (NATS away)
+RETRY_SECONDS = 1.0  # before serving a claim again whose serving crashed
 # a run's "started" line is posted once it has run this long: a run ending sooner says it once,
 # with its end line (one chat message per attempt instead of two for short tasks)
 START_LINE_AFTER = 0.5
@@ -118,16 +118,17 @@ class Serving:
                 await hosted.wake.wait()
                 continue
             hosted.serving = True
+            crashed = False
             try:
-                retry = await self.serve(hosted, claim)
+                await self.serve(hosted, claim)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.log.exception("executor.serve_failed", agent=hosted.id, task=claim.task)
-                retry = True
+                crashed = True
             finally:
                 hosted.serving = False
-            if retry:  # NATS away, or a failure: the claim is still in the log, look again
+            if crashed:  # the claim is still in the log: look again in a moment
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def look_loop(self) -> None:
@@ -141,30 +142,29 @@ class Serving:
                 if decisions.claim_to_run(board, self.swarm, hosted.id) is not None:
                     hosted.wake.set()
 
-    async def serve(self, hosted: HostedAgent, claim: decisions.Claim) -> bool:
-        """Serve one claim: ``running`` at the claim's sequence, the run, the result. True: it
-        could not be started for now (NATS away), try again."""
+    async def serve(self, hosted: HostedAgent, claim: decisions.Claim) -> None:
+        """Serve one claim: ``running`` at the claim's sequence, the run, the result."""
         log = self.log.bind(task=claim.task, agent=claim.agent, attempt=claim.attempt)
         async with hosted.lock:
-            return await self._serve_claimed(hosted, claim, log)
+            await self._serve_claimed(hosted, claim, log)
 
     async def _serve_claimed(
         self, hosted: HostedAgent, claim: decisions.Claim, log: FilteringBoundLogger
-    ) -> bool:
+    ) -> None:
         """With the agent's checkout to itself: a due checkout first, then ``running`` (with the
         mentions its prompt takes and its session), the run, the result."""
         if self.stopping.is_set():  # waited for the lock while this executor began to stop
-            return False  # the claim stays in the log: this executor's next life serves it
+            return  # the claim stays in the log: this executor's next life serves it
         await self.hosting.checkout_locked(hosted, before_task=True)
         if decisions.claim_to_run(self.ledger.board, self.swarm, hosted.id) != claim:
-            return False  # the task moved on while the checkout ran
+            return  # the task moved on while the checkout ran
         claimed = self.ledger.board.task(self.swarm, claim.task)
         correlation = claimed.correlation_id if claimed is not None else None
         log = log.bind(correlation_id=correlation)
         attempt = decisions.Attempt(self.swarm, claim.task, claim.attempt, claim.agent, correlation)
         started = await self._start_work(hosted, attempt, claim.seq, claimed, log)
         if started is None:
-            return False  # it could not start in the project: failed, and said why
+            return  # it could not start in the project: failed, and said why
         plan, base = started
         delivery = mentions.Delivery()
         session: str | None = None
@@ -183,18 +183,9 @@ class Serving:
             branch=plan.branch if plan is not None else None,
             base=base,
         )
-        try:
-            seq = await self.ledger.bus.events.append(
-                running, expected_seq=claim.seq, retry_for=5.0
-            )
-        except AppendConflict:
-            # the task moved on since its claim (cancelled, requeued), or another event on it
-            # came first: the loop looks at the fold again once it shows what beat us
-            log.info("executor.claim_not_started", reason="the task moved on since its claim")
-            await self.ledger.settled("task", claim.task, claim.seq)
-            return False
-        except Unavailable:
-            return True
+        seq = await self._start(running, claim, log)
+        if seq is None:
+            return
         run = ActiveRun(self.swarm, claim.task, claim.attempt, claim.agent, seq, correlation)
         self.runs[run.task] = run
         hosted.run = run
@@ -210,7 +201,7 @@ class Serving:
                 board.seq >= seq
                 and not decisions.is_current(board, run.swarm, run.task, run.attempt, run.agent)
             ):
-                return False  # cancelled (or more) the moment it started: nothing to run or say
+                return  # cancelled (or more) the moment it started: nothing to run or say
             task = copy.copy(view)
             task.attempt = claim.attempt
             # one info line per attempt, its result's (issue 15: a log line cost as much as a
@@ -247,7 +238,46 @@ class Serving:
         finally:
             self.runs.pop(run.task, None)
             hosted.run = None
-        return False
+
+    async def _start(
+        self, running: ev.TaskRunning, claim: decisions.Claim, log: FilteringBoundLogger
+    ) -> int | None:
+        """Append ``running`` at the claim's sequence: its sequence, or None when the task moved
+        on since its claim (cancelled, requeued, or another executor started it first).
+
+        Never gives up on a ``running`` that may be in the log: that would leave the task
+        running, run by nobody. No answer from NATS: ask again until it answers (the msg id
+        keeps it single); stopping meanwhile, this executor's next life requeues it if it landed
+        (``orphaned_runs``) or serves the claim if not. A conflict: once the fold shows what
+        beat it, that may be this very ``running`` (a try whose ack was lost, not yet readable
+        when the bus checked); the log's last ``running`` of the task carrying its msg id says
+        so, and then it is this run's start."""
+        subject = subjects.event(self.swarm, "task", claim.task, "running")
+        while True:
+            try:
+                try:
+                    return await self.ledger.bus.events.append(
+                        running, expected_seq=claim.seq, retry_for=5.0
+                    )
+                except AppendConflict:
+                    await self.ledger.settled("task", claim.task, claim.seq)
+                    board = self.ledger.board
+                    if decisions.is_current(
+                        board, self.swarm, claim.task, claim.attempt, claim.agent
+                    ):
+                        own = await self.ledger.bus.events.original_seq(
+                            subject, running.event_id, retry_for=5.0
+                        )
+                        if own is not None:
+                            return own
+                    log.info(
+                        "executor.claim_not_started", reason="the task moved on since its claim"
+                    )
+                    return None
+            except Unavailable as error:
+                if self.stopping.is_set():
+                    return None
+                log.warning("executor.start_unacknowledged", error=error.message)
 
     # --- what a run is given -------------------------------------------------------------------
 
