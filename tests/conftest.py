@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from services.bus.connection import NatsOptions
-from services.bus.embedded import EmbeddedNats, free_port
+from services.bus.embedded import EmbeddedNats, local_cluster
 from services.bus.service import Bus
 
 
@@ -60,16 +60,7 @@ def nats_factory(tmp_path: Path) -> Iterator[type]:
 @pytest.fixture
 def nats_cluster(tmp_path: Path) -> Iterator[list[EmbeddedNats]]:
     """Three private nodes of one cluster, started; killed at the end."""
-    ports = [free_port() for _ in range(3)]
-    routes = [f"nats-route://127.0.0.1:{port}" for port in ports]
-    nodes = [
-        EmbeddedNats(
-            tmp_path / f"node-{i}",
-            name=f"node-{i}",
-            cluster={"name": "test", "port": ports[i], "routes": routes},
-        )
-        for i in range(3)
-    ]
+    nodes = local_cluster(tmp_path, "test")
     try:
         for node in nodes:
             node.start()

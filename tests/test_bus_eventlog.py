@@ -41,22 +41,26 @@ async def history(bus: Bus, swarm: str, aggregate: str, aggregate_id: str) -> li
     return found
 
 
+async def race_to_claim(bus: Bus, swarm: str, task: str, base: int) -> list[int | Exception]:
+    """Two writers claim ``task`` at ``base`` at once: each one's sequence or what it raised."""
+
+    async def claim(agent: str) -> int | Exception:
+        event = ev.TaskClaimed(swarm=swarm, id=task, time=time.time(), agent=agent, attempt=1)
+        try:
+            return await bus.events.append(event, expected_seq=base)
+        except Exception as error:
+            return error
+
+    return list(await asyncio.gather(claim("a1"), claim("a2")))
+
+
 async def test_two_writers_racing_on_one_task_exactly_one_wins(bus: Bus, swarm_id: str) -> None:
     await bus.events.append(
         ev.SwarmCreated(swarm=swarm_id, id=swarm_id, time=time.time(), name="race"), 0
     )
     base = await bus.events.append(created(swarm_id, "t-race"), expected_seq=0)
 
-    async def claim(agent: str) -> int | Exception:
-        event = ev.TaskClaimed(
-            swarm=swarm_id, id="t-race", time=time.time(), agent=agent, attempt=1
-        )
-        try:
-            return await bus.events.append(event, expected_seq=base)
-        except AppendConflict as error:
-            return error
-
-    results = await asyncio.gather(claim("a1"), claim("a2"))
+    results = await race_to_claim(bus, swarm_id, "t-race", base)
     wins = [r for r in results if isinstance(r, int)]
     losses = [r for r in results if isinstance(r, Exception)]
     assert len(wins) == 1
@@ -210,15 +214,7 @@ async def test_on_a_cluster_racing_writers_get_a_win_and_a_conflict_never_a_not_
         for race in range(20):
             task = f"t-{race}"
             base = await bus.events.append(created(swarm, task), expected_seq=0)
-
-            async def claim(agent: str, task: str = task, base: int = base) -> int | Exception:
-                event = ev.TaskClaimed(swarm=swarm, id=task, time=2.0, agent=agent, attempt=1)
-                try:
-                    return await bus.events.append(event, expected_seq=base)
-                except Exception as error:
-                    return error
-
-            results = await asyncio.gather(claim("a1"), claim("a2"))
+            results = await race_to_claim(bus, swarm, task, base)
             wins = [r for r in results if isinstance(r, int)]
             losses = [r for r in results if isinstance(r, Exception)]
             assert len(wins) == 1, results

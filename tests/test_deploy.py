@@ -44,7 +44,7 @@ from waiting import until_sync as wait_until
 
 from schemas import subjects
 from services.bus.connection import NatsOptions
-from services.bus.embedded import EmbeddedNats, free_port, server_binary
+from services.bus.embedded import EmbeddedNats, free_port, local_cluster, server_binary
 from services.bus.service import Bus
 from services.executor.config import host_executor_id
 
@@ -427,17 +427,7 @@ def can_have_own_host() -> bool:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("deploy")
-    cluster_ports = [free_port() for _ in range(3)]
-    routes = [f"nats-route://127.0.0.1:{port}" for port in cluster_ports]
-    nodes = [
-        EmbeddedNats(
-            root / f"n{i + 1}",
-            name=f"n{i + 1}",
-            monitor_port=free_port(),
-            cluster={"name": "swarm", "port": cluster_ports[i], "routes": routes},
-        )
-        for i in range(3)
-    ]
+    nodes = local_cluster(root, "swarm", monitor=True)
     processes: dict[str, Process] = {}
     try:
         for node in nodes:

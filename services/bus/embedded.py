@@ -217,3 +217,21 @@ class EmbeddedNats:
             return
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait()
+
+
+def local_cluster(
+    root: Path, name: str, size: int = 3, *, monitor: bool = False
+) -> list[EmbeddedNats]:
+    """``size`` nodes of one cluster ``name`` on loopback, routed to each other, each with its
+    store under ``root/n<i>`` (not started): what the tests and benchmarks run a cluster with."""
+    ports = [free_port() for _ in range(size)]
+    routes = [f"nats-route://127.0.0.1:{port}" for port in ports]
+    return [
+        EmbeddedNats(
+            root / f"n{i + 1}",
+            name=f"n{i + 1}",
+            monitor_port=free_port() if monitor else None,
+            cluster={"name": name, "port": ports[i], "routes": routes},
+        )
+        for i in range(size)
+    ]
