@@ -15,6 +15,7 @@ from typing import Any
 
 import executor_support
 import pytest
+import structlog
 from executor_support import (
     API_KEY,
     QA,
@@ -35,6 +36,7 @@ from services.bus.projection import Projection
 from services.bus.service import Bus, latest_values
 from services.executor.config import AgentConfig, ExecutorConfig
 from services.executor.fleet import Fleet
+from services.executor.ledger import Ledger
 from services.executor.runtimes import ClaudeOptions
 from services.executor.service import Executor
 
@@ -527,3 +529,30 @@ async def test_an_executor_process_is_ready_only_once_its_home_swarms_executor_i
         assert not fleet.ready
     finally:
         await fleet.stop()
+
+
+async def test_a_write_beaten_by_its_own_first_try_is_taken_as_written_anothers_is_not(
+    bus: Bus, watch: Projection, swarm_id: str
+) -> None:
+    """A ``running`` or a result whose first try landed with its ack lost comes back as a
+    conflict when the bus cannot read that first try yet (on a cluster, still being applied).
+    Once the fold shows what beat it, the executor asks again: its own event is its start (or
+    its result), another writer's is a conflict. Taking its own for another's left a task
+    running, run by nobody (CI: a node killed mid-run)."""
+    ledger = Ledger(bus, watch, swarm_id, structlog.get_logger())
+    now = time.time()
+    await bus.events.append(ev.SwarmCreated(swarm=swarm_id, id=swarm_id, time=now, name="s"), 0)
+    base = await bus.events.append(
+        ev.TaskCreated(swarm=swarm_id, id="t-own", time=now, title="own"), 0
+    )
+
+    def running() -> ev.TaskRunning:
+        return ev.TaskRunning(
+            swarm=swarm_id, id="t-own", time=now, agent="qa-agent", attempt=1, executor="ex"
+        )
+
+    first_try = running()
+    landed = await bus.events.append(first_try, expected_seq=base)
+    assert await ledger.beaten_by_itself(first_try, base) == landed
+    assert await ledger.beaten_by_itself(running(), base) is None  # another writer's
+    assert watch.board.version(swarm_id, "task", "t-own") == landed

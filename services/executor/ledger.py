@@ -9,6 +9,8 @@ import time
 
 from structlog.typing import FilteringBoundLogger
 
+from schemas import events as ev
+from schemas import subjects
 from schemas.board import Board
 from services.bus.eventlog import AppendConflict
 from services.bus.projection import Projection
@@ -51,3 +53,12 @@ class Ledger:
                 return
             self.projection.catch_up()  # a fold kept up on demand: read on (``Lazily``)
             await asyncio.sleep(0.02)
+
+    async def beaten_by_itself(self, event: ev.Event, seen: int) -> int | None:
+        """After ``event`` conflicted at ``seen``: once the fold shows what beat it, that
+        event's sequence if it was ``event`` itself — its first try, whose ack was lost and
+        which the bus could not read yet (on a cluster, still being applied) — else None.
+        ``Unavailable``: NATS cannot tell yet."""
+        await self.settled(event.aggregate, event.id, seen)
+        subject = subjects.event(event.swarm, event.aggregate, event.id, event.verb)
+        return await self.bus.events.original_seq(subject, event.event_id, retry_for=5.0)

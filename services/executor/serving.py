@@ -250,9 +250,8 @@ class Serving:
         keeps it single); stopping meanwhile, this executor's next life requeues it if it landed
         (``orphaned_runs``) or serves the claim if not. A conflict: once the fold shows what
         beat it, that may be this very ``running`` (a try whose ack was lost, not yet readable
-        when the bus checked); the log's last ``running`` of the task carrying its msg id says
-        so, and then it is this run's start."""
-        subject = subjects.event(self.swarm, "task", claim.task, "running")
+        when the bus checked): ``Ledger.beaten_by_itself`` says so, and then it is this run's
+        start."""
         while True:
             try:
                 try:
@@ -260,16 +259,9 @@ class Serving:
                         running, expected_seq=claim.seq, retry_for=5.0
                     )
                 except AppendConflict:
-                    await self.ledger.settled("task", claim.task, claim.seq)
-                    board = self.ledger.board
-                    if decisions.is_current(
-                        board, self.swarm, claim.task, claim.attempt, claim.agent
-                    ):
-                        own = await self.ledger.bus.events.original_seq(
-                            subject, running.event_id, retry_for=5.0
-                        )
-                        if own is not None:
-                            return own
+                    own = await self.ledger.beaten_by_itself(running, claim.seq)
+                    if own is not None:
+                        return own
                     log.info(
                         "executor.claim_not_started", reason="the task moved on since its claim"
                     )
@@ -423,13 +415,18 @@ class Serving:
                 )
                 return None
             try:
-                seq = await self.ledger.bus.events.append(
-                    event, expected_seq=expected, retry_for=30.0
-                )
-            except AppendConflict:
-                await self.ledger.settled("task", run.task, expected)
-                expected = self.ledger.board.version(run.swarm, "task", run.task)
-                continue
+                try:
+                    seq = await self.ledger.bus.events.append(
+                        event, expected_seq=expected, retry_for=30.0
+                    )
+                except AppendConflict:
+                    # what beat it may be this very result (its first try): then it is in
+                    # the log, and refusing it would leave its work unlanded, its line unsaid
+                    own = await self.ledger.beaten_by_itself(event, expected)
+                    if own is None:
+                        expected = self.ledger.board.version(run.swarm, "task", run.task)
+                        continue
+                    seq = own
             except Unavailable as error:
                 if self.stopping.is_set():
                     log.error("executor.result_lost", error=error.message)
