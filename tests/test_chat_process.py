@@ -12,10 +12,11 @@ from waiting import until as eventually
 
 from schemas import events as ev
 from schemas import subjects
-from schemas.chat import ChatMessage
+from schemas.chat import ChatMessage, InboxEntry
 from services.bus import chat as chat_bus
 from services.bus.connection import NatsOptions
 from services.bus.service import Bus
+from services.bus.streams import Layout
 from services.chat.service import Chat
 
 
@@ -134,3 +135,31 @@ async def test_a_post_waits_for_the_log_position_its_caller_has_seen(
     answer = json.loads((await reply).data)
     assert answer.get("recipients") == ["newcomer"], answer
     await chat.stop()
+
+
+async def test_on_a_cluster_mentions_racing_into_a_new_inbox_all_land_at_once(
+    nats_cluster,
+) -> None:
+    """Two replicas of chat (or one message mentioning an agent twice over) may create an
+    agent's inbox at the same moment. On a cluster the loser's create is refused while the
+    winner's is in flight, and nats-py then looks the key up before it is applied
+    (``KeyNotFoundError``): that is "read again", not NATS away. Before, such a delivery failed
+    and its mention waited for the message's redelivery."""
+    bus = await Bus.connect(
+        NatsOptions.from_env(",".join(node.url for node in nats_cluster)), name="inboxes"
+    )
+    try:
+        await bus.provision(Layout(replicas=3))
+        kv = await bus.kv(subjects.INBOX_BUCKET)
+        for agent in range(10):
+            entries = [
+                InboxEntry(seq=n, id=f"m-{agent}-{n}", author="lead", text="@qa look", time=1.0)
+                for n in range(1, 9)
+            ]
+            delivered = await asyncio.gather(
+                *(chat_bus.deliver(kv, "race", f"agent-{agent}", entry) for entry in entries)
+            )
+            assert delivered == [True] * 8
+            assert sorted(await inbox_of(bus, "race", f"agent-{agent}")) == list(range(1, 9))
+    finally:
+        await bus.close()

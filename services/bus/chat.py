@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import msgspec
@@ -15,7 +16,7 @@ from nats.js.kv import KeyValue
 from schemas import subjects
 from schemas.chat import ChatMessage, Inbox, InboxEntry, add_to_inbox
 from services.bus.history import Feed, reachable
-from services.bus.publish import publish_acked
+from services.bus.publish import NOT_YET_PAUSE, publish_acked
 
 _decode_message = msgspec.json.Decoder(ChatMessage).decode
 _decode_inbox = msgspec.json.Decoder(Inbox).decode
@@ -97,6 +98,10 @@ async def deliver(
                 return True
             except KeyWrongLastSequenceError:  # (before ``reachable`` makes it Unavailable)
                 pass  # someone else wrote it meanwhile (or created it): read again
+            except KeyNotFoundError:
+                # on a cluster: another create of this inbox is in flight (nats-py's ``create``
+                # looks the key up after the refusal, before it is applied): read again soon
+                await asyncio.sleep(NOT_YET_PAUSE)
 
 
 @dataclass(frozen=True)

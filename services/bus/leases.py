@@ -63,7 +63,8 @@ class LeaderLease:
                     self.checked = True
                     return False
                 revision = await self._kv.update(self.key, value, last=entry.revision)
-        except KeyWrongLastSequenceError:  # someone else wrote first
+        except (KeyWrongLastSequenceError, KeyNotFoundError):  # someone else wrote first
+            # (KeyNotFoundError: on a cluster, from ``create`` while another create is in flight)
             self._held_until = 0.0
             self.checked = True
             return False
