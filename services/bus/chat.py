@@ -3,20 +3,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
 import msgspec
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from schemas import subjects
 from schemas.chat import ChatMessage, Inbox, InboxEntry, add_to_inbox
+from services.bus.compare_and_set import compare_and_set
 from services.bus.history import Feed, reachable
-from services.bus.publish import NOT_YET_PAUSE, publish_acked
+from services.bus.publish import publish_acked
 
 _decode_message = msgspec.json.Decoder(ChatMessage).decode
 _decode_inbox = msgspec.json.Decoder(Inbox).decode
@@ -90,18 +90,9 @@ async def deliver(
             return False
         data = msgspec.json.encode(inbox)
         with reachable("writing an inbox"):
-            try:
-                if revision is None:
-                    await kv.create(key, data)
-                else:
-                    await kv.update(key, data, last=revision)
+            if await compare_and_set(kv, key, data, revision) is not None:
                 return True
-            except KeyWrongLastSequenceError:  # (before ``reachable`` makes it Unavailable)
-                pass  # someone else wrote it meanwhile (or created it): read again
-            except KeyNotFoundError:
-                # on a cluster: another create of this inbox is in flight (nats-py's ``create``
-                # looks the key up after the refusal, before it is applied): read again soon
-                await asyncio.sleep(NOT_YET_PAUSE)
+        # someone else wrote it meanwhile (or created it): read again
 
 
 @dataclass(frozen=True)

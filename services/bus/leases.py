@@ -18,6 +18,8 @@ import structlog
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from services.bus.compare_and_set import compare_and_set
+
 log = structlog.get_logger("bus.leases")
 
 STEP_DOWN_AT = 0.8  # of the lease: the holder stops acting before anyone may take over
@@ -54,20 +56,12 @@ class LeaderLease:
         except KeyNotFoundError:  # never written, or released
             entry = None
         value = msgspec.json.encode(Lease(instance=self.instance, time=time.time()))
-        try:
-            if entry is None:
-                revision = await self._kv.create(self.key, value)
-            else:
-                if not self._may_write(entry.value, entry.revision, started):
-                    self._held_until = 0.0
-                    self.checked = True
-                    return False
-                revision = await self._kv.update(self.key, value, last=entry.revision)
-        except (KeyWrongLastSequenceError, KeyNotFoundError):  # someone else wrote first
-            # (KeyNotFoundError: on a cluster, from ``create`` while another create is in flight)
-            self._held_until = 0.0
-            self.checked = True
-            return False
+        if entry is not None and not self._may_write(entry.value, entry.revision, started):
+            return self._not_held()
+        last = entry.revision if entry is not None else None
+        revision = await compare_and_set(self._kv, self.key, value, last)
+        if revision is None:  # someone else wrote first
+            return self._not_held()
         self.checked = True
         if self.holder != self.instance:
             log.info("lease.acquired", key=self.key, instance=self.instance, previous=self.holder)
@@ -76,6 +70,11 @@ class LeaderLease:
         self._watched = None
         self._held_until = started + self.seconds * STEP_DOWN_AT
         return True
+
+    def _not_held(self) -> bool:
+        self._held_until = 0.0
+        self.checked = True
+        return False
 
     def _may_write(self, data: bytes | None, revision: int | None, now: float) -> bool:
         try:

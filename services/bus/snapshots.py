@@ -40,13 +40,14 @@ from typing import Any
 import msgspec
 import structlog
 from nats.js import JetStreamContext, api
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, OBJ_STREAM_TEMPLATE
 
 from schemas import subjects
 from schemas.board import Board, SwarmView, seal_records, tasks_dec_hook, tasks_enc_hook
 from schemas.events import SCHEMA_VERSION
+from services.bus.compare_and_set import compare_and_set
 
 log = structlog.get_logger("bus.snapshots")
 
@@ -289,13 +290,12 @@ class Snapshots:
                 store = await self._js.object_store(subjects.SNAPSHOT_STORE)
                 await store.put(placed, data.partition(b"\n")[2])
                 data = b"%d\n" % seq + OBJECT + placed.encode()
-            if current is None:
-                await kv.create(key, data)
-            else:
-                await kv.update(key, data, last=current.revision)
-        except Exception as error:  # lost a race, NATS away: keep replaying meanwhile
-            if not isinstance(error, KeyWrongLastSequenceError):
-                log.warning("snapshot.not_saved", scope=scope, seq=seq, error=str(error))
+            last = current.revision if current is not None else None
+            written = await compare_and_set(kv, key, data, last)
+        except Exception as error:  # NATS away: keep replaying meanwhile
+            log.warning("snapshot.not_saved", scope=scope, seq=seq, error=str(error))
+            written = None
+        if written is None:  # or lost a race
             await self._forget(placed)
             return False
         if current is not None and current.value:
