@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import shutil
 import tempfile
 import time
 import uuid
@@ -35,7 +36,7 @@ from schemas import events as ev
 from schemas import subjects
 from schemas.errors import Unavailable
 from services.bus.connection import NatsOptions
-from services.bus.embedded import local_cluster
+from services.bus.embedded import EmbeddedNats, local_cluster
 from services.bus.eventlog import AppendConflict
 from services.bus.service import Bus
 from services.bus.streams import Layout
@@ -63,11 +64,41 @@ def outcome(error: Exception) -> str:
     return type(error).__name__
 
 
+async def answering(bus: Bus, patience: float = 60.0) -> None:
+    """Wait until the event log has a leader again (the last failover may still be on)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            info = await bus.js.stream_info(subjects.EVENTS_STREAM)
+            if info.cluster is not None and info.cluster.leader:
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.5)
+
+
 async def main(rounds: int, writers: int, down: float, between: float, retry_for: float) -> None:
     root = Path(tempfile.mkdtemp(prefix="swarm-failover-"))
     nodes = local_cluster(root, "failover")
-    for node in nodes:
-        node.start()
+    try:
+        for node in nodes:
+            node.start()
+        await measure(nodes, rounds, writers, down, between, retry_for)
+    finally:
+        for node in nodes:
+            node.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def measure(
+    nodes: list[EmbeddedNats],
+    rounds: int,
+    writers: int,
+    down: float,
+    between: float,
+    retry_for: float,
+) -> None:
     bus = await Bus.connect(NatsOptions.from_env(",".join(n.url for n in nodes)), name="bench")
     await bus.provision(Layout(replicas=3))
     counts: collections.Counter[str] = collections.Counter()
@@ -111,14 +142,13 @@ async def main(rounds: int, writers: int, down: float, between: float, retry_for
         await asyncio.gather(*running)
     line("end")
     print(f"longest wait for an acknowledged append: {longest:.1f} s (retry_for {retry_for} s)")
+    await answering(bus)
     missing = 0
     for seq, subject in acked:
         message = await bus.js.get_msg(subjects.EVENTS_STREAM, seq)
         missing += message.subject != subject
     print(f"acknowledged appends not in the log at their sequence: {missing} of {len(acked):,}")
     await bus.close()
-    for node in nodes:
-        node.kill()
 
 
 if __name__ == "__main__":
