@@ -61,6 +61,18 @@ class Forbidden(SwarmError):
     code = "forbidden"
 
 
+class TooManyRequests(SwarmError):
+    """Too many wrong tokens from the caller's address: it may try again after ``retry_after``
+    seconds (HTTP ``Retry-After``)."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def from_status(status: int, message: str, field: str | None = None) -> SwarmError:
     """The typed error an answer with ``status`` stands for (what an edge mapped it from)."""
     if status == 400:

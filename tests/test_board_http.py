@@ -1,19 +1,24 @@
 """The board's HTTP side against a real gateway on real NATS, without a browser: the sign-in
 page instead of a 401, the session cookie's flags, the CSRF check on writes made with it, the
-header token still working, the security headers, and the board stream (the view, then each
-change)."""
+header token still working, the security headers, the board stream (the view, then each
+change), wrong tokens answered 429 once an address gave too many, and what goes gzipped."""
 
 from __future__ import annotations
 
+import gzip
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from importlib import resources
 
 import aiohttp
 import pytest
 from gateway_support import call, gateway_on, running, sse_events
+from structlog.testing import capture_logs
 
 from services.gateway import sessions
+from services.gateway.http import accepts_gzip
 from services.gateway.service import Gateway
+from services.gateway.token_failures import Limits, TokenFailures
 
 TOKEN = "board-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -194,3 +199,176 @@ async def test_the_board_stream_sends_the_view_then_each_change(
             assert [t["id"] for t in json.loads(found[0]["data"])["tasks"]] == ["t-1"]
         status, answer = await call(api, "GET", "/swarms/no-such-swarm/board/stream")
         assert status == 404, answer
+
+
+class Clock:
+    """The gateway's clock for its wrong-token windows, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(gateway: Gateway) -> Iterator[Clock]:
+    """No wrong tokens counted yet, at most 3 per 60 s, on a clock the test moves."""
+    saved = gateway.api.failures, gateway.api.monotonic
+    moved = Clock()
+    gateway.api.failures = TokenFailures(Limits(failures=3, window=60))
+    gateway.api.monotonic = moved
+    yield moved
+    gateway.api.failures, gateway.api.monotonic = saved
+
+
+def from_address(gateway: Gateway, address: str) -> aiohttp.ClientSession:
+    """A browser-like client whose requests come from ``address`` (any 127.x.y.z reaches the
+    gateway)."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    jar = aiohttp.CookieJar(unsafe=True)
+    return aiohttp.ClientSession(base_url=gateway.url, connector=connector, cookie_jar=jar)
+
+
+async def post_token(
+    browser: aiohttp.ClientSession, gateway: Gateway, token: str
+) -> tuple[aiohttp.ClientResponse, str]:
+    async with browser.post(
+        "/sign-in", data={"token": token}, headers=origin(gateway), allow_redirects=False
+    ) as response:
+        return response, await response.text()
+
+
+async def test_after_too_many_wrong_tokens_sign_in_answers_429_until_the_window_passes(
+    browser: aiohttp.ClientSession, gateway: Gateway, clock: Clock
+) -> None:
+    with capture_logs() as logs:
+        for guess in ("guess-1", "guess-2", "guess-3"):
+            response, _ = await post_token(browser, gateway, guess)
+            assert response.status == 401
+
+        response, text = await post_token(browser, gateway, TOKEN)  # right, but too late
+        assert response.status == 429 and response.headers["Retry-After"] == "60"
+        assert "Too many wrong tokens" in text and sessions.COOKIE not in response.cookies
+        assert TOKEN not in text
+        async with browser.get("/swarms", headers=AUTH) as api:  # the API too: one secret
+            answer = await api.json()
+            assert api.status == 429 and api.headers["Retry-After"] == "60"
+            assert answer["error"]["code"] == "too_many_requests"
+
+        clock.now += 59.5
+        response, _ = await post_token(browser, gateway, TOKEN)
+        assert response.status == 429 and response.headers["Retry-After"] == "1"
+        clock.now += 0.5
+        response, _ = await post_token(browser, gateway, TOKEN)
+        assert response.status == 303 and sessions.COOKIE in response.cookies
+
+    limited = [line for line in logs if line["event"] == "auth.limited"]
+    assert len(limited) == 1 and limited[0]["log_level"] == "warning"
+    assert limited[0]["address"] == "127.0.0.1"
+    said = json.dumps(logs, default=str)
+    assert TOKEN not in said and "guess-" not in said
+
+
+async def test_an_empty_form_is_no_wrong_token(
+    browser: aiohttp.ClientSession, gateway: Gateway, clock: Clock
+) -> None:
+    for _ in range(5):
+        response, text = await post_token(browser, gateway, "")
+        assert response.status == 401 and "Enter the API token" in text
+    assert len(gateway.api.failures) == 0
+
+
+async def test_wrong_bearer_tokens_count_and_make_only_their_own_address_wait(
+    gateway: Gateway, clock: Clock
+) -> None:
+    async with from_address(gateway, "127.0.0.2") as guesser:
+        signed_in = await sign_in(guesser, gateway)  # before the guessing starts
+        assert signed_in.status == 303
+        for guess in ("guess-1", "guess-2", "guess-3"):
+            status, _ = await call(
+                guesser, "GET", "/swarms", headers={"Authorization": f"Bearer {guess}"}
+            )
+            assert status == 401
+        status, answer = await call(guesser, "GET", "/swarms", headers=AUTH)
+        assert status == 429, answer
+        # a request without a token is no attempt, and a board session is not refused
+        status, swarms = await call(guesser, "GET", "/swarms")
+        assert status == 200 and isinstance(swarms, list)
+        guesser.cookie_jar.clear()
+        status, _ = await call(guesser, "GET", "/swarms")
+        assert status == 401
+
+    async with aiohttp.ClientSession(base_url=gateway.url, headers=AUTH) as other:
+        status, _ = await call(other, "GET", "/swarms")  # from 127.0.0.1: not affected
+        assert status == 200
+    assert gateway.api.failures.retry_after("127.0.0.1", clock.now) is None
+
+
+async def raw_get(
+    gateway: Gateway, path: str, accept_encoding: str
+) -> tuple[aiohttp.ClientResponse, bytes]:
+    """``path`` as sent (not decompressed by the client)."""
+    async with aiohttp.ClientSession(
+        base_url=gateway.url, headers=AUTH, auto_decompress=False
+    ) as http:
+        async with http.get(path, headers={"Accept-Encoding": accept_encoding}) as response:
+            return response, await response.read()
+
+
+async def test_the_board_files_and_large_json_go_gzipped_to_a_client_that_accepts_it(
+    gateway: Gateway,
+) -> None:
+    script = resources.files("services.gateway").joinpath("static", "board.js").read_bytes()
+    response, body = await raw_get(gateway, "/board/board.js", "gzip, deflate, br")
+    assert response.status == 200 and response.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in response.headers["Vary"]
+    assert gzip.decompress(body) == script and len(body) < len(script) / 2
+
+    response, body = await raw_get(gateway, "/board/board.js", "identity")
+    assert "Content-Encoding" not in response.headers and body == script
+    response, body = await raw_get(gateway, "/board/board.js", "gzip;q=0, deflate")
+    assert "Content-Encoding" not in response.headers and body == script
+
+    response, body = await raw_get(gateway, "/openapi.json", "gzip")
+    assert response.headers["Content-Encoding"] == "gzip"
+    _, plain = await raw_get(gateway, "/openapi.json", "identity")
+    assert json.loads(gzip.decompress(body)) == json.loads(plain)
+
+
+async def test_event_streams_are_never_compressed(gateway: Gateway, swarm_id: str) -> None:
+    async with aiohttp.ClientSession(
+        base_url=gateway.url, headers=AUTH, auto_decompress=False
+    ) as api:
+        status, _ = await call(api, "POST", "/swarms", json={"id": swarm_id, "name": "plain"})
+        assert status == 201
+        gzipped = {"Accept-Encoding": "gzip"}
+        async with api.get(f"/swarms/{swarm_id}/board/stream", headers=gzipped) as stream:
+            assert "Content-Encoding" not in stream.headers
+            (first,) = await sse_events(stream, lambda e: e.get("event") == "board")
+            assert json.loads(first["data"])["swarm"]["id"] == swarm_id
+        async with api.get(f"/swarms/{swarm_id}/events?follow=0", headers=gzipped) as events:
+            assert "Content-Encoding" not in events.headers
+            await sse_events(events, lambda e: e.get("event") == "end")
+
+
+@pytest.mark.parametrize(
+    ("header", "gzipped"),
+    [
+        ("gzip", True),
+        ("gzip, deflate, br, zstd", True),
+        ("GZIP;q=0.5", True),
+        ("*", True),
+        ("deflate, *;q=0.1", True),
+        ("x-gzip", True),
+        (None, False),
+        ("", False),
+        ("identity", False),
+        ("deflate, br", False),
+        ("gzip;q=0", False),
+        ("*, gzip;q=0", False),
+        ("gzip;q=nope", False),
+    ],
+)
+def test_which_accept_encoding_takes_gzip(header: str | None, gzipped: bool) -> None:
+    assert accepts_gzip(header) is gzipped

@@ -6,7 +6,12 @@ position with ``services.bus.history.Feed`` and keep following it live.
 
 Auth: ``Authorization: Bearer <SWARM_API_TOKEN>`` everywhere but ``/health``; an agent's own
 token (``schemas.agent_tokens``) only where ``schemas.scopes`` allows it (reading its swarm, chat,
-follow-up tasks), only for that agent's swarm, and the handler then acts as that agent.
+follow-up tasks), only for that agent's swarm, and the handler then acts as that agent. Wrong
+tokens, on the API or the board's sign-in form, are counted per client address
+(``token_failures``): past the limit, its token attempts answer 429 with ``Retry-After``.
+
+Compression: the board's pages and files and any JSON answer of ``COMPRESS_FROM`` bytes or more
+go gzipped to a client that accepts gzip; event streams never (each event must leave at once).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from schemas.errors import (
     NotFound,
     SwarmError,
     TooLarge,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
 )
@@ -41,11 +47,12 @@ from schemas.scopes import Caller, authorize, bearer, identify, principal
 from services.bus.chat import decode as decode_chat
 from services.bus.history import Feed, chunk_attempt
 from services.bus.micro import decode_body, error_body
-from services.gateway import openapi, sessions
+from services.gateway import openapi, sessions, token_failures
 from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
 from services.gateway.commands import Commands
 from services.gateway.context import Context, Landed, Result
 from services.gateway.routes import ROUTE_BY_NAME, ROUTES
+from services.gateway.token_failures import TokenFailures
 from services.gateway.validation import task_of
 from services.gateway.watchers import Watchers
 
@@ -78,6 +85,13 @@ ASSET_TYPES = {
     "board.css": "text/css",
     "icon.svg": "image/svg+xml",
 }
+# What goes gzipped to a client that accepts it: text the board and the API send, from this size
+# (smaller answers gain a few bytes for the work). Event streams are prepared by their handler
+# and are never compressed: gzip would hold each event back until a block fills.
+COMPRESSED_TYPES = frozenset(
+    {"text/html", "text/css", "text/javascript", "image/svg+xml", "application/json"}
+)
+COMPRESS_FROM = 1024  # bytes
 CORRELATION = web.RequestKey("correlation_id", str)
 AGENT = web.RequestKey("agent", str)  # set when the caller holds an agent token
 CORRELATION_ID = re.compile(r"[!-~]{1,128}")  # a given X-Correlation-Id: printable ASCII
@@ -97,8 +111,33 @@ def json_response(
 
 
 def error_response(error: SwarmError) -> web.Response:
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    headers = None
+    if isinstance(error, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(error, TooManyRequests):
+        headers = {"Retry-After": str(error.retry_after)}
     return json_response(error_body(error), error.status, headers)
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` header takes gzip (named, or ``*``, with a q above 0)."""
+    weights: dict[str, float] = {}
+    for part in (accept_encoding or "").lower().split(","):
+        coding, *parameters = (piece.strip() for piece in part.split(";"))
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if coding:
+            weights[coding] = weight
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in weights:
+            return weights[coding] > 0
+    return False
 
 
 def sse_message(data: str, *, event: str | None = None, id: int | None = None) -> bytes:
@@ -141,13 +180,22 @@ def _flag(request: web.Request, name: str, default: bool) -> bool:
 class HttpApi:
     """The handlers; ``gateway`` provides ``commands``, ``bus``, ``health`` and the token."""
 
-    def __init__(self, gateway: Gateway, *, token: str | None, max_body: int = MAX_BODY) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        token: str | None,
+        max_body: int = MAX_BODY,
+        failures: TokenFailures | None = None,
+    ) -> None:
         self.gateway = gateway
         self.token = token
         self.max_body = max_body
         self.closing = asyncio.Event()
         self.watchers = Watchers()  # the board streams open now, fed by the gateway's fold
-        self.clock: Callable[[], float] = time.time
+        self.clock: Callable[[], float] = time.time  # sessions' expiry: wall time
+        self.failures = failures or TokenFailures()  # wrong tokens per client address
+        self.monotonic: Callable[[], float] = time.monotonic  # the failures' windows
 
     @property
     def commands(self) -> Commands:
@@ -157,7 +205,8 @@ class HttpApi:
 
     def build(self) -> web.Application:
         app = web.Application(
-            client_max_size=self.max_body, middlewares=[self.errors, self.authenticate]
+            client_max_size=self.max_body,
+            middlewares=[self.compress, self.errors, self.authenticate],
         )
         for route in ROUTES:
             app.router.add_route(
@@ -171,6 +220,23 @@ class HttpApi:
         return app
 
     # --- middlewares ----------------------------------------------------------------------
+
+    @web.middleware
+    async def compress(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Gzip a finished answer worth it (``COMPRESSED_TYPES``, ``COMPRESS_FROM``) for a client
+        that accepts it; a stream its handler already started is left as it is."""
+        response = await handler(request)
+        if (
+            isinstance(response, web.Response)
+            and not response.prepared
+            and response.content_type in COMPRESSED_TYPES
+            and isinstance(response.body, bytes)
+            and len(response.body) >= COMPRESS_FROM
+        ):
+            response.headers.add("Vary", "Accept-Encoding")  # caches keep both forms apart
+            if accepts_gzip(request.headers.get("Accept-Encoding")):
+                response.enable_compression(web.ContentCoding.gzip)
+        return response
 
     @web.middleware
     async def errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -231,7 +297,14 @@ class HttpApi:
             if request.method in UNSAFE_METHODS:
                 self.check_origin(request)
             return await handler(request)
-        caller = identify(self.token, bearer(header))
+        given = bearer(header)
+        address = self.check_attempts(request) if given is not None else None
+        try:
+            caller = identify(self.token, given)
+        except Unauthorized:
+            if address is not None:
+                self.wrong_token(address)
+            raise
         if caller.is_agent:
             self.check_agent_token(request, caller)
         return await handler(request)
@@ -241,6 +314,28 @@ class HttpApi:
         if not self.token:
             return True
         return sessions.valid(self.token, request.cookies.get(sessions.COOKIE), self.clock())
+
+    def check_attempts(self, request: web.Request) -> str:
+        """The address a token attempt is counted under; ``TooManyRequests`` while it waits."""
+        address = token_failures.client_key(request.remote)
+        wait = self.failures.retry_after(address, self.monotonic())
+        if wait is not None:
+            raise TooManyRequests(
+                f"too many wrong tokens from this address: try again in {wait} s", wait
+            )
+        return address
+
+    def wrong_token(self, address: str) -> None:
+        """Count a wrong token from ``address``; say so once when it has to wait (never the
+        token itself)."""
+        if self.failures.failed(address, self.monotonic()):
+            limits = self.failures.limits
+            log.warning(
+                "auth.limited",
+                address=address,
+                failures=limits.failures,
+                wait_s=limits.window,
+            )
 
     @staticmethod
     def check_origin(request: web.Request) -> None:
@@ -499,6 +594,14 @@ class HttpApi:
             return self.page("signin.html", 403, error="Sign in from the board's own page.")
         if not self.token:
             return self.to_board()
+        try:
+            address = self.check_attempts(request)
+        except TooManyRequests as refused:
+            wait = refused.retry_after
+            message = f"Too many wrong tokens from this address: try again in {wait} seconds."
+            response = self.page("signin.html", 429, error=message)
+            response.headers["Retry-After"] = str(wait)
+            return response
         form = await request.post()
         given = form.get("token")
         given = given.strip() if isinstance(given, str) else ""
@@ -506,6 +609,8 @@ class HttpApi:
             caller = identify(self.token, given or None)
         except Unauthorized:
             caller = None
+            if given:
+                self.wrong_token(address)
         if caller is None or caller.is_agent:
             message = "That is not this Swarm's API token." if given else "Enter the API token."
             return self.page("signin.html", 401, error=message)

@@ -25,6 +25,8 @@ _REASONS = {
     404: "Unknown swarm, task, agent or project",
     409: "Not allowed in the current state, or lost a race: read again and retry",
     413: "Body too large",
+    429: "Too many wrong tokens from this client address: every token it sends is refused "
+    "until `Retry-After` seconds have passed (a board session is not refused)",
     503: "NATS unreachable or the gateway still replaying: retry later",
 }
 WRITES = frozenset({"POST", "PUT", "DELETE"})
@@ -97,6 +99,11 @@ def _error_response(code: int) -> dict[str, Any]:
         response["headers"]["WWW-Authenticate"] = {
             "description": "Bearer",
             "schema": {"type": "string"},
+        }
+    if code == 429:
+        response["headers"]["Retry-After"] = {
+            "description": "seconds until this address may send a token again",
+            "schema": {"type": "integer", "minimum": 1},
         }
     return response
 
@@ -191,7 +198,7 @@ def _error_codes(route: Route) -> set[int]:
         return set()
     codes = set(route.errors) | {503}
     if route.auth:
-        codes.add(401)
+        codes |= {401, 429}
     if route.agent_token:
         codes.add(403)
     if route.body is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -18,9 +19,10 @@ from schemas import scopes
 from schemas.errors import Unavailable
 from services.bus.connection import NatsOptions
 from services.bus.service import Readiness, Service, read_readiness
-from services.gateway import micro
+from services.gateway import micro, token_failures
 from services.gateway.commands import Commands
 from services.gateway.http import MAX_BODY, HttpApi
+from services.gateway.token_failures import Limits, TokenFailures
 
 SERVICES = ("gateway", "scheduler", "executor", "chat")
 OPTIONAL_SERVICES = ("mcp",)  # reported when running; Swarm works without them
@@ -57,6 +59,23 @@ def _version() -> str:
         return "0.0.0"
 
 
+def _setting(parser: argparse.ArgumentParser) -> Callable[[str, float, str], None]:
+    """``setting("--auth-window", 300.0, "what it is")``: a flag whose default is the
+    environment's ``SWARM_AUTH_WINDOW``, else the given default (whose type it has)."""
+
+    def add(flag: str, default: float, meaning: str) -> None:
+        env = "SWARM_" + flag.removeprefix("--").replace("-", "_").upper()
+        kind = type(default)
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=kind(os.environ.get(env, default)),
+            help=f"{meaning} (env {env}, default {default:g})",
+        )
+
+    return add
+
+
 class Gateway(Service):
     """Swarm gateway: the HTTP API and NATS command endpoints."""
 
@@ -74,6 +93,7 @@ class Gateway(Service):
         instance: str | None = None,
         swarm: str | None = None,
         snapshot_every: int = 2000,
+        auth_limits: Limits | None = None,
     ) -> None:
         super().__init__(nats=nats, instance=instance, swarm=swarm, snapshot_every=snapshot_every)
         scopes.check_listen(host, token)
@@ -83,7 +103,9 @@ class Gateway(Service):
         self.follow_ups = follow_ups
         self.version = _version()
         self.commands: Commands | None = None
-        self.api = HttpApi(self, token=token, max_body=max_body)
+        self.api = HttpApi(
+            self, token=token, max_body=max_body, failures=TokenFailures(auth_limits)
+        )
         self.app = self.api.build()
         self.runner: web.AppRunner | None = None
         self.micro: Any = None
@@ -155,12 +177,27 @@ class Gateway(Service):
         parser.add_argument(
             "--port", type=int, default=int(os.environ.get("SWARM_GATEWAY_PORT", DEFAULT_PORT))
         )
-        parser.add_argument(
+        setting = _setting(parser)
+        setting(
             "--agent-follow-ups",
-            type=int,
-            default=int(os.environ.get("SWARM_AGENT_FOLLOW_UPS", scopes.DEFAULT_FOLLOW_UPS)),
-            help="follow-up tasks one run of an agent may create with its own token "
-            f"(env SWARM_AGENT_FOLLOW_UPS, default {scopes.DEFAULT_FOLLOW_UPS})",
+            scopes.DEFAULT_FOLLOW_UPS,
+            "follow-up tasks one run of an agent may create with its own token",
+        )
+        setting(
+            "--auth-failures",
+            token_failures.FAILURES,
+            "wrong tokens (API or board sign-in) one client address may give per window "
+            "before its attempts answer 429; 0: no limit",
+        )
+        setting(
+            "--auth-window",
+            token_failures.WINDOW,
+            "seconds the wrong tokens are counted over, and an address past the limit waits",
+        )
+        setting(
+            "--auth-addresses",
+            token_failures.ADDRESSES,
+            "client addresses whose wrong tokens are tracked at most, the oldest forgotten first",
         )
 
     @classmethod
@@ -171,4 +208,5 @@ class Gateway(Service):
             port=args.port,
             token=os.environ.get("SWARM_API_TOKEN") or None,
             follow_ups=args.agent_follow_ups,
+            auth_limits=Limits(args.auth_failures, args.auth_window, args.auth_addresses),
         )
