@@ -5,9 +5,13 @@ hundred bytes a task, and a snapshot decodes without building a view of every ta
 
 from __future__ import annotations
 
+import sys
 import zlib
+from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from functools import cache
+from itertools import islice
 from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, overload
 
@@ -317,6 +321,127 @@ def _code(entry: bytes | int) -> int:
     return entry[0] if isinstance(entry, bytes) else entry & _CODE_MASK
 
 
+class _CreatedSeq(msgspec.Struct):
+    """What a record says of when its task was created (the rest of it left undecoded)."""
+
+    created_seq: int = 0
+
+
+_created_seq_decoder = msgspec.msgpack.Decoder(_CreatedSeq)
+
+
+def record_created_seq(record: bytes) -> int:
+    """A record's ``created_seq``, without building its task."""
+    return _created_seq_decoder.decode(memoryview(record)[1:]).created_seq
+
+
+class CreatedOrder:
+    """Task ids oldest first: by ``created_seq`` (the log position of their ``created``), then
+    id. What a task listing pages through: a page starts where its ``after`` task's key falls
+    (a bisection) and reads only the tasks it returns, whatever the swarm's size.
+
+    The fold adds tasks in log order, so an add is an append (a task's ``created_seq`` never
+    changes); a deletion takes one out of the middle (a move of references, no record read).
+    About 16 bytes a task: a reference to its id and its sequence in an ``array``. A snapshot
+    carries the sequences (``Tasks.to_wire``), so a start rebuilds this without reading a
+    record."""
+
+    __slots__ = ("_ids", "_seqs")
+
+    def __init__(self) -> None:
+        self._ids: list[str] = []
+        self._seqs = array("q")
+
+    @classmethod
+    def of(cls, ids: list[str], seqs: array[int]) -> CreatedOrder:
+        """The order of ``ids`` with their ``seqs`` (one each, in the same order), sorted unless
+        they already are (as a fold adds them)."""
+        order = cls()
+        if len(ids) != len(seqs):
+            raise ValueError(f"{len(ids)} task ids but {len(seqs)} created sequences")
+        if all(map(int.__lt__, seqs, islice(seqs, 1, None))):
+            order._ids, order._seqs = ids, seqs
+            return order
+        for seq, task_id in sorted(zip(seqs, ids, strict=True)):
+            order._ids.append(task_id)
+            order._seqs.append(seq)
+        return order
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CreatedOrder):
+            return NotImplemented
+        return self._ids == other._ids and self._seqs == other._seqs
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"CreatedOrder({len(self)} tasks)"
+
+    def add(self, task_id: str, seq: int) -> None:
+        ids, seqs = self._ids, self._seqs
+        if not ids or seqs[-1] < seq or (seqs[-1] == seq and ids[-1] < task_id):
+            ids.append(task_id)
+            seqs.append(seq)
+            return
+        at = self.after(task_id, seq)
+        ids.insert(at, task_id)
+        seqs.insert(at, seq)
+
+    def remove(self, task_id: str, seq: int) -> None:
+        lo, hi = self._run(seq)
+        at = bisect_left(self._ids, task_id, lo, hi)
+        if at == hi or self._ids[at] != task_id:
+            raise KeyError(task_id)
+        del self._ids[at]
+        del self._seqs[at]
+
+    def after(self, task_id: str, seq: int) -> int:
+        """The position of the first task after (``seq``, ``task_id``): where a page after that
+        task starts (the task itself need not be here)."""
+        lo, hi = self._run(seq)
+        return bisect_right(self._ids, task_id, lo, hi)
+
+    def _run(self, seq: int) -> tuple[int, int]:
+        """The positions holding ``seq`` (ids sorted within: only hand-built tasks share one)."""
+        lo = bisect_left(self._seqs, seq)
+        return lo, bisect_right(self._seqs, seq, lo)
+
+    def ids(self, start: int = 0) -> Iterator[str]:
+        """The ids from position ``start`` on (read them before the order changes), reached at
+        once (``islice`` would step over the ``start`` before them)."""
+        ids = self._ids
+        return (ids[at] for at in range(start, len(ids)))
+
+    def seqs_of(self, ids: list[str]) -> bytes:
+        """The created sequences of ``ids`` (every id here, in any order), as little-endian
+        int64s: what a snapshot carries, in the order of its tasks."""
+        if ids == self._ids:
+            seqs = self._seqs
+        else:  # only hand-built tasks are added out of order
+            by_id = dict(zip(self._ids, self._seqs, strict=True))
+            seqs = array("q", [by_id[task_id] for task_id in ids])
+        return _little_endian(seqs).tobytes()
+
+    @staticmethod
+    def seqs_from(raw: bytes) -> array[int]:
+        seqs = array("q")
+        seqs.frombytes(raw)
+        return _little_endian(seqs)
+
+
+def _little_endian(seqs: array[int]) -> array[int]:
+    """``seqs`` with each int64's bytes as a little-endian machine keeps them (a copy on a
+    big-endian one)."""
+    if sys.byteorder == "little":
+        return seqs
+    swapped = array("q", seqs)
+    swapped.byteswap()
+    return swapped
+
+
 class Tasks(MutableMapping[str, TaskView]):
     """A swarm's tasks by id, in the order they were added: a mapping of ``TaskView``.
 
@@ -337,7 +462,8 @@ class Tasks(MutableMapping[str, TaskView]):
     Hot paths never decode every task: ``live()`` holds every task not frozen (every unfinished
     one among them), ``frozen_status`` answers for a frozen one, ``status_counts`` and
     ``usage_total`` count them all, ``follow_ups`` finds one task's follow-ups. ``values()`` and
-    ``items()`` decode the frozen ones (full listings)."""
+    ``items()`` decode the frozen ones (full listings); ``in_order`` reads a listing a page at a
+    time, oldest first (``CreatedOrder``, kept as tasks are added and deleted)."""
 
     __slots__ = (
         "_cache",
@@ -347,6 +473,7 @@ class Tasks(MutableMapping[str, TaskView]):
         "_counts",
         "_entries",
         "_live",
+        "_order",
         "_swarm",
         "_usage",
     )
@@ -361,6 +488,7 @@ class Tasks(MutableMapping[str, TaskView]):
         self._chunk_sizes: list[int] = []  # records in each chunk
         self._chunk_refs: list[int] = []  # entries still pointing into each chunk
         self._cache: dict[int, list[bytes]] = {}  # chunk index -> its records, decompressed
+        self._order = CreatedOrder()  # every task, oldest first (what listings page through)
         for task_id, task in (tasks or {}).items():
             self[task_id] = task
 
@@ -420,15 +548,20 @@ class Tasks(MutableMapping[str, TaskView]):
 
     def __setitem__(self, task_id: str, task: TaskView) -> None:
         entry = self._entries.get(task_id)
-        if entry is not None and not isinstance(entry, TaskView):
-            self._release(task_id, entry)
+        if entry is None:
+            self._order.add(task_id, task.created_seq)
+        else:
+            was = entry if isinstance(entry, TaskView) else self._release(task_id, entry)
+            if was.created_seq != task.created_seq:
+                self._order.remove(task_id, was.created_seq)
+                self._order.add(task_id, task.created_seq)
         self._entries[task_id] = task
         self._live[task_id] = task
 
     def __delitem__(self, task_id: str) -> None:
         entry = self._entries.pop(task_id)
-        if not isinstance(entry, TaskView):
-            self._release(task_id, entry)
+        was = entry if isinstance(entry, TaskView) else self._release(task_id, entry)
+        self._order.remove(task_id, was.created_seq)
         self._live.pop(task_id, None)
 
     def __iter__(self) -> Iterator[str]:
@@ -495,19 +628,48 @@ class Tasks(MutableMapping[str, TaskView]):
             _add_usage(total, task.usage)
         return total
 
-    def of_status(self, status: str) -> Iterator[TaskView]:
-        """The tasks in ``status``, in the order added (only frozen records in it are decoded;
-        an unfinished status: the live tasks only)."""
-        if status not in FINISHED:
-            yield from (task for task in self._live.values() if task.status == status)
+    def created_seq(self, task_id: str) -> int:
+        """The task's ``created_seq`` (a frozen one's read from its record without decoding the
+        rest); KeyError when there is no such task."""
+        entry = self._entries[task_id]
+        if isinstance(entry, TaskView):
+            return entry.created_seq
+        return record_created_seq(self._record(entry))
+
+    def in_order(
+        self, *, after: str | None = None, status: str | None = None, mentioning: str = ""
+    ) -> Iterator[TaskView]:
+        """The tasks oldest first (``CreatedOrder``: by ``created_seq``, then id), from just
+        after the task ``after`` (KeyError: no such task); only those in ``status`` if given.
+
+        Reads only what it yields and what it passes over: a page of a listing costs its own
+        tasks, not the swarm's. With a finished ``status``, frozen tasks of other statuses are
+        passed over without decoding; an unfinished one reads the live tasks only (sorted for
+        each call). ``mentioning`` (a tag, an agent the caller filters on) passes over, without
+        decoding, each frozen task whose record does not hold that text: a record keeps its
+        strings as UTF-8, so one that lacks it cannot match (the caller still checks those it
+        gets). Consume it before the fold changes the tasks again."""
+        mark = (-1, "") if after is None else (self.created_seq(after), after)
+        if status is not None and status not in FINISHED:
+            found = [
+                task
+                for task in self._live.values()
+                if task.status == status and (task.created_seq, task.id) > mark
+            ]
+            yield from sorted(found, key=lambda task: (task.created_seq, task.id))
             return
-        code = _STATUS_CODE.get(status)  # type: ignore[call-overload]
-        for task_id, entry in self._entries.items():
+        code = None if status is None else _STATUS_CODE[status]  # type: ignore[index]
+        needle = mentioning.encode()
+        start = 0 if after is None else self._order.after(after, mark[0])
+        for task_id in self._order.ids(start):
+            entry = self._entries[task_id]
             if isinstance(entry, TaskView):
-                if entry.status == status:
+                if status is None or entry.status == status:
                     yield entry
-            elif _code(entry) & ~_HAS_PARENT == code:
-                yield self._decode(task_id, entry)
+            elif code is None or _code(entry) & ~_HAS_PARENT == code:
+                record = self._record(entry)
+                if needle in record:
+                    yield decode_record(self._swarm, task_id, record)
 
     def follow_ups(self, parent: str) -> Iterator[TaskView]:
         """The tasks whose ``parent`` is ``parent``: among those added after it (newest first;
@@ -604,9 +766,10 @@ class Tasks(MutableMapping[str, TaskView]):
 
     def to_wire(self) -> list[Any]:
         """What a snapshot stores: ``[swarm, {id: handle, record or None}, {id: task}, counts,
-        usage, chunks, chunk sizes]``: every task in order, a sealed one as its handle into the
-        chunks (carried compressed, as they are), a frozen one in memory as its record, a live
-        one as None and in full in the third element."""
+        usage, chunks, chunk sizes, created sequences]``: every task in order, a sealed one as
+        its handle into the chunks (carried compressed, as they are), a frozen one in memory as
+        its record, a live one as None and in full in the third element; the last element each
+        task's ``created_seq`` in the same order (``CreatedOrder.seqs_of``)."""
         entries = {k: None if isinstance(v, TaskView) else v for k, v in self._entries.items()}
         return [
             self._swarm,
@@ -616,22 +779,27 @@ class Tasks(MutableMapping[str, TaskView]):
             self._usage,
             self._chunks,
             self._chunk_sizes,
+            self._order.seqs_of(list(entries)),
         ]
 
     @classmethod
     def from_wire(cls, value: Any) -> Tasks:
-        """``to_wire``'s form as msgpack decodes it, or an earlier snapshot's: without chunks
-        (``[swarm, {id: record or None}, {id: task}, counts, usage]``) or a plain mapping of
-        tasks; every settled task ends frozen. The chunks stay compressed; each handle is
-        checked against them."""
+        """``to_wire``'s form as msgpack decodes it, or an earlier snapshot's: without the
+        created sequences, without chunks (``[swarm, {id: record or None}, {id: task}, counts,
+        usage]``) or a plain mapping of tasks; every settled task ends frozen. The chunks stay
+        compressed; each handle is checked against them. An earlier form's created sequences
+        are read from the records (``_read_order``: every chunk inflated once)."""
         tasks = cls()
         if isinstance(value, dict):  # the earliest form: every task in full
             for task_id, task in value.items():
                 tasks._put(task_id, msgspec.convert(task, TaskView))
+            tasks._read_order()
             tasks.freeze_settled()
             return tasks
         swarm, entries, live, counts, usage, *sealed = value
-        chunks, sizes = sealed if sealed else ([], [])
+        chunks, sizes, *created = sealed if sealed else ([], [])
+        if len(created) > 1:
+            raise ValueError("a snapshot's tasks hold more than they should")
         if len(chunks) != len(sizes):
             raise ValueError("a snapshot's chunks and their sizes differ in number")
         refs = [0] * len(chunks)
@@ -656,12 +824,36 @@ class Tasks(MutableMapping[str, TaskView]):
             tasks._put(task_id, msgspec.convert(task, TaskView))
         if len(tasks._live) != len(live) or None in entries.values():
             raise ValueError("a snapshot's tasks are incomplete")
+        if created:
+            tasks._order = CreatedOrder.of(list(entries), CreatedOrder.seqs_from(created[0]))
+        else:
+            tasks._read_order()
         tasks.freeze_settled()
         return tasks
 
     def _put(self, task_id: str, task: TaskView) -> None:
+        """Set a task without keeping the order (``from_wire`` builds it once, at the end)."""
         self._entries[task_id] = task
         self._live[task_id] = task
+
+    def _read_order(self) -> None:
+        """Build the order from each task's ``created_seq``, a frozen one's read from its record
+        (a chunk inflated once for all its tasks): for a snapshot of an earlier form."""
+        seqs: dict[str, int] = {}
+        by_chunk: dict[int, list[tuple[str, int]]] = {}
+        for task_id, entry in self._entries.items():
+            if isinstance(entry, TaskView):
+                seqs[task_id] = entry.created_seq
+            elif isinstance(entry, bytes):
+                seqs[task_id] = record_created_seq(entry)
+            else:
+                by_chunk.setdefault(entry >> _CHUNK_SHIFT, []).append((task_id, entry))
+        for chunk, members in by_chunk.items():
+            records = _chunk_decoder.decode(zlib.decompress(self._chunks[chunk]))
+            for task_id, entry in members:
+                seqs[task_id] = record_created_seq(records[(entry >> _POS_SHIFT) & _POS_MASK])
+        ids = list(self._entries)
+        self._order = CreatedOrder.of(ids, array("q", [seqs[task_id] for task_id in ids]))
 
 
 _USAGE_FIELDS = tuple(info.name for info in msgspec.structs.fields(Usage))

@@ -1,17 +1,26 @@
 """Frozen tasks, given/when/then: the fold keeps a settled finished task as a compact record
 (``schemas.board.Tasks``) and thaws it for any later event on it; reads, counts, dependency
-checks and snapshots are the same as with every task live. No NATS."""
+checks and snapshots are the same as with every task live. Listings page through the order the
+fold keeps beside them (``schemas.board.CreatedOrder``: by ``created_seq``, then id), reading the
+tasks a page returns, not the swarm. No NATS."""
 
 from __future__ import annotations
 
 import copy
+import zlib
+from array import array
 from typing import Any
 
+import msgspec
 import pytest
+from hypothesis import given as given_examples
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from schemas import events as ev
 from schemas.board import (
     Board,
+    CreatedOrder,
     Tasks,
     TaskView,
     decode_record,
@@ -23,8 +32,8 @@ from schemas.errors import Forbidden
 from schemas.fold import apply, fold
 from schemas.landing import dependency_landing
 from schemas.scopes import follow_up
-from services.bus.snapshots import pack, unpack
-from services.gateway.commands import sorted_tasks, task_counts
+from services.bus.snapshots import NO_ORDER, pack, unpack
+from services.gateway.commands import sorted_tasks, task_counts, task_page
 from services.gateway.live import totals
 
 S = "dev"
@@ -81,6 +90,12 @@ def stuck(task_id: str) -> ev.TaskIntegrationFailed:
     return ev.TaskIntegrationFailed(swarm=S, id=task_id, time=T0 + 2, attempt=1, project="p1",
                                     onto="main", problem="conflict", tip=HEAD, files=["README"],
                                     resolve=True)  # fmt: skip
+
+
+def failed(task_id: str) -> list[ev.Event]:
+    """Claimed by a1, run, and failed."""
+    agent: dict[str, Any] = {"swarm": S, "id": task_id, "time": T0 + 1, "agent": "a1"}
+    return [*ran(task_id)[:2], ev.TaskFailed(**agent, attempt=1, reason="broke")]
 
 
 def given(*events: ev.Event | list[ev.Event]) -> Board:
@@ -306,13 +321,14 @@ def test_the_gateway_lists_tasks_by_status_frozen_or_live() -> None:
 # --- sealed chunks -------------------------------------------------------------------------------
 
 
-def many_finished(count: int, *, parent_every: int = 0) -> Board:
-    """``count`` finished tasks (every ``parent_every``-th a follow-up of the first), then t-live
-    pending."""
+def many_finished(count: int, *, parent_every: int = 0, rare_every: int = 0) -> Board:
+    """``count`` finished tasks f0, f1, ... (every ``parent_every``-th a follow-up of the first,
+    every ``rare_every``-th tagged ``rare``), then t-live pending."""
     events: list[ev.Event | list[ev.Event]] = [swarm()]
     for i in range(count):
         parent = {"parent": "f0", "parent_attempt": 1} if parent_every and i % parent_every else {}
-        events += [created(f"f{i}", **parent), ran(f"f{i}", tokens=i)]
+        tags = ["rare"] if rare_every and i % rare_every == 0 else []
+        events += [created(f"f{i}", tags=tags, **parent), ran(f"f{i}", tokens=i)]
     return given(*events, created("t-live"))
 
 
@@ -333,7 +349,8 @@ def test_sealing_puts_frozen_records_in_chunks_and_every_read_stays_the_same() -
     assert sorted(t.id for t in tasks(board).follow_ups("f0")) == sorted(
         t.id for t in tasks(before).follow_ups("f0")
     )
-    assert [t.id for t in tasks(board).of_status("completed")] == [f"f{i}" for i in range(2_500)]
+    completed = tasks(board).in_order(status="completed")
+    assert [t.id for t in completed] == [f"f{i}" for i in range(2_500)]
     assert tasks(board).seal() == 0  # nothing left in memory
 
 
@@ -383,3 +400,195 @@ def test_a_snapshot_whose_handles_point_past_its_chunks_is_refused() -> None:
     tasks(board)._entries["f2"] = 99 << 20 | tasks(board)._entries["f2"]  # type: ignore[operator]
     with pytest.raises(ValueError, match="points past its chunks"):
         unpack(pack(board))
+
+
+# --- listings, a page at a time ----------------------------------------------------------------
+
+
+def ids(found: Any) -> list[str]:
+    return [task.id for task in found]
+
+
+def oldest_first(view: Tasks) -> list[str]:
+    return ids(sorted(view.values(), key=lambda task: (task.created_seq, task.id)))
+
+
+# --- the order kept by the fold (``CreatedOrder``) -----------------------------------------
+
+
+def test_the_fold_keeps_tasks_oldest_first_and_a_listing_after_one_starts_right_after_it() -> None:
+    board = given(swarm(), created("b"), created("a"), ran("a"), created("c"), failed("c"))
+    assert ids(tasks(board).in_order()) == ["b", "a", "c"] == oldest_first(tasks(board))
+    assert ids(tasks(board).in_order(after="b")) == ["a", "c"]
+    assert ids(tasks(board).in_order(after="c")) == []
+    assert ids(tasks(board).in_order(status="failed")) == ["c"]
+    assert ids(tasks(board).in_order(after="b", status="pending")) == []
+    assert ids(tasks(board).in_order(status="pending")) == ["b"]
+    with pytest.raises(KeyError):
+        list(tasks(board).in_order(after="nope"))
+
+
+def test_a_deleted_task_leaves_the_order_and_its_id_created_again_comes_last() -> None:
+    board = given(swarm(), created("t1"), ran("t1"), created("t2"), created("t3"))
+    tasks(board).seal()  # t1 in a chunk: its deletion reads its record once
+    when(board, ev.TaskDeleted(swarm=S, id="t1", time=T0 + 9))
+    when(board, ev.TaskDeleted(swarm=S, id="t3", time=T0 + 9))
+    assert ids(tasks(board).in_order()) == ["t2"]
+    when(board, created("t1"))
+    assert ids(tasks(board).in_order()) == ["t2", "t1"]
+    assert tasks(board).created_seq("t1") == board.seq
+
+
+def test_tasks_built_by_hand_in_any_order_list_by_created_seq_then_id() -> None:
+    def task(task_id: str, seq: int) -> TaskView:
+        return TaskView(swarm=S, id=task_id, title=task_id, prompt="", created_seq=seq)
+
+    view = Tasks({"z": task("z", 5), "b": task("b", 0), "a": task("a", 0), "m": task("m", 2)})
+    assert ids(view.in_order()) == ["a", "b", "m", "z"]
+    assert ids(view.in_order(after="b")) == ["m", "z"]
+    view["m"] = task("m", 9)  # a different created_seq: moved
+    del view["a"]
+    assert ids(view.in_order()) == ["b", "z", "m"]
+    assert Tasks.from_wire(
+        msgspec.msgpack.decode(msgspec.msgpack.encode(view.to_wire()))
+    )._order == (view._order)
+
+
+# --- a page costs what it returns ------------------------------------------------------------
+
+
+def test_a_page_from_the_middle_reads_only_its_own_chunk() -> None:
+    board = unpack(pack(many_finished(5_000)))  # about five chunks, none inflated yet
+    view = tasks(board)
+    assert len(view._chunks) >= 4 and view._cache == {}
+    page, following = task_page(board.swarms[S], after="f2499", limit=50)
+    assert ids(page) == [f"f{i}" for i in range(2_500, 2_550)] and following == "f2549"
+    assert len(view._cache) == 1  # the chunk holding f2500..f2549 (and the cursor's)
+
+
+def test_a_finished_status_passes_over_other_frozen_tasks_without_decoding_them() -> None:
+    board = many_finished(2_048)  # two full chunks of completed tasks
+    for i in range(0, 300, 2):
+        task_id = f"g{i:04}"
+        when(board, created(task_id), ev.TaskCancelled(swarm=S, id=task_id, time=T0 + 1))
+    view = tasks(board)
+    view.seal()
+    view._cache.clear()
+    page, following = task_page(board.swarms[S], status="cancelled", limit=10)
+    assert ids(page) == [f"g{i:04}" for i in range(0, 20, 2)] and following == "g0018"
+    assert len(view._chunks) == 3 and list(view._cache) == [2]  # the cancelled ones' chunk only
+
+
+def test_walking_every_page_gives_the_whole_listing_once_with_or_without_filters() -> None:
+    board = many_finished(120, rare_every=7)
+    when(board, created("t-late", tags=["rare"]), created("rare"), *failed("rare"))
+    swarm = board.swarms[S]
+    cases: list[dict[str, Any]] = [
+        {},
+        {"tag": "rare"},  # also in the record of task "rare", which is not tagged so
+        {"status": "completed"},
+        {"status": "pending"},
+        {"agent": "a1"},
+        {"status": "failed", "agent": "a1"},
+    ]
+    for filters in cases:
+        whole, none = task_page(swarm, **filters)
+        assert none is None and whole
+        walked: list[TaskView] = []
+        after = None
+        while True:
+            page, after = task_page(swarm, **filters, after=after, limit=4)
+            walked += page
+            if after is None:
+                break
+            assert len(page) == 4
+        assert ids(walked) == ids(whole), filters
+    assert "rare" not in ids(task_page(swarm, tag="rare")[0])
+    assert ids(task_page(swarm, status="failed", agent="a1")[0]) == ["rare"]
+
+
+def test_a_page_that_ends_the_listing_exactly_names_no_next_page() -> None:
+    swarm = many_finished(6).swarms[S]  # 6 finished and t-live
+    page, following = task_page(swarm, limit=7)
+    assert len(page) == 7 and following is None
+    page, following = task_page(swarm, limit=6)
+    assert ids(page)[-1] == "f5" and following == "f5"
+    assert task_page(swarm, after="t-live", limit=3) == ([], None)
+
+
+def test_sorted_tasks_is_the_order_with_every_task_decoded() -> None:
+    board = many_finished(50, rare_every=2)
+    assert ids(sorted_tasks(board.swarms[S])) == oldest_first(tasks(board))
+
+
+# --- snapshots --------------------------------------------------------------------------------
+
+
+def test_a_snapshot_carries_the_order_so_a_start_reads_no_record() -> None:
+    board = many_finished(3_000)
+    when(board, ev.TaskDeleted(swarm=S, id="f100", time=T0 + 9), created("f100"))
+    restored = unpack(pack(board))
+    assert tasks(restored)._cache == {}
+    assert tasks(restored)._order == tasks(board)._order
+    assert ids(tasks(restored).in_order())[-2:] == ["t-live", "f100"]
+
+
+def test_an_earlier_snapshot_without_the_order_builds_it_from_the_records() -> None:
+    board = many_finished(3_000)
+    when(board, created("t-new"))
+    pack(board)  # seals the records
+
+    def without_order(value: Any) -> Any:
+        return value.to_wire()[:-1]
+
+    raw = msgspec.msgpack.encode([board, board.versions], enc_hook=without_order)
+    restored = unpack(b"%d\n" % board.seq + NO_ORDER + zlib.compress(raw))
+    assert restored == board and tasks(restored)._order == tasks(board)._order
+
+
+# --- the index alone ---------------------------------------------------------------------------
+
+
+Step = tuple[str, str, int]  # ("add" | "remove", id, created seq)
+
+
+@st.composite
+def steps(draw: st.DrawFn) -> list[Step]:
+    """Adds (sometimes out of order, sequences shared) and removals of tasks present."""
+    present: dict[str, int] = {}
+    found: list[Step] = []
+    for _ in range(draw(st.integers(0, 60))):
+        if bool(present) and draw(st.booleans()):
+            task_id = draw(st.sampled_from(sorted(present)))
+            found.append(("remove", task_id, present.pop(task_id)))
+        else:
+            task_id = draw(
+                st.text("abcdefgh", min_size=1, max_size=3).filter(lambda i: i not in present)
+            )
+            present[task_id] = draw(st.integers(0, 20))
+            found.append(("add", task_id, present[task_id]))
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given_examples(steps(), st.text("abcdefgh", max_size=3), st.integers(-1, 21))
+def test_the_order_is_always_the_sorted_keys_and_after_finds_the_next_one(
+    log: list[Step], cursor: str, seq: int
+) -> None:
+    order = CreatedOrder()
+    model: set[tuple[int, str]] = set()
+    for kind, task_id, at in log:
+        if kind == "add":
+            order.add(task_id, at)
+            model.add((at, task_id))
+        else:
+            order.remove(task_id, at)
+            model.remove((at, task_id))
+    keys = sorted(model)
+    assert list(order.ids()) == [task_id for _, task_id in keys]
+    following = [task_id for key in keys if key > (seq, cursor) for task_id in [key[1]]]
+    assert list(order.ids(order.after(cursor, seq))) == following
+    seqs = array("q", [at for at, _ in keys])
+    ids_now = [task_id for _, task_id in keys]
+    assert CreatedOrder.of(ids_now[::-1], seqs[::-1]) == order
+    assert CreatedOrder.of(ids_now, CreatedOrder.seqs_from(order.seqs_of(ids_now))) == order

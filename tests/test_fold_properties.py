@@ -28,6 +28,7 @@ from schemas.board import (
     FINISHED,
     STATUSES,
     Board,
+    CreatedOrder,
     SwarmView,
     Tasks,
     TaskView,
@@ -37,7 +38,7 @@ from schemas.board import (
 from schemas.events import Usage
 from schemas.fold import apply, deps_done, fold
 from schemas.landing import STUCK, dependency_landing, landing, needs_resolver
-from services.bus.snapshots import MSGPACK, RECORDS, pack, unpack
+from services.bus.snapshots import MSGPACK, NO_ORDER, RECORDS, pack, unpack
 from services.scheduler.decide import OpenTasks, decide
 
 SWARMS = ("s1", "s2")
@@ -580,6 +581,14 @@ def test_folding_a_snapshot_then_the_tail_equals_folding_everything(
     # the tail thawed some sealed tasks and froze others: sealed again (new chunks next to the
     # old ones, emptied ones dropped), it reads back equal
     assert unpack(pack(restored)) == restored == fold(log)
+    # the order task listings page through travels with it, and is the full replay's
+    assert orders(restored) == orders(fold(log)) == orders(unpack(pack(restored)))
+    without_order = msgspec.msgpack.encode(
+        [head, head.versions], enc_hook=lambda v: v.to_wire()[:-1]
+    )
+    assert orders(unpack(b"%d\n" % head.seq + NO_ORDER + zlib.compress(without_order))) == orders(
+        head
+    )
     # read without tasks (a fold of agents and swarms): the rest of the board as it was
     lean = unpack(pack(head), tasks=False)
     assert lean.versions == {k: v for k, v in head.versions.items() if "/task/" not in k}
@@ -744,15 +753,25 @@ def test_a_board_with_frozen_tasks_reads_and_folds_like_one_without(
         every = list(plain.values())
         assert [tasks[t.id] for t in every] == every == list(tasks.values())
         assert tasks.status_counts() == {s: sum(t.status == s for t in every) for s in STATUSES}
-        for status in STATUSES:
-            found = sorted(tasks.of_status(status), key=lambda t: t.id)
-            assert found == sorted((t for t in every if t.status == status), key=lambda t: t.id)
         assert tasks.usage_total() == Usage(
             input_tokens=sum(t.usage.input_tokens for t in every),
             output_tokens=sum(t.usage.output_tokens for t in every),
             cache_read_input_tokens=sum(t.usage.cache_read_input_tokens for t in every),
             cache_creation_input_tokens=sum(t.usage.cache_creation_input_tokens for t in every),
         )
+        # listings page through every task oldest first, whatever is frozen
+        by_age = sorted(every, key=lambda t: (t.created_seq, t.id))
+        assert list(tasks.in_order()) == by_age
+        for status in STATUSES:
+            assert list(tasks.in_order(status=status)) == [t for t in by_age if t.status == status]
+        for i, task in enumerate(by_age):
+            assert list(tasks.in_order(after=task.id)) == by_age[i + 1 :]
+        for tag in {tag for t in every for tag in t.tags}:  # records without it: passed over
+            mentioning = [t for t in tasks.in_order(mentioning=tag) if tag in t.tags]
+            assert mentioning == [t for t in by_age if tag in t.tags]
+        for agent in {t.agent for t in every if t.agent}:
+            mentioning = [t for t in tasks.in_order(mentioning=agent) if t.agent == agent]
+            assert mentioning == [t for t in by_age if t.agent == agent]
         in_live = {t.id for t in tasks.live()}
         for task in every:
             frozen = task.id not in in_live
@@ -774,6 +793,10 @@ def test_a_board_with_frozen_tasks_reads_and_folds_like_one_without(
     assert {t.id for s in restored.swarms.values() for t in s.tasks.live()} == {
         t.id for s in board.swarms.values() for t in s.tasks.live()
     }
+
+
+def orders(board: Board) -> dict[str, CreatedOrder]:
+    return {swarm.id: swarm.tasks._order for swarm in board.swarms.values()}
 
 
 def plain_swarm(board: Board, swarm: SwarmView) -> SwarmView:

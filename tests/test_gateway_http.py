@@ -295,6 +295,77 @@ async def test_delete_task_then_it_is_gone(http: aiohttp.ClientSession, swarm: s
     assert status == 404
 
 
+async def pages(
+    http: aiohttp.ClientSession, path: str, **query: Any
+) -> tuple[list[list[dict[str, Any]]], list[str | None]]:
+    """Every page of a listing, following each ``Link: <...>; rel="next"``; with the header
+    (None: absent) each page came with."""
+    found: list[list[dict[str, Any]]] = []
+    links: list[str | None] = []
+    url: str | None = path
+    params: dict[str, str] | None = {k: str(v) for k, v in query.items()}
+    while url is not None:
+        async with http.get(url, params=params) as response:
+            assert response.status == 200, await response.text()
+            found.append(await response.json())
+            links.append(response.headers.get("Link"))
+            following = response.links.get("next")
+            url, params = (None if following is None else str(following["url"])), None
+    return found, links
+
+
+async def test_paging_through_tasks_gives_the_unpaged_list_with_or_without_filters(
+    http: aiohttp.ClientSession, swarm: str, gateway: Gateway, bus: Bus
+) -> None:
+    made = [
+        await create_task(http, swarm, title=f"task {i}", tags="ui" if i % 3 else "api")
+        for i in range(10)
+    ]
+    for task in made[:6:2]:  # finished, so kept frozen among live ones
+        await start_running(bus, gateway, swarm, task["id"], f"worker-{task['id']}")
+        await complete(bus, gateway, swarm, task["id"], f"worker-{task['id']}", result="ok")
+    status, _ = await call(http, "POST", f"/swarms/{swarm}/tasks/{made[7]['id']}/cancel")
+    assert status == 200
+    path = f"/swarms/{swarm}/tasks"
+    status, everything = await call(http, "GET", path)
+    assert [t["id"] for t in everything] == [t["id"] for t in made]  # oldest first, no Link
+    for filters in ({}, {"status": "completed"}, {"tag": "ui"}, {"status": "pending", "tag": "ui"}):
+        status, whole = await call(http, "GET", path, params=filters)
+        assert status == 200 and whole
+        found, links = await pages(http, path, **filters, limit=2)
+        assert [t for page in found for t in page] == whole, filters  # none missed or repeated
+        assert all(len(page) == 2 for page in found[:-1]) and 1 <= len(found[-1]) <= 2
+        assert links[-1] is None and all(links[:-1])
+        for link in links[:-1]:
+            assert link and "limit=2" in link and "after=" in link and 'rel="next"' in link
+            assert all(f"{name}={value}" in link for name, value in filters.items())
+    found, links = await pages(http, path, limit=10)  # exactly every task: one page, no Link
+    assert found == [everything] and links == [None]
+    status, rest = await call(http, "GET", path, params={"after": made[7]["id"]})
+    assert (status, rest) == (200, everything[8:])
+
+
+async def test_a_bad_page_limit_or_cursor_is_400_naming_it(
+    http: aiohttp.ClientSession, swarm: str
+) -> None:
+    path = f"/swarms/{swarm}/tasks"
+    for query, field in (
+        ({"limit": "0"}, "limit"),
+        ({"limit": "-3"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"limit": "1001"}, "limit"),
+        ({"limit": "2", "after": "t-nowhere"}, "after"),
+        ({"after": "x" * 300}, "after"),
+    ):
+        status, answer = await call(http, "GET", path, params=query)
+        assert (status, answer["error"]["field"]) == (400, field), query
+    task = await create_task(http, swarm, title="gone soon")
+    await call(http, "DELETE", f"{path}/{task['id']}")
+    status, answer = await call(http, "GET", path, params={"after": task["id"]})
+    assert (status, answer["error"]["field"]) == (400, "after")
+    assert task["id"] in answer["error"]["message"]
+
+
 # --- swarms, status, agents -------------------------------------------------------------------
 
 
@@ -579,6 +650,10 @@ async def test_openapi_lists_every_path_and_describes_real_answers(
         "/CreateTask"
     )
     assert {"201", "400", "401", "404", "413", "503"} <= set(create["responses"])
+    listing = paths["/swarms/{swarm}/tasks"]["get"]
+    parameters = {p["name"]: p for p in listing["parameters"]}
+    assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000}
+    assert "after" in parameters and "Link" in listing["responses"]["200"]["headers"]
 
     task = await create_task(http, swarm, title="documented", tags="docs")
     status, detail = await call(http, "GET", f"/swarms/{swarm}/tasks/{task['id']}")

@@ -11,6 +11,7 @@ import pytest
 from gateway_support import gateway_on, running
 
 from services.bus.service import Bus
+from services.gateway.micro import NEXT_HEADER
 from services.gateway.service import Gateway
 
 
@@ -71,6 +72,32 @@ async def test_task_lifecycle_commands_answer_like_http(bus: Bus, swarm: str) ->
     assert (code, deleted) == (None, {"id": first["id"], "deleted": True})
     code, tasks = await ask(bus, f"swarm.cmd.{swarm}.list_tasks")
     assert [t["id"] for t in tasks] == [second["id"]]
+
+
+async def test_list_tasks_pages_with_limit_and_after_the_next_cursor_in_a_header(
+    bus: Bus, swarm: str
+) -> None:
+    made = []
+    for i in range(7):
+        code, task = await ask(bus, f"swarm.cmd.{swarm}.create_task", {"title": f"t{i}"})
+        assert code is None, task
+        made.append(task["id"])
+    subject = f"swarm.cmd.{swarm}.list_tasks"
+    reply = await bus.nc.request(subject, b"{}", timeout=5)  # as before: every task, no header
+    assert [t["id"] for t in json.loads(reply.data)] == made
+    assert NEXT_HEADER not in (reply.headers or {})
+    walked: list[str] = []
+    body: dict[str, Any] = {"limit": 3}
+    while True:
+        reply = await bus.nc.request(subject, json.dumps(body).encode(), timeout=5)
+        assert "Nats-Service-Error-Code" not in (reply.headers or {}), reply.data
+        walked += [t["id"] for t in json.loads(reply.data)]
+        following = (reply.headers or {}).get(NEXT_HEADER)
+        if following is None:
+            break
+        assert following == walked[-1]
+        body = {"limit": 3, "after": following}
+    assert walked == made  # 3 + 3 + 1: none missed or repeated
 
 
 async def test_errors_carry_the_status_code_and_the_field(bus: Bus, swarm: str) -> None:

@@ -7,17 +7,19 @@ schema version, so a new fold never starts from an old fold's board.
 The KV value is ``<seq>\n`` then either the board or, for a board too large for one NATS
 message, ``object:<name>``: the board is then in the ``swarm_boards`` object store (chunked, any
 size), and the KV entry still says which sequence it includes. The board's bytes are
-``msgpack3:`` then the compressed msgpack, in which each swarm's tasks are
-``[swarm, {id: handle, record or None}, {id: live task}, counts, tokens, chunks, chunk sizes]``
-(``schemas.board.Tasks``): a settled finished task is *sealed* in a chunk, a run of records
-compressed together, carried as it is (a msgpack ``bin``), and its entry is a handle into it (an
-int). Decoding a long history therefore builds an index (id -> handle), not a record per finished
-task; a chunk is inflated only when one of its tasks is read. Saving seals the records frozen
-since the last save (compressed in a thread). Earlier forms are still read, and replaced by the
-next snapshot a service saves: ``msgpack2:`` (each frozen task its record, no chunks),
-``msgpack:`` (every task in full) and no prefix (compressed JSON); their settled tasks are frozen
-as they are decoded. A process of an earlier version reads a ``msgpack3:`` snapshot as unreadable
-and replays the log instead.
+``msgpack4:`` then the compressed msgpack, in which each swarm's tasks are
+``[swarm, {id: handle, record or None}, {id: live task}, counts, tokens, chunks, chunk sizes,
+created sequences]`` (``schemas.board.Tasks``): a settled finished task is *sealed* in a chunk, a
+run of records compressed together, carried as it is (a msgpack ``bin``), and its entry is a
+handle into it (an int); the created sequences (int64s, one per task in order) rebuild the order
+task listings page through (``CreatedOrder``) without reading a record. Decoding a long history
+therefore builds an index (id -> handle), not a record per finished task; a chunk is inflated
+only when one of its tasks is read. Saving seals the records frozen since the last save
+(compressed in a thread). Earlier forms are still read, and replaced by the next snapshot a
+service saves: ``msgpack3:`` (no created sequences: each chunk is inflated once to read them),
+``msgpack2:`` (each frozen task its record, no chunks), ``msgpack:`` (every task in full) and no
+prefix (compressed JSON); their settled tasks are frozen as they are decoded. A process of an
+earlier version reads a ``msgpack4:`` snapshot as unreadable and replays the log instead.
 
 Why msgpack: on a board of 100k tasks encoding it (which blocks the event loop: it reads the live
 board) took 5x longer as JSON, and the bytes to move and inflate are a quarter smaller. Decoding
@@ -55,7 +57,8 @@ _encoder = msgspec.msgpack.Encoder(enc_hook=tasks_enc_hook)
 _decoder = msgspec.msgpack.Decoder(Board, dec_hook=tasks_dec_hook)  # the earlier msgpack forms
 _TASK_VERSION = "/task/"  # in a ``Board.versions`` key of a task: ``<swarm>/task/<id>``
 _json_decoder = msgspec.json.Decoder(Board, dec_hook=tasks_dec_hook)  # the earliest form
-CHUNKED = b"msgpack3:"  # msgpack, finished tasks sealed in chunks (``schemas.board.Tasks``)
+CHUNKED = b"msgpack4:"  # msgpack, finished tasks sealed in chunks (``schemas.board.Tasks``)
+NO_ORDER = b"msgpack3:"  # the same without the tasks' created sequences (an earlier form)
 RECORDS = b"msgpack2:"  # msgpack, each finished task its record (an earlier form)
 MSGPACK = b"msgpack:"  # msgpack, every task in full (an earlier form)
 
@@ -94,8 +97,8 @@ def encode(board: Board) -> bytes:
 
 @cache
 def _chunked_decoder(tasks: bool) -> msgspec.msgpack.Decoder[Any]:
-    """The ``msgpack3:`` form's decoder; without ``tasks``: every swarm's tasks and the tasks'
-    versions skipped (not built; ``_without_tasks``)."""
+    """The ``msgpack4:`` (and ``msgpack3:``) form's decoder; without ``tasks``: every swarm's
+    tasks and the tasks' versions skipped (not built; ``_without_tasks``)."""
     if tasks:
         return msgspec.msgpack.Decoder(tuple[Board, dict[str, int]], dec_hook=tasks_dec_hook)
     lean: Any = _without_tasks()
@@ -174,11 +177,12 @@ def unpack(data: bytes, *, tasks: bool = True) -> Board:
 
 def unpack_body(body: bytes, *, tasks: bool = True) -> Board:
     """The board in a snapshot's bytes. Without ``tasks`` (for a fold of other aggregates only),
-    a ``msgpack3:`` board is read without its swarms' tasks and their versions (an earlier form
-    is read whole)."""
+    a ``msgpack4:`` or ``msgpack3:`` board is read without its swarms' tasks and their versions
+    (an earlier form is read whole)."""
     with collector_paused():
-        if body.startswith(CHUNKED):
-            return _decode_chunked(zlib.decompress(memoryview(body)[len(CHUNKED) :]), tasks)
+        for prefix in (CHUNKED, NO_ORDER):
+            if body.startswith(prefix):
+                return _decode_chunked(zlib.decompress(memoryview(body)[len(prefix) :]), tasks)
         for prefix in (RECORDS, MSGPACK):
             if body.startswith(prefix):
                 return _decoder.decode(zlib.decompress(memoryview(body)[len(prefix) :]))

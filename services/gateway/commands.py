@@ -15,6 +15,8 @@ import asyncio
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import msgspec
@@ -63,6 +65,7 @@ STATUSES = (
 MAX_EVENT_BYTES = 768 * 1024  # under NATS's default 1 MiB max payload, headers included
 READ_YOUR_WRITES = 5.0  # seconds; a write not folded by then is answered as landed (202)
 APPEND_RETRY = 3.0  # seconds; the event's Nats-Msg-Id makes a retried append land once
+MAX_PAGE = 1000  # tasks in one page of a task listing at most (its ``limit``)
 RESERVED_SWARM = "_"  # the swarm token of swarm-level NATS commands (swarm.cmd._.list_swarms)
 
 
@@ -114,8 +117,42 @@ def task_counts(swarm: SwarmView) -> dict[str, int]:
 
 def sorted_tasks(swarm: SwarmView, status: str | None = None) -> list[TaskView]:
     """The swarm's tasks (those in ``status``), oldest first."""
-    tasks = swarm.tasks.values() if status is None else swarm.tasks.of_status(status)
-    return sorted(tasks, key=lambda t: (t.created_seq, t.id))
+    return list(swarm.tasks.in_order(status=status))
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    tasks: list[dict[str, Any]]
+    next: str | None = None  # the last task's id when more follow: the next page's ``after``
+
+
+def task_page(
+    swarm: SwarmView,
+    *,
+    status: str | None = None,
+    tag: str | None = None,
+    agent: str | None = None,
+    after: str | None = None,
+    limit: int | None = None,
+) -> tuple[list[TaskView], str | None]:
+    """The swarm's tasks oldest first that pass the filters, from just after the task ``after``
+    (KeyError: no such task), at most ``limit``; with the id to ask the next page ``after``
+    when more follow (None: this page is the last). Reads the tasks it returns and those it
+    passes over (``Tasks.in_order``): ``tag`` and ``agent`` are looked for in each task in
+    turn (a finished one's record searched, decoded only when it holds the text), so a page of
+    a rare tag may read far more tasks than it returns."""
+    tasks = swarm.tasks.in_order(after=after, status=status, mentioning=tag or agent or "")
+    found = (
+        task
+        for task in tasks
+        if (tag is None or tag in task.tags) and (agent is None or task.agent == agent)
+    )
+    if limit is None:
+        return list(found), None
+    page = list(islice(found, limit + 1))
+    if len(page) <= limit:
+        return page, None
+    return page[:limit], page[limit - 1].id
 
 
 def sorted_agents(swarm: SwarmView) -> list[AgentView]:
@@ -331,20 +368,24 @@ class Commands:
         status: str | None = None,
         tag: str | None = None,
         agent: str | None = None,
-    ) -> list[dict[str, Any]]:
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> TaskPage:
+        """The swarm's tasks oldest first (``task_page``): every one, or a page of ``limit``
+        after the task ``after`` and the id to ask the next page after."""
         self.check_available()
         if status is not None and status not in STATUSES:
             raise Invalid("status", f"status must be one of {', '.join(STATUSES)}")
+        if limit is not None and not 1 <= limit <= MAX_PAGE:
+            raise Invalid("limit", f"limit must be a whole number from 1 to {MAX_PAGE}")
         swarm = swarm_of(self.board, swarm_id)
-        # by status: without decoding the finished tasks of other statuses
-        tasks = sorted_tasks(swarm) if status is None else sorted_tasks(swarm, status)
-        return [
-            task_json(t)
-            for t in tasks
-            if (status is None or t.status == status)
-            and (tag is None or tag in t.tags)
-            and (agent is None or t.agent == agent)
-        ]
+        if after is not None and after not in swarm.tasks:
+            shown = after if len(after) <= 64 else after[:61] + "..."
+            raise Invalid("after", f"after names no task of swarm {swarm_id}: {shown!r}")
+        tasks, following = task_page(
+            swarm, status=status, tag=tag, agent=agent, after=after, limit=limit
+        )
+        return TaskPage([task_json(t) for t in tasks], following)
 
     async def get_task(self, swarm_id: str, task_id: str) -> dict[str, Any]:
         self.check_available()

@@ -49,7 +49,7 @@ from services.bus.history import Feed, chunk_attempt
 from services.bus.micro import decode_body, error_body
 from services.gateway import openapi, sessions, token_failures
 from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
-from services.gateway.commands import Commands
+from services.gateway.commands import MAX_PAGE, Commands
 from services.gateway.context import Context, Landed, Result
 from services.gateway.routes import ROUTE_BY_NAME, ROUTES
 from services.gateway.token_failures import TokenFailures
@@ -417,14 +417,22 @@ class HttpApi:
     # --- tasks ----------------------------------------------------------------------------
 
     async def list_tasks(self, request: web.Request) -> web.Response:
+        """Every task, or with ``limit`` a page: a ``Link: <...>; rel="next"`` header (this
+        query with ``after`` set to the page's last task) while more follow (RFC 8288)."""
         query = request.query
-        tasks = await self.commands.list_tasks(
+        page = await self.commands.list_tasks(
             request.match_info["swarm"],
             status=query.get("status") or None,
             tag=query.get("tag") or None,
             agent=query.get("agent") or None,
+            limit=_int_query(request, "limit", minimum=1, maximum=MAX_PAGE),
+            after=query.get("after") or None,
         )
-        return json_response(tasks)
+        headers = None
+        if page.next is not None:
+            following = request.rel_url.update_query(after=page.next)
+            headers = {"Link": f'<{following}>; rel="next"'}
+        return json_response(page.tasks, headers=headers)
 
     async def create_task(self, request: web.Request) -> web.Response:
         body = await self.body(request)

@@ -8,6 +8,9 @@ A request naming a task or an agent carries it in the body: ``{"task": "t-1"}``,
 ``Authorization: Bearer <agent token>`` makes the request that agent's, in its scope
 (``schemas.scopes``: what the MCP server forwards for an agent); without it a request has full
 access. ``Swarm-Seen-Seq: <seq>`` answers from a fold that holds that log position.
+``list_tasks`` pages with ``{"limit": n, "after"?: <task id>}`` as ``GET .../tasks`` does: the
+reply stays the array of tasks, and while more follow it carries ``Swarm-Next-After: <id>``, the
+``after`` of the next page (no ``limit``: every task, no header, as before).
 Errors answer with the micro error headers (``Nats-Service-Error-Code``: the HTTP status) and the
 HTTP API's ``{"error": {...}}`` body.
 
@@ -30,12 +33,13 @@ from schemas.errors import Invalid, NotFound, Unavailable
 from schemas.positions import whole_number
 from schemas.scopes import FULL, Caller, authorize, bearer, identify, principal
 from services.bus.micro import CommandRequest, Endpoint, Handler, Reply, serve
-from services.gateway.commands import RESERVED_SWARM, Commands
+from services.gateway.commands import MAX_PAGE, RESERVED_SWARM, Commands
 from services.gateway.context import Context, Landed
 
 SERVICE_NAME = "swarm-gateway"
 SWARM_TOKEN = 2  # swarm.cmd.<swarm>.<verb>
 STATUS_HEADER = "Swarm-Status"  # 202 on a write answered while it is still being applied
+NEXT_HEADER = "Swarm-Next-After"  # a page of list_tasks: the next page's ``after``
 SEEN_WAIT = 5.0  # seconds to wait for the fold to reach a caller's Swarm-Seen-Seq
 
 
@@ -130,12 +134,18 @@ def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint
 
     async def list_tasks(r: CommandRequest) -> Any:
         body = _body(r)
-        return await commands.list_tasks(
+        limit = body.get("limit")
+        page = await commands.list_tasks(
             _swarm(r),
             status=_text(body, "status"),
             tag=_text(body, "tag"),
             agent=_text(body, "agent"),
+            limit=None
+            if limit is None
+            else whole_number(limit, "limit", minimum=1, maximum=MAX_PAGE),
+            after=_text(body, "after"),
         )
+        return page.tasks if page.next is None else Reply(page.tasks, {NEXT_HEADER: page.next})
 
     async def create_task(r: CommandRequest) -> Any:
         return (await commands.create_task(_swarm(r), _body(r), _context(r))).body
@@ -264,7 +274,7 @@ def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint
         "delete_swarm": (delete_swarm, "delete the swarm"),
         "status": (status, "swarm, agents, task counts"),
         "board": (board, 'the board as it was: {"at": <seq or time>}'),
-        "list_tasks": (list_tasks, 'list tasks: {"status"?, "tag"?, "agent"?}'),
+        "list_tasks": (list_tasks, 'list tasks: {"status"?, "tag"?, "agent"?, "limit"?, "after"?}'),
         "create_task": (create_task, "create a task: the HTTP body"),
         "get_task": (get_task, 'a task with its history: {"task": <id>}'),
         "update_task": (update_task, 'update a task: {"task": <id>, ...fields}'),

@@ -166,7 +166,10 @@ def _success(route: Route) -> dict[str, Any]:
     else:
         content = _json({"type": "object"})
         description = "OK"
-    answer = {"description": description, "headers": dict(CORRELATION), "content": content}
+    headers: dict[str, Any] = dict(CORRELATION)
+    for name, meaning in route.headers.items():
+        headers[name] = {"description": meaning, "schema": {"type": "string"}}
+    answer = {"description": description, "headers": headers, "content": content}
     responses: dict[str, Any] = {str(route.status): answer}
     if route.status == 201:
         responses["200"] = {**answer, "description": "Already done (same Idempotency-Key)"}

@@ -16,6 +16,7 @@ from schemas.positions import MAX_POSITION
 from schemas.scopes import AGENT_VERBS
 from services.gateway import models
 from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
+from services.gateway.commands import MAX_PAGE
 from services.gateway.projects import MAX_WAIT
 
 
@@ -42,6 +43,7 @@ class Route:
     auth: bool = True
     errors: tuple[int, ...] = (404,)
     verb: str = ""  # the command's NATS verb, when it differs from ``name``
+    headers: Mapping[str, str] = field(default_factory=dict)  # a success may send: meaning
 
     @property
     def command(self) -> str:
@@ -189,15 +191,33 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/swarms/{swarm}/tasks",
         "list_tasks",
-        "List tasks (oldest first)",
+        "List tasks (oldest first: by log position of their creation); with `limit`, one "
+        "page, and a `Link` header to the next while more follow",
         "tasks",
         response=list[models.Task],
         query=(
             Query("status", "only tasks in this status", schema={"enum": _STATUSES}),
             Query("tag", "only tasks with this tag"),
             Query("agent", "only tasks of this agent"),
+            Query(
+                "limit",
+                f"at most this many tasks (1 to {MAX_PAGE}; default: every task, no paging)",
+                "integer",
+                {"minimum": 1, "maximum": MAX_PAGE},
+            ),
+            Query(
+                "after",
+                "only tasks after this one (a task id of the swarm, 400 otherwise): the last "
+                "task of the page before, as the `Link` header gives it",
+                schema={"pattern": models.TOKEN_PATTERN},
+            ),
         ),
         errors=(400, 404),
+        headers={
+            "Link": "while more tasks follow a page `limit` cut short: "
+            '`<the same path and query with after=<its last task>>; rel="next"` (RFC 8288); '
+            "absent on the last page"
+        },
     ),
     Route(
         "POST",
