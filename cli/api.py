@@ -72,6 +72,20 @@ def error_from(status: int, body: bytes, url: str) -> SwarmError:
     return SwarmError(f"HTTP {status}: {message}")
 
 
+def next_after(link: str | None) -> str | None:
+    """The ``after`` of the page a ``Link`` header's ``rel="next"`` points to (RFC 8288), if
+    any."""
+    for part in (link or "").split(","):
+        target, _, params = part.partition(";")
+        target = target.strip()
+        rels = [p.strip().removeprefix("rel=").strip('"') for p in params.split(";")]
+        if target.startswith("<") and target.endswith(">") and "next" in rels:
+            query = urllib.parse.urlsplit(target[1:-1]).query
+            found = urllib.parse.parse_qs(query).get("after")
+            return found[-1] if found else None
+    return None
+
+
 def parse_stream(lines: Iterator[bytes]) -> Iterator[ServerEvent]:
     """Server-sent events from the lines of a ``text/event-stream`` body."""
     data: list[str] = []
@@ -154,6 +168,18 @@ class Api:
         timeout: float = TIMEOUT,
     ) -> Any:
         """One JSON request; the decoded answer, or a typed error."""
+        return self._answer(method, path, body, query, headers, timeout)[0]
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        query: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+        timeout: float,
+    ) -> tuple[Any, str | None]:
+        """The decoded answer and its ``Link`` header."""
         with self._open(
             method, path, body=body, query=query, headers=headers, timeout=timeout
         ) as response:
@@ -163,10 +189,17 @@ class Api:
                 raise Unavailable(
                     f"the gateway at {self.base} stopped answering ({error})"
                 ) from None
-        return json.loads(raw) if raw else None
+            link = response.headers.get("Link")
+        return (json.loads(raw) if raw else None), link
 
     def get(self, path: str, **query: Any) -> Any:
         return self.request("GET", path, query=query)
+
+    def page(self, path: str, **query: Any) -> tuple[Any, str | None]:
+        """A ``GET`` of one page (``limit``, ``after``): the answer, and the ``after`` of the
+        next page while more follow (from the ``Link`` header)."""
+        answer, link = self._answer("GET", path, None, query, None, TIMEOUT)
+        return answer, next_after(link)
 
     def stream(
         self, path: str, *, until: float | None = None, **query: Any

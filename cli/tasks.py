@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import sys
 import uuid
 from typing import Any
@@ -25,7 +26,7 @@ from cli.api import Api
 from cli.progress import Progress
 from cli.status import add_swarm_option, print_json, swarm_of
 from cli.waiting import TERMINAL, TimedOut, wait_for_end
-from schemas.errors import Invalid
+from schemas.errors import Invalid, NotFound
 
 PRIORITIES = ("critical", "high", "medium", "low")
 TASK_ID = re.compile(r"^t-[0-9a-f]{6,}$")  # the ids the gateway makes (``t-`` and hex)
@@ -167,18 +168,28 @@ def show_command(args: argparse.Namespace) -> int:
     if args.json:
         print_json(task)
         return 0
-    statuses = {}
-    if task.get("depends"):
-        statuses = {t["id"]: t["status"] for t in api.get(f"/swarms/{swarm}/tasks")}
+    statuses = dependency_statuses(api, swarm, task.get("depends") or [])
     output = api.get(f"{path}/output") if args.lines > 0 else None
     print("\n".join(task_view.detail(task, statuses, output, args.lines)))
     return 0
 
 
+def dependency_statuses(api: Api, swarm: str, depends: list[str]) -> dict[str, str]:
+    """Each dependency's status, asked one by one (a task gone is left out)."""
+    statuses = {}
+    for dependency in dict.fromkeys(depends):
+        try:
+            statuses[dependency] = api.get(f"/swarms/{swarm}/tasks/{dependency}")["status"]
+        except NotFound:
+            continue
+    return statuses
+
+
 def tasks_command(args: argparse.Namespace) -> int:
     api = Api()
-    tasks = api.get(
-        f"/swarms/{swarm_of(api, args)}/tasks", status=args.status, tag=args.tag, agent=args.agent
+    filters = {"status": args.status, "tag": args.tag, "agent": args.agent}
+    tasks, following = api.page(
+        f"/swarms/{swarm_of(api, args)}/tasks", **filters, limit=args.limit, after=args.after
     )
     if args.json:
         print_json(tasks)
@@ -186,6 +197,12 @@ def tasks_command(args: argparse.Namespace) -> int:
         print("No tasks")
     else:
         print("\n".join(task_view.table(tasks)))
+    if following is not None:  # the next page: the same command after this page's last task
+        words = ["swarm", "tasks"]
+        flags = [("swarm", args.swarm), *filters.items()]
+        for name, value in [*flags, ("limit", args.limit), ("after", following)]:
+            words += [f"--{name}", str(value)] if value else []
+        print(f"more: {shlex.join(words)}", file=sys.stderr)
     return 0
 
 
@@ -316,6 +333,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--status", help="only tasks in this status")
     parser.add_argument("--tag", help="only tasks with this tag")
     parser.add_argument("--agent", help="only tasks of this agent (running, or the last one)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="at most N tasks (a page; stderr then says how to ask the next one)",
+    )
+    parser.add_argument("--after", metavar="ID", help="only tasks after this one")
     add_swarm_option(parser)
     parser.set_defaults(func=tasks_command)
 

@@ -10,11 +10,13 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gateway_support import Run, cli_runner, gateway_on, running
 from waiting import until
 
+from cli.api import Api
 from schemas import events as ev
 from schemas import subjects
 from services.bus.connection import NatsOptions
@@ -431,6 +433,35 @@ async def test_task_show_has_reason_tags_deps_agent_cost_tokens_landing_output_a
     assert code == 1 and "no-such-task" in err
 
 
+async def test_task_show_asks_for_each_dependency_not_the_whole_list(
+    run: Run, swarm: str, gateway: Gateway, bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await register(bus, gateway, swarm, "be", "Backend", "backend", skills=["api"])
+    await run("task", "Schema", "api", "--id", "schema")
+    await run("task", "Docs", "api", "--id", "docs")
+    await run("task", "Scratch", "api", "--id", "scratch")
+    await put_to_work(bus, gateway, swarm, "schema", "be")
+    await complete(bus, gateway, swarm, "schema", "be", "done")
+    await run("task", "Build", "api", "medium", "schema,docs,scratch", "--id", "build")
+    await run("cancel", "scratch")
+    await append(bus, gateway, ev.TaskDeleted(swarm=swarm, id="scratch", time=time.time()))
+    asked: list[str] = []
+    opened = Api._open
+
+    def recording(self: Api, method: str, path: str, **kwargs: Any) -> Any:
+        asked.append(f"{method} {path}")
+        return opened(self, method, path, **kwargs)
+
+    monkeypatch.setattr(Api, "_open", recording)
+    code, out, _ = await run("task", "show", "build", "--lines", "0")
+    assert code == 0
+    assert "Depends on: schema (completed), docs (pending), scratch (gone)" in out.splitlines()
+    assert f"GET /swarms/{swarm}/tasks" not in asked  # no listing of every task
+    assert {
+        f"GET /swarms/{swarm}/tasks/{t}" for t in ("build", "schema", "docs", "scratch")
+    } <= set(asked)
+
+
 async def test_task_show_names_the_branch_and_the_landed_commit(
     run: Run, swarm: str, gateway: Gateway, bus: Bus
 ) -> None:
@@ -502,6 +533,37 @@ async def test_tasks_has_reason_and_cost_columns_filters_and_totals(
     assert out.splitlines()[-2] == "1 task(s): 1 pending"
     code, _, err = await run("tasks", "--status", "stuck")
     assert code == 1 and "status must be one of" in err
+
+
+async def test_tasks_with_a_limit_prints_a_page_and_how_to_ask_the_next(
+    run: Run, swarm: str
+) -> None:
+    for name in ("one", "two", "three", "four", "five"):
+        await run("task", name.title(), "ui", "--id", name)
+    await run("task", "Api", "api", "--id", "six")
+
+    def listed(out: str) -> list[str]:
+        return [line.split()[0] for line in out.splitlines()[1:-3]]
+
+    code, out, err = await run("tasks", "--limit", "2")
+    assert (code, listed(out), err) == (
+        0,
+        ["one", "two"],
+        "more: swarm tasks --limit 2 --after two\n",
+    )
+    code, out, err = await run("tasks", "--limit", "2", "--after", "two", "--tag", "ui")
+    assert (listed(out), err) == (
+        ["three", "four"],
+        "more: swarm tasks --tag ui --limit 2 --after four\n",
+    )
+    code, out, err = await run("tasks", "--limit", "2", "--after", "four", "--tag", "ui")
+    assert (code, listed(out), err) == (0, ["five"], "")  # the last page
+    code, out, err = await run("tasks", "--after", "four")  # no limit: everything after it
+    assert (listed(out), err) == (["five", "six"], "")
+    code, _, err = await run("tasks", "--limit", "0")
+    assert code == 1 and "limit must be" in err
+    code, _, err = await run("tasks", "--limit", "2", "--after", "nine")
+    assert code == 1 and "after names no task" in err
 
 
 async def test_a_task_no_agent_can_take_is_warned_about_at_creation_and_in_status(
