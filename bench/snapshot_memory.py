@@ -7,7 +7,13 @@ reports memory runs in a fresh child process (so one's heap does not hide the ne
 fold (events generated as they are folded), and the decode of the packed snapshot (read from a
 temporary file; the child imports what a service imports first, then reads ``VmRSS`` before and
 after). Also: reads of one finished task (the first, then another), and of every task, from
-the decoded board.
+the decoded board; and pages of 50 tasks as ``GET /swarms/{id}/tasks?limit=50`` builds them
+(``task_page``, each task as JSON, the body encoded): the first page, a page from the middle
+(``after`` the middle task), and a first page filtered by a tag no task has (it reads every
+task: the worst case of a filter), each on the freshly decoded board (its first chunk read
+included), best of ``PAGE_RUNS`` (the tag: one) with the chunk cache emptied before each.
+Last, the decode of the same board in the earlier ``msgpack3:`` form, whose listing order is
+read from the records (the one start after an upgrade).
 
 Times are wall seconds and, for the fold and the decode, CPU seconds of the child (``_cpu_s``:
 what a busy shared machine distorts least).
@@ -26,18 +32,22 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import msgspec
 from benchkit import process_rss
 from scale import SWARM, seed_events
 
-from schemas.board import Board
+from schemas.board import Board, SwarmView
 from schemas.fold import apply
 from services.bus import snapshots
 
 MIB = 1024 * 1024
+PAGE = 50
+PAGE_RUNS = 5
 
 
 def rss() -> int:
@@ -69,6 +79,15 @@ def child_fold(tasks: int, out: Path) -> dict[str, float]:
     body = snapshots.compress(raw)
     compressed = time.perf_counter() - started
     out.write_bytes(body)
+    # the ``msgpack3:`` form: each swarm's tasks without their created sequences (the last
+    # element), the rest as ``snapshots.encode`` writes it
+    versions = {k: v for k, v in board.versions.items() if "/task/" not in k}
+    of_tasks = {k: v for k, v in board.versions.items() if "/task/" in k}
+    earlier = msgspec.msgpack.encode(
+        [msgspec.structs.replace(board, versions=versions), of_tasks],
+        enc_hook=lambda tasks: tasks.to_wire()[:-1],
+    )
+    out.with_suffix(".msgpack3").write_bytes(snapshots.NO_ORDER + zlib.compress(earlier, 3))
     return {
         "fold_s": folded,
         "fold_cpu_s": fold_cpu,
@@ -99,6 +118,14 @@ def child_decode(path: Path) -> dict[str, float]:
     statuses = sum(1 for task in swarm.tasks.values() if task.status == "completed")
     read_all = time.perf_counter() - started
     assert one is not None and statuses == len(swarm.tasks), "the board is not what was folded"
+    middle = f"seed-{len(swarm.tasks) // 2:07d}"
+    page_first = page_seconds(swarm)
+    page_middle = page_seconds(swarm, after=middle)
+    page_rare_tag = page_seconds(swarm, 1, tag="no-task-has-it")
+    earlier = path.with_suffix(".msgpack3").read_bytes()
+    started = time.process_time()
+    assert snapshots.unpack_body(earlier).swarms[SWARM].tasks._order == swarm.tasks._order
+    decode_earlier = time.process_time() - started
     return {
         "decode_s": decoded,
         "decode_cpu_s": decode_cpu,
@@ -107,7 +134,28 @@ def child_decode(path: Path) -> dict[str, float]:
         "read_first_us": read_first * 1e6,
         "read_one_us": read_one * 1e6,
         "read_all_s": read_all,
+        "page_first_ms": page_first * 1e3,
+        "page_middle_ms": page_middle * 1e3,
+        "page_rare_tag_s": page_rare_tag,
+        "decode_msgpack3_cpu_s": decode_earlier,
     }
+
+
+def page_seconds(swarm: SwarmView, runs: int = PAGE_RUNS, **query: str) -> float:
+    """The best of ``runs`` pages of ``PAGE`` tasks (``query``: ``after``, ``tag``), each from
+    a cold chunk cache, as the gateway answers one: the page, its JSON, the body. (The gateway's
+    modules are imported here, after the decode's memory was measured.)"""
+    from services.gateway.commands import task_json, task_page
+
+    best = float("inf")
+    for _ in range(runs):
+        swarm.tasks._cache.clear()
+        started = time.perf_counter()
+        tasks, _ = task_page(swarm, limit=PAGE, **query)
+        body = msgspec.json.encode([task_json(task) for task in tasks])
+        best = min(best, time.perf_counter() - started)
+        assert body and (tasks or "tag" in query), "an empty page"
+    return best
 
 
 def run_child(*args: str) -> dict[str, float]:
