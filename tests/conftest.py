@@ -9,11 +9,13 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from services.bus.connection import NatsOptions
 from services.bus.embedded import EmbeddedNats, local_cluster
@@ -25,6 +27,17 @@ def _docker_nats() -> Iterator[str]:
 
     with NatsContainer(image="nats:2.11", jetstream=True) as container:
         yield container.nats_uri()
+
+
+@pytest.fixture(autouse=True)
+def service_logs_apart_from_cli_output() -> None:
+    """The services a test runs in its own process log with structlog's defaults, which print
+    to whatever ``sys.stdout`` is at that moment. During a CLI call under ``capsys`` that was the
+    CLI's own output: a ``snapshot.saved`` line came before the task id ``swarm task`` printed,
+    and the test read the two lines as the id. They print to the process's standard output
+    instead, which pytest still captures per test (its file descriptor), and ``capsys`` does
+    not. Set again for each test: a test may reset structlog's configuration."""
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.__stdout__))
 
 
 @pytest.fixture(scope="session")
