@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ import pytest
 
 from cli.main import main
 from schemas import events as ev
+from schemas.token_failures import Limits, TokenFailures
 from services.bus.connection import NatsOptions
 from services.bus.embedded import free_port
 from services.bus.service import Bus, Service
@@ -62,6 +63,39 @@ async def sse_events(
             continue
         name, _, value = line.partition(": ")
         current[name] = value
+
+
+class Clock:
+    """A wrong-token limit's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextmanager
+def wrong_tokens_counted(holder: Any, limits: Limits) -> Iterator[Clock]:
+    """``holder`` (the gateway's ``HttpApi``, the MCP server's ``LimitedAttempts``: what has
+    ``failures`` and ``monotonic``) with no wrong tokens counted yet, ``limits``, and a clock the
+    test moves; as it was again after the block."""
+    saved = holder.failures, holder.monotonic
+    moved = Clock()
+    holder.failures, holder.monotonic = TokenFailures(limits), moved
+    try:
+        yield moved
+    finally:
+        holder.failures, holder.monotonic = saved
+
+
+def assert_limited_once(logs: Sequence[Mapping[str, Any]], address: str, *secrets: str) -> None:
+    """One ``auth.limited`` warning, naming ``address``; none of ``secrets`` in any line."""
+    limited = [line for line in logs if line["event"] == "auth.limited"]
+    assert len(limited) == 1 and limited[0]["log_level"] == "warning"
+    assert limited[0]["address"] == address
+    said = json.dumps(logs, default=str)
+    assert not [secret for secret in secrets if secret in said]
 
 
 Run = Callable[..., Coroutine[Any, Any, tuple[int, str, str]]]

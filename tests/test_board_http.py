@@ -12,13 +12,21 @@ from importlib import resources
 
 import aiohttp
 import pytest
-from gateway_support import call, gateway_on, running, sse_events
+from gateway_support import (
+    Clock,
+    assert_limited_once,
+    call,
+    gateway_on,
+    running,
+    sse_events,
+    wrong_tokens_counted,
+)
 from structlog.testing import capture_logs
 
+from schemas.token_failures import Limits
 from services.gateway import sessions
 from services.gateway.http import accepts_gzip
 from services.gateway.service import Gateway
-from services.gateway.token_failures import Limits, TokenFailures
 
 TOKEN = "board-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -201,25 +209,11 @@ async def test_the_board_stream_sends_the_view_then_each_change(
         assert status == 404, answer
 
 
-class Clock:
-    """The gateway's clock for its wrong-token windows, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock(gateway: Gateway) -> Iterator[Clock]:
     """No wrong tokens counted yet, at most 3 per 60 s, on a clock the test moves."""
-    saved = gateway.api.failures, gateway.api.monotonic
-    moved = Clock()
-    gateway.api.failures = TokenFailures(Limits(failures=3, window=60))
-    gateway.api.monotonic = moved
-    yield moved
-    gateway.api.failures, gateway.api.monotonic = saved
+    with wrong_tokens_counted(gateway.api, Limits(failures=3, window=60)) as moved:
+        yield moved
 
 
 def from_address(gateway: Gateway, address: str) -> aiohttp.ClientSession:
@@ -263,11 +257,7 @@ async def test_after_too_many_wrong_tokens_sign_in_answers_429_until_the_window_
         response, _ = await post_token(browser, gateway, TOKEN)
         assert response.status == 303 and sessions.COOKIE in response.cookies
 
-    limited = [line for line in logs if line["event"] == "auth.limited"]
-    assert len(limited) == 1 and limited[0]["log_level"] == "warning"
-    assert limited[0]["address"] == "127.0.0.1"
-    said = json.dumps(logs, default=str)
-    assert TOKEN not in said and "guess-" not in said
+    assert_limited_once(logs, "127.0.0.1", TOKEN, "guess-")
 
 
 async def test_an_empty_form_is_no_wrong_token(

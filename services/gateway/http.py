@@ -8,7 +8,7 @@ Auth: ``Authorization: Bearer <SWARM_API_TOKEN>`` everywhere but ``/health``; an
 token (``schemas.agent_tokens``) only where ``schemas.scopes`` allows it (reading its swarm, chat,
 follow-up tasks), only for that agent's swarm, and the handler then acts as that agent. Wrong
 tokens, on the API or the board's sign-in form, are counted per client address
-(``token_failures``): past the limit, its token attempts answer 429 with ``Retry-After``.
+(``schemas.token_failures``): past the limit, its token attempts answer 429 with ``Retry-After``.
 
 Compression: the board's pages and files and any JSON answer of ``COMPRESS_FROM`` bytes or more
 go gzipped to a client that accepts gzip; event streams never (each event must leave at once).
@@ -30,7 +30,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from schemas import subjects
+from schemas import subjects, token_failures
 from schemas.board import FINISHED
 from schemas.errors import (
     Forbidden,
@@ -44,15 +44,15 @@ from schemas.errors import (
 )
 from schemas.positions import MAX_POSITION, whole_number
 from schemas.scopes import Caller, authorize, bearer, identify, principal
+from schemas.token_failures import TokenFailures
 from services.bus.chat import decode as decode_chat
 from services.bus.history import Feed, chunk_attempt
 from services.bus.micro import decode_body, error_body
-from services.gateway import openapi, sessions, token_failures
+from services.gateway import openapi, sessions
 from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
 from services.gateway.commands import MAX_PAGE, Commands
 from services.gateway.context import Context, Landed, Result
 from services.gateway.routes import ROUTE_BY_NAME, ROUTES
-from services.gateway.token_failures import TokenFailures
 from services.gateway.validation import task_of
 from services.gateway.watchers import Watchers
 

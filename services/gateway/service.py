@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -17,12 +16,13 @@ from aiohttp import web
 
 from schemas import scopes
 from schemas.errors import Unavailable
+from schemas.token_failures import Limits, TokenFailures
 from services.bus.connection import NatsOptions
+from services.bus.flags import add_auth_limits, auth_limits, setting
 from services.bus.service import Readiness, Service, read_readiness
-from services.gateway import micro, token_failures
+from services.gateway import micro
 from services.gateway.commands import Commands
 from services.gateway.http import MAX_BODY, HttpApi
-from services.gateway.token_failures import Limits, TokenFailures
 
 SERVICES = ("gateway", "scheduler", "executor", "chat")
 OPTIONAL_SERVICES = ("mcp",)  # reported when running; Swarm works without them
@@ -57,23 +57,6 @@ def _version() -> str:
         return metadata.version("swarm")
     except metadata.PackageNotFoundError:
         return "0.0.0"
-
-
-def _setting(parser: argparse.ArgumentParser) -> Callable[[str, float, str], None]:
-    """``setting("--auth-window", 300.0, "what it is")``: a flag whose default is the
-    environment's ``SWARM_AUTH_WINDOW``, else the given default (whose type it has)."""
-
-    def add(flag: str, default: float, meaning: str) -> None:
-        env = "SWARM_" + flag.removeprefix("--").replace("-", "_").upper()
-        kind = type(default)
-        parser.add_argument(
-            flag,
-            type=kind,
-            default=kind(os.environ.get(env, default)),
-            help=f"{meaning} (env {env}, default {default:g})",
-        )
-
-    return add
 
 
 class Gateway(Service):
@@ -177,28 +160,12 @@ class Gateway(Service):
         parser.add_argument(
             "--port", type=int, default=int(os.environ.get("SWARM_GATEWAY_PORT", DEFAULT_PORT))
         )
-        setting = _setting(parser)
-        setting(
+        setting(parser)(
             "--agent-follow-ups",
             scopes.DEFAULT_FOLLOW_UPS,
             "follow-up tasks one run of an agent may create with its own token",
         )
-        setting(
-            "--auth-failures",
-            token_failures.FAILURES,
-            "wrong tokens (API or board sign-in) one client address may give per window "
-            "before its attempts answer 429; 0: no limit",
-        )
-        setting(
-            "--auth-window",
-            token_failures.WINDOW,
-            "seconds the wrong tokens are counted over, and an address past the limit waits",
-        )
-        setting(
-            "--auth-addresses",
-            token_failures.ADDRESSES,
-            "client addresses whose wrong tokens are tracked at most, the oldest forgotten first",
-        )
+        add_auth_limits(parser)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Gateway:
@@ -208,5 +175,5 @@ class Gateway(Service):
             port=args.port,
             token=os.environ.get("SWARM_API_TOKEN") or None,
             follow_ups=args.agent_follow_ups,
-            auth_limits=Limits(args.auth_failures, args.auth_window, args.auth_addresses),
+            auth_limits=auth_limits(args),
         )

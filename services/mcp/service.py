@@ -9,7 +9,9 @@ requests), so replicas behind one address need no affinity. ``GET /health`` (no 
 service's.
 
 Auth: ``SWARM_API_TOKEN`` (full access) or an agent's own token (``schemas.scopes``); without an
-API token it listens on loopback only, like the gateway.
+API token it listens on loopback only, like the gateway. Wrong tokens are limited per client
+address as at the gateway (``SWARM_AUTH_*``, ``access.LimitedAttempts``; this process counts its
+own): past the limit every bearer token from that address answers 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ import uvicorn
 from mcp.server.auth.settings import AuthSettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp
 
 from schemas.errors import Unavailable
 from schemas.scopes import check_listen
+from schemas.token_failures import Limits, TokenFailures
 from services.bus.connection import NatsOptions
+from services.bus.flags import add_auth_limits, auth_limits
 from services.bus.service import Service
-from services.mcp.access import BearerTokens
+from services.mcp.access import BearerTokens, LimitedAttempts
 from services.mcp.tools import Tools, build
 
 DEFAULT_PORT = 7701
@@ -59,6 +64,7 @@ class McpServer(Service):
         port: int = DEFAULT_PORT,
         token: str | None = None,
         default_swarm: str = "default",
+        auth_limits: Limits | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -67,6 +73,8 @@ class McpServer(Service):
         self.port = port
         self.token = token
         self.default_swarm = default_swarm
+        self.attempts: LimitedAttempts | None = None  # wrong tokens per address, with a token
+        self.auth_limits = auth_limits
         self.server: _Server | None = None
         self._serving_task: Any = None
 
@@ -114,10 +122,14 @@ class McpServer(Service):
             )
 
         server.custom_route("/health", methods=["GET"])(health)
-        app = server.streamable_http_app(
+        app: ASGIApp = server.streamable_http_app(
             streamable_http_path=PATH, stateless_http=True, json_response=True, host=self.host
         )
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+        if self.token:
+            app = self.attempts = LimitedAttempts(app, TokenFailures(self.auth_limits))
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="on", proxy_headers=False
+        )
         self.server = _Server(config)
         sock = self._bind()
         self._serving_task = self.spawn(self.server.serve(sockets=[sock]), "http")
@@ -146,6 +158,7 @@ class McpServer(Service):
             default=os.environ.get("SWARM_DEFAULT_ID", "default"),
             help="the swarm tools act on when none is named (env SWARM_DEFAULT_ID)",
         )
+        add_auth_limits(parser)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> McpServer:
@@ -155,4 +168,5 @@ class McpServer(Service):
             port=args.port,
             token=os.environ.get("SWARM_API_TOKEN") or None,
             default_swarm=args.swarm,
+            auth_limits=auth_limits(args),
         )

@@ -1,13 +1,13 @@
-"""Wrong tokens per client address, and when an address must wait: the gateway's answer to
-someone guessing the API token.
+"""Wrong tokens per client address, and when an address must wait: the answer to someone
+guessing the API token, at the gateway and at the MCP server (each process counts its own).
 
 Every wrong token counts, whichever way it came: the board's sign-in form and a wrong
-``Authorization: Bearer`` on the API (the same secret; limiting only the form would send a guesser
-to the API). An address that gave ``Limits.failures`` wrong tokens within ``Limits.window``
-seconds is refused every further attempt, right or wrong, for ``window`` seconds from the last
-one (answering a right token would tell the guesser which guess was right). Requests without a
-token (or with a board session) are not attempts and are never refused here; other addresses are
-never affected.
+``Authorization: Bearer`` on the API or the MCP endpoint (the same secret; limiting only one way
+in would send a guesser to another). An address that gave ``Limits.failures`` wrong tokens within
+``Limits.window`` seconds is refused every further attempt, right or wrong, for ``window``
+seconds from the last one (answering a right token would tell the guesser which guess was
+right). Requests without a token (or with a board session) are not attempts and are never
+refused here; other addresses are never affected.
 
 An address is the peer's IP address; an IPv6 one counts as its /64 (one host usually holds a
 whole /64, so per address would be no limit there). Memory is bounded: an entry lives for one

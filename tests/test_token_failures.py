@@ -1,4 +1,4 @@
-"""Wrong tokens per client address (``services.gateway.token_failures``), pure: when an address
+"""Wrong tokens per client address (``schemas.token_failures``), pure: when an address
 must wait, for how long, that no other address ever does, and that memory stays bounded. The
 clock is the ``now`` each call is given. Over HTTP: tests/test_board_http.py."""
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.errors import Invalid
-from services.gateway.token_failures import Limits, TokenFailures, client_key
+from schemas.token_failures import Limits, TokenFailures, client_key
 
 A, B = "203.0.113.7", "198.51.100.9"
 
