@@ -165,6 +165,37 @@ async def test_an_agent_token_reads_its_swarm_but_cannot_cancel_or_reach_another
     assert all(t["status"] != "cancelled" for t in cluster.api.ok("GET", f"/swarms/{SWARM}/tasks"))
 
 
+async def test_list_tasks_answers_a_page_and_where_the_next_one_starts(cluster: Cluster) -> None:
+    swarm = "mcp-pages"
+    cluster.api.ok("POST", "/swarms", {"id": swarm})
+    made = [
+        cluster.api.ok("POST", f"/swarms/{swarm}/tasks", {"title": f"t{i}", "tags": "nobody"})["id"]
+        for i in range(5)
+    ]
+    async with session(cluster, cluster.token) as client:
+        seen: list[str] = []
+        pages: list[dict[str, Any]] = []
+        ask: dict[str, Any] = {"swarm": swarm, "limit": 2}
+        while True:
+            page = answer(await client.call_tool("list_tasks", ask))
+            pages.append(page)
+            seen += [t["id"] for t in page["tasks"]]
+            if "next_after" not in page:
+                break
+            assert page["next_after"] == page["tasks"][-1]["id"]
+            ask["after"] = page["next_after"]
+        assert seen == made  # oldest first, each once
+        assert [len(p["tasks"]) for p in pages] == [2, 2, 1]
+        whole = answer(await client.call_tool("list_tasks", {"swarm": swarm}))
+        assert [t["id"] for t in whole["tasks"]] == made and "next_after" not in whole
+        exact = answer(await client.call_tool("list_tasks", {"swarm": swarm, "limit": 5}))
+        assert len(exact["tasks"]) == 5 and "next_after" not in exact
+        bad = await client.call_tool("list_tasks", {"swarm": swarm, "limit": 0})
+        assert "limit" in error_text(bad)
+        gone = await client.call_tool("list_tasks", {"swarm": swarm, "after": "t-nope"})
+        assert "after" in error_text(gone)
+
+
 async def test_without_a_valid_token_the_mcp_endpoint_answers_401(cluster: Cluster) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     headers = {"Accept": "application/json, text/event-stream"}

@@ -29,6 +29,8 @@ from services.mcp.access import current_caller, target_swarm
 TIMEOUT = 10.0  # seconds for one command
 WAIT_DEFAULT = 60.0  # wait_for_task: seconds by default
 WAIT_MAX = 600.0  # ... and at most
+TASKS_SHOWN = 100  # list_tasks: tasks in one answer by default (a long swarm's list is paged) ...
+MAX_TASKS = 500  # ... and at most (under the gateway's page of 1,000, asked for one more)
 FINISHED_EVENTS = frozenset({"task.completed", "task.failed", "task.cancelled", "task.deleted"})
 
 SwarmArg = Annotated[
@@ -118,13 +120,26 @@ class Tools:
         status: Annotated[TaskStatus | None, Field(description="only tasks in this status")] = None,
         tag: Annotated[str | None, Field(description="only tasks with this tag")] = None,
         agent: Annotated[str | None, Field(description="only tasks of this agent")] = None,
+        limit: Annotated[
+            int, Field(ge=1, le=MAX_TASKS, description="at most this many tasks")
+        ] = TASKS_SHOWN,
+        after: Annotated[
+            str | None,
+            Field(description="only the tasks after this one (the last answer's next_after)"),
+        ] = None,
         swarm: SwarmArg = None,
     ) -> dict[str, Any]:
         """Tasks, oldest first, in brief: id, title, status, priority, tags, dependencies, agent,
-        parent, reason, the end of the result."""
-        body = {k: v for k, v in (("status", status), ("tag", tag), ("agent", agent)) if v}
+        parent, reason, the end of the result. At most ``limit``; ``next_after``, when more
+        follow, is the ``after`` that asks for the next ones."""
+        asked = (("status", status), ("tag", tag), ("agent", agent), ("after", after))
+        body: dict[str, Any] = {k: v for k, v in asked if v}
+        body["limit"] = limit + 1  # one more than shown: whether more follow
         tasks = await self.command("list_tasks", swarm, body)
-        return {"tasks": [_brief(t) for t in tasks]}
+        shown = [_brief(t) for t in tasks[:limit]]
+        if len(tasks) <= limit:
+            return {"tasks": shown}
+        return {"tasks": shown, "next_after": shown[-1]["id"]}
 
     async def show_task(
         self,
