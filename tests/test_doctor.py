@@ -202,6 +202,18 @@ def test_an_event_log_that_allows_delete_or_purge_or_has_no_duplicate_window_fai
     assert "--deny-delete --deny-purge" in check.fix and "--dupe-window 2m" in check.fix
 
 
+def test_live_output_made_async_passes_and_any_other_stream_made_async_fails() -> None:
+    facts = healthy(1)  # one server: where provisioning makes the live output async
+    facts.streams["SWARM_LOGS"] = stream("SWARM_LOGS", 1, persist_mode="async")
+    facts.streams["SWARM_CHAT"] = stream("SWARM_CHAT", 1, persist_mode="async")
+
+    checks = statuses(facts)
+
+    assert checks["SWARM_LOGS"].status != FAIL
+    assert checks["SWARM_CHAT"].status == FAIL
+    assert "persist_mode async" in checks["SWARM_CHAT"].detail
+
+
 def test_a_replica_on_a_node_that_is_down_fails_until_it_is_back() -> None:
     facts = healthy()
     down = (Replica("n2", current=False, offline=True, lag=0), Replica("n3", True, False, 0))
