@@ -39,6 +39,7 @@ from services.bus.connection import NatsOptions
 from services.bus.inspection import BUCKET_STREAMS, EVENT_STREAMS, Facts, Stream, inspect
 from services.bus.ready import FRESH_FOR, SERVICES
 from services.bus.service import Readiness
+from services.bus.streams import ASYNC_ON_ONE_NODE
 
 OK, FAIL, UNKNOWN, WARN = "ok", "fail", "unknown", "warn"
 MARKS = {OK: "✓", FAIL: "✗", UNKNOWN: "?", WARN: "!"}
@@ -163,9 +164,7 @@ def stream_problems(name: str, stream: Stream, expected: int) -> list[tuple[str,
                 f"recreate it with file storage: nats stream backup {name} DIR, then restore",
             )
         )
-    if stream.persist_mode == "async" and name != subjects.LOGS_STREAM:
-        # live output chunks are made async on one node on purpose (docs/architecture.md,
-        # "Live output is the one exception to fsync-per-message"); every other stream fsyncs
+    if stream.persist_mode == "async" and name not in ASYNC_ON_ONE_NODE:
         found.append(
             (
                 "persist_mode async: acknowledged before it is on disk",

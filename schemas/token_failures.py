@@ -23,7 +23,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from schemas.errors import Invalid
+from schemas.errors import Invalid, TooManyRequests
 
 FAILURES = 5  # wrong tokens one address may give per window (SWARM_AUTH_FAILURES; 0: no limit)
 WINDOW = 300.0  # seconds (SWARM_AUTH_WINDOW)
@@ -85,6 +85,16 @@ class TokenFailures:
         if entry.until <= now:
             return None
         return max(1, math.ceil(entry.until - now))
+
+    def refusal(self, key: str, now: float) -> TooManyRequests | None:
+        """The answer to an attempt from ``key`` while it must wait (None: it may try now), with
+        the seconds to wait for ``Retry-After``."""
+        wait = self.retry_after(key, now)
+        if wait is None:
+            return None
+        return TooManyRequests(
+            f"too many wrong tokens from this address: try again in {wait} s", wait
+        )
 
     def failed(self, key: str, now: float) -> bool:
         """Count a wrong token from ``key``; True when it made ``key`` wait (the limit reached)."""

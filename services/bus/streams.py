@@ -42,6 +42,19 @@ class Layout:
         return cls(replicas=int(os.environ.get("SWARM_REPLICAS", "1")))
 
 
+# Streams acknowledged before their writes reach the disk, on one node: live output chunks only
+# (best effort; the whole output is kept in the object store). Every other stream fsyncs each
+# message, and ``swarm doctor`` fails any other that does not.
+ASYNC_ON_ONE_NODE = frozenset({subjects.LOGS_STREAM})
+
+
+def persist_mode(name: str, layout: Layout) -> api.PersistMode | None:
+    """``async`` for a stream of ``ASYNC_ON_ONE_NODE`` on one node; else the default (fsync)."""
+    if name in ASYNC_ON_ONE_NODE and layout.replicas == 1:
+        return api.PersistMode.ASYNC
+    return None
+
+
 def stream_configs(layout: Layout) -> list[api.StreamConfig]:
     file = api.StorageType.FILE
     return [
@@ -80,7 +93,7 @@ def stream_configs(layout: Layout) -> list[api.StreamConfig]:
             discard=api.DiscardPolicy.OLD,
             # live chunks are best effort (the whole output is kept in the object store): acked
             # before they reach the disk, written in batches, no fsync each (one node only)
-            persist_mode=api.PersistMode.ASYNC if layout.replicas == 1 else None,
+            persist_mode=persist_mode(subjects.LOGS_STREAM, layout),
         ),
     ]
 

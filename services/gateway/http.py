@@ -318,11 +318,9 @@ class HttpApi:
     def check_attempts(self, request: web.Request) -> str:
         """The address a token attempt is counted under; ``TooManyRequests`` while it waits."""
         address = token_failures.client_key(request.remote)
-        wait = self.failures.retry_after(address, self.monotonic())
-        if wait is not None:
-            raise TooManyRequests(
-                f"too many wrong tokens from this address: try again in {wait} s", wait
-            )
+        refused = self.failures.refusal(address, self.monotonic())
+        if refused is not None:
+            raise refused
         return address
 
     def wrong_token(self, address: str) -> None:

@@ -15,7 +15,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from schemas.errors import SwarmError, TooManyRequests
+from schemas.errors import SwarmError
 from schemas.scopes import FULL, Caller, bearer, identify
 from schemas.token_failures import TokenFailures, client_key
 from services.bus.micro import error_body
@@ -61,13 +61,12 @@ class LimitedAttempts:
             return
         peer = scope.get("client")
         address = client_key(peer[0] if peer else None)
-        wait = self.failures.retry_after(address, self.monotonic())
-        if wait is not None:
-            refused = TooManyRequests(
-                f"too many wrong tokens from this address: try again in {wait} s", wait
-            )
+        refused = self.failures.refusal(address, self.monotonic())
+        if refused is not None:
             answer = JSONResponse(
-                error_body(refused), refused.status, headers={"Retry-After": str(wait)}
+                error_body(refused),
+                refused.status,
+                headers={"Retry-After": str(refused.retry_after)},
             )
             await answer(scope, receive, send)
             return
