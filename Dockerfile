@@ -2,6 +2,7 @@
 #
 #   docker build -t swarm:local .
 #   docker build -t swarm:local --build-arg INSTALL_CLAUDE=1 .   # with the Claude Code CLI
+#   docker build -t swarm:local --build-arg SWARM_EXTRA=daytona-oss .  # self-hosted Daytona v0.190
 #
 # Which service a container runs is its command (compose.yaml): python -m services.<name>.
 # Configuration is environment only (NATS_URL, SWARM_API_TOKEN, ...: see docs/operations.md).
@@ -17,6 +18,10 @@ ARG UV_VERSION=0.13.9
 RUN pip install --no-cache-dir --disable-pip-version-check --root-user-action=ignore \
         --target /opt/uv "uv==${UV_VERSION}"
 
+# An install extra of pyproject.toml, e.g. daytona-oss: the SDK line of a self-hosted open-source
+# Daytona v0.190 instead of the hosted service's (README, "Running against a real Daytona").
+ARG SWARM_EXTRA=""
+
 ENV UV_PROJECT_ENVIRONMENT=/opt/swarm \
     UV_PYTHON_DOWNLOADS=never \
     UV_LINK_MODE=copy \
@@ -27,12 +32,14 @@ WORKDIR /src
 
 # Dependencies first: this layer is rebuilt only when uv.lock or pyproject.toml change.
 COPY pyproject.toml uv.lock README.md /src/
-RUN /opt/uv/bin/uv sync --frozen --no-default-groups --no-install-project --python python3
+RUN /opt/uv/bin/uv sync --frozen --no-default-groups ${SWARM_EXTRA:+--extra "$SWARM_EXTRA"} \
+        --no-install-project --python python3
 
 COPY schemas /src/schemas
 COPY services /src/services
 COPY cli /src/cli
-RUN /opt/uv/bin/uv sync --frozen --no-default-groups --no-editable --python python3
+RUN /opt/uv/bin/uv sync --frozen --no-default-groups ${SWARM_EXTRA:+--extra "$SWARM_EXTRA"} \
+        --no-editable --python python3
 
 # --- run ---------------------------------------------------------------------------------------
 FROM python:3.11-slim

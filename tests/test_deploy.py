@@ -283,6 +283,12 @@ def test_image_installs_the_locked_versions_runs_as_a_user_and_shows_help_by_def
     assert re.search(r"^USER swarm$", text, re.M)
     assert re.search(r'^CMD \["swarm", "--help"\]$', text, re.M)
     assert "ARG INSTALL_CLAUDE=0" in text and "@anthropic-ai/claude-code" in text
+    # an install extra (daytona-oss) reaches both syncs, and compose passes it through
+    assert 'ARG SWARM_EXTRA=""' in text
+    assert len(syncs) == 2 and all('${SWARM_EXTRA:+--extra "$SWARM_EXTRA"}' in s for s in syncs)
+    oss = compose({"SWARM_API_TOKEN": TOKEN, "SWARM_EXTRA": "daytona-oss"})
+    assert oss["services"]["gateway"]["build"]["args"]["SWARM_EXTRA"] == "daytona-oss"
+    assert compose()["services"]["gateway"]["build"]["args"]["SWARM_EXTRA"] == ""
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", ".uv", ".swarm"} <= set(ignored)
     assert "uv.lock" not in ignored
