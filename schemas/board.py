@@ -637,10 +637,17 @@ class Tasks(MutableMapping[str, TaskView]):
         return record_created_seq(self._record(entry))
 
     def in_order(
-        self, *, after: str | None = None, status: str | None = None, mentioning: str = ""
+        self,
+        *,
+        after: str | None = None,
+        after_seq: int | None = None,
+        status: str | None = None,
+        mentioning: str = "",
     ) -> Iterator[TaskView]:
         """The tasks oldest first (``CreatedOrder``: by ``created_seq``, then id), from just
         after the task ``after`` (KeyError: no such task); only those in ``status`` if given.
+        With ``after_seq`` (the ``created_seq`` of ``after``), ``after`` need not be here: a
+        page after a task deleted since starts where that task was.
 
         Reads only what it yields and what it passes over: a page of a listing costs its own
         tasks, not the swarm's. With a finished ``status``, frozen tasks of other statuses are
@@ -649,7 +656,10 @@ class Tasks(MutableMapping[str, TaskView]):
         decoding, each frozen task whose record does not hold that text: a record keeps its
         strings as UTF-8, so one that lacks it cannot match (the caller still checks those it
         gets). Consume it before the fold changes the tasks again."""
-        mark = (-1, "") if after is None else (self.created_seq(after), after)
+        if after is None:
+            mark = (-1, "")
+        else:
+            mark = (self.created_seq(after) if after_seq is None else after_seq, after)
         if status is not None and status not in FINISHED:
             found = [
                 task

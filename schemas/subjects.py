@@ -29,9 +29,14 @@ LOGS_ALL = "swarm.log.>"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
+def is_token(value: str) -> bool:
+    """Whether ``value`` is a subject token (``check_token`` without the error)."""
+    return isinstance(value, str) and _TOKEN.match(value) is not None
+
+
 def check_token(value: str, what: str = "id") -> str:
     """A subject token: letters, digits, ``-`` and ``_`` only (no dots, spaces or wildcards)."""
-    if not isinstance(value, str) or not _TOKEN.match(value):
+    if not is_token(value):
         raise Invalid(what, f"{what} {value!r} must be 1-128 letters, digits, '-' or '_'")
     return value
 

@@ -439,6 +439,21 @@ def test_a_deleted_task_leaves_the_order_and_its_id_created_again_comes_last() -
     assert tasks(board).created_seq("t1") == board.seq
 
 
+def test_a_listing_after_a_deleted_task_starts_where_that_task_was_created() -> None:
+    board = given(swarm(), created("a"), created("b"), ran("b"), created("c"), ran("c"))
+    when(board, created("d"))
+    where_b, where_c = tasks(board).created_seq("b"), tasks(board).created_seq("c")
+    tasks(board).seal()  # b and c frozen: the finished path as well as the live one
+    when(board, ev.TaskDeleted(swarm=S, id="b", time=T0 + 9))
+    when(board, ev.TaskDeleted(swarm=S, id="c", time=T0 + 9))
+    assert ids(tasks(board).in_order(after="b", after_seq=where_b)) == ["d"]
+    assert ids(tasks(board).in_order(after="c", after_seq=where_c)) == ["d"]
+    assert ids(tasks(board).in_order(after="b", after_seq=where_b, status="pending")) == ["d"]
+    assert ids(tasks(board).in_order(after="a", after_seq=0)) == ["a", "d"]  # seq rules, not id
+    with pytest.raises(KeyError):
+        list(tasks(board).in_order(after="b"))  # without where it was, still no such task
+
+
 def test_tasks_built_by_hand_in_any_order_list_by_created_seq_then_id() -> None:
     def task(task_id: str, seq: int) -> TaskView:
         return TaskView(swarm=S, id=task_id, title=task_id, prompt="", created_seq=seq)

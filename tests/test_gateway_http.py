@@ -359,11 +359,33 @@ async def test_a_bad_page_limit_or_cursor_is_400_naming_it(
     ):
         status, answer = await call(http, "GET", path, params=query)
         assert (status, answer["error"]["field"]) == (400, field), query
-    task = await create_task(http, swarm, title="gone soon")
-    await call(http, "DELETE", f"{path}/{task['id']}")
-    status, answer = await call(http, "GET", path, params={"after": task["id"]})
-    assert (status, answer["error"]["field"]) == (400, "after")
-    assert task["id"] in answer["error"]["message"]
+    await create_task(http, swarm, title="a task")
+    for wildcard in ("*", ">", "t.a"):  # never a subject that finds another task's event
+        status, answer = await call(http, "GET", path, params={"after": wildcard})
+        assert (status, answer["error"]["field"]) == (400, "after"), wildcard
+
+
+async def test_a_page_after_a_task_deleted_since_continues_where_that_task_was(
+    http: aiohttp.ClientSession, swarm: str, gateway: Gateway, bus: Bus
+) -> None:
+    made = [await create_task(http, swarm, title=f"task {i}") for i in range(6)]
+    for task in made[:3]:
+        await start_running(bus, gateway, swarm, task["id"], f"worker-{task['id']}")
+        await complete(bus, gateway, swarm, task["id"], f"worker-{task['id']}", result="ok")
+    path = f"/swarms/{swarm}/tasks"
+    for query, cursor, rest in (
+        ({"limit": "2"}, made[1], made[2:4]),  # a finished task deleted between pages
+        ({"limit": "2", "status": "pending"}, made[4], made[5:]),  # a live one
+    ):
+        async with http.get(path, params=query) as response:
+            assert response.status == 200 and response.links.get("next")
+            following = str(response.links["next"]["url"])
+            assert [t["id"] for t in await response.json()][-1] == cursor["id"]
+        status, _ = await call(http, "DELETE", f"{path}/{cursor['id']}")
+        assert status == 200
+        async with http.get(following) as response:
+            assert response.status == 200, await response.text()
+            assert [t["id"] for t in await response.json()] == [t["id"] for t in rest]
 
 
 # --- swarms, status, agents -------------------------------------------------------------------

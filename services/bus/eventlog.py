@@ -88,6 +88,17 @@ class EventLog:
             raise AppendConflict(subject, expected_seq or 0, error.description or "") from error
         return ack.seq
 
+    async def last_seq(self, subject: str) -> int | None:
+        """The sequence of the last event on ``subject`` (one subject, no wildcards); None when
+        there is none."""
+        try:
+            last = await self._js.get_last_msg(subjects.EVENTS_STREAM, subject)
+        except APIError as error:
+            if error.err_code == NO_MESSAGE_FOUND:
+                return None
+            raise
+        return last.seq
+
     async def original_seq(self, subject: str, msg_id: str, retry_for: float = 0.0) -> int | None:
         """After a conflict: whether it was with our own first try. The server checks the
         expected sequence before the duplicate window (on a cluster), so a retried append whose

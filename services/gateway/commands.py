@@ -133,15 +133,19 @@ def task_page(
     tag: str | None = None,
     agent: str | None = None,
     after: str | None = None,
+    after_seq: int | None = None,
     limit: int | None = None,
 ) -> tuple[list[TaskView], str | None]:
     """The swarm's tasks oldest first that pass the filters, from just after the task ``after``
-    (KeyError: no such task), at most ``limit``; with the id to ask the next page ``after``
+    (KeyError: no such task, unless ``after_seq`` says where it was created), at most
+    ``limit``; with the id to ask the next page ``after``
     when more follow (None: this page is the last). Reads the tasks it returns and those it
     passes over (``Tasks.in_order``): ``tag`` and ``agent`` are looked for in each task in
     turn (a finished one's record searched, decoded only when it holds the text), so a page of
     a rare tag may read far more tasks than it returns."""
-    tasks = swarm.tasks.in_order(after=after, status=status, mentioning=tag or agent or "")
+    tasks = swarm.tasks.in_order(
+        after=after, after_seq=after_seq, status=status, mentioning=tag or agent or ""
+    )
     found = (
         task
         for task in tasks
@@ -379,13 +383,36 @@ class Commands:
         if limit is not None and not 1 <= limit <= MAX_PAGE:
             raise Invalid("limit", f"limit must be a whole number from 1 to {MAX_PAGE}")
         swarm = swarm_of(self.board, swarm_id)
+        after_seq = None
         if after is not None and after not in swarm.tasks:
-            shown = after if len(after) <= 64 else after[:61] + "..."
-            raise Invalid("after", f"after names no task of swarm {swarm_id}: {shown!r}")
+            after_seq = await self.created_seq(swarm_id, after)
+        swarm = swarm_of(self.board, swarm_id)  # as folded now (the read above awaited)
         tasks, following = task_page(
-            swarm, status=status, tag=tag, agent=agent, after=after, limit=limit
+            swarm,
+            status=status,
+            tag=tag,
+            agent=agent,
+            after=after,
+            after_seq=after_seq,
+            limit=limit,
         )
         return TaskPage([task_json(t) for t in tasks], following)
+
+    async def created_seq(self, swarm_id: str, task_id: str) -> int:
+        """Where the task ``task_id``, no longer in the fold, was created: the log position of
+        its ``created`` (the log keeps a deleted task's events), for a page ``after`` a task
+        deleted between two pages. ``Invalid("after")`` when no such task was ever created."""
+        shown = task_id if len(task_id) <= 64 else task_id[:61] + "..."
+        nowhere = Invalid("after", f"after names no task of swarm {swarm_id}: {shown!r}")
+        if not subjects.is_token(task_id):  # a wildcard would find another task's event
+            raise nowhere
+        with history.reachable("looking up the after task"):
+            seq = await self.bus.events.last_seq(
+                subjects.event(swarm_id, "task", task_id, "created")
+            )
+        if seq is None:
+            raise nowhere
+        return seq
 
     async def get_task(self, swarm_id: str, task_id: str) -> dict[str, Any]:
         self.check_available()
