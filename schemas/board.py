@@ -11,6 +11,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from functools import cache
+from heapq import heapify, heappop
 from itertools import islice
 from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, overload
@@ -194,6 +195,8 @@ class ProjectView(msgspec.Struct, kw_only=True):
 
 
 T = TypeVar("T")
+Order = Literal["oldest", "newest", "priority"]  # a listing's (``Tasks.in_order``)
+ORDERS: tuple[Order, ...] = ("oldest", "newest", "priority")
 STUCK_STATES: frozenset[str] = frozenset({"landing", "conflict", "verify_failed", "failed"})
 STATUSES: tuple[TaskStatus, ...] = (
     "blocked", "pending", "claimed", "running", "completed", "failed", "requeued", "cancelled"
@@ -404,6 +407,12 @@ class CreatedOrder:
         lo, hi = self._run(seq)
         return bisect_right(self._ids, task_id, lo, hi)
 
+    def before(self, task_id: str, seq: int) -> int:
+        """The position just past the last task before (``seq``, ``task_id``): where a page
+        newest first after that task ends its walk down (``ids_down``)."""
+        lo, hi = self._run(seq)
+        return bisect_left(self._ids, task_id, lo, hi)
+
     def _run(self, seq: int) -> tuple[int, int]:
         """The positions holding ``seq`` (ids sorted within: only hand-built tasks share one)."""
         lo = bisect_left(self._seqs, seq)
@@ -414,6 +423,11 @@ class CreatedOrder:
         once (``islice`` would step over the ``start`` before them)."""
         ids = self._ids
         return (ids[at] for at in range(start, len(ids)))
+
+    def ids_down(self, end: int | None = None) -> Iterator[str]:
+        """The ids before position ``end`` (default: all), newest first."""
+        ids = self._ids
+        return (ids[at] for at in range((len(ids) if end is None else end) - 1, -1, -1))
 
     def seqs_of(self, ids: list[str]) -> bytes:
         """The created sequences of ``ids`` (every id here, in any order), as little-endian
@@ -643,35 +657,78 @@ class Tasks(MutableMapping[str, TaskView]):
         after_seq: int | None = None,
         status: str | None = None,
         mentioning: str = "",
+        order: Order = "oldest",
     ) -> Iterator[TaskView]:
-        """The tasks oldest first (``CreatedOrder``: by ``created_seq``, then id), from just
-        after the task ``after`` (KeyError: no such task); only those in ``status`` if given.
-        With ``after_seq`` (the ``created_seq`` of ``after``), ``after`` need not be here: a
-        page after a task deleted since starts where that task was.
+        """The tasks in ``order``, from just after the task ``after`` (KeyError: no such task);
+        only those in ``status`` if given. ``order``: ``oldest`` first (``CreatedOrder``: by
+        ``created_seq``, then id), ``newest`` first (the reverse), or ``priority``
+        (``priority_key``: the tasks of one unfinished ``status`` only, a ValueError at once
+        otherwise). With ``after_seq`` (the ``created_seq`` of ``after``), ``after`` need not
+        be here, except by priority: a page after a task deleted since starts where that task
+        was.
 
         Reads only what it yields and what it passes over: a page of a listing costs its own
         tasks, not the swarm's. With a finished ``status``, frozen tasks of other statuses are
         passed over without decoding; an unfinished one reads the live tasks only (sorted for
-        each call). ``mentioning`` (a tag, an agent the caller filters on) passes over, without
-        decoding, each frozen task whose record does not hold that text: a record keeps its
-        strings as UTF-8, so one that lacks it cannot match (the caller still checks those it
-        gets). Consume it before the fold changes the tasks again."""
+        each call; by priority, a heap: what is taken costs its log). ``mentioning`` (a tag, an
+        agent the caller filters on) passes over, without decoding, each frozen task whose
+        record does not hold that text: a record keeps its strings as UTF-8, so one that lacks
+        it cannot match (the caller still checks those it gets). Consume it before the fold
+        changes the tasks again."""
+        if order not in ORDERS:
+            raise ValueError(f"no order {order!r}: one of {', '.join(ORDERS)}")
+        if order == "priority":
+            if status is None or status in FINISHED:
+                raise ValueError("only the tasks of one unfinished status are in priority order")
+            return self._by_priority(status, after)
+        return self._by_creation(after, after_seq, status, mentioning, newest=order == "newest")
+
+    def _by_priority(self, status: str, after: str | None) -> Iterator[TaskView]:
+        mark = None if after is None else priority_key(self[after])
+        heap = [
+            (key, task)
+            for task in self._live.values()
+            if task.status == status
+            for key in (priority_key(task),)
+            if mark is None or key > mark
+        ]
+        heapify(heap)  # the keys hold the id: no two equal, no task ever compared
+        while heap:
+            yield heappop(heap)[1]
+
+    def _by_creation(
+        self,
+        after: str | None,
+        after_seq: int | None,
+        status: str | None,
+        mentioning: str,
+        *,
+        newest: bool,
+    ) -> Iterator[TaskView]:
         if after is None:
-            mark = (-1, "")
+            mark = None
         else:
             mark = (self.created_seq(after) if after_seq is None else after_seq, after)
+
+        def past_mark(task: TaskView) -> bool:
+            key = (task.created_seq, task.id)
+            return mark is None or (key < mark if newest else key > mark)
+
         if status is not None and status not in FINISHED:
-            found = [
-                task
-                for task in self._live.values()
-                if task.status == status and (task.created_seq, task.id) > mark
-            ]
-            yield from sorted(found, key=lambda task: (task.created_seq, task.id))
+            found = [task for task in self._live.values() if task.status == status]
+            found = [task for task in found if past_mark(task)]
+            yield from sorted(found, key=lambda task: (task.created_seq, task.id), reverse=newest)
             return
         code = None if status is None else _STATUS_CODE[status]  # type: ignore[index]
         needle = mentioning.encode()
-        start = 0 if after is None else self._order.after(after, mark[0])
-        for task_id in self._order.ids(start):
+        order = self._order
+        if mark is None:
+            ids = order.ids_down() if newest else order.ids()
+        elif newest:
+            ids = order.ids_down(order.before(mark[1], mark[0]))
+        else:
+            ids = order.ids(order.after(mark[1], mark[0]))
+        for task_id in ids:
             entry = self._entries[task_id]
             if isinstance(entry, TaskView):
                 if status is None or entry.status == status:
@@ -950,3 +1007,36 @@ class Board(msgspec.Struct, kw_only=True):
 def task_sort_key(task: TaskView) -> tuple[int, float, int]:
     """Higher priority first, then oldest."""
     return (PRIORITY_RANK[task.priority], task.created_at, task.created_seq)
+
+
+def priority_key(task: TaskView) -> tuple[int, float, int, str]:
+    """Higher priority first, then oldest (``task_sort_key``), then id: the order of a listing
+    by ``priority``, one task after another with no two equal."""
+    rank, created_at, created_seq = task_sort_key(task)
+    return rank, created_at, created_seq, task.id
+
+
+# What a board shows first of each status, when it cannot show every task: the unfinished ones
+# in the order they are to be taken (priority, then oldest: the scheduler's order before aging),
+# the finished ones newest first (created last: the ones that finished last, in a swarm whose
+# tasks run about in the order they were made).
+COLUMN_ORDER: dict[str, Order] = {
+    status: "newest" if status in FINISHED else "priority" for status in STATUSES
+}
+
+
+def columns(tasks: Tasks, limit: int) -> dict[str, list[TaskView]]:
+    """The first ``limit`` tasks of each status in its ``COLUMN_ORDER`` (every status named).
+    Decodes only the tasks it returns: a finished status passes over the other frozen tasks by
+    their status byte, and stops once it has as many as the status holds; an unfinished one
+    reads the live tasks (no record)."""
+    counts = tasks.status_counts()
+    return {
+        status: list(
+            islice(
+                tasks.in_order(status=status, order=COLUMN_ORDER[status]),
+                min(limit, counts[status]),
+            )
+        )
+        for status in STATUSES
+    }

@@ -17,12 +17,14 @@ from hypothesis import given as given_examples
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from schemas import board as board_module
 from schemas import events as ev
 from schemas.board import (
     Board,
     CreatedOrder,
     Tasks,
     TaskView,
+    columns,
     decode_record,
     encode_record,
     seal_records,
@@ -469,6 +471,76 @@ def test_tasks_built_by_hand_in_any_order_list_by_created_seq_then_id() -> None:
     )._order == (view._order)
 
 
+def test_newest_first_and_by_priority_start_right_after_the_cursor() -> None:
+    board = given(
+        swarm(),
+        created("low-old", priority="low"),
+        created("hot", priority="critical"),
+        created("mid"),
+        created("low-new", priority="low"),
+        created("d1"),
+        ran("d1"),
+        created("d2"),
+        failed("d2"),
+        created("d3"),
+        ran("d3"),
+    )
+    view = tasks(board)
+    assert ids(view.in_order(order="newest")) == [
+        "d3", "d2", "d1", "low-new", "mid", "hot", "low-old"
+    ]  # fmt: skip
+    assert ids(view.in_order(order="newest", status="completed")) == ["d3", "d1"]
+    assert ids(view.in_order(order="newest", status="completed", after="d3")) == ["d1"]
+    assert ids(view.in_order(order="newest", status="pending", after="mid")) == ["hot", "low-old"]
+    assert ids(view.in_order(order="priority", status="pending")) == [
+        "hot", "mid", "low-old", "low-new"
+    ]  # fmt: skip
+    assert ids(view.in_order(order="priority", status="pending", after="mid")) == [
+        "low-old", "low-new"
+    ]  # fmt: skip
+    # a cursor that left the status (here: finished, medium, made last) still marks a place
+    assert ids(view.in_order(order="priority", status="pending", after="d3")) == [
+        "low-old", "low-new"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"order": "priority"}, {"order": "priority", "status": "completed"}, {"order": "sideways"}],
+)
+def test_priority_lists_one_unfinished_status_and_no_other_order_exists(
+    query: dict[str, Any],
+) -> None:
+    view = tasks(given(swarm(), created("t1")))
+    with pytest.raises(ValueError):
+        view.in_order(**query)  # at once, not at the first task
+
+
+def test_columns_show_the_next_to_take_and_the_newest_finished_decoding_only_those(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    board = many_finished(2_500)  # f0..f2499 completed (three chunks), then t-live pending
+    when(board, created("urgent", priority="critical"), created("late", priority="low"))
+    when(board, created("f-old-failed"), *failed("f-old-failed"))
+    view = tasks(board)
+    view.seal()
+    view._cache.clear()
+    decoded: list[str] = []
+
+    def counted(swarm: str, task_id: str, record: bytes) -> TaskView:
+        decoded.append(task_id)
+        return decode_record(swarm, task_id, record)
+
+    monkeypatch.setattr(board_module, "decode_record", counted)
+    shown = columns(view, 3)
+
+    assert ids(shown["pending"]) == ["urgent", "t-live", "late"]
+    assert ids(shown["completed"]) == ["f2499", "f2498", "f2497"]
+    assert ids(shown["failed"]) == ["f-old-failed"] and shown["cancelled"] == []
+    assert sorted(decoded) == sorted(["f2499", "f2498", "f2497", "f-old-failed"])
+    assert len(view._chunks) == 3 and list(view._cache) == [2]  # the newest chunk alone
+
+
 # --- a page costs what it returns ------------------------------------------------------------
 
 
@@ -603,6 +675,9 @@ def test_the_order_is_always_the_sorted_keys_and_after_finds_the_next_one(
     assert list(order.ids()) == [task_id for _, task_id in keys]
     following = [task_id for key in keys if key > (seq, cursor) for task_id in [key[1]]]
     assert list(order.ids(order.after(cursor, seq))) == following
+    before = [task_id for key in keys if key < (seq, cursor) for task_id in [key[1]]]
+    assert list(order.ids_down(order.before(cursor, seq))) == before[::-1]
+    assert list(order.ids_down()) == [task_id for _, task_id in keys][::-1]
     seqs = array("q", [at for at, _ in keys])
     ids_now = [task_id for _, task_id in keys]
     assert CreatedOrder.of(ids_now[::-1], seqs[::-1]) == order

@@ -32,6 +32,7 @@ from schemas.board import (
     SwarmView,
     Tasks,
     TaskView,
+    columns,
     settled,
     tasks_in_full,
 )
@@ -772,6 +773,7 @@ def test_a_board_with_frozen_tasks_reads_and_folds_like_one_without(
         for agent in {t.agent for t in every if t.agent}:
             mentioning = [t for t in tasks.in_order(mentioning=agent) if t.agent == agent]
             assert mentioning == [t for t in by_age if t.agent == agent]
+        assert_every_order(tasks, every)
         in_live = {t.id for t in tasks.live()}
         for task in every:
             frozen = task.id not in in_live
@@ -793,6 +795,44 @@ def test_a_board_with_frozen_tasks_reads_and_folds_like_one_without(
     assert {t.id for s in restored.swarms.values() for t in s.tasks.live()} == {
         t.id for s in board.swarms.values() for t in s.tasks.live()
     }
+    for swarm in restored.swarms.values():  # the finished tasks sealed in chunks
+        assert_every_order(swarm.tasks, list(live.swarms[swarm.id].tasks.values()))
+
+
+def assert_every_order(tasks: Tasks, every: list[TaskView]) -> None:
+    """Listings newest first and by priority, from after any task, and a board's columns are
+    the sort of ``every`` task by that order's key (the model), whatever is frozen or sealed."""
+    rank = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+    def priority_key(t: TaskView) -> tuple[int, float, int, str]:  # higher first, then oldest
+        return rank[t.priority], t.created_at, t.created_seq, t.id
+
+    newest = sorted(every, key=lambda t: (t.created_seq, t.id), reverse=True)
+    by_priority = sorted(every, key=priority_key)
+    assert list(tasks.in_order(order="newest")) == newest
+    for i, task in enumerate(newest):
+        assert list(tasks.in_order(after=task.id, order="newest")) == newest[i + 1 :]
+    for status in STATUSES:
+        mine = [t for t in newest if t.status == status]
+        assert list(tasks.in_order(status=status, order="newest")) == mine
+        for task in every:  # a cursor of any status
+            later = [t for t in mine if (t.created_seq, t.id) < (task.created_seq, task.id)]
+            assert list(tasks.in_order(status=status, order="newest", after=task.id)) == later
+        if status in FINISHED:
+            continue
+        mine = [t for t in by_priority if t.status == status]
+        assert list(tasks.in_order(status=status, order="priority")) == mine
+        for task in every:
+            later = [t for t in mine if priority_key(t) > priority_key(task)]
+            assert list(tasks.in_order(status=status, order="priority", after=task.id)) == later
+    for limit in (1, 2, 5):
+        shown = {
+            status: [
+                t for t in (newest if status in FINISHED else by_priority) if t.status == status
+            ]
+            for status in STATUSES
+        }
+        assert columns(tasks, limit) == {status: found[:limit] for status, found in shown.items()}
 
 
 def orders(board: Board) -> dict[str, CreatedOrder]:
