@@ -201,7 +201,7 @@ def _dollars(text: str) -> float:
 
 def replay_command(args: argparse.Namespace) -> int:
     api = Api()
-    board = api.get(f"/swarms/{swarm_of(api, args)}/board", at=args.at)
+    board = api.get(f"/swarms/{swarm_of(api, args)}/board", at=args.at, per_status=args.per_status)
     if args.json:
         print_json(board)
         return 0
@@ -219,6 +219,8 @@ def replay_command(args: argparse.Namespace) -> int:
     print("\n".join(count_lines(board["counts"])))
     for task in board["tasks"]:
         print("  " + task_line(task))
+    for status, more in (board.get("more") or {}).items():
+        print(f"  … {more} more {status} (--per-status, or swarm tasks --status {status})")
     project = board.get("project")
     if project:
         from cli.project import render_project  # the same view as `swarm project status`
@@ -249,6 +251,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--at",
         required=True,
         help="a log position (e.g. 42), epoch seconds, or an ISO time (2025-01-31T12:00:00Z)",
+    )
+    parser.add_argument(
+        "--per-status",
+        type=int,
+        metavar="N",
+        help="at most N tasks of each status (default 200, at most 1000): the next to be taken, "
+        "the newest finished",
     )
     add_swarm_option(parser)
     parser.set_defaults(func=replay_command)

@@ -205,6 +205,15 @@ async def test_the_board_stream_sends_the_view_then_each_change(
             found = await sse_events(once, lambda e: e.get("event") == "end")
             assert [e["event"] for e in found] == ["board", "end"]
             assert [t["id"] for t in json.loads(found[0]["data"])["tasks"]] == ["t-1"]
+
+        body = {"id": "t-2", "title": "Second", "priority": "high"}
+        status, _ = await call(api, "POST", f"/swarms/{swarm_id}/tasks", json=body)
+        assert status == 201
+        async with api.get(f"/swarms/{swarm_id}/board/stream?follow=0&per_status=1") as once:
+            found = await sse_events(once, lambda e: e.get("event") == "end")
+            view = json.loads(found[0]["data"])
+            assert [t["id"] for t in view["tasks"]] == ["t-1"]  # critical before high
+            assert view["more"] == {"pending": 1} and view["swarm"]["counts"]["pending"] == 2
         status, answer = await call(api, "GET", "/swarms/no-such-swarm/board/stream")
         assert status == 404, answer
 

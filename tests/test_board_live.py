@@ -149,6 +149,61 @@ def test_the_totals_add_every_tasks_cost_and_tokens() -> None:
     assert view["tasks"][0]["tokens"] == {"input": 1100, "output": 40}
 
 
+def test_the_view_carries_the_next_to_take_and_the_newest_finished_and_how_many_more() -> None:
+    done = [
+        e
+        for i in range(5)
+        for e in (
+            task_created(f"d{i}"),
+            ev.TaskCancelled(swarm="s", id=f"d{i}", time=NOW + i, reason="not needed"),
+        )
+    ]
+    board = fold(
+        swarm_created(),
+        *done,
+        task_created("later", priority="low"),
+        task_created("first", priority="critical"),
+        task_created("second"),
+        task_created("waits", depends=["d1", "first"]),
+    )
+
+    view = live.snapshot(board.swarms["s"], board.seq, per_status=2)
+
+    assert [t["id"] for t in view["tasks"] if t["status"] == "pending"] == ["first", "second"]
+    assert [t["id"] for t in view["tasks"] if t["status"] == "cancelled"] == ["d4", "d3"]
+    assert view["more"] == {"pending": 1, "cancelled": 3}
+    assert view["swarm"]["counts"]["cancelled"] == 5 and view["swarm"]["counts"]["pending"] == 3
+    waits = next(t for t in view["tasks"] if t["id"] == "waits")
+    assert waits["status"] == "blocked" and waits["waiting_on"] == ["d1", "first"]
+    assert [t["created_seq"] for t in view["tasks"] if t["status"] == "cancelled"] == [10, 8]
+    assert live.snapshot(board.swarms["s"], board.seq)["more"] == {}  # 200 of each by default
+
+
+def test_a_blocked_task_waits_on_what_is_not_completed_even_off_the_page() -> None:
+    board = fold(
+        swarm_created(),
+        ev.AgentRegistered(swarm="s", id="a1", time=NOW, name="A1"),
+        task_created("dep"),
+        task_created("gone"),
+        task_created("waits", depends=["dep", "gone"]),
+    )
+    for seq, event in enumerate(
+        [
+            ev.TaskClaimed(swarm="s", id="dep", time=NOW, agent="a1", attempt=1),
+            ev.TaskRunning(swarm="s", id="dep", time=NOW, agent="a1", attempt=1),
+            ev.TaskCompleted(swarm="s", id="dep", time=NOW, agent="a1", attempt=1),
+            ev.TaskDeleted(swarm="s", id="gone", time=NOW),
+        ],
+        start=board.seq + 1,
+    ):
+        apply(board, event, seq)
+    swarm = board.swarms["s"]
+    assert swarm.tasks.frozen_status("dep") == "completed"  # read without decoding
+
+    assert live.board_task(swarm, swarm.tasks["waits"])["waiting_on"] == ["gone"]
+    assert live.board_task(swarm, swarm.tasks["dep"])["waiting_on"] == []
+
+
 # --- watchers -----------------------------------------------------------------------------------
 
 
@@ -167,6 +222,14 @@ def test_a_watch_starts_from_the_board_then_gets_each_change_of_its_swarm_only()
         assert watch.changes.qsize() == 1
         assert watch.changes.get_nowait()["task"]["id"] == "t1"
     assert watchers.count == 0
+
+
+def test_a_watch_starts_from_a_view_of_as_many_tasks_of_each_status_as_asked() -> None:
+    board = fold(swarm_created(), *(task_created(f"t{i}") for i in range(4)))
+    with Watchers().watching("s", board, per_status=3) as watch:
+        assert watch.first is not None
+        assert [t["id"] for t in watch.first["tasks"]] == ["t0", "t1", "t2"]
+        assert watch.first["more"] == {"pending": 1}
 
 
 def test_a_watch_that_falls_behind_is_dropped_not_grown() -> None:

@@ -35,7 +35,7 @@ from schemas.fold import apply, fold
 from schemas.landing import dependency_landing
 from schemas.scopes import follow_up
 from services.bus.snapshots import NO_ORDER, pack, unpack
-from services.gateway.commands import sorted_tasks, task_counts, task_page
+from services.gateway.commands import task_counts, task_page
 from services.gateway.live import totals
 
 S = "dev"
@@ -313,11 +313,11 @@ def test_the_gateway_lists_tasks_by_status_frozen_or_live() -> None:
         created("t3"),
     )
     view = board.swarms[S]
-    assert [t.id for t in sorted_tasks(view, "completed")] == ["t1"]
-    assert [t.id for t in sorted_tasks(view, "cancelled")] == ["t2"]
-    assert [t.id for t in sorted_tasks(view, "pending")] == ["t3"]
-    assert sorted_tasks(view, "failed") == []
-    assert [t.id for t in sorted_tasks(view)] == ["t1", "t2", "t3"]
+    assert [t.id for t in task_page(view, status="completed")[0]] == ["t1"]
+    assert [t.id for t in task_page(view, status="cancelled")[0]] == ["t2"]
+    assert [t.id for t in task_page(view, status="pending")[0]] == ["t3"]
+    assert task_page(view, status="failed")[0] == []
+    assert [t.id for t in task_page(view)[0]] == ["t1", "t2", "t3"]
 
 
 # --- sealed chunks -------------------------------------------------------------------------------
@@ -603,9 +603,9 @@ def test_a_page_that_ends_the_listing_exactly_names_no_next_page() -> None:
     assert task_page(swarm, after="t-live", limit=3) == ([], None)
 
 
-def test_sorted_tasks_is_the_order_with_every_task_decoded() -> None:
+def test_the_whole_listing_is_the_order_with_every_task_decoded() -> None:
     board = many_finished(50, rare_every=2)
-    assert ids(sorted_tasks(board.swarms[S])) == oldest_first(tasks(board))
+    assert ids(task_page(board.swarms[S])[0]) == oldest_first(tasks(board))
 
 
 # --- snapshots --------------------------------------------------------------------------------

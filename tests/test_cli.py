@@ -308,6 +308,10 @@ async def test_events_and_replay_show_the_log_and_the_board_as_it_was(
     assert code == 0
     assert out.splitlines()[0].startswith(f"=== BOARD at seq {seq} ")
     assert "first" in out and "second" not in out
+    now = str(gateway.projection.board.seq)
+    code, out, _ = await run("replay", "--at", now, "--per-status", "1")
+    assert code == 0 and "first" in out and "second" not in out
+    assert "… 1 more pending" in out
 
 
 async def test_swarms_lists_and_swarm_create_and_delete_manage_them(

@@ -169,6 +169,12 @@ async def test_a_good_last_event_id_resumes_the_stream_after_it(
         ("/swarms/{swarm}/events", "task=a.b", "task"),
         ("/swarms/{swarm}/tasks", "status=done", "status"),
         ("/swarms/{swarm}/board", "at=yesterday", "at"),
+        ("/swarms/{swarm}/board", "at=1&per_status=0", "per_status"),
+        ("/swarms/{swarm}/board", "at=1&per_status=1001", "per_status"),
+        ("/swarms/{swarm}/board/stream", "per_status=many", "per_status"),
+        ("/swarms/{swarm}/tasks", "order=sideways", "order"),
+        ("/swarms/{swarm}/tasks", "order=priority", "order"),
+        ("/swarms/{swarm}/tasks", "order=priority&status=completed", "order"),
     ],
 )
 async def test_each_query_parameter_out_of_its_range_is_400_naming_it(
@@ -232,6 +238,9 @@ async def test_every_command_endpoint_answers_400_naming_the_body(
         ("list_tasks", {"limit": 5, "after": 7}, "after"),
         ("list_tasks", {"limit": 5, "after": "t-nowhere"}, "after"),
         ("board", {"at": ["1"]}, "at"),
+        ("board", {"at": 1, "per_status": 0}, "per_status"),
+        ("list_tasks", {"order": "priority", "status": "failed"}, "order"),
+        ("list_tasks", {"order": 1}, "order"),
         ("sync_project", {"wait": "yes"}, "wait"),
     ],
 )

@@ -345,6 +345,36 @@ async def test_paging_through_tasks_gives_the_unpaged_list_with_or_without_filte
     assert (status, rest) == (200, everything[8:])
 
 
+async def test_pages_newest_first_or_by_priority_walk_the_same_order_as_the_whole_listing(
+    http: aiohttp.ClientSession, swarm: str, gateway: Gateway, bus: Bus
+) -> None:
+    priorities = ["low", "critical", "medium", "high", "critical", "low", "medium"]
+    made = [
+        await create_task(http, swarm, title=f"task {i}", priority=priority)
+        for i, priority in enumerate(priorities)
+    ]
+    for task in made[:4:2]:  # finished, so kept frozen among live ones
+        await start_running(bus, gateway, swarm, task["id"], f"worker-{task['id']}")
+        await complete(bus, gateway, swarm, task["id"], f"worker-{task['id']}", result="ok")
+    path = f"/swarms/{swarm}/tasks"
+    _, oldest = await call(http, "GET", path)
+    _, newest = await call(http, "GET", path, params={"order": "newest"})
+    assert newest == oldest[::-1]
+    _, pending = await call(http, "GET", path, params={"status": "pending", "order": "priority"})
+    assert [t["title"] for t in pending] == ["task 1", "task 4", "task 3", "task 6", "task 5"]
+    for filters in (
+        {"order": "newest"},
+        {"order": "newest", "status": "completed"},
+        {"order": "priority", "status": "pending"},
+    ):
+        status, whole = await call(http, "GET", path, params=filters)
+        assert status == 200 and whole
+        found, links = await pages(http, path, **filters, limit=2)
+        assert [t for page in found for t in page] == whole, filters
+        assert links[-1] is None
+        assert all(link and f"order={filters['order']}" in link for link in links[:-1])
+
+
 async def test_a_bad_page_limit_or_cursor_is_400_naming_it(
     http: aiohttp.ClientSession, swarm: str
 ) -> None:
@@ -572,7 +602,11 @@ async def test_board_at_a_past_position_or_time_shows_the_swarm_as_it_was(
     status, board = await call(http, "GET", f"/swarms/{swarm}/board", params={"at": created_at})
     assert [t["title"] for t in board["tasks"]] == ["first"]
     status, now = await call(http, "GET", f"/swarms/{swarm}/board", params={"at": "999999"})
-    assert [t["title"] for t in now["tasks"]] == ["first", "second"]
+    assert [t["title"] for t in now["tasks"]] == ["first", "second"] and now["more"] == {}
+    query = {"at": "999999", "per_status": "1"}  # the next to be taken of each status, at most
+    status, one = await call(http, "GET", f"/swarms/{swarm}/board", params=query)
+    assert [t["title"] for t in one["tasks"]] == ["first"]
+    assert one["more"] == {"pending": 1} and one["counts"]["pending"] == 2
 
 
 async def test_events_stream_replays_then_delivers_new_events_live(

@@ -98,6 +98,11 @@ async def test_list_tasks_pages_with_limit_and_after_the_next_cursor_in_a_header
         assert following == walked[-1]
         body = {"limit": 3, "after": following}
     assert walked == made  # 3 + 3 + 1: none missed or repeated
+    code, newest = await ask(bus, subject, {"order": "newest", "limit": 2, "after": made[4]})
+    assert code is None and [t["id"] for t in newest] == [made[3], made[2]]
+    code, board = await ask(bus, f"swarm.cmd.{swarm}.board", {"at": 10**6, "per_status": 3})
+    assert code is None and [t["id"] for t in board["tasks"]] == made[:3]
+    assert board["more"] == {"pending": 4}
 
 
 async def test_errors_carry_the_status_code_and_the_field(bus: Bus, swarm: str) -> None:

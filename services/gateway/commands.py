@@ -23,7 +23,16 @@ import msgspec
 
 from schemas import events as ev
 from schemas import scopes, subjects
-from schemas.board import FINISHED, AgentView, Board, SwarmView, TaskView
+from schemas.board import (
+    FINISHED,
+    ORDERS,
+    AgentView,
+    Board,
+    Order,
+    SwarmView,
+    TaskView,
+    columns,
+)
 from schemas.budgets import budget_reached
 from schemas.eligibility import untakeable_warnings, why_untakeable
 from schemas.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
@@ -66,6 +75,8 @@ MAX_EVENT_BYTES = 768 * 1024  # under NATS's default 1 MiB max payload, headers 
 READ_YOUR_WRITES = 5.0  # seconds; a write not folded by then is answered as landed (202)
 APPEND_RETRY = 3.0  # seconds; the event's Nats-Msg-Id makes a retried append land once
 MAX_PAGE = 1000  # tasks in one page of a task listing at most (its ``limit``)
+PER_STATUS = 200  # tasks of each status a board view carries unless asked (its ``per_status``)
+MAX_PER_STATUS = 1000  # ... at most
 RESERVED_SWARM = "_"  # the swarm token of swarm-level NATS commands (swarm.cmd._.list_swarms)
 
 
@@ -115,9 +126,24 @@ def task_counts(swarm: SwarmView) -> dict[str, int]:
     return counts
 
 
-def sorted_tasks(swarm: SwarmView, status: str | None = None) -> list[TaskView]:
-    """The swarm's tasks (those in ``status``), oldest first."""
-    return list(swarm.tasks.in_order(status=status))
+def board_tasks(swarm: SwarmView, per_status: int) -> tuple[list[TaskView], dict[str, int]]:
+    """What a board view carries of the swarm's tasks: at most ``per_status`` of each status,
+    status after status, each in its column's order (``schemas.board.columns``: the next to be
+    taken first, the newest finished first), and how many more each status cut short holds.
+    Decodes the tasks it returns, not the swarm's."""
+    shown = columns(swarm.tasks, per_status)
+    counts = swarm.tasks.status_counts()
+    more = {s: counts[s] - len(found) for s, found in shown.items() if counts[s] > len(found)}
+    return [task for found in shown.values() for task in found], more
+
+
+def check_per_status(per_status: int | None) -> int:
+    """``per_status`` as given (``PER_STATUS`` when not), or a 400."""
+    if per_status is None:
+        return PER_STATUS
+    if not 1 <= per_status <= MAX_PER_STATUS:
+        raise Invalid("per_status", f"per_status must be a whole number from 1 to {MAX_PER_STATUS}")
+    return per_status
 
 
 @dataclass(frozen=True)
@@ -135,16 +161,21 @@ def task_page(
     after: str | None = None,
     after_seq: int | None = None,
     limit: int | None = None,
+    order: Order = "oldest",
 ) -> tuple[list[TaskView], str | None]:
-    """The swarm's tasks oldest first that pass the filters, from just after the task ``after``
-    (KeyError: no such task, unless ``after_seq`` says where it was created), at most
-    ``limit``; with the id to ask the next page ``after``
-    when more follow (None: this page is the last). Reads the tasks it returns and those it
-    passes over (``Tasks.in_order``): ``tag`` and ``agent`` are looked for in each task in
-    turn (a finished one's record searched, decoded only when it holds the text), so a page of
-    a rare tag may read far more tasks than it returns."""
+    """The swarm's tasks in ``order`` (oldest first unless asked) that pass the filters, from
+    just after the task ``after`` (KeyError: no such task, unless ``after_seq`` says where it
+    was created), at most ``limit``; with the id to ask the next page ``after`` when more
+    follow (None: this page is the last). Reads the tasks it returns and those it passes over
+    (``Tasks.in_order``): ``tag`` and ``agent`` are looked for in each task in turn (a finished
+    one's record searched, decoded only when it holds the text), so a page of a rare tag may
+    read far more tasks than it returns."""
     tasks = swarm.tasks.in_order(
-        after=after, after_seq=after_seq, status=status, mentioning=tag or agent or ""
+        after=after,
+        after_seq=after_seq,
+        status=status,
+        mentioning=tag or agent or "",
+        order=order,
     )
     found = (
         task
@@ -344,20 +375,26 @@ class Commands:
             "chat": await self.chat.recent(swarm_id),
         }
 
-    async def board_at(self, swarm_id: str, at: str) -> dict[str, Any]:
-        """The swarm as it was at log position or time ``at`` (``swarm replay``)."""
+    async def board_at(
+        self, swarm_id: str, at: str, per_status: int | None = None
+    ) -> dict[str, Any]:
+        """The swarm as it was at log position or time ``at`` (``swarm replay``), with at most
+        ``per_status`` tasks of each status (``board_tasks``) and how many more each had."""
         seq, until = parse_at(at)
+        per_status = check_per_status(per_status)
         self.check_available()
         board, last_time = await history.board_at(self.bus.js, swarm_id, seq=seq, until=until)
         swarm = board.swarms.get(swarm_id)
         if swarm is None and board.seq == 0 and swarm_id not in self.board.swarms:
             if self.board.version(swarm_id, "swarm", swarm_id) == 0:
                 raise NotFound(f"no swarm {swarm_id}")
+        tasks, more = board_tasks(swarm, per_status) if swarm else ([], {})
         return {
             "seq": board.seq,
             "time": last_time,
             "swarm": swarm_json(swarm) if swarm else None,
-            "tasks": [task_json(t) for t in sorted_tasks(swarm)] if swarm else [],
+            "tasks": [task_json(t) for t in tasks],
+            "more": more,
             "agents": [agent_json(a) for a in sorted_agents(swarm)] if swarm else [],
             "counts": task_counts(swarm) if swarm else {},
             "project": attached_project_json(swarm) if swarm else None,
@@ -374,17 +411,28 @@ class Commands:
         agent: str | None = None,
         limit: int | None = None,
         after: str | None = None,
+        order: str | None = None,
     ) -> TaskPage:
-        """The swarm's tasks oldest first (``task_page``): every one, or a page of ``limit``
-        after the task ``after`` and the id to ask the next page after."""
+        """The swarm's tasks in ``order`` (``task_page``; default oldest first): every one, or
+        a page of ``limit`` after the task ``after`` and the id to ask the next page after."""
         self.check_available()
         if status is not None and status not in STATUSES:
             raise Invalid("status", f"status must be one of {', '.join(STATUSES)}")
+        order = order or "oldest"
+        if order not in ORDERS:
+            raise Invalid("order", f"order must be one of {', '.join(ORDERS)}")
+        if order == "priority" and (status is None or status in FINISHED):
+            unfinished = ", ".join(s for s in STATUSES if s not in FINISHED)
+            raise Invalid("order", f"order=priority lists one status of {unfinished}")
         if limit is not None and not 1 <= limit <= MAX_PAGE:
             raise Invalid("limit", f"limit must be a whole number from 1 to {MAX_PAGE}")
         swarm = swarm_of(self.board, swarm_id)
         after_seq = None
         if after is not None and after not in swarm.tasks:
+            if order == "priority":  # its priority gone with it: no place to start from
+                shown = after if len(after) <= 64 else after[:61] + "..."
+                message = f"after names no task of swarm {swarm_id} (by priority): {shown!r}"
+                raise Invalid("after", message)
             after_seq = await self.created_seq(swarm_id, after)
         swarm = swarm_of(self.board, swarm_id)  # as folded now (the read above awaited)
         tasks, following = task_page(
@@ -395,6 +443,7 @@ class Commands:
             after=after,
             after_seq=after_seq,
             limit=limit,
+            order=order,
         )
         return TaskPage([task_json(t) for t in tasks], following)
 

@@ -50,7 +50,7 @@ from services.bus.history import Feed, chunk_attempt
 from services.bus.micro import decode_body, error_body
 from services.gateway import openapi, sessions
 from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
-from services.gateway.commands import MAX_PAGE, Commands
+from services.gateway.commands import MAX_PAGE, MAX_PER_STATUS, Commands, check_per_status
 from services.gateway.context import Context, Landed, Result
 from services.gateway.routes import ROUTE_BY_NAME, ROUTES
 from services.gateway.validation import task_of
@@ -410,7 +410,9 @@ class HttpApi:
         at = request.query.get("at")
         if not at:
             raise Invalid("at", "at is required: a log position, epoch seconds or an ISO time")
-        return json_response(await self.commands.board_at(request.match_info["swarm"], at))
+        per_status = _int_query(request, "per_status", minimum=1, maximum=MAX_PER_STATUS)
+        answer = await self.commands.board_at(request.match_info["swarm"], at, per_status)
+        return json_response(answer)
 
     # --- tasks ----------------------------------------------------------------------------
 
@@ -425,6 +427,7 @@ class HttpApi:
             agent=query.get("agent") or None,
             limit=_int_query(request, "limit", minimum=1, maximum=MAX_PAGE),
             after=query.get("after") or None,
+            order=query.get("order") or None,
         )
         headers = None
         if page.next is not None:
@@ -651,11 +654,13 @@ class HttpApi:
         swarm = request.match_info["swarm"]
         self._since(request)  # a malformed Last-Event-ID is a 400; a reconnect gets it all
         follow = _flag(request, "follow", True)
+        per_status = _int_query(request, "per_status", minimum=1, maximum=MAX_PER_STATUS)
         commands = self.commands
         commands.check_available()
         if swarm not in commands.board.swarms:
             raise NotFound(f"no swarm {swarm}")
-        with self.watchers.watching(swarm, commands.board) as watch:
+        per_status = check_per_status(per_status)
+        with self.watchers.watching(swarm, commands.board, per_status) as watch:
             response = await self._open_stream(request)
             last_write = time.monotonic()
             try:

@@ -6,6 +6,10 @@ the one task it names (or removes it), every agent, the swarm's totals and, for 
 the project. Each change is built by a projection listener right after the fold applied the
 event, so it shows the state exactly as of that event.
 
+The view carries at most ``per_status`` tasks of each status (``commands.board_tasks``: the next
+to be taken, the newest finished) and how many more each holds; the board loads more of a column
+through the paged task listing, in the same order.
+
 Pure: views in, JSON-ready dicts out.
 """
 
@@ -18,10 +22,11 @@ from schemas.board import SwarmView, TaskView
 from schemas.eligibility import untakeable, why_untakeable
 from schemas.events import Usage
 from services.gateway.commands import (
+    PER_STATUS,
     agent_json,
+    board_tasks,
     event_json,
     sorted_agents,
-    sorted_tasks,
     swarm_json,
     task_counts,
 )
@@ -53,8 +58,24 @@ def untakeable_reasons(swarm: SwarmView) -> dict[str, str]:
     return found
 
 
-def board_task(task: TaskView) -> dict[str, Any]:
-    """A task as the board shows it: what a card and the graph need (no prompt, no output)."""
+def waiting_on(swarm: SwarmView, task: TaskView) -> list[str]:
+    """The dependencies of a blocked task not completed (or gone), read without decoding any:
+    what its card says it waits on, also for those the board does not hold."""
+    if task.status != "blocked":
+        return []
+    tasks = swarm.tasks
+    found = []
+    for dep in task.depends:
+        live = tasks.live_task(dep)
+        status = live.status if live is not None else tasks.frozen_status(dep)
+        if status != "completed":
+            found.append(dep)
+    return found
+
+
+def board_task(swarm: SwarmView, task: TaskView) -> dict[str, Any]:
+    """A task as the board shows it: what a card and the graph need (no prompt, no output),
+    and what orders it in its column (``created_seq``, ``priority``, ``created_at``)."""
     integration = task.integration
     return {
         "id": task.id,
@@ -63,6 +84,7 @@ def board_task(task: TaskView) -> dict[str, Any]:
         "priority": task.priority,
         "tags": task.tags,
         "depends": task.depends,
+        "waiting_on": waiting_on(swarm, task),
         "runtime": task.runtime,
         "agent": task.agent,
         "attempt": task.attempt,
@@ -70,6 +92,7 @@ def board_task(task: TaskView) -> dict[str, Any]:
         "cost_usd": task.cost_usd,
         "tokens": tokens_of(task),
         "created_at": task.created_at,
+        "created_seq": task.created_seq,
         "updated_at": task.updated_at,
         "started_at": task.started_at,
         "finished_at": task.finished_at,
@@ -92,12 +115,15 @@ def totals(swarm: SwarmView) -> dict[str, Any]:
     }
 
 
-def snapshot(swarm: SwarmView, seq: int) -> dict[str, Any]:
-    """The whole view of a swarm as of log position ``seq``."""
+def snapshot(swarm: SwarmView, seq: int, per_status: int = PER_STATUS) -> dict[str, Any]:
+    """The view of a swarm as of log position ``seq``: at most ``per_status`` tasks of each
+    status (``board_tasks``), and in ``more`` how many more each status cut short holds."""
+    tasks, more = board_tasks(swarm, per_status)
     return {
         "seq": seq,
         "swarm": totals(swarm),
-        "tasks": [board_task(t) for t in sorted_tasks(swarm)],
+        "tasks": [board_task(swarm, t) for t in tasks],
+        "more": more,
         "agents": [agent_json(a) for a in sorted_agents(swarm)],
         "project": attached_project_json(swarm),
     }
@@ -114,7 +140,7 @@ def change(swarm: SwarmView | None, seq: int, event: ev.Event) -> dict[str, Any]
     if event.aggregate == "task":
         task = swarm.tasks.get(event.id)
         body["task_id"] = event.id
-        body["task"] = board_task(task) if task is not None else None
+        body["task"] = board_task(swarm, task) if task is not None else None
         # a finished task unblocks or fails its dependents: they follow as their own events
     if event.aggregate == "project":
         body["project"] = attached_project_json(swarm)

@@ -33,7 +33,7 @@ from schemas.errors import Invalid, NotFound, Unavailable
 from schemas.positions import whole_number
 from schemas.scopes import FULL, Caller, authorize, bearer, identify, principal
 from services.bus.micro import CommandRequest, Endpoint, Handler, Reply, serve
-from services.gateway.commands import MAX_PAGE, RESERVED_SWARM, Commands
+from services.gateway.commands import MAX_PAGE, MAX_PER_STATUS, RESERVED_SWARM, Commands
 from services.gateway.context import Context, Landed
 
 SERVICE_NAME = "swarm-gateway"
@@ -130,7 +130,10 @@ def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint
         at = body.get("at")
         if isinstance(at, bool) or not isinstance(at, str | int | float):
             raise Invalid("at", 'at is required: {"at": <seq, epoch seconds or ISO time>}')
-        return await commands.board_at(_swarm(r), str(at))
+        per_status = body.get("per_status")
+        if per_status is not None:
+            per_status = whole_number(per_status, "per_status", minimum=1, maximum=MAX_PER_STATUS)
+        return await commands.board_at(_swarm(r), str(at), per_status)
 
     async def list_tasks(r: CommandRequest) -> Any:
         body = _body(r)
@@ -144,6 +147,7 @@ def endpoints(commands: Commands, api_token: str | None = None) -> list[Endpoint
             if limit is None
             else whole_number(limit, "limit", minimum=1, maximum=MAX_PAGE),
             after=_text(body, "after"),
+            order=_text(body, "order"),
         )
         return page.tasks if page.next is None else Reply(page.tasks, {NEXT_HEADER: page.next})
 

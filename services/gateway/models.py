@@ -651,7 +651,14 @@ class BoardAt(BaseModel):
     seq: int = Field(description="the last log position folded in (0: nothing yet)")
     time: float | None = Field(None, description="stream time of that event")
     swarm: Swarm | None = Field(None, description="null when the swarm did not exist yet")
-    tasks: list[Task] = []
+    tasks: list[Task] = Field(
+        [],
+        description="at most `per_status` tasks of each status, status after status: the next "
+        "to be taken of an unfinished one (priority, then oldest), the newest of a finished one",
+    )
+    more: dict[str, int] = Field(
+        {}, description="how many more tasks than `tasks` holds each status had (cut short only)"
+    )
     agents: list[Agent] = []
     counts: dict[str, int] = {}
     project: Project | None = Field(

@@ -12,11 +12,12 @@ from typing import Any, get_args
 
 from pydantic import BaseModel
 
+from schemas.board import ORDERS
 from schemas.positions import MAX_POSITION
 from schemas.scopes import AGENT_VERBS
 from services.gateway import models
 from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
-from services.gateway.commands import MAX_PAGE
+from services.gateway.commands import MAX_PAGE, MAX_PER_STATUS, PER_STATUS
 from services.gateway.projects import MAX_WAIT
 
 
@@ -68,6 +69,14 @@ _SINCE = Query(
 )
 _FOLLOW = Query(
     "follow", "true (default for events; also 1): keep the stream open for new ones", "boolean"
+)
+_PER_STATUS = Query(
+    "per_status",
+    f"at most this many tasks of each status (1 to {MAX_PER_STATUS}; default {PER_STATUS}): the "
+    "next to be taken of an unfinished status, the newest of a finished one; `more` says how "
+    "many more each status holds",
+    "integer",
+    {"minimum": 1, "maximum": MAX_PER_STATUS},
 )
 _WAIT = (
     Query(
@@ -143,6 +152,7 @@ ROUTES: tuple[Route, ...] = (
                 "a log position (integer), epoch seconds, or an ISO 8601 time",
                 schema={"pattern": AT_PATTERN},
             ),
+            _PER_STATUS,
         ),
         errors=(400, 404),
         verb="board",
@@ -161,6 +171,7 @@ ROUTES: tuple[Route, ...] = (
                 "(event: end) after the board",
                 "boolean",
             ),
+            _PER_STATUS,
         ),
         stream=True,
         errors=(400, 404),
@@ -207,9 +218,16 @@ ROUTES: tuple[Route, ...] = (
             ),
             Query(
                 "after",
-                "only tasks after this one (a task id of the swarm, 400 otherwise): the last "
-                "task of the page before, as the `Link` header gives it",
+                "only tasks after this one in the listing's order (a task id of the swarm, 400 "
+                "otherwise): the last task of the page before, as the `Link` header gives it",
                 schema={"pattern": models.TOKEN_PATTERN},
+            ),
+            Query(
+                "order",
+                "oldest (default: by log position of their creation), newest (the reverse), or "
+                "priority (higher first, then oldest; only with `status` one of blocked, "
+                "pending, requeued, claimed, running: 400 otherwise)",
+                schema={"enum": list(ORDERS)},
             ),
         ),
         errors=(400, 404),

@@ -16,6 +16,7 @@ from typing import Any
 from schemas import events as ev
 from schemas.board import Board
 from services.gateway import live
+from services.gateway.commands import PER_STATUS
 
 MAX_BEHIND = 2000
 
@@ -23,10 +24,10 @@ MAX_BEHIND = 2000
 class Watch:
     """One open board stream: its queue of changes, and whether it fell too far behind."""
 
-    def __init__(self, swarm: str, board: Board) -> None:
+    def __init__(self, swarm: str, board: Board, per_status: int = PER_STATUS) -> None:
         self.swarm = swarm
         view = board.swarms.get(swarm)
-        self.first = live.snapshot(view, board.seq) if view is not None else None
+        self.first = live.snapshot(view, board.seq, per_status) if view is not None else None
         self.changes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.dropped = False
 
@@ -49,10 +50,11 @@ class Watchers:
                 watch.changes.put_nowait(message)
 
     @contextmanager
-    def watching(self, swarm: str, board: Board) -> Iterator[Watch]:
-        """A watch of ``swarm`` from ``board`` as it is now (its first view) on; the snapshot
-        and the registration happen without a pause between them, so no change is missed."""
-        watch = Watch(swarm, board)
+    def watching(self, swarm: str, board: Board, per_status: int = PER_STATUS) -> Iterator[Watch]:
+        """A watch of ``swarm`` from ``board`` as it is now (its first view, ``per_status``
+        tasks of each status at most) on; the snapshot and the registration happen without a
+        pause between them, so no change is missed."""
+        watch = Watch(swarm, board, per_status)
         self._by_swarm.setdefault(swarm, set()).add(watch)
         try:
             yield watch
