@@ -244,6 +244,123 @@ def test_the_replay_slider_shows_the_board_as_it_was(
     page.wait_for_selector(card("t-replay", "completed"), timeout=WAIT)
 
 
+# --- a board of many tasks: a bounded number of each status, more on request ------------------
+
+
+def column(page: Any, key: str, cards: list[str], count: int, more: str | None) -> None:
+    """Wait until column ``key`` shows ``cards`` in that order, ``count`` in its heading, and
+    ``more`` as its "more" button's text (None: no button)."""
+    page.wait_for_function(
+        """([key, cards, count, more]) => {
+            const column = document.querySelector(`[data-column="${key}"]`);
+            if (!column) return false;
+            const shown = [...column.querySelectorAll("[data-task]")].map((e) => e.dataset.task);
+            const button = column.querySelector("button.more");
+            return JSON.stringify(shown) === JSON.stringify(cards)
+                && column.querySelector("h2 .n").textContent === String(count)
+                && (button ? button.textContent : null) === more;
+        }""",
+        arg=[key, cards, count, more],
+        timeout=WAIT,
+    )
+
+
+def quiet_swarm(cluster: Cluster, name: str) -> str:
+    """A swarm with no agent: its tasks stay pending until cancelled."""
+    swarm = f"{name}-{uuid.uuid4().hex[:8]}"
+    cluster.api.ok("POST", "/swarms", {"id": swarm, "name": name})
+    return swarm
+
+
+def test_a_long_column_shows_the_next_to_take_follows_changes_and_loads_the_rest(
+    page: Any, cluster: Cluster
+) -> None:
+    swarm = quiet_swarm(cluster, "queue")
+    for task, priority in (("t-low", "low"), ("t-crit", "critical"), ("t-mid", "medium")):
+        create(cluster, swarm, task, "echo never", priority=priority)
+    create(cluster, swarm, "t-high", "echo never", priority="high")
+    page.goto(f"{cluster.api.url}/?per_status=2#/{swarm}")
+    page.wait_for_selector("#live[data-state=live]", timeout=WAIT)
+    column(page, "pending", ["t-crit", "t-high"], 4, "2 more")
+
+    # a task the page does not hold: shown when it comes before the last card
+    create(cluster, swarm, "t-urgent", "echo never", priority="critical")
+    column(page, "pending", ["t-crit", "t-urgent"], 5, "3 more")  # t-high made room
+    cluster.api.ok("POST", f"/swarms/{swarm}/tasks/t-crit/cancel", {})
+    column(page, "cancelled", ["t-crit"], 1, None)
+    column(page, "pending", ["t-urgent"], 4, "3 more")
+    # ... else only counted: t-high and t-mid, not shown either, come before it
+    create(cluster, swarm, "t-later", "echo never", priority="low")
+    column(page, "pending", ["t-urgent"], 5, "4 more")
+
+    page.click('[data-column="pending"] button.more')  # the next page, in the same order
+    column(page, "pending", ["t-urgent", "t-high", "t-mid"], 5, "2 more")
+    page.click('[data-column="pending"] button.more')
+    column(page, "pending", ["t-urgent", "t-high", "t-mid", "t-low", "t-later"], 5, None)
+
+    cluster.api.ok("POST", f"/swarms/{swarm}/tasks/t-mid/cancel", {})
+    column(page, "cancelled", ["t-mid", "t-crit"], 2, None)  # newest first
+    column(page, "pending", ["t-urgent", "t-high", "t-low", "t-later"], 4, None)
+
+
+def test_a_page_loaded_while_its_tasks_change_does_not_bring_back_what_the_stream_removed(
+    page: Any, cluster: Cluster
+) -> None:
+    swarm = quiet_swarm(cluster, "race")
+    for task, priority in (("t-a", "critical"), ("t-b", "high"), ("t-c", "medium")):
+        create(cluster, swarm, task, "echo never", priority=priority)
+    page.goto(f"{cluster.api.url}/?per_status=1#/{swarm}")
+    page.wait_for_selector("#live[data-state=live]", timeout=WAIT)
+    column(page, "pending", ["t-a"], 3, "2 more")
+
+    held: list[tuple[Any, Any]] = []  # the listing's answer, held back until the test says
+
+    def hold(route: Any) -> None:
+        held.append((route, route.fetch()))
+
+    page.route(f"**/swarms/{swarm}/tasks?*", hold, times=1)
+    page.click('[data-column="pending"] button.more')
+    page.wait_for_selector('[data-column="pending"] button.more:text("loading…")', timeout=WAIT)
+    cluster.api.ok("DELETE", f"/swarms/{swarm}/tasks/t-b")  # after the page was read
+    column(page, "pending", ["t-a"], 2, "loading…")  # the stream's change came first
+    route, answer = held[0]
+    route.fulfill(response=answer)  # the page still lists t-b
+
+    column(page, "pending", ["t-a"], 2, "1 more")  # no t-b: the change was newer
+    page.click('[data-column="pending"] button.more')  # after t-b, gone: from the start again
+    column(page, "pending", ["t-a", "t-c"], 2, None)
+
+
+def test_a_finished_column_shows_the_newest_and_loads_older_ones(
+    page: Any, cluster: Cluster
+) -> None:
+    swarm = quiet_swarm(cluster, "history")
+    for i in range(5):
+        create(cluster, swarm, f"c{i}", "echo never")
+        cluster.api.ok("POST", f"/swarms/{swarm}/tasks/c{i}/cancel", {})
+    page.goto(f"{cluster.api.url}/?per_status=2#/{swarm}")
+    page.wait_for_selector("#live[data-state=live]", timeout=WAIT)
+    column(page, "cancelled", ["c4", "c3"], 5, "3 more")
+
+    create(cluster, swarm, "c5", "echo never")
+    cluster.api.ok("POST", f"/swarms/{swarm}/tasks/c5/cancel", {})
+    column(page, "cancelled", ["c5", "c4"], 6, "4 more")  # the oldest shown made room
+    page.click('[data-column="cancelled"] button.more')
+    column(page, "cancelled", ["c5", "c4", "c3", "c2"], 6, "2 more")
+
+    # the slider's past board is as the gateway sent it: the rest counted, not loaded
+    at = cluster.api.task(swarm, "c4")["events"][-1]["seq"]
+    page.eval_on_selector(
+        "#replay-at", "(el, at) => { el.value = at; el.dispatchEvent(new Event('input')) }", at
+    )
+    page.wait_for_selector(f"#replay-label:text('at #{at}')", timeout=WAIT)
+    page.wait_for_selector('[data-column="cancelled"] p.more:text("3 more")', timeout=WAIT)
+    shown = page.eval_on_selector_all(
+        '[data-column="cancelled"] [data-task]', "all => all.map(e => e.dataset.task)"
+    )
+    assert shown == ["c4", "c3"]
+
+
 def test_the_switch_moves_between_swarms(page: Any, cluster: Cluster, swarm: str) -> None:
     other = f"other-{uuid.uuid4().hex[:8]}"
     cluster.api.ok("POST", "/swarms", {"id": other, "name": "other"})

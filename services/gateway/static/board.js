@@ -1,6 +1,15 @@
 // The Swarm board: plain JavaScript, no build step, no third-party code.
 // It folds nothing itself: the gateway's board stream sends the swarm's view, then what each
 // event changed (read from the gateway's fold); this file keeps that view and draws it.
+//
+// The view holds at most PER_STATUS tasks of each status (`?per_status=` in the page's address
+// changes it): the next to be taken of an unfinished status, the newest of a finished one, as
+// the gateway picked them. For each status cut short the board keeps its *edge*, the last task
+// it holds in that status's order: every task of the status it does not hold comes after the
+// edge. So a change for a task the board does not hold adds it only when it comes before the
+// edge (the board shows what it would have been sent); "N more" loads the next page after the
+// edge through the paged listing, in the same order; a status holding more than it was asked to
+// show drops its last ones and moves its edge up.
 "use strict";
 
 (function () {
@@ -14,13 +23,20 @@
   ];
   const PRIORITY_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
   const MAX_EVENTS_KEPT = 200;
+  const STATUSES = ["blocked", "pending", "claimed", "running", "completed", "failed", "requeued", "cancelled"];
+  const FINISHED = ["completed", "failed", "cancelled"];
+  const PER_STATUS = (() => {
+    // tasks of each status shown at first, and loaded by each "more" (the gateway's default 200)
+    const asked = Number(new URLSearchParams(window.location.search).get("per_status"));
+    return Number.isInteger(asked) && asked >= 1 && asked <= 1000 ? asked : 200;
+  })();
 
   const state = {
     swarms: [],
     swarm: null, // the swarm shown
     view: "board", // board | graph | chat | task
     taskId: null,
-    board: null, // {seq, swarm, tasks: Map, agents, project}
+    board: null, // {seq, swarm, tasks: Map, agents, project, edges, caps, loads}
     recent: [], // the last events seen live (newest last)
     chat: [],
     chatSeq: 0,
@@ -95,6 +111,11 @@
   }
 
   async function api(path, options) {
+    return (await request(path, options)).body;
+  }
+
+  async function request(path, options) {
+    // the answer's body, and whether a Link names a next page
     const response = await fetch(path, {
       credentials: "same-origin",
       headers: { Accept: "application/json", ...(options && options.body ? { "Content-Type": "application/json" } : {}) },
@@ -109,9 +130,10 @@
     if (!response.ok) {
       const error = new Error((body && body.error && body.error.message) || response.statusText);
       error.status = response.status;
+      error.field = body && body.error && body.error.field;
       throw error;
     }
-    return body;
+    return { body, next: /rel="next"/.test(response.headers.get("Link") || "") };
   }
 
   function stream(path, handlers) {
@@ -142,9 +164,9 @@
     state.chatSeq = 0;
     state.replay = null;
     setLive("connecting", "connecting…");
-    const source = stream(`/swarms/${encodeURIComponent(swarm)}/board/stream`, {
+    const source = stream(`/swarms/${encodeURIComponent(swarm)}/board/stream?per_status=${PER_STATUS}`, {
       board: (view) => {
-        state.board = { ...view, tasks: new Map(view.tasks.map((t) => [t.id, t])) };
+        state.board = { ...view, tasks: new Map(view.tasks.map((t) => [t.id, t])), ...windows(view) };
         setLive("live", "live");
         draw();
       },
@@ -171,8 +193,13 @@
       board.agents = change.agents;
     }
     if (change.task_id) {
-      if (change.task) board.tasks.set(change.task_id, change.task);
-      else board.tasks.delete(change.task_id);
+      for (const touched of board.loads) touched.set(change.task_id, change.task);
+      const task = change.task;
+      if (task && (board.tasks.has(task.id) || fits(board, task))) {
+        board.tasks.set(task.id, task); // one the page holds stays in view, wherever it goes
+        trim(board, task.status);
+      } else board.tasks.delete(change.task_id);
+      if (!task) gone(board, change.task_id);
     }
     if ("project" in change) board.project = change.project;
     state.recent.push(change.event);
@@ -185,6 +212,116 @@
       }
     }
     draw();
+  }
+
+  // --- what the board holds of each status ----------------------------------------------
+
+  function byOrder(status) {
+    // the order the gateway picks and pages a status in: by priority, or newest first
+    if (FINISHED.includes(status)) {
+      return (a, b) => b.created_seq - a.created_seq || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+    }
+    return (a, b) =>
+      PRIORITY_RANK[a.priority] - PRIORITY_RANK[b.priority] ||
+      a.created_at - b.created_at ||
+      a.created_seq - b.created_seq ||
+      (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  }
+
+  function orderOf(status) {
+    return FINISHED.includes(status) ? "newest" : "priority";
+  }
+
+  function edgeOf(task) {
+    return { id: task.id, priority: task.priority, created_at: task.created_at, created_seq: task.created_seq };
+  }
+
+  function held(board, status) {
+    return [...board.tasks.values()].filter((t) => t.status === status).sort(byOrder(status));
+  }
+
+  function windows(view) {
+    // the first message: each status cut short (``more``) has its edge, the last task sent
+    const edges = {};
+    const caps = {};
+    for (const status of STATUSES) {
+      const mine = view.tasks.filter((t) => t.status === status).sort(byOrder(status));
+      edges[status] = (view.more || {})[status] && mine.length ? edgeOf(mine[mine.length - 1]) : null;
+      caps[status] = PER_STATUS;
+    }
+    return { edges, caps, loads: new Set(), loading: new Set(), failed: null };
+  }
+
+  function fits(board, task) {
+    // whether the board would hold ``task``: its status is held whole, or it comes first
+    const edge = board.edges[task.status];
+    return !edge || byOrder(task.status)(task, edge) <= 0;
+  }
+
+  function gone(board, taskId) {
+    // a deleted task cannot be a listing's ``after``: the next page of its status starts over
+    for (const edge of Object.values(board.edges)) if (edge && edge.id === taskId) edge.gone = true;
+  }
+
+  function trim(board, status) {
+    // at most as many as asked for: the last ones dropped, the edge moved up to the last kept
+    const mine = held(board, status);
+    const cap = board.caps[status];
+    if (mine.length <= cap) return;
+    for (const task of mine.slice(cap)) board.tasks.delete(task.id);
+    board.edges[status] = edgeOf(mine[cap - 1]);
+  }
+
+  async function loadMore(statuses) {
+    // the next page of each status cut short, after its edge, in its order
+    const board = state.board;
+    const swarm = state.swarm;
+    await Promise.all(
+      statuses
+        .filter((status) => board.edges[status] && !board.loading.has(status))
+        .map(async (status) => {
+          board.loading.add(status);
+          board.failed = null;
+          draw();
+          const touched = new Map(); // changes meanwhile: newer than the page, they win
+          board.loads.add(touched);
+          const edge = board.edges[status];
+          const query = { status, order: orderOf(status), limit: PER_STATUS, after: edge.id };
+          // the edge's task deleted: the page from the start, what is held included
+          const again = () => ({ ...query, after: undefined, limit: Math.min(1000, held(board, status).length + PER_STATUS) });
+          let page;
+          try {
+            page = await listing(swarm, edge.gone ? again() : query);
+          } catch (error) {
+            if (error.field !== "after") throw error; // deleted, and the board not told yet
+            page = await listing(swarm, again());
+          } finally {
+            board.loads.delete(touched);
+            board.loading.delete(status);
+          }
+          if (state.board !== board) return; // another swarm, or a fresh view, since
+          for (const task of page.body) {
+            if (!touched.has(task.id) && !board.tasks.has(task.id)) board.tasks.set(task.id, task);
+          }
+          const last = page.body[page.body.length - 1];
+          board.edges[status] = page.next && last ? edgeOf(last) : null;
+          if (last && touched.has(last.id) && !touched.get(last.id)) gone(board, last.id);
+          for (const [id, task] of touched) {
+            if (task && task.status === status && !board.tasks.has(id) && fits(board, task)) board.tasks.set(id, task);
+          }
+          board.caps[status] += PER_STATUS;
+          trim(board, status);
+          draw();
+        }),
+    ).catch((error) => {
+      board.failed = error.message; // said on the button; pressing it again asks again
+      draw();
+    });
+  }
+
+  function listing(swarm, query) {
+    const given = Object.entries(query).filter(([, value]) => value !== undefined);
+    return request(`/swarms/${encodeURIComponent(swarm)}/tasks?${new URLSearchParams(given)}`);
   }
 
   async function openChat(swarm) {
@@ -332,10 +469,6 @@
     }
   }
 
-  function byPriority(a, b) {
-    return (PRIORITY_RANK[a.priority] - PRIORITY_RANK[b.priority]) || (a.created_at - b.created_at);
-  }
-
   function taskCard(task) {
     return h(
       "a",
@@ -372,21 +505,27 @@
   }
 
   function waitingOn(task) {
+    // a dependency the page holds by its status now, another as the gateway last said
     const tasks = shown().tasks;
+    const notDone = new Set(task.waiting_on || task.depends);
     return task.depends
-      .filter((id) => !tasks.has(id) || tasks.get(id).status !== "completed")
-      .map((id) => (tasks.has(id) ? `${id} (${tasks.get(id).status})` : `${id} (gone)`));
+      .filter((id) => (tasks.has(id) ? tasks.get(id).status !== "completed" : notDone.has(id)))
+      .map((id) => (tasks.has(id) ? `${id} (${tasks.get(id).status})` : id));
   }
 
   function renderBoard(view) {
     const tasks = [...view.tasks.values()];
+    const counts = (view.swarm && view.swarm.counts) || view.counts || {};
     const columns = STATUS_COLUMNS.map(([key, label, statuses]) => {
-      const mine = tasks.filter((t) => statuses.includes(t.status)).sort(byPriority);
+      const mine = tasks.filter((t) => statuses.includes(t.status)).sort(byOrder(statuses[0]));
+      const total = Math.max(mine.length, statuses.reduce((n, s) => n + (counts[s] || 0), 0));
+      const more = total - mine.length;
       return h(
         "section",
         { class: `column s-${key}`, "data-column": key },
-        h("h2", {}, label, h("span", { class: "n", text: mine.length })),
-        mine.length ? mine.map(taskCard) : h("p", { class: "none", text: "—" }),
+        h("h2", {}, label, h("span", { class: "n", text: total })),
+        mine.length ? mine.map(taskCard) : more ? null : h("p", { class: "none", text: "—" }),
+        more ? moreOf(view, statuses, more) : null,
       );
     });
     return h(
@@ -395,6 +534,18 @@
       h("div", { class: "columns" }, columns),
       h("aside", { class: "side" }, renderAgents(view), renderActivity()),
     );
+  }
+
+  function moreOf(view, statuses, more) {
+    // "N more": a button on the live board (the next page of each status cut short), a note on
+    // a past one (the slider's board is as the gateway sent it)
+    const board = state.board;
+    if (view !== board || !statuses.some((s) => board.edges[s])) {
+      return h("p", { class: "more", "data-more": statuses[0], text: `${more} more` });
+    }
+    const loading = statuses.some((s) => board.loading.has(s));
+    const label = loading ? "loading…" : board.failed ? `${more} more (failed: ${board.failed})` : `${more} more`;
+    return h("button", { type: "button", class: "more", "data-more": statuses[0], disabled: loading, onclick: () => loadMore(statuses) }, label);
   }
 
   function renderAgents(view) {
@@ -494,7 +645,7 @@
     const picture = svg("svg", { class: "dag", viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": "dependency graph" },
       svg("defs", {}, svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, svg("path", { d: "M0,0 L10,5 L0,10 z", class: "arrowhead" }))),
       edges, nodes);
-    const blocked = [...tasks.values()].filter((t) => t.status === "blocked").sort(byPriority);
+    const blocked = [...tasks.values()].filter((t) => t.status === "blocked").sort(byOrder("blocked"));
     return h(
       "div",
       { class: "graph-view" },
@@ -659,11 +810,11 @@
         field("created", when(task.created_at)),
         field("finished", when(task.finished_at)),
       ),
-      live && untakeable(task.id) ? h("p", { class: "warning", "data-field": "warning", text: `⚠ ${untakeable(task.id)}` }) : null,
+      untakeable(task.id) ? h("p", { class: "warning", "data-field": "warning", text: `⚠ ${untakeable(task.id)}` }) : null,
       task.reason ? h("section", { class: "reason-box", "data-field": "reason" }, h("h2", { text: task.status === "requeued" ? "Requeued because" : "Reason" }), h("pre", { text: task.reason })) : null,
       h("section", {}, h("h2", { text: "Prompt" }), h("pre", { class: "prompt", text: task.prompt })),
       outcome.result ? h("section", {}, h("h2", { text: "Result" }), h("pre", { class: "result", "data-field": "result", text: outcome.result })) : null,
-      h("section", {}, h("h2", {}, "Output", live && live.status === "running" ? h("span", { class: "pulse", text: " live" }) : null), h("pre", { class: "output", "data-field": "output", text: state.output || (["completed", "failed", "cancelled"].includes(task.status) ? "(none)" : "(none yet)") })),
+      h("section", {}, h("h2", {}, "Output", (live || task).status === "running" ? h("span", { class: "pulse", text: " live" }) : null), h("pre", { class: "output", "data-field": "output", text: state.output || (["completed", "failed", "cancelled"].includes(task.status) ? "(none)" : "(none yet)") })),
       h(
         "section",
         {},
@@ -703,7 +854,7 @@
     document.getElementById("replay-label").textContent = `at #${at}…`;
     replayTimer = setTimeout(async () => {
       try {
-        const past = await api(`/swarms/${encodeURIComponent(state.swarm)}/board?at=${at}`);
+        const past = await api(`/swarms/${encodeURIComponent(state.swarm)}/board?at=${at}&per_status=${PER_STATUS}`);
         const tasks = (past.tasks || []).map((t) => ({ ...t, tokens: null }));
         state.replay = {
           seq: past.seq,
