@@ -12,8 +12,12 @@ the decoded board; and pages of 50 tasks as ``GET /swarms/{id}/tasks?limit=50`` 
 (``after`` the middle task), and a first page filtered by a tag no task has (it reads every
 task: the worst case of a filter), each on the freshly decoded board (its first chunk read
 included), best of ``PAGE_RUNS`` (the tag: one) with the chunk cache emptied before each.
-Last, the decode of the same board in the earlier ``msgpack3:`` form, whose listing order is
-read from the records (the one start after an upgrade).
+Then the board stream's first message as the gateway builds it (``live.snapshot``: at most
+``per_status`` tasks of each status, 200 by default, then its JSON), best of ``PAGE_RUNS`` from
+a cold chunk cache, and the worst case of one of its columns: a status whose only task would be
+the oldest of all (every other task's status byte read, none decoded). Last, the decode of the
+same board in the earlier ``msgpack3:`` form, whose listing order is read from the records (the
+one start after an upgrade).
 
 Times are wall seconds and, for the fold and the decode, CPU seconds of the child (``_cpu_s``:
 what a busy shared machine distorts least).
@@ -122,6 +126,10 @@ def child_decode(path: Path) -> dict[str, float]:
     page_first = page_seconds(swarm)
     page_middle = page_seconds(swarm, after=middle)
     page_rare_tag = page_seconds(swarm, 1, tag="no-task-has-it")
+    board_first, board_best = first_message_seconds(board)
+    started = time.perf_counter()  # a column's worst case: its one task the oldest of all
+    assert next(swarm.tasks.in_order(status="failed", order="newest"), None) is None
+    rare_scan = time.perf_counter() - started
     earlier = path.with_suffix(".msgpack3").read_bytes()
     started = time.process_time()
     assert snapshots.unpack_body(earlier).swarms[SWARM].tasks._order == swarm.tasks._order
@@ -137,6 +145,9 @@ def child_decode(path: Path) -> dict[str, float]:
         "page_first_ms": page_first * 1e3,
         "page_middle_ms": page_middle * 1e3,
         "page_rare_tag_s": page_rare_tag,
+        "board_first_message_first_ms": board_first * 1e3,
+        "board_first_message_ms": board_best * 1e3,
+        "rare_status_scan_ms": rare_scan * 1e3,
         "decode_msgpack3_cpu_s": decode_earlier,
     }
 
@@ -156,6 +167,23 @@ def page_seconds(swarm: SwarmView, runs: int = PAGE_RUNS, **query: str) -> float
         best = min(best, time.perf_counter() - started)
         assert body and (tasks or "tag" in query), "an empty page"
     return best
+
+
+def first_message_seconds(board: Board, runs: int = PAGE_RUNS) -> tuple[float, float]:
+    """The board stream's first message as the gateway sends one (``live.snapshot``, then its
+    JSON), each from a cold chunk cache: the very first (which also builds the order's status
+    bytes, once per process) and the best of ``runs``."""
+    from services.gateway import live
+
+    swarm = board.swarms[SWARM]
+    times = []
+    for _ in range(runs):
+        swarm.tasks._cache.clear()
+        started = time.perf_counter()
+        body = json.dumps(live.snapshot(swarm, board.seq))
+        times.append(time.perf_counter() - started)
+        assert body, "no message"
+    return times[0], min(times)
 
 
 def run_child(*args: str) -> dict[str, float]:

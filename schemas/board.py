@@ -9,10 +9,11 @@ import sys
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator, KeysView, Mapping, MutableMapping, ValuesView
+from collections.abc import Callable, Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from functools import cache
-from heapq import heapify, heappop
+from heapq import heapify, heappop, merge
 from itertools import islice
+from operator import itemgetter
 from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, overload
 
@@ -347,13 +348,21 @@ class CreatedOrder:
     changes); a deletion takes one out of the middle (a move of references, no record read).
     About 16 bytes a task: a reference to its id and its sequence in an ``array``. A snapshot
     carries the sequences (``Tasks.to_wire``), so a start rebuilds this without reading a
-    record."""
+    record.
 
-    __slots__ = ("_ids", "_seqs")
+    Once asked for (``codes``), it also keeps one byte a task in the same order: a frozen
+    task's status code, ``LIVE`` for any other (``mark`` sets it as tasks freeze and thaw).
+    ``find`` then reaches the frozen tasks of one status by a search of those bytes in C, not by
+    a look at every task: a column of a status few tasks have, whose newest is old, was a walk
+    over a whole swarm's tasks (~0.1 s at 250k)."""
+
+    __slots__ = ("_codes", "_ids", "_seqs")
+    LIVE = 0xFF  # the code of a task not frozen
 
     def __init__(self) -> None:
         self._ids: list[str] = []
         self._seqs = array("q")
+        self._codes: bytearray | None = None  # built when first asked for, then kept
 
     @classmethod
     def of(cls, ids: list[str], seqs: array[int]) -> CreatedOrder:
@@ -384,22 +393,67 @@ class CreatedOrder:
         return f"CreatedOrder({len(self)} tasks)"
 
     def add(self, task_id: str, seq: int) -> None:
-        ids, seqs = self._ids, self._seqs
+        """A task added, live (``LIVE``)."""
+        ids, seqs, codes = self._ids, self._seqs, self._codes
         if not ids or seqs[-1] < seq or (seqs[-1] == seq and ids[-1] < task_id):
             ids.append(task_id)
             seqs.append(seq)
+            if codes is not None:
+                codes.append(self.LIVE)
             return
         at = self.after(task_id, seq)
         ids.insert(at, task_id)
         seqs.insert(at, seq)
+        if codes is not None:
+            codes.insert(at, self.LIVE)
 
     def remove(self, task_id: str, seq: int) -> None:
+        at = self._position(task_id, seq)
+        del self._ids[at]
+        del self._seqs[at]
+        if self._codes is not None:
+            del self._codes[at]
+
+    def mark(self, task_id: str, seq: int, code: int) -> None:
+        """The task's code is now ``code`` (a status's, frozen; ``LIVE``): kept once ``codes``
+        was asked for, nothing to do before."""
+        if self._codes is not None:
+            self._codes[self._position(task_id, seq)] = code
+
+    def codes(self, build: Callable[[list[str]], bytearray]) -> bytearray:
+        """Each task's code in order, from ``build`` (the codes of the ids given) the first
+        time."""
+        if self._codes is None:
+            self._codes = build(self._ids)
+            if len(self._codes) != len(self._ids):
+                raise ValueError("a code for each task, no more")
+        return self._codes
+
+    def find(self, code: int, start: int, end: int, *, down: bool = False) -> Iterator[int]:
+        """The positions from ``start`` to before ``end`` whose code is ``code`` (``codes``
+        asked for first), in order, or the other way round (``down``)."""
+        codes = self._codes
+        assert codes is not None, "find before codes"
+        wanted = bytes((code,))
+        while (
+            at := codes.rfind(wanted, start, end) if down else codes.find(wanted, start, end)
+        ) >= 0:
+            yield at
+            if down:
+                end = at
+            else:
+                start = at + 1
+
+    def key_at(self, at: int) -> tuple[int, str]:
+        """The (``created_seq``, id) at position ``at``."""
+        return self._seqs[at], self._ids[at]
+
+    def _position(self, task_id: str, seq: int) -> int:
         lo, hi = self._run(seq)
         at = bisect_left(self._ids, task_id, lo, hi)
         if at == hi or self._ids[at] != task_id:
             raise KeyError(task_id)
-        del self._ids[at]
-        del self._seqs[at]
+        return at
 
     def after(self, task_id: str, seq: int) -> int:
         """The position of the first task after (``seq``, ``task_id``): where a page after that
@@ -569,6 +623,8 @@ class Tasks(MutableMapping[str, TaskView]):
             if was.created_seq != task.created_seq:
                 self._order.remove(task_id, was.created_seq)
                 self._order.add(task_id, task.created_seq)
+            elif was is not entry:  # it was frozen
+                self._order.mark(task_id, task.created_seq, CreatedOrder.LIVE)
         self._entries[task_id] = task
         self._live[task_id] = task
 
@@ -668,9 +724,10 @@ class Tasks(MutableMapping[str, TaskView]):
         was.
 
         Reads only what it yields and what it passes over: a page of a listing costs its own
-        tasks, not the swarm's. With a finished ``status``, frozen tasks of other statuses are
-        passed over without decoding; an unfinished one reads the live tasks only (sorted for
-        each call; by priority, a heap: what is taken costs its log). ``mentioning`` (a tag, an
+        tasks, not the swarm's. With a finished ``status``, its frozen tasks are found by a
+        search of one byte a task (``CreatedOrder.codes``), no task of another status read; an
+        unfinished one reads the live tasks only (sorted for each call; by priority, a heap:
+        what is taken costs its log). ``mentioning`` (a tag, an
         agent the caller filters on) passes over, without decoding, each frozen task whose
         record does not hold that text: a record keeps its strings as UTF-8, so one that lacks
         it cannot match (the caller still checks those it gets). Consume it before the fold
@@ -719,24 +776,61 @@ class Tasks(MutableMapping[str, TaskView]):
             found = [task for task in found if past_mark(task)]
             yield from sorted(found, key=lambda task: (task.created_seq, task.id), reverse=newest)
             return
-        code = None if status is None else _STATUS_CODE[status]  # type: ignore[index]
-        needle = mentioning.encode()
         order = self._order
-        if mark is None:
-            ids = order.ids_down() if newest else order.ids()
-        elif newest:
-            ids = order.ids_down(order.before(mark[1], mark[0]))
-        else:
-            ids = order.ids(order.after(mark[1], mark[0]))
-        for task_id in ids:
-            entry = self._entries[task_id]
-            if isinstance(entry, TaskView):
-                if status is None or entry.status == status:
+        needle = mentioning.encode()
+        if status is None:
+            if mark is None:
+                ids = order.ids_down() if newest else order.ids()
+            elif newest:
+                ids = order.ids_down(order.before(mark[1], mark[0]))
+            else:
+                ids = order.ids(order.after(mark[1], mark[0]))
+            for task_id in ids:
+                entry = self._entries[task_id]
+                if isinstance(entry, TaskView):
                     yield entry
-            elif code is None or _code(entry) & ~_HAS_PARENT == code:
-                record = self._record(entry)
-                if needle in record:
-                    yield decode_record(self._swarm, task_id, record)
+                else:
+                    record = self._record(entry)
+                    if needle in record:
+                        yield decode_record(self._swarm, task_id, record)
+            return
+        # a finished status: its frozen tasks found by their code, merged with its live ones
+        order.codes(self._codes_of)
+        start, end = 0, len(order)
+        if mark is not None and newest:
+            end = order.before(mark[1], mark[0])
+        elif mark is not None:
+            start = order.after(mark[1], mark[0])
+        code = _STATUS_CODE[status]  # type: ignore[index]
+        frozen = ((order.key_at(at), None) for at in order.find(code, start, end, down=newest))
+        live = sorted(
+            (((task.created_seq, task.id), task) for task in self._live.values()
+             if task.status == status and past_mark(task)),
+            key=itemgetter(0),
+            reverse=newest,
+        )  # fmt: skip
+        for (_, task_id), task in merge(frozen, live, key=itemgetter(0), reverse=newest):
+            if task is not None:
+                yield task
+                continue
+            record = self._record(self._entries[task_id])  # type: ignore[arg-type]  # frozen
+            if needle in record:
+                yield decode_record(self._swarm, task_id, record)
+
+    def _codes_of(self, ids: list[str]) -> bytearray:
+        """The tasks' codes in ``CreatedOrder.codes``: a frozen one's status, else ``LIVE``
+        (~70 ms for 250k tasks, once a process)."""
+        status, live = ~_HAS_PARENT & _CODE_MASK, CreatedOrder.LIVE
+        return bytearray(
+            [
+                entry & status
+                if type(entry) is int
+                else entry[0] & status
+                if type(entry) is bytes
+                else live
+                for entry in map(self._entries.__getitem__, ids)
+            ]
+        )
 
     def follow_ups(self, parent: str) -> Iterator[TaskView]:
         """The tasks whose ``parent`` is ``parent``: among those added after it (newest first;
@@ -762,6 +856,7 @@ class Tasks(MutableMapping[str, TaskView]):
         task = self._release(task_id, entry)
         self._entries[task_id] = task  # keeps its place in the order
         self._live[task_id] = task
+        self._order.mark(task_id, task.created_seq, CreatedOrder.LIVE)
         return task
 
     def freeze(self, task_id: str) -> bool:
@@ -779,6 +874,7 @@ class Tasks(MutableMapping[str, TaskView]):
         self._swarm = task.swarm
         self._entries[task_id] = record
         del self._live[task_id]
+        self._order.mark(task_id, task.created_seq, _STATUS_CODE[task.status])
         self._counts[task.status] = self._counts.get(task.status, 0) + 1
         _add_usage(self._usage, task.usage)
         return True

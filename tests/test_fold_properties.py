@@ -790,6 +790,8 @@ def test_a_board_with_frozen_tasks_reads_and_folds_like_one_without(
     assert decide(board, now, open_tasks=OpenTasks.of_board(board)) == decide(live, now)
     tail = log[split:]
     assert fold(tail, board) == fold(tail, live) == fold(log)
+    for swarm in board.swarms.values():  # the orders' status bytes kept by the tail's fold
+        assert_every_order(swarm.tasks, list(thawed(board).swarms[swarm.id].tasks.values()))
     restored = unpack(pack(board))
     assert restored == board
     assert {t.id for s in restored.swarms.values() for t in s.tasks.live()} == {
