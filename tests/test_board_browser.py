@@ -72,8 +72,11 @@ def create(cluster: Cluster, swarm: str, task: str, prompt: str, **fields: Any) 
     return cluster.api.ok("POST", f"/swarms/{swarm}/tasks", {**body, **fields})
 
 
-def open_board(page: Any, cluster: Cluster, swarm: str, view: str = "") -> None:
-    page.goto(f"{cluster.api.url}/#/{swarm}{'/' + view if view else ''}")
+def open_board(
+    page: Any, cluster: Cluster, swarm: str, view: str = "", *, per_status: int | None = None
+) -> None:
+    query = f"?per_status={per_status}" if per_status else ""
+    page.goto(f"{cluster.api.url}/{query}#/{swarm}{'/' + view if view else ''}")
     page.wait_for_selector("#live[data-state=live]", timeout=WAIT)
 
 
@@ -265,22 +268,24 @@ def column(page: Any, key: str, cards: list[str], count: int, more: str | None) 
     )
 
 
-def quiet_swarm(cluster: Cluster, name: str) -> str:
-    """A swarm with no agent: its tasks stay pending until cancelled."""
+def quiet_swarm(cluster: Cluster, name: str, *tasks: tuple[str, str]) -> str:
+    """A swarm with no agent, holding ``tasks`` (id, priority): they stay pending until
+    cancelled."""
     swarm = f"{name}-{uuid.uuid4().hex[:8]}"
     cluster.api.ok("POST", "/swarms", {"id": swarm, "name": name})
+    for task, priority in tasks:
+        create(cluster, swarm, task, "echo never", priority=priority)
     return swarm
 
 
 def test_a_long_column_shows_the_next_to_take_follows_changes_and_loads_the_rest(
     page: Any, cluster: Cluster
 ) -> None:
-    swarm = quiet_swarm(cluster, "queue")
-    for task, priority in (("t-low", "low"), ("t-crit", "critical"), ("t-mid", "medium")):
-        create(cluster, swarm, task, "echo never", priority=priority)
-    create(cluster, swarm, "t-high", "echo never", priority="high")
-    page.goto(f"{cluster.api.url}/?per_status=2#/{swarm}")
-    page.wait_for_selector("#live[data-state=live]", timeout=WAIT)
+    swarm = quiet_swarm(
+        cluster, "queue", ("t-low", "low"), ("t-crit", "critical"), ("t-mid", "medium"),
+        ("t-high", "high"),
+    )  # fmt: skip
+    open_board(page, cluster, swarm, per_status=2)
     column(page, "pending", ["t-crit", "t-high"], 4, "2 more")
 
     # a task the page does not hold: shown when it comes before the last card
@@ -306,11 +311,8 @@ def test_a_long_column_shows_the_next_to_take_follows_changes_and_loads_the_rest
 def test_a_page_loaded_while_its_tasks_change_does_not_bring_back_what_the_stream_removed(
     page: Any, cluster: Cluster
 ) -> None:
-    swarm = quiet_swarm(cluster, "race")
-    for task, priority in (("t-a", "critical"), ("t-b", "high"), ("t-c", "medium")):
-        create(cluster, swarm, task, "echo never", priority=priority)
-    page.goto(f"{cluster.api.url}/?per_status=1#/{swarm}")
-    page.wait_for_selector("#live[data-state=live]", timeout=WAIT)
+    swarm = quiet_swarm(cluster, "race", ("t-a", "critical"), ("t-b", "high"), ("t-c", "medium"))
+    open_board(page, cluster, swarm, per_status=1)
     column(page, "pending", ["t-a"], 3, "2 more")
 
     held: list[tuple[Any, Any]] = []  # the listing's answer, held back until the test says
@@ -338,8 +340,7 @@ def test_a_finished_column_shows_the_newest_and_loads_older_ones(
     for i in range(5):
         create(cluster, swarm, f"c{i}", "echo never")
         cluster.api.ok("POST", f"/swarms/{swarm}/tasks/c{i}/cancel", {})
-    page.goto(f"{cluster.api.url}/?per_status=2#/{swarm}")
-    page.wait_for_selector("#live[data-state=live]", timeout=WAIT)
+    open_board(page, cluster, swarm, per_status=2)
     column(page, "cancelled", ["c4", "c3"], 5, "3 more")
 
     create(cluster, swarm, "c5", "echo never")

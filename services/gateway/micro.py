@@ -8,9 +8,9 @@ A request naming a task or an agent carries it in the body: ``{"task": "t-1"}``,
 ``Authorization: Bearer <agent token>`` makes the request that agent's, in its scope
 (``schemas.scopes``: what the MCP server forwards for an agent); without it a request has full
 access. ``Swarm-Seen-Seq: <seq>`` answers from a fold that holds that log position.
-``list_tasks`` pages with ``{"limit": n, "after"?: <task id>}`` as ``GET .../tasks`` does: the
-reply stays the array of tasks, and while more follow it carries ``Swarm-Next-After: <id>``, the
-``after`` of the next page (no ``limit``: every task, no header, as before).
+``list_tasks`` pages with ``{"limit": n, "after"?: <task id>, "order"?}`` as ``GET .../tasks``
+does: the reply stays the array of tasks, and while more follow it carries ``Swarm-Next-After:
+<id>``, the ``after`` of the next page (no ``limit``: every task, no header, as before).
 Errors answer with the micro error headers (``Nats-Service-Error-Code``: the HTTP status) and the
 HTTP API's ``{"error": {...}}`` body.
 
