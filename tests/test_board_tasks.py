@@ -714,7 +714,8 @@ def test_the_status_bytes_follow_adds_removals_and_marks_and_find_reads_them(
         else:
             order.remove(task_id, at)
             del model[(at, task_id)]
-        if model and data.draw(st.booleans()):
+        marked: bool = data.draw(st.booleans())
+        if model and marked:
             key = data.draw(st.sampled_from(sorted(model)))
             model[key] = data.draw(st.sampled_from([CreatedOrder.LIVE, 4, 5, 7]))
             order.mark(key[1], key[0], model[key])
