@@ -406,6 +406,7 @@ async def test_a_page_after_a_task_deleted_since_continues_where_that_task_was(
     for query, cursor, rest in (
         ({"limit": "2"}, made[1], made[2:4]),  # a finished task deleted between pages
         ({"limit": "2", "status": "pending"}, made[4], made[5:]),  # a live one
+        ({"limit": "1", "status": "completed", "order": "newest"}, made[2], made[:1]),
     ):
         async with http.get(path, params=query) as response:
             assert response.status == 200 and response.links.get("next")
@@ -416,6 +417,10 @@ async def test_a_page_after_a_task_deleted_since_continues_where_that_task_was(
         async with http.get(following) as response:
             assert response.status == 200, await response.text()
             assert [t["id"] for t in await response.json()] == [t["id"] for t in rest]
+    # by priority the deleted cursor's place went with it (its priority): a 400, start again
+    query = {"status": "pending", "order": "priority", "after": made[4]["id"]}
+    status, answer = await call(http, "GET", path, params=query)
+    assert (status, answer["error"]["field"]) == (400, "after")
 
 
 # --- swarms, status, agents -------------------------------------------------------------------
