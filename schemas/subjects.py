@@ -26,7 +26,8 @@ EVENTS_ALL = "swarm.evt.>"
 CHAT_ALL = "swarm.chat.>"
 LOGS_ALL = "swarm.log.>"
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"  # what check_token takes (also in /openapi.json)
+_TOKEN = re.compile(TOKEN_PATTERN)
 
 
 def is_token(value: str) -> bool:

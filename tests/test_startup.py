@@ -1,11 +1,14 @@
 """A service process leaves out the optional imports it never uses (``services/bus/startup.py``),
-and can still import them later."""
+and can still import them later; and none imports, before it is ready, a library only some of
+its paths need (pydantic in the gateway: its request models and ``/openapi.json``; the MCP SDK;
+the Daytona SDK)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +28,38 @@ before = {{name: name in sys.modules for name in ("aiohttp", "rich", "nats", "st
 import aiohttp
 print(json.dumps({{"hidden": hidden, "before": before, "aiohttp_later": aiohttp.__name__}}))
 """
+
+# A service as ``python -m services.<name>`` starts it, run until it is ready (``start`` returns
+# once it serves), then the top-level packages it has imported.
+UNTIL_READY = """
+import argparse, asyncio, json, sys
+from services.bus.startup import lean_imports
+lean_imports(serves_http={serves_http})
+from {module} import {cls} as Main
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--nats-url")
+Main.arguments(parser)
+service = Main.from_args(parser.parse_args(sys.argv[1:]))
+
+async def until_ready():
+    await service.start()
+    try:
+        return sorted({{name.partition(".")[0] for name in sys.modules}})
+    finally:
+        await service.stop()
+
+print(json.dumps(asyncio.run(until_ready())))
+"""
+MAINS = {  # what each services/<name>/__main__.py imports and runs
+    "gateway": ("services.gateway.service", "Gateway"),
+    "scheduler": ("services.scheduler.service", "Scheduler"),
+    "chat": ("services.chat.service", "Chat"),
+    "executor": ("services.executor.fleet", "Fleet"),
+}
+# Libraries a service needs on some paths only, never before it is ready. pydantic: the
+# gateway's request models (a write's body) and /openapi.json (services/gateway/routes.py).
+NOT_BEFORE_READY = {"pydantic", "pydantic_core", "mcp", "daytona", "starlette", "uvicorn"}
 
 
 def probe(service: str, *argv: str, serves_http: bool = False, env: dict[str, str] | None = None):
@@ -52,6 +87,46 @@ def test_the_gateway_keeps_aiohttp_for_nats_since_it_serves_http_with_it() -> No
     seen = probe("gateway", serves_http=True)
     assert seen["hidden"] == ["rich"]
     assert seen["before"]["rich"] is False and seen["before"]["aiohttp"] is True
+
+
+@pytest.mark.parametrize("service", sorted(MAINS))
+def test_no_service_imports_before_it_is_ready_what_only_some_paths_need(
+    service: str, nats_url: str, tmp_path: Path
+) -> None:
+    module, cls = MAINS[service]
+    code = UNTIL_READY.format(serves_http=service == "gateway", module=module, cls=cls)
+    argv = ["--nats-url", nats_url]
+    if service == "gateway":
+        argv += ["--port", "0"]
+    if service == "executor":
+        argv += ["--executor-id", f"imports-{tmp_path.name}", "--data-dir", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    libraries = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert "nats" in libraries
+    assert NOT_BEFORE_READY.isdisjoint(libraries), NOT_BEFORE_READY & libraries
+
+
+def test_the_route_table_names_models_the_gateway_imports_when_asked() -> None:
+    from pydantic import BaseModel
+
+    from services.gateway import models
+    from services.gateway.routes import ROUTE_BY_NAME, ROUTES
+
+    assert ROUTE_BY_NAME["create_task"].body_model is models.CreateTask
+    assert ROUTE_BY_NAME["create_task"].response_model == (models.CreatedTask, False)
+    assert ROUTE_BY_NAME["list_swarms"].response_model == (models.Swarm, True)
+    assert ROUTE_BY_NAME["health"].body_model is None
+    for route in ROUTES:  # every name is a model (a typo raises here, not in /openapi.json)
+        named = [route.body_model, (route.response_model or (None, False))[0]]
+        assert all(m is None or issubclass(m, BaseModel) for m in named), route.name
 
 
 def test_a_websocket_nats_url_keeps_aiohttp_for_nats() -> None:

@@ -11,9 +11,7 @@ from typing import TYPE_CHECKING, Any
 from schemas import subjects
 from schemas.errors import Forbidden, Invalid, SwarmError
 from services.bus.micro import call
-from services.gateway import models
 from services.gateway.context import Context
-from services.gateway.models import parse
 from services.gateway.validation import swarm_of
 
 if TYPE_CHECKING:
@@ -39,7 +37,10 @@ class ChatRelay:
         agent (``author_kind`` ``agent``) whatever the body says."""
         self.commands.check_available()
         swarm = swarm_of(self.commands.board, swarm_id)
-        spec = parse(models.PostChat, data)
+        # pydantic's models: imported at the first write, not at start (see models.py)
+        from services.gateway.models import PostChat, parse
+
+        spec = parse(PostChat, data)
         body: dict[str, Any] = {
             "message": spec.message,
             "mentions": [*spec.mentions, *spec.mention],

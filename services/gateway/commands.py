@@ -17,7 +17,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -39,10 +39,8 @@ from schemas.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
 from services.bus import history
 from services.bus.projection import Projection
 from services.bus.service import Bus
-from services.gateway import models
 from services.gateway.chat import ChatRelay
 from services.gateway.context import Context, Landed, Result, location
-from services.gateway.models import parse
 from services.gateway.projects import Projects, attached_project_json
 from services.gateway.validation import (
     check_cancellable,
@@ -60,6 +58,9 @@ from services.gateway.validation import (
     swarm_of,
     task_of,
 )
+
+if TYPE_CHECKING:
+    from services.gateway import models
 
 STATUSES = (
     "blocked",
@@ -308,7 +309,10 @@ class Commands:
         return swarm_json(swarm_of(self.board, swarm_id))
 
     async def create_swarm(self, data: Any, ctx: Context) -> Result:
-        spec = parse(models.CreateSwarm, data)
+        # pydantic's models: imported at the first write, not at start (see models.py)
+        from services.gateway.models import CreateSwarm, parse
+
+        spec = parse(CreateSwarm, data)
         key = check_key(ctx.idempotency_key)
         self.check_available()
         swarm_id = spec.id or (
@@ -337,7 +341,10 @@ class Commands:
         """Rename it, describe it, set or remove its budget (``budget_usd: null``)."""
         self.check_available()
         swarm_of(self.board, swarm_id)
-        spec = parse(models.UpdateSwarm, data)
+        # pydantic's models: imported at the first write, not at start (see models.py)
+        from services.gateway.models import UpdateSwarm, parse
+
+        spec = parse(UpdateSwarm, data)
         given = spec.model_dump(exclude_unset=True)
         if not given:
             return swarm_json(swarm_of(self.board, swarm_id))
@@ -481,7 +488,10 @@ class Commands:
         new task's ``parent`` is that task, at most ``follow_ups`` per run, without triggers."""
         self.check_available()
         swarm = swarm_of(self.board, swarm_id)
-        spec = parse(models.CreateTask, data)
+        # pydantic's models: imported at the first write, not at start (see models.py)
+        from services.gateway.models import CreateTask, parse
+
+        spec = parse(CreateTask, data)
         key = check_key(ctx.idempotency_key)
         task_id = spec.id or (derived_id("t-", swarm_id, key) if key else new_id("t-"))
         existing = swarm.tasks.get(task_id)
@@ -524,7 +534,10 @@ class Commands:
     ) -> dict[str, Any]:
         self.check_available()
         task = task_of(self.board, swarm_id, task_id)
-        spec = parse(models.UpdateTask, data)
+        # pydantic's models: imported at the first write, not at start (see models.py)
+        from services.gateway.models import UpdateTask, parse
+
+        spec = parse(UpdateTask, data)
         if spec.status == "cancelled":  # the prototype's clients cancel by setting the status
             return await self.cancel_task(swarm_id, task_id, {}, ctx)
         current = task_json(task)
@@ -552,7 +565,10 @@ class Commands:
     ) -> dict[str, Any]:
         self.check_available()
         task = task_of(self.board, swarm_id, task_id)
-        spec = parse(models.CancelTask, data)
+        # pydantic's models: imported at the first write, not at start (see models.py)
+        from services.gateway.models import CancelTask, parse
+
+        spec = parse(CancelTask, data)
         if task.status == "cancelled":
             return task_json(task)  # cancelling twice is a no-op, not an error
         check_cancellable(task)
@@ -605,7 +621,10 @@ class Commands:
     async def register_agent(self, swarm_id: str, data: Any, ctx: Context) -> Result:
         self.check_available()
         swarm = swarm_of(self.board, swarm_id)
-        spec = parse(models.RegisterAgent, data)
+        # pydantic's models: imported at the first write, not at start (see models.py)
+        from services.gateway.models import RegisterAgent, parse
+
+        spec = parse(RegisterAgent, data)
         key = check_key(ctx.idempotency_key)
         base = slug(spec.name) or "agent"
         if spec.id:
@@ -643,7 +662,10 @@ class Commands:
         """Update the agent whose sandbox id (or agent id) is ``ref``."""
         self.check_available()
         agent = find_agent(self.board, ref, swarm_id)
-        spec = parse(models.UpdateAgent, data)
+        # pydantic's models: imported at the first write, not at start (see models.py)
+        from services.gateway.models import UpdateAgent, parse
+
+        spec = parse(UpdateAgent, data)
         changes = {k: v for k, v in spec.model_dump(exclude_unset=True).items() if v is not None}
         if changes:
             event = ev.AgentUpdated(**self.envelope(agent.swarm, agent.id, ctx), **changes)

@@ -48,7 +48,7 @@ from schemas.token_failures import TokenFailures
 from services.bus.chat import decode as decode_chat
 from services.bus.history import Feed, chunk_attempt
 from services.bus.micro import decode_body, error_body
-from services.gateway import openapi, sessions
+from services.gateway import sessions
 from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
 from services.gateway.commands import MAX_PAGE, MAX_PER_STATUS, Commands, check_per_status
 from services.gateway.context import Context, Landed, Result
@@ -378,6 +378,9 @@ class HttpApi:
         return await self.gateway.health(request)
 
     async def openapi(self, request: web.Request) -> web.Response:
+        # pydantic and the models: not imported before the gateway is ready (routes.py)
+        from services.gateway import openapi
+
         return json_response(openapi.document(self.gateway.version))
 
     # --- swarms ---------------------------------------------------------------------------

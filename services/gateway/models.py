@@ -5,6 +5,11 @@ Requests reject unknown fields (a typo is a 400 naming it, not a silent no-op). 
 ``skills`` and ``depends`` take a list or a comma-separated string, like the prototype's CLI.
 Response models describe what the handlers answer (the fold's views, encoded with msgspec); a
 test validates real answers against the schemas ``/openapi.json`` publishes for them.
+
+Not imported at start: pydantic and these classes were ~0.2 s of the gateway's ~0.6 s of
+imports, and nothing needs them until a write's body is parsed or ``/openapi.json`` is asked
+for. The handlers import them there (the first write pays ~0.1 s once); the route table names
+them (``routes.py``). docs/architecture.md, "Imports at start-up".
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ from pydantic import (
 )
 
 from schemas.errors import Invalid
+from schemas.subjects import TOKEN_PATTERN
 
 M = TypeVar("M", bound="BaseModel")
 
-TOKEN_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"  # the same rule as schemas.subjects.check_token
 MAX_TIMEOUT = 7 * 24 * 3600.0
 
 Priority = Literal["critical", "high", "medium", "low"]

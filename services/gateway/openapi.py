@@ -6,13 +6,13 @@ headers it reads and sends, and the media type of its event streams."""
 from __future__ import annotations
 
 import re
-import typing
 from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from schemas.subjects import TOKEN_PATTERN
 from services.gateway import models
 from services.gateway.routes import ROUTES, Route
 
@@ -32,9 +32,9 @@ _REASONS = {
 WRITES = frozenset({"POST", "PUT", "DELETE"})
 NOT_APPENDING = frozenset({"post_chat"})  # relayed to the chat service: no event of ours
 PATH_IDS = {  # what each path parameter may hold
-    "swarm": {"type": "string", "pattern": models.TOKEN_PATTERN},
-    "task": {"type": "string", "pattern": models.TOKEN_PATTERN},
-    "project": {"type": "string", "pattern": models.TOKEN_PATTERN},
+    "swarm": {"type": "string", "pattern": TOKEN_PATTERN},
+    "task": {"type": "string", "pattern": TOKEN_PATTERN},
+    "project": {"type": "string", "pattern": TOKEN_PATTERN},
     "sandbox": {"type": "string", "minLength": 1, "maxLength": 200},
 }
 CORRELATION = {
@@ -65,17 +65,15 @@ SSE_DESCRIPTION = (
 )
 
 
-def _model_of(response: Any) -> tuple[type[BaseModel] | None, bool]:
-    """``Model`` -> (Model, False); ``list[Model]`` -> (Model, True)."""
-    if typing.get_origin(response) is list:
-        return typing.get_args(response)[0], True
-    return response, False
+def _model_of(route: Route) -> tuple[type[BaseModel] | None, bool]:
+    """(its response model, whether it answers a list of them); (None, False): no model."""
+    return route.response_model or (None, False)
 
 
 def _all_models() -> list[type[BaseModel]]:
     found: list[type[BaseModel]] = [models.Error, models.Applying, models.Health]
     for route in ROUTES:
-        for candidate in (route.body, _model_of(route.response)[0]):
+        for candidate in (route.body_model, _model_of(route)[0]):
             if candidate is not None and candidate not in found:
                 found.append(candidate)
     return found
@@ -153,7 +151,7 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
 
 
 def _success(route: Route) -> dict[str, Any]:
-    model, many = _model_of(route.response)
+    model, many = _model_of(route)
     if route.stream:
         content: dict[str, Any] = {"text/event-stream": {"schema": SSE_EVENT}}
         description = SSE_DESCRIPTION
@@ -220,10 +218,11 @@ def _operation(route: Route) -> dict[str, Any]:
     parameters = _parameters(route)
     if parameters:
         operation["parameters"] = parameters
-    if route.body is not None:
+    body = route.body_model
+    if body is not None:
         operation["requestBody"] = {
             "required": route.method == "POST" and route.name != "cancel_task",
-            "content": _json(_ref(route.body)),
+            "content": _json(_ref(body)),
         }
     responses = _success(route)
     for code in sorted(_error_codes(route)):

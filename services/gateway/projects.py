@@ -19,9 +19,7 @@ import msgspec
 from schemas import events as ev
 from schemas.board import Board, ProjectView, SwarmView
 from schemas.errors import Conflict, Invalid, NotFound, Unavailable
-from services.gateway import models
 from services.gateway.context import Context, Result
-from services.gateway.models import parse
 from services.gateway.validation import (
     check_branch,
     check_credentials_ref,
@@ -34,6 +32,7 @@ from services.gateway.validation import (
 )
 
 if TYPE_CHECKING:
+    from services.gateway import models
     from services.gateway.commands import Commands
 
 DEFAULT_SWARM = "default"  # the swarm ``POST /projects`` attaches to when the body names none
@@ -199,7 +198,10 @@ class Projects:
     async def create(self, data: Any, ctx: Context) -> Result:
         """``project.created`` then ``project.attached`` (the swarm's project from now on). A
         retry with the same Idempotency-Key finds the project and only finishes the attach."""
-        spec = parse(models.CreateProject, data)
+        # pydantic's models: imported at the first write, not at start (see models.py)
+        from services.gateway.models import CreateProject, parse
+
+        spec = parse(CreateProject, data)
         git_url = check_git_url(spec.git_url)
         credentials_ref = check_credentials_ref(spec.credentials_ref)
         branch = check_branch(spec.branch) if spec.branch else None
@@ -238,7 +240,10 @@ class Projects:
     ) -> dict[str, Any]:
         """``project.updated`` with the fields that change (none: nothing is appended). A new
         URL or branch of an initialised project starts a new init round (the fold's rule)."""
-        spec = parse(models.UpdateProject, data)
+        # pydantic's models: imported at the first write, not at start (see models.py)
+        from services.gateway.models import UpdateProject, parse
+
+        spec = parse(UpdateProject, data)
         changes = plan_update(spec)
         commands = self.commands
         commands.check_available()

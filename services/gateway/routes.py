@@ -2,23 +2,30 @@
 
 ``http.py`` binds each route to its handler; ``openapi.py`` describes the same table, so the
 document cannot list a route the server lacks or miss one it has.
+
+The models are named, not imported: the table is read at start (the app's routes), the pydantic
+models only to parse a write's body or build ``/openapi.json``, so ``models`` (pydantic and
+building its classes: a third of the gateway's imports) is not imported before the gateway is
+ready (docs/architecture.md, "Imports at start-up"). ``body_model`` and ``response_model``
+import it when asked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
-from pydantic import BaseModel
-
-from schemas.board import ORDERS
+from schemas.board import ORDERS, TaskStatus
 from schemas.positions import MAX_POSITION
 from schemas.scopes import AGENT_VERBS
-from services.gateway import models
+from schemas.subjects import TOKEN_PATTERN
 from services.gateway.chat import MAX_LIMIT as MAX_CHAT_LIMIT
 from services.gateway.commands import MAX_PAGE, MAX_PER_STATUS, PER_STATUS
 from services.gateway.projects import MAX_WAIT
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
@@ -36,8 +43,8 @@ class Route:
     name: str  # the handler's name, and the OpenAPI operationId
     summary: str
     tag: str
-    body: type[BaseModel] | None = None
-    response: Any = None  # a model, ``list[model]``, or None
+    body: str | None = None  # the request model's name in ``models``
+    response: str | None = None  # the response model's name in ``models``, or "list[<name>]"
     status: int = 200
     query: tuple[Query, ...] = ()
     stream: bool = False  # text/event-stream
@@ -52,13 +59,38 @@ class Route:
         return self.verb or self.name
 
     @property
+    def body_model(self) -> type[BaseModel] | None:
+        """The request model (imports ``models``)."""
+        return None if self.body is None else _model(self.body)
+
+    @property
+    def response_model(self) -> tuple[type[BaseModel], bool] | None:
+        """The response model and whether the answer is a list of them (imports ``models``)."""
+        if self.response is None:
+            return None
+        name = self.response.removeprefix("list[").removesuffix("]")
+        return _model(name), name != self.response
+
+    @property
     def agent_token(self) -> bool:
         """Whether an agent's own token is enough (for that agent's swarm)."""
         return self.auth and self.command in AGENT_VERBS
 
 
+def _model(name: str) -> type[BaseModel]:
+    # pydantic and the models: imported when a model is first asked for (module docstring)
+    from pydantic import BaseModel
+
+    from services.gateway import models
+
+    found = getattr(models, name, None)
+    if not (isinstance(found, type) and issubclass(found, BaseModel)):
+        raise LookupError(f"{name!r} is not a model in services.gateway.models")
+    return found
+
+
 _POSITION = {"minimum": 0, "maximum": MAX_POSITION}
-_STATUSES = list(get_args(models.TaskStatus))
+_STATUSES = list(get_args(TaskStatus))
 _DAY = r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
 AT_PATTERN = (
     rf"^\s*(?:[0-9]+|[1-9][0-9]{{9,}}\.[0-9]+|{_DAY}(?:[T ][0-9:.]+(?:Z|[+-][0-9:]+)?)?)\s*$"
@@ -97,27 +129,27 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", "health", "Readiness of every service", "system", auth=False),
     Route("GET", "/openapi.json", "openapi", "This document", "system", errors=()),
     # swarms
-    Route("GET", "/swarms", "list_swarms", "List swarms", "swarms", response=list[models.Swarm]),
+    Route("GET", "/swarms", "list_swarms", "List swarms", "swarms", response="list[Swarm]"),
     Route(
         "POST",
         "/swarms",
         "create_swarm",
         "Create a swarm (201; 200 for a retry with the same Idempotency-Key)",
         "swarms",
-        body=models.CreateSwarm,
-        response=models.Swarm,
+        body="CreateSwarm",
+        response="Swarm",
         status=201,
         errors=(400, 409),
     ),
-    Route("GET", "/swarms/{swarm}", "get_swarm", "Get a swarm", "swarms", response=models.Swarm),
+    Route("GET", "/swarms/{swarm}", "get_swarm", "Get a swarm", "swarms", response="Swarm"),
     Route(
         "PATCH",
         "/swarms/{swarm}",
         "update_swarm",
         "Rename a swarm, or set or remove its budget (`budget_usd`, null: none)",
         "swarms",
-        body=models.UpdateSwarm,
-        response=models.Swarm,
+        body="UpdateSwarm",
+        response="Swarm",
         errors=(400, 404, 409),
     ),
     Route(
@@ -126,7 +158,7 @@ ROUTES: tuple[Route, ...] = (
         "delete_swarm",
         "Delete a swarm (409 while tasks are claimed or running, unless force=1 stops them)",
         "swarms",
-        response=models.Deleted,
+        response="Deleted",
         query=(Query("force", "1: also when tasks are claimed or running (they are stopped)"),),
         errors=(404, 409),
     ),
@@ -137,7 +169,7 @@ ROUTES: tuple[Route, ...] = (
         "Swarm, agents (status, current task), task counts by status, warnings (tasks no agent "
         "can take), recent chat",
         "swarms",
-        response=models.Status,
+        response="Status",
     ),
     Route(
         "GET",
@@ -145,7 +177,7 @@ ROUTES: tuple[Route, ...] = (
         "board_at",
         "The board as it was at a log position or time (swarm replay)",
         "swarms",
-        response=models.BoardAt,
+        response="BoardAt",
         query=(
             Query(
                 "at",
@@ -185,7 +217,7 @@ ROUTES: tuple[Route, ...] = (
         "events",
         query=(
             _SINCE,
-            Query("task", "only this task's events", schema={"pattern": models.TOKEN_PATTERN}),
+            Query("task", "only this task's events", schema={"pattern": TOKEN_PATTERN}),
             _FOLLOW,
             Query(
                 "tail",
@@ -205,7 +237,7 @@ ROUTES: tuple[Route, ...] = (
         "List tasks (oldest first: by log position of their creation); with `limit`, one "
         "page, and a `Link` header to the next while more follow",
         "tasks",
-        response=list[models.Task],
+        response="list[Task]",
         query=(
             Query("status", "only tasks in this status", schema={"enum": _STATUSES}),
             Query("tag", "only tasks with this tag"),
@@ -220,7 +252,7 @@ ROUTES: tuple[Route, ...] = (
                 "after",
                 "only tasks after this one in the listing's order (a task id of the swarm, 400 "
                 "otherwise): the last task of the page before, as the `Link` header gives it",
-                schema={"pattern": models.TOKEN_PATTERN},
+                schema={"pattern": TOKEN_PATTERN},
             ),
             Query(
                 "order",
@@ -244,8 +276,8 @@ ROUTES: tuple[Route, ...] = (
         "Create a task (201; 200 for a retry with the same Idempotency-Key); `warnings` says "
         "when no registered agent can take it",
         "tasks",
-        body=models.CreateTask,
-        response=models.CreatedTask,
+        body="CreateTask",
+        response="CreatedTask",
         status=201,
         errors=(400, 404, 409),
     ),
@@ -255,7 +287,7 @@ ROUTES: tuple[Route, ...] = (
         "get_task",
         "A task with its full event history",
         "tasks",
-        response=models.TaskDetail,
+        response="TaskDetail",
     ),
     Route(
         "PUT",
@@ -263,8 +295,8 @@ ROUTES: tuple[Route, ...] = (
         "update_task",
         "Update a task that is not claimed yet",
         "tasks",
-        body=models.UpdateTask,
-        response=models.Task,
+        body="UpdateTask",
+        response="Task",
         errors=(400, 404, 409),
     ),
     Route(
@@ -273,7 +305,7 @@ ROUTES: tuple[Route, ...] = (
         "delete_task",
         "Delete a task that is not claimed or running",
         "tasks",
-        response=models.Deleted,
+        response="Deleted",
         errors=(404, 409),
     ),
     Route(
@@ -282,8 +314,8 @@ ROUTES: tuple[Route, ...] = (
         "cancel_task",
         "Cancel a task (a running one is stopped)",
         "tasks",
-        body=models.CancelTask,
-        response=models.Task,
+        body="CancelTask",
+        response="Task",
         errors=(400, 404, 409),
     ),
     Route(
@@ -292,7 +324,7 @@ ROUTES: tuple[Route, ...] = (
         "task_output",
         "A task's output: the full stored output, else live chunks, else the kept tail",
         "tasks",
-        response=models.Output,
+        response="Output",
         query=(Query("attempt", "which attempt (default: the current one)", "integer", _ATTEMPT),),
         errors=(400, 404),
     ),
@@ -318,7 +350,7 @@ ROUTES: tuple[Route, ...] = (
         "list_agents",
         "List agents",
         "agents",
-        response=list[models.Agent],
+        response="list[Agent]",
     ),
     Route(
         "POST",
@@ -326,8 +358,8 @@ ROUTES: tuple[Route, ...] = (
         "register_agent",
         "Register an agent; an executor with free capacity takes it up",
         "agents",
-        body=models.RegisterAgent,
-        response=models.Agent,
+        body="RegisterAgent",
+        response="Agent",
         status=201,
         errors=(400, 404, 409),
     ),
@@ -337,8 +369,8 @@ ROUTES: tuple[Route, ...] = (
         "update_agent",
         "Update the agent with this sandbox id (or agent id)",
         "agents",
-        body=models.UpdateAgent,
-        response=models.Agent,
+        body="UpdateAgent",
+        response="Agent",
         query=(Query("swarm", "the swarm, when the id exists in several"),),
         errors=(400, 404, 409),
     ),
@@ -349,7 +381,7 @@ ROUTES: tuple[Route, ...] = (
         "chat_history",
         "Chat history: the newest `limit` messages after position `since`, oldest first",
         "chat",
-        response=models.ChatHistory,
+        response="ChatHistory",
         query=(
             Query(
                 "since",
@@ -373,8 +405,8 @@ ROUTES: tuple[Route, ...] = (
         "Post to the swarm's chat; @mentions reach agents' inboxes (an unknown one: 400). "
         "Also accepts an agent's own token: it then posts as that agent",
         "chat",
-        body=models.PostChat,
-        response=models.ChatMessage,
+        body="PostChat",
+        response="ChatMessage",
         status=201,
         errors=(400, 403, 404),
         verb="chat_post",
@@ -401,7 +433,7 @@ ROUTES: tuple[Route, ...] = (
         "list_projects",
         "Every swarm's projects (or one swarm's) with each agent's checkout",
         "projects",
-        response=list[models.Project],
+        response="list[Project]",
         query=(Query("swarm", "only this swarm's projects"),),
     ),
     Route(
@@ -410,8 +442,8 @@ ROUTES: tuple[Route, ...] = (
         "create_project",
         "Create a git project and attach it to its swarm (default: `default`)",
         "projects",
-        body=models.CreateProject,
-        response=models.Project,
+        body="CreateProject",
+        response="Project",
         status=201,
         errors=(400, 404, 409),
     ),
@@ -421,7 +453,7 @@ ROUTES: tuple[Route, ...] = (
         "swarm_project",
         "The swarm's project with each agent's checkout (commit, dirty, ahead, behind, error)",
         "projects",
-        response=models.Project,
+        response="Project",
         verb="get_project",
     ),
     Route(
@@ -431,8 +463,8 @@ ROUTES: tuple[Route, ...] = (
         "Change a project's URL, branch, credentials, mode, strategy, verify or on_conflict "
         "(a new URL or branch: every checkout follows, a new init round)",
         "projects",
-        body=models.UpdateProject,
-        response=models.Project,
+        body="UpdateProject",
+        response="Project",
         query=(Query("swarm", "the swarm, when the project id exists in several"),),
         errors=(400, 404, 409),
     ),
@@ -442,7 +474,7 @@ ROUTES: tuple[Route, ...] = (
         "delete_project",
         "Delete a project (detached from its swarm; the checkouts stay on disk)",
         "projects",
-        response=models.Deleted,
+        response="Deleted",
         query=(Query("swarm", "the swarm, when the project id exists in several"),),
         errors=(404, 409),
     ),
@@ -452,7 +484,7 @@ ROUTES: tuple[Route, ...] = (
         "init_project",
         "Clone the project into every agent's sandbox (202: a new round is asked for)",
         "projects",
-        response=models.Project,
+        response="Project",
         status=202,
         query=_WAIT,
         errors=(400, 404, 409),
@@ -463,7 +495,7 @@ ROUTES: tuple[Route, ...] = (
         "sync_project",
         "Pull the project in every agent's sandbox (202: a new round is asked for)",
         "projects",
-        response=models.Project,
+        response="Project",
         status=202,
         query=_WAIT,
         errors=(400, 404, 409),
@@ -471,5 +503,3 @@ ROUTES: tuple[Route, ...] = (
 )
 
 ROUTE_BY_NAME: dict[str, Route] = {route.name: route for route in ROUTES}
-
-RESPONSE_MODELS: tuple[type[BaseModel], ...] = (models.Error,)
