@@ -124,6 +124,7 @@ class Processes:
     others: dict[str, int] = field(default_factory=dict)  # label -> pid: CPU read, not owned
     profilers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     spawned_at: dict[str, float] = field(default_factory=dict)  # label -> time.time()
+    python: str = sys.executable  # another checkout's interpreter (bench/cold_ab.py)
 
     def start(self, label: str, service: str, *args: str) -> None:
         log_path = self.root / "logs" / f"{label}.log"
@@ -131,7 +132,7 @@ class Processes:
         with open(log_path, "ab") as log_file:
             self.spawned_at[label] = time.time()
             self.children[label] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{service}", *args],
+                [self.python, "-m", f"services.{service}", *args],
                 env=self.env,
                 cwd=self.root,  # no swarm.toml here: flags and environment only
                 stdout=log_file,
@@ -190,6 +191,16 @@ class Processes:
         for spy in self.profilers:
             spy.wait(30)
         self.profilers.clear()
+
+    def stop_one(self, label: str, timeout: float = 20.0) -> None:
+        """Stop one child (SIGTERM, then SIGKILL after ``timeout``); it is no longer listed."""
+        child = self.children.pop(label)
+        child.terminate()
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
     def stop(self, timeout: float = 20.0) -> None:
         for child in self.children.values():
