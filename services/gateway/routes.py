@@ -5,9 +5,9 @@ document cannot list a route the server lacks or miss one it has.
 
 The models are named, not imported: the table is read at start (the app's routes), the pydantic
 models only to parse a write's body or build ``/openapi.json``, so ``models`` (pydantic and
-building its classes: a third of the gateway's imports) is not imported before the gateway is
-ready (docs/architecture.md, "Imports at start-up"). ``body_model`` and ``response_model``
-import it when asked.
+building its classes: about a third of the gateway's imports) is not imported before the
+gateway is ready (docs/architecture.md, "Imports at start-up"). ``body_model`` and
+``response_model`` import it when asked.
 """
 
 from __future__ import annotations
