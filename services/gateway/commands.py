@@ -191,6 +191,12 @@ def task_page(
     return page[:limit], page[limit - 1].id
 
 
+def no_after_task(swarm_id: str, after: str, how: str = "") -> Invalid:
+    """The 400 for a page ``after`` a task that cannot say where the page starts."""
+    shown = after if len(after) <= 64 else after[:61] + "..."
+    return Invalid("after", f"after names no task of swarm {swarm_id}{how}: {shown!r}")
+
+
 def sorted_agents(swarm: SwarmView) -> list[AgentView]:
     return sorted(swarm.agents.values(), key=lambda a: (a.registered_at, a.id))
 
@@ -437,9 +443,7 @@ class Commands:
         after_seq = None
         if after is not None and after not in swarm.tasks:
             if order == "priority":  # its priority gone with it: no place to start from
-                shown = after if len(after) <= 64 else after[:61] + "..."
-                message = f"after names no task of swarm {swarm_id} (by priority): {shown!r}"
-                raise Invalid("after", message)
+                raise no_after_task(swarm_id, after, " (by priority)")
             after_seq = await self.created_seq(swarm_id, after)
         swarm = swarm_of(self.board, swarm_id)  # as folded now (the read above awaited)
         tasks, following = task_page(
@@ -458,8 +462,7 @@ class Commands:
         """Where the task ``task_id``, no longer in the fold, was created: the log position of
         its ``created`` (the log keeps a deleted task's events), for a page ``after`` a task
         deleted between two pages. ``Invalid("after")`` when no such task was ever created."""
-        shown = task_id if len(task_id) <= 64 else task_id[:61] + "..."
-        nowhere = Invalid("after", f"after names no task of swarm {swarm_id}: {shown!r}")
+        nowhere = no_after_task(swarm_id, task_id)
         if not subjects.is_token(task_id):  # a wildcard would find another task's event
             raise nowhere
         with history.reachable("looking up the after task"):
