@@ -19,6 +19,15 @@ the oldest of all (every other task's status byte read, none decoded). Last, the
 same board in the earlier ``msgpack3:`` form, whose listing order is read from the records (the
 one start after an upgrade).
 
+Saving, as a service saves (``services.bus.snapshots.prepare``: everything ``Snapshots.save``
+does but talk to NATS), in the fold's child after the board was sealed and encoded once, and
+the heap frozen for the collector as a service process freezes it once replayed: before
+each of ``SAVE_RUNS`` saves, ``SAVE_TASKS`` more tasks are folded (about the events between two
+of a service's saves, 2,000 by default), so each save seals what they froze; meanwhile a ticker
+task sleeps 1 ms at a time on the same event loop. ``save_loop_pause_ms``: the longest time
+between two of its ticks, the worst of the saves (what every other coroutine of the service
+waited at most: a claim, a request); ``save_s``: the save's wall time, their median.
+
 Times are wall seconds and, for the fold and the decode, CPU seconds of the child (``_cpu_s``:
 what a busy shared machine distorts least).
 
@@ -29,9 +38,11 @@ docs/benchmarks.md ("Scale").
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +63,9 @@ from services.bus import snapshots
 MIB = 1024 * 1024
 PAGE = 50
 PAGE_RUNS = 5
+SAVE_RUNS = 3
+SAVE_TASKS = 500  # folded before each save: ~2,000 events, a service's ``snapshot_every``
+TICK = 0.001  # the ticker's sleep while a save runs
 
 
 def rss() -> int:
@@ -92,6 +106,17 @@ def child_fold(tasks: int, out: Path) -> dict[str, float]:
         enc_hook=lambda tasks: tasks.to_wire()[:-1],
     )
     out.with_suffix(".msgpack3").write_bytes(snapshots.NO_ORDER + zlib.compress(earlier, 3))
+    gc.collect()  # as a service process does once it has replayed (``Service.main``)
+    gc.freeze()
+    pauses, saves = [], []
+    for run in range(SAVE_RUNS):
+        for seq, event in enumerate(
+            seed_events(SAVE_TASKS, tasks + run * SAVE_TASKS, opening=False), board.seq + 1
+        ):
+            apply(board, event, seq)
+        pause, took = asyncio.run(saving(board))
+        pauses.append(pause)
+        saves.append(took)
     return {
         "fold_s": folded,
         "fold_cpu_s": fold_cpu,
@@ -101,7 +126,33 @@ def child_fold(tasks: int, out: Path) -> dict[str, float]:
         "compress_s": compressed,
         "raw_mb": len(raw) / 1e6,
         "stored_mb": len(body) / 1e6,
+        "save_loop_pause_ms": max(pauses) * 1e3,
+        "save_s": statistics.median(saves),
     }
+
+
+async def saving(board: Board) -> tuple[float, float]:
+    """One save of ``board`` as a service makes it (``snapshots.prepare``), with a ticker on the
+    loop: the longest time between two ticks (seconds), and the save's wall time."""
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(TICK)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(TICK)  # the ticker has begun
+    started = time.perf_counter()
+    seq, body = await snapshots.prepare(board)
+    took = time.perf_counter() - started
+    await asyncio.sleep(TICK)  # a tick after the save's last step on the loop
+    ticker.cancel()
+    assert seq == board.seq and body.startswith(snapshots.CHUNKED), "not a snapshot of the board"
+    return max(gaps), took
 
 
 def child_decode(path: Path) -> dict[str, float]:

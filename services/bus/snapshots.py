@@ -87,6 +87,16 @@ async def seal(board: Board) -> int:
     return sum(tasks.adopt(chunks) for (tasks, _), chunks in zip(pending, sealed, strict=True))
 
 
+async def prepare(board: Board) -> tuple[int, bytes]:
+    """What ``Snapshots.save`` stores of ``board``: the sequence it includes, and its bytes
+    (``compress``'s). Sealing compresses the records frozen since the last save in a thread;
+    encoding reads the live board, so it happens here, at once; compressing the board works on
+    those bytes in a thread while the loop goes on."""
+    await seal(board)
+    seq, raw = board.seq, encode(board)
+    return seq, await asyncio.to_thread(compress, raw)
+
+
 def encode(board: Board) -> bytes:
     """The board as msgpack, before compression: ``[board, {task key: version}]``, the board
     holding the versions of everything but tasks (so a fold without tasks skips theirs)."""
@@ -281,12 +291,8 @@ class Snapshots:
         stored = packed_seq(current.value) if current is not None and current.value else 0
         if current is not None and stored + max(min_gain, 1) > board.seq:
             return False
-        # Sealing compresses the records frozen since the last save in a thread; encoding reads
-        # the live board, so it happens here, at once; compressing the board works on those
-        # bytes in a thread while the loop goes on.
-        await seal(board)
-        seq, raw = board.seq, encode(board)
-        data = b"%d\n" % seq + await asyncio.to_thread(compress, raw)
+        seq, body = await prepare(board)
+        data = b"%d\n" % seq + body
         placed = None
         try:
             if len(data) > inline_limit:
