@@ -10,6 +10,7 @@ import copy
 import zlib
 from array import array
 from typing import Any
+from unittest.mock import patch
 
 import msgspec
 import pytest
@@ -34,7 +35,8 @@ from schemas.errors import Forbidden
 from schemas.fold import apply, fold
 from schemas.landing import dependency_landing
 from schemas.scopes import follow_up
-from services.bus.snapshots import NO_ORDER, pack, unpack
+from services.bus import snapshots
+from services.bus.snapshots import NO_ORDER, Capture, pack, unpack, unpack_body
 from services.gateway.commands import task_counts, task_page
 from services.gateway.live import totals
 
@@ -394,6 +396,51 @@ def test_a_record_thawed_while_its_chunk_was_being_sealed_stays_live() -> None:
     assert tasks(board).adopt(sealed) == 2
     assert tasks(board).live_task("f1") is not None and set(sealed_handles(board)) == {"f0", "f2"}
     assert board == all_live(board)
+
+
+def test_a_snapshot_taken_then_written_while_the_fold_goes_on_is_the_board_when_taken() -> None:
+    """As a service saves one (``snapshots.prepare``): the board copied (``Capture``), then
+    changed by the fold — a sealed task deleted, a frozen one thawed by a late event, tasks
+    added and finished — before the copy is sealed, encoded and compressed; the snapshot is
+    the board as it was copied, counts and tokens included, and the board adopts the chunks for
+    the tasks still as they were."""
+    board = many_finished(2_000)
+    tasks(board).seal()
+    when(
+        board,
+        *(e for i in range(2_000, 2_300) for e in [created(f"f{i}"), *ran(f"f{i}", tokens=i)]),
+    )
+    taken = all_live(board)
+    totals = (tasks(board).status_counts(), tasks(board).usage_total())
+    capture = Capture(board)
+    when(board, ev.TaskDeleted(swarm=S, id="f5", time=T0 + 9))  # sealed
+    when(board, ev.TaskDeleted(swarm=S, id="f2100", time=T0 + 9))  # a record in memory
+    when(board, ev.TaskCancelled(swarm=S, id="f2200", time=T0 + 9))  # void, but thaws it
+    when(board, created("late"), *ran("late", tokens=5), created("t-more"))
+    with patch.object(snapshots, "MAP_SLICE", 100):  # the entries written in slices
+        body, sealed = capture.stored()
+    restored = unpack_body(body)
+    assert restored == taken and restored.seq == capture.seq < board.seq
+    assert (tasks(restored).status_counts(), tasks(restored).usage_total()) == totals
+    assert "f5" in tasks(restored) and tasks(restored)["f2200"].status == "completed"
+    assert not any(isinstance(entry, bytes) for entry in tasks(restored)._entries.values())
+    now = all_live(board)
+    adopted = sum(view.adopt(chunks) for view, chunks in sealed)
+    assert adopted == 300 - 2  # not the two changed since (f2200 thawed and frozen again)
+    assert isinstance(tasks(board)._entries["late"], bytes)  # frozen since: the next save's
+    assert board == now and tasks(board).status_counts() == tasks(now).status_counts()
+    assert unpack(pack(board)) == board
+
+
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 65_535, 65_536, 70_000])
+def test_a_map_written_a_slice_at_a_time_is_the_map_msgspec_writes(size: int) -> None:
+    mapping = {f"swarm/task/t{i}": i * 1_000 for i in range(size)}
+    for map_slice in (1, 7, 16, 16_384):
+        if size > 20_000 and map_slice < 16:
+            continue
+        with patch.object(snapshots, "MAP_SLICE", map_slice):
+            written = b"".join(snapshots._map_pieces(mapping))
+        assert written == msgspec.msgpack.encode(mapping), map_slice
 
 
 def test_a_snapshot_whose_handles_point_past_its_chunks_is_refused() -> None:

@@ -14,6 +14,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+from unittest.mock import patch
 
 import msgspec
 import pytest
@@ -34,12 +35,14 @@ from schemas.board import (
     TaskView,
     columns,
     settled,
+    tasks_enc_hook,
     tasks_in_full,
 )
 from schemas.events import Usage
 from schemas.fold import apply, deps_done, fold
 from schemas.landing import STUCK, dependency_landing, landing, needs_resolver
-from services.bus.snapshots import MSGPACK, NO_ORDER, RECORDS, pack, unpack
+from services.bus import snapshots
+from services.bus.snapshots import MSGPACK, NO_ORDER, RECORDS, Capture, pack, unpack, unpack_body
 from services.scheduler.decide import OpenTasks, decide
 
 SWARMS = ("s1", "s2")
@@ -609,6 +612,56 @@ def test_folding_a_snapshot_then_the_tail_equals_folding_everything(
     assert all(not settled(t) for swarm in restored.swarms.values() for t in swarm.tasks.live())
 
 
+def whole(board: Board) -> bytes:
+    """msgspec's own encoding of a snapshot's ``[board, {task key: version}]``, in one call."""
+    others = {k: v for k, v in board.versions.items() if "/task/" not in k}
+    of_tasks = {k: v for k, v in board.versions.items() if "/task/" in k}
+    return msgspec.msgpack.encode(
+        [msgspec.structs.replace(board, versions=others), of_tasks], enc_hook=tasks_enc_hook
+    )
+
+
+@PROPERTY
+@given(any_logs, st.data())
+def test_a_snapshot_saved_while_the_fold_goes_on_is_the_fold_at_its_sequence(
+    log: Log, data: st.DataObject
+) -> None:
+    """What a service does (``snapshots.prepare``): the board copied at one point of the log
+    (``Capture``, on the event loop), the copy sealed, encoded and compressed later (a thread)
+    while the fold goes on, its chunks adopted by the board later still. The snapshot is the
+    fold at the point it was copied, whatever the fold changed in place meanwhile, and the board
+    the fold of everything."""
+    points = data.draw(st.lists(st.integers(0, len(log)), min_size=3, max_size=3), label="at")
+    taken, sealed_at, adopted_at = sorted(points)
+    board = fold(log[:taken])
+    if data.draw(st.booleans(), label="sealed before"):
+        pack(board)  # some records sealed in chunks already, as by an earlier save
+    at_taken = copy.deepcopy(board)
+    map_slice = data.draw(st.sampled_from((1, 2, snapshots.MAP_SLICE)), label="map slice")
+    with patch.object(snapshots, "MAP_SLICE", map_slice):
+        capture = Capture(board)
+        assert capture.encode() == whole(board)  # the pieces are msgspec's bytes of the whole
+        fold(log[taken:sealed_at], board)
+        body, sealed = capture.stored()
+    fold(log[sealed_at:adopted_at], board)
+    for tasks, chunks in sealed:
+        tasks.adopt(chunks)
+    fold(log[adopted_at:], board)
+    restored = unpack_body(body)
+    assert capture.seq == restored.seq == at_taken.seq
+    assert restored == at_taken == fold(log[:taken])
+    assert orders(restored) == orders(at_taken) and totals(restored) == totals(at_taken)
+    assert all(
+        not isinstance(e, bytes)
+        for s in restored.swarms.values()
+        for e in s.tasks._entries.values()
+    )
+    everything = fold(log)
+    assert board == everything and orders(board) == orders(everything)
+    assert totals(board) == totals(everything)
+    assert unpack(pack(board)) == board
+
+
 @PROPERTY
 @given(logs())
 def test_invariants_hold_after_every_event_of_a_plausible_log(log: Log) -> None:
@@ -839,6 +892,11 @@ def assert_every_order(tasks: Tasks, every: list[TaskView]) -> None:
 
 def orders(board: Board) -> dict[str, CreatedOrder]:
     return {swarm.id: swarm.tasks._order for swarm in board.swarms.values()}
+
+
+def totals(board: Board) -> dict[str, tuple[dict[str, int], Usage]]:
+    """Each swarm's tasks counted by status and their tokens (kept apart from the tasks)."""
+    return {s.id: (s.tasks.status_counts(), s.tasks.usage_total()) for s in board.swarms.values()}
 
 
 def plain_swarm(board: Board, swarm: SwarmView) -> SwarmView:

@@ -14,17 +14,23 @@ run of records compressed together, carried as it is (a msgpack ``bin``), and it
 handle into it (an int); the created sequences (int64s, one per task in order) rebuild the order
 task listings page through (``CreatedOrder``) without reading a record. Decoding a long history
 therefore builds an index (id -> handle), not a record per finished task; a chunk is inflated
-only when one of its tasks is read. Saving seals the records frozen since the last save
-(compressed in a thread). Earlier forms are still read, and replaced by the next snapshot a
-service saves: ``msgpack3:`` (no created sequences: each chunk is inflated once to read them),
-``msgpack2:`` (each frozen task its record, no chunks), ``msgpack:`` (every task in full) and no
-prefix (compressed JSON); their settled tasks are frozen as they are decoded. A process of an
-earlier version reads a ``msgpack4:`` snapshot as unreadable and replays the log instead.
+only when one of its tasks is read. Saving seals the records frozen since the last save.
+Earlier forms are still read, and replaced by the next snapshot a service saves: ``msgpack3:``
+(no created sequences: each chunk is inflated once to read them), ``msgpack2:`` (each frozen
+task its record, no chunks), ``msgpack:`` (every task in full) and no prefix (compressed JSON);
+their settled tasks are frozen as they are decoded. A process of an earlier version reads a
+``msgpack4:`` snapshot as unreadable and replays the log instead.
 
-Why msgpack: on a board of 100k tasks encoding it (which blocks the event loop: it reads the live
-board) took 5x longer as JSON, and the bytes to move and inflate are a quarter smaller. Decoding
-a large board allocates millions of objects; the cyclic garbage collector, left on, would walk
-the growing heap again and again (6x the decode time), so it is paused for the decode.
+Saving copies the board on the event loop (``Capture``: the versions, each swarm's task index
+and lists, every other field encoded at once; ~10-20 ms at 250k tasks) and seals, encodes and
+compresses the copy in a thread while the fold goes on (``prepare``), so the snapshot is the fold
+at the sequence it was copied at; the board then adopts the chunks sealed. Before, encoding the
+live board on the loop paused a service for ~0.3 s at 250k tasks at every save.
+
+Why msgpack: on a board of 100k tasks encoding it took 5x longer as JSON, and the bytes to move
+and inflate are a quarter smaller. Decoding a large board allocates millions of objects; the
+cyclic garbage collector, left on, would walk the growing heap again and again (6x the decode
+time), so it is paused for the decode.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from itertools import islice
 from typing import Any
 
 import msgspec
@@ -47,7 +54,15 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, OBJ_STREAM_TEMPLATE
 
 from schemas import subjects
-from schemas.board import Board, SwarmView, seal_records, tasks_dec_hook, tasks_enc_hook
+from schemas.board import (
+    Board,
+    Sealed,
+    SwarmView,
+    Tasks,
+    TasksCopy,
+    tasks_dec_hook,
+    tasks_enc_hook,
+)
 from schemas.events import SCHEMA_VERSION
 from services.bus.compare_and_set import compare_and_set
 
@@ -57,6 +72,7 @@ _encoder = msgspec.msgpack.Encoder(enc_hook=tasks_enc_hook)
 _decoder = msgspec.msgpack.Decoder(Board, dec_hook=tasks_dec_hook)  # the earlier msgpack forms
 _TASK_VERSION = "/task/"  # in a ``Board.versions`` key of a task: ``<swarm>/task/<id>``
 _json_decoder = msgspec.json.Decoder(Board, dec_hook=tasks_dec_hook)  # the earliest form
+LEVEL = 3  # zlib's: a snapshot's bytes
 CHUNKED = b"msgpack4:"  # msgpack, finished tasks sealed in chunks (``schemas.board.Tasks``)
 NO_ORDER = b"msgpack3:"  # the same without the tasks' created sequences (an earlier form)
 RECORDS = b"msgpack2:"  # msgpack, each finished task its record (an earlier form)
@@ -75,34 +91,144 @@ def pack(board: Board) -> bytes:
     return b"%d\n" % board.seq + compress(encode(board))
 
 
-async def seal(board: Board) -> int:
-    """Seal every swarm's frozen records in memory into chunks, compressing in a thread (the
-    board may change meanwhile: ``Tasks.adopt`` takes only what is still as it was). Returns
-    how many tasks were sealed."""
-    pending = [(view.tasks, view.tasks.pending_records()) for view in board.swarms.values()]
-    pending = [(tasks, records) for tasks, records in pending if records]
-    if not pending:
-        return 0
-    sealed = await asyncio.to_thread(lambda: [seal_records(records) for _, records in pending])
-    return sum(tasks.adopt(chunks) for (tasks, _), chunks in zip(pending, sealed, strict=True))
-
-
 async def prepare(board: Board) -> tuple[int, bytes]:
     """What ``Snapshots.save`` stores of ``board``: the sequence it includes, and its bytes
-    (``compress``'s). Sealing compresses the records frozen since the last save in a thread;
-    encoding reads the live board, so it happens here, at once; compressing the board works on
-    those bytes in a thread while the loop goes on."""
-    await seal(board)
-    seq, raw = board.seq, encode(board)
-    return seq, await asyncio.to_thread(compress, raw)
+    (``compress``'s). The board is copied on the event loop (``Capture``: ~10 ms at 250k tasks),
+    then the copy is sealed, encoded and compressed in a thread while the fold goes on; the
+    chunks sealed are adopted by the board after (a task thawed or frozen again meanwhile is
+    left as it is), one chunk at a time, the loop free between two."""
+    capture = Capture(board)
+    body, sealed = await asyncio.to_thread(capture.stored)
+    for tasks, chunks in sealed:
+        for chunk in chunks:
+            tasks.adopt([chunk])
+            await asyncio.sleep(0)  # ~0.5 ms each: 250 of them after a replay of 250k tasks
+    return capture.seq, body
+
+
+class Capture:
+    """``board`` as it is now, in what a snapshot stores (``encode``), apart from the board: the
+    versions and each swarm's tasks (``TasksCopy``) are copied, every other field of the board
+    and of its swarms (agents, projects, ... which the fold changes in place) is encoded at
+    once (small). What is made of it later (``pieces``, ``encode``, ``stored``) reads nothing of
+    the board, so it may run in a thread while the fold goes on: the snapshot is exactly the
+    fold at ``seq``."""
+
+    def __init__(self, board: Board) -> None:
+        self.seq = board.seq
+        self.tasks = [(view.tasks, view.tasks.copy()) for view in board.swarms.values()]
+        self._board = _fields_now(board, "swarms", "versions")
+        self._swarms = [
+            (swarm_id, _fields_now(view, "tasks")) for swarm_id, view in board.swarms.items()
+        ]
+        self._versions = dict(board.versions)
+
+    def pieces(self) -> Iterator[bytes | memoryview]:
+        """The board as msgpack, before compression, a piece at a time: ``[board, {task key:
+        version}]``, the board holding the versions of everything but tasks (so a fold without
+        tasks skips theirs). The pieces are what msgspec writes for the whole (``encode``), but
+        none large: msgspec holds the GIL while it encodes, so in a thread one call over the
+        board (~30 ms at 250k tasks) was as long a pause for the event loop, and the pieces are
+        compressed as they come instead of joined into one buffer first (~17 MB)."""
+        versions = self._versions
+        others = {k: v for k, v in versions.items() if _TASK_VERSION not in k}
+        of_tasks = {k: v for k, v in versions.items() if _TASK_VERSION in k}
+        yield _array_header(2)
+        yield from _struct_pieces(
+            self._board, swarms=self._swarm_pieces(), versions=_map_pieces(others)
+        )
+        yield from _map_pieces(of_tasks)
+
+    def _swarm_pieces(self) -> Iterator[bytes | memoryview]:
+        yield _map_header(len(self._swarms))
+        for (swarm_id, fields), (_, copy) in zip(self._swarms, self.tasks, strict=True):
+            yield _encoder.encode(swarm_id)
+            yield from _struct_pieces(fields, tasks=_tasks_pieces(copy))
+
+    def encode(self) -> bytes:
+        """The board as msgpack, before compression (``pieces``, joined)."""
+        return b"".join(self.pieces())
+
+    def stored(self) -> tuple[bytes, list[tuple[Tasks, Sealed]]]:
+        """The copy's records in memory sealed (``TasksCopy.seal``), then its ``pieces``
+        compressed (``compress``'s form): the snapshot's bytes as stored, and the chunks made,
+        each with the tasks it is for (for ``Tasks.adopt``, on the event loop)."""
+        sealed = [(tasks, copy.seal()) for tasks, copy in self.tasks]
+        compressor = zlib.compressobj(LEVEL)
+        body = [CHUNKED, *(compressor.compress(piece) for piece in self.pieces())]
+        body.append(compressor.flush())
+        return b"".join(body), [(tasks, chunks) for tasks, chunks in sealed if chunks]
+
+
+Fields = list[tuple[str, str, bytes | None]]  # a Struct's: name, encoded name, value or None
+MAP_SLICE = 16_384  # entries of a large map encoded in one call (about 1 ms each)
+
+
+def _fields_now(struct: msgspec.Struct, *apart: str) -> Fields:
+    """Each field of ``struct`` in order, its value encoded as it is now (a later change in
+    place does not reach it), but those ``apart`` (written by the caller). A field added to the
+    board is thus copied too, whatever it holds."""
+    return [
+        (name, encoded, None if name in apart else _encoder.encode(getattr(struct, name)))
+        for name, encoded in zip(
+            struct.__struct_fields__, struct.__struct_encode_fields__, strict=True
+        )
+    ]
+
+
+def _struct_pieces(
+    fields: Fields, **apart: Iterator[bytes | memoryview]
+) -> Iterator[bytes | memoryview]:
+    """A Struct as msgspec writes it (a map of every field, in order), from ``_fields_now``
+    and the pieces of each field ``apart``."""
+    yield _map_header(len(fields))
+    for name, encoded, value in fields:
+        yield _encoder.encode(encoded)
+        if value is None:
+            yield from apart[name]
+        else:
+            yield value
+
+
+def _tasks_pieces(copy: TasksCopy) -> Iterator[bytes | memoryview]:
+    """A swarm's tasks (``TasksCopy.to_wire``), the entry of every task a slice at a time."""
+    wire = copy.to_wire()
+    yield _array_header(len(wire))
+    for index, item in enumerate(wire):
+        if index == 1:  # {id: handle, record or None}: one entry a task
+            yield from _map_pieces(item)
+        else:
+            yield _encoder.encode(item)
+
+
+def _map_pieces(mapping: dict[str, Any]) -> Iterator[bytes | memoryview]:
+    """``mapping`` as msgpack, ``MAP_SLICE`` entries at a time (each slice encoded as a map of
+    its own, its header left out)."""
+    items = iter(mapping.items())
+    yield _map_header(len(mapping))
+    while part := dict(islice(items, MAP_SLICE)):
+        yield memoryview(_encoder.encode(part))[len(_map_header(len(part))) :]
+
+
+def _map_header(size: int) -> bytes:
+    """What msgpack writes before a map's ``size`` entries."""
+    if size < 16:
+        return bytes((0x80 | size,))
+    if size < 1 << 16:
+        return b"\xde" + size.to_bytes(2, "big")
+    return b"\xdf" + size.to_bytes(4, "big")
+
+
+def _array_header(size: int) -> bytes:
+    """What msgpack writes before an array's ``size`` items (a few here)."""
+    if size >= 16:
+        raise ValueError("only short arrays here")
+    return bytes((0x90 | size,))
 
 
 def encode(board: Board) -> bytes:
-    """The board as msgpack, before compression: ``[board, {task key: version}]``, the board
-    holding the versions of everything but tasks (so a fold without tasks skips theirs)."""
-    others = {k: v for k, v in board.versions.items() if _TASK_VERSION not in k}
-    of_tasks = {k: v for k, v in board.versions.items() if _TASK_VERSION in k}
-    return _encoder.encode([msgspec.structs.replace(board, versions=others), of_tasks])
+    """The board as msgpack, before compression (``Capture.pieces``)."""
+    return Capture(board).encode()
 
 
 @cache
@@ -159,7 +285,7 @@ def _decode_chunked(raw: bytes | memoryview, tasks: bool) -> Board:
 
 def compress(raw: bytes) -> bytes:
     """The board's encoded bytes as stored: the format's prefix, then zlib."""
-    return CHUNKED + zlib.compress(raw, 3)
+    return CHUNKED + zlib.compress(raw, LEVEL)
 
 
 @contextmanager
