@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import gc
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
 import zlib
@@ -25,7 +27,16 @@ from schemas.fold import apply
 from services.bus.connection import NatsOptions
 from services.bus.projection import CATCH_UP_BATCH, Lazily, Projection, position
 from services.bus.service import Bus, Service
-from services.bus.snapshots import CHUNKED, OBJECT, key_for, object_name, pack, packed_seq, unpack
+from services.bus.snapshots import (
+    CHUNKED,
+    OBJECT,
+    Capture,
+    key_for,
+    object_name,
+    pack,
+    packed_seq,
+    unpack,
+)
 
 
 async def seed(bus: Bus, swarm: str, tasks: int) -> int:
@@ -118,6 +129,62 @@ async def test_snapshot_plus_tail_equals_full_replay(bus: Bus, swarm_id: str) ->
     assert from_snapshot.board.task(swarm_id, "t2").status == "cancelled"
     await from_snapshot.stop()
     await full.stop()
+
+
+async def test_a_snapshot_due_is_saved_while_the_fold_goes_on_and_holds_the_board_when_due(
+    bus: Bus, swarm_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ``snapshot_every`` events the board is copied (``Capture``) and the copy written
+    and stored while the fold goes on: here the writing waits until the test lets it go, an
+    event appended meanwhile is folded (a writer waiting for it is answered), and the snapshot
+    stored is the board as it was when copied, not the board the fold has since."""
+    await seed(bus, swarm_id, 3)
+    projection = await replayed(bus, swarm_id, snapshots=bus.snapshots, snapshot_every=4)
+    at_copy: list[Board] = []
+    copied, saved, write_now = asyncio.Event(), asyncio.Event(), threading.Event()
+    take, write, save = Capture.__init__, Capture.stored, bus.snapshots.save
+
+    def taken(capture: Capture, board: Board) -> None:
+        take(capture, board)
+        at_copy.append(copy.deepcopy(board))
+        copied.set()
+
+    def written(capture: Capture) -> Any:  # in the thread the save writes in
+        if not write_now.wait(30):
+            raise TimeoutError("the test never let the snapshot be written")
+        return write(capture)
+
+    async def saved_then_told(*args: Any, **kwargs: Any) -> bool:
+        try:
+            return await save(*args, **kwargs)
+        finally:
+            saved.set()
+
+    monkeypatch.setattr(Capture, "__init__", taken)
+    monkeypatch.setattr(Capture, "stored", written)
+    monkeypatch.setattr(bus.snapshots, "save", saved_then_told)
+    try:
+        await bus.events.append(  # the replay folded more than 4 events: a snapshot is due
+            ev.TaskCreated(swarm=swarm_id, id="due", time=time.time(), title="due"), 0
+        )
+        await asyncio.wait_for(copied.wait(), 10)
+        later = await bus.events.append(
+            ev.TaskCreated(swarm=swarm_id, id="meanwhile", time=time.time(), title="later"), 0
+        )
+        await projection.wait_for(later)  # folded while the snapshot is being written
+        assert not saved.is_set() and projection.board.task(swarm_id, "meanwhile") is not None
+    finally:
+        write_now.set()
+    await asyncio.wait_for(saved.wait(), 10)
+    stored = await bus.snapshots.load(projection.scope)
+    assert stored is not None and len(at_copy) == 1
+    assert stored == at_copy[0] and stored.seq < later == projection.seq
+    assert stored.task(swarm_id, "meanwhile") is None
+    fresh = await replayed(bus, swarm_id)
+    await fresh.wait_for(later)
+    assert fresh.board == projection.board  # the chunks sealed meanwhile adopted, nothing lost
+    await projection.stop()
+    await fresh.stop()
 
 
 async def test_older_snapshot_never_replaces_a_newer_one(bus: Bus, swarm_id: str) -> None:

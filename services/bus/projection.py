@@ -69,6 +69,7 @@ CATCH_UP_BATCH = 256  # events per batch read on demand
 CATCH_UP_TIMEOUT = 5.0  # seconds for one batch to arrive
 CATCH_UP_LINGER = 30.0  # seconds the server keeps an on-demand reader's consumer unasked
 CATCH_UP_RETRY = 0.02  # seconds before reading again for an event not there yet (a replica behind)
+SAVE_LINGER = 5.0  # seconds ``stop`` lets a snapshot being saved finish before cancelling it
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,8 @@ class Projection:
         self._snapshots = snapshots
         self._snapshot_every = snapshot_every
         self._since_snapshot = 0
+        self._saving: asyncio.Task[None] | None = None  # a snapshot being saved as the fold goes on
+        self._save_lock = asyncio.Lock()
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._waiter_count = 0
         self._listeners: list[Listener] = []
@@ -268,6 +271,7 @@ class Projection:
             await asyncio.wait(self._deleting, timeout=2)
         await self._stop_watching()
         await self._unsubscribe()
+        await self._stop_saving()
 
     async def _unsubscribe(self) -> None:
         """End the fold's subscription (what it delivered and was not folded is read again from
@@ -342,9 +346,13 @@ class Projection:
                 future.set_result(None)
         if self._snapshots is not None and self._snapshot_every:
             self._since_snapshot += 1
-            if self._since_snapshot >= self._snapshot_every and self._ready.is_set():
+            if (
+                self._since_snapshot >= self._snapshot_every
+                and self._ready.is_set()
+                and self._saving is None
+            ):
                 self._since_snapshot = 0
-                await self.save_snapshot()
+                self._saving = asyncio.create_task(self._save_meanwhile())
 
     # --- kept up to date on demand (``Lazily``) ---------------------------------------------
 
@@ -563,8 +571,32 @@ class Projection:
             log.debug("projection.consumer_not_deleted", scope=self.scope, error=str(error))
 
     async def save_snapshot(self) -> bool:
+        """Save the board as it is now (one save at a time); whether it was stored. The board is
+        copied at once and the copy saved while the fold goes on (``Snapshots.save``)."""
         if self._snapshots is None or self.board.seq == 0 or self.filters:
             return False
-        return await self._snapshots.save(
-            self.scope, self.board, min_gain=max(1, self._snapshot_every // 2)
-        )
+        async with self._save_lock:
+            return await self._snapshots.save(
+                self.scope, self.board, min_gain=max(1, self._snapshot_every // 2)
+            )
+
+    async def _save_meanwhile(self) -> None:
+        """The snapshot due every ``snapshot_every`` events, saved while the fold goes on: the
+        fold does not wait for it (compressing and storing a large board takes a few hundred
+        milliseconds, in which a service would see no new event). The next one is due once
+        this one is done and another ``snapshot_every`` events have come."""
+        try:
+            await self.save_snapshot()
+        except Exception as error:  # NATS away: the next one is due after more events
+            log.warning("projection.snapshot_failed", scope=self.scope, error=str(error))
+        finally:
+            self._saving = None
+
+    async def _stop_saving(self) -> None:
+        """Let a snapshot being saved finish (``SAVE_LINGER`` seconds at most), then cancel it."""
+        saving = self._saving
+        if saving is None:
+            return
+        await asyncio.wait({saving}, timeout=SAVE_LINGER)
+        saving.cancel()
+        await asyncio.gather(saving, return_exceptions=True)
