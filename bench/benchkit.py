@@ -7,6 +7,7 @@ by its plain name from the ``bench`` directory.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import os
@@ -50,6 +51,17 @@ def process_rss(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+async def tick(gaps: list[float], every: float = 0.001) -> None:
+    """Sleep ``every`` seconds at a time on the running loop until cancelled, adding the time
+    between two wake-ups to ``gaps``: the longest is how long the loop was held at most."""
+    last = time.perf_counter()
+    while True:
+        await asyncio.sleep(every)
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now
 
 
 def percentile(values: list[float], p: float) -> float:

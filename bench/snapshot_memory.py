@@ -53,7 +53,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import msgspec
-from benchkit import process_rss
+from benchkit import process_rss, tick
 from scale import SWARM, seed_events
 
 from schemas.board import Board, SwarmView
@@ -135,16 +135,7 @@ async def saving(board: Board) -> tuple[float, float]:
     """One save of ``board`` as a service makes it (``snapshots.prepare``), with a ticker on the
     loop: the longest time between two ticks (seconds), and the save's wall time."""
     gaps: list[float] = []
-
-    async def tick() -> None:
-        last = time.perf_counter()
-        while True:
-            await asyncio.sleep(TICK)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    ticker = asyncio.create_task(tick())
+    ticker = asyncio.create_task(tick(gaps, TICK))
     await asyncio.sleep(TICK)  # the ticker has begun
     started = time.perf_counter()
     seq, body = await snapshots.prepare(board)

@@ -35,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchkit import tick
 from scale import SWARM
 from snapshot_memory import fold
 
@@ -75,16 +76,7 @@ async def measure(url: str, board: Board, every: int, events: int) -> dict[str, 
 
     bus.snapshots.save = timed_save  # type: ignore[method-assign]
     gaps: list[float] = []
-
-    async def tick() -> None:
-        last = time.perf_counter()
-        while True:
-            await asyncio.sleep(TICK)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    ticker = asyncio.create_task(tick())
+    ticker = asyncio.create_task(tick(gaps, TICK))
     waits = []
     for i in range(events):
         started = time.perf_counter()
